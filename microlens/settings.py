@@ -1,0 +1,202 @@
+"""microlens settings, read from the environment (see deploy/env.example for every variable)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Where `microlens up` keeps its embedded PostgreSQL cluster, broker folder and state.
+MICROLENS_HOME = Path(env_str("MICROLENS_HOME", str(Path.cwd() / ".microlens")) or ".microlens")
+MICROLENS_HOME = MICROLENS_HOME.resolve()
+
+DEBUG = env_bool("MICROLENS_DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env_str("MICROLENS_SECRET_KEY")
+    if key:
+        return key
+    # Without an explicit key, keep a generated one in MICROLENS_HOME so sessions survive
+    # restarts of the embedded stack; production sets MICROLENS_SECRET_KEY(_FILE).
+    path = MICROLENS_HOME / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        generated = secrets.token_urlsafe(50)
+        path.write_text(generated)
+        path.chmod(0o600)
+        return generated
+    except OSError:
+        # Read-only filesystem (a container without a volume): a per-process key still
+        # lets commands run; the deploy docs require MICROLENS_SECRET_KEY there.
+        return secrets.token_urlsafe(50)
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("MICROLENS_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("MICROLENS_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "drf_spectacular",
+    "tracestore",
+    "evaluators",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "microlens.urls"
+WSGI_APPLICATION = "microlens.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database_url() -> str:
+    url = env_str("DATABASE_URL")
+    if url:
+        return url
+    # A running `microlens up` records its embedded cluster's URL here, so `manage.py`
+    # commands in another shell reach the same database.
+    recorded = MICROLENS_HOME / "run" / "database_url"
+    if recorded.exists():
+        return recorded.read_text().strip()
+    return "postgresql://localhost:5432/microlens"
+
+
+try:
+    _db = dj_database_url.parse(
+        _database_url(), conn_max_age=env_int("MICROLENS_DB_CONN_MAX_AGE", 60)
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
+if _db.get("ENGINE") != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgresql://...)")
+_db.setdefault("OPTIONS", {})
+_db["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("MICROLENS_STATIC_ROOT", str(MICROLENS_HOME / "static")) or "static")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "/admin/login/"
+LOGIN_REDIRECT_URL = "/"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("MICROLENS_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "microlens API",
+    "DESCRIPTION": "Traces, evaluations and metrics of micro models.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Celery: with no broker configured, kombu's filesystem transport needs no server and
+# works across processes on one host. Jobs live in PostgreSQL; the broker only wakes workers.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
+_broker_dir = MICROLENS_HOME / "broker"
+if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_ACKS_LATE = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_BEAT_SCHEDULE_FILENAME = str(MICROLENS_HOME / "run" / "celerybeat-schedule")
+CELERY_HEARTBEAT_SECONDS = env_int("MICROLENS_HEARTBEAT_SECONDS", 30, minimum=1)
+
+# Ingest.
+MICROLENS_GRPC_MAX_MESSAGE_BYTES = env_int(
+    "MICROLENS_GRPC_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, minimum=1024
+)
+MICROLENS_MAX_ATTRIBUTE_VALUE_BYTES = env_int(
+    "MICROLENS_MAX_ATTRIBUTE_VALUE_BYTES", 64 * 1024, minimum=64
+)
+MICROLENS_MAX_ATTRIBUTES = env_int("MICROLENS_MAX_ATTRIBUTES", 512, minimum=8)
+
+# Judges (evaluators issue).
+MICROLENS_JUDGE_URL = env_str("MICROLENS_JUDGE_URL", "")
+MICROLENS_JUDGE_MODEL = env_str("MICROLENS_JUDGE_MODEL", "")
+MICROLENS_JUDGE_API_KEY = env_str("MICROLENS_JUDGE_API_KEY", "")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("MICROLENS_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+    },
+}

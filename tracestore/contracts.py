@@ -1,0 +1,145 @@
+"""tracestore's public data shapes: frozen dataclasses with no Django import.
+
+Other apps and the receiver exchange these, never tracestore's models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# Span flags (bit field stored with every span).
+FLAG_END_BEFORE_START = 1
+FLAG_TRUNCATED = 2
+FLAG_ZERO_TIMESTAMP = 4
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRecord:
+    """One span, decoded from OTLP and normalised to microlens' canonical fields.
+
+    ``attributes`` keeps every attribute exactly as sent (after hostile-input
+    sanitising); the canonical fields are read from the conventions in DESIGN.md.
+    """
+
+    trace_id: bytes
+    span_id: bytes
+    parent_span_id: bytes | None
+    name: str
+    kind: int
+    start_time_ns: int
+    end_time_ns: int
+    status_code: int
+    status_message: str
+    service_name: str
+    scope_name: str
+    scope_version: str
+    attributes: dict[str, Any]
+    resource_attributes: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    flags: int = 0
+    # canonical fields
+    span_kind: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    micro_model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    input_text: str | None = None
+    output_text: str | None = None
+    route: str | None = None
+    label: str | None = None
+    confidence: float | None = None
+    expected_label: str | None = None
+    is_fallback: bool = False
+    is_retry: bool = False
+    cache_hit: bool = False
+    is_mirrored: bool = False
+    mirror_of: str | None = None
+    cohort: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    """What ``store_spans`` committed: new spans, and duplicates of spans already stored."""
+
+    accepted: int
+    inserted: int
+    duplicates: int
+    traces: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRef:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpanView:
+    """A stored span as read back (API, pages)."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: int
+    start_time: datetime
+    end_time: datetime
+    duration_ms: float
+    status_code: int
+    status_message: str
+    service_name: str
+    scope_name: str
+    attributes: dict[str, Any]
+    resource_attributes: dict[str, Any]
+    events: list[dict[str, Any]]
+    flags: int
+    span_kind: str | None
+    model: str | None
+    provider: str | None
+    micro_model: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    route: str | None
+    label: str | None
+    confidence: float | None
+    expected_label: str | None
+    is_fallback: bool
+    is_retry: bool
+    cache_hit: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """One trace's rollup, maintained as its spans arrive."""
+
+    project_id: int
+    trace_id: str
+    start_time: datetime | None
+    end_time: datetime | None
+    duration_ms: float | None
+    root_span_id: str | None
+    root_name: str | None
+    service_name: str | None
+    span_count: int
+    error_count: int
+    models: list[str]
+    micro_models: list[str]
+    routes: list[str]
+    is_fallback: bool
+    prompt_tokens: int
+    completion_tokens: int
+    cohort: dict[str, str]
+
+    @property
+    def status(self) -> str:
+        return "error" if self.error_count else "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class TraceDetail:
+    summary: TraceSummary
+    spans: list[SpanView]

@@ -1,0 +1,128 @@
+"""tracestore's tables. Private to tracestore: other apps use queries.py / services.py.
+
+Every unique key and join of the span and trace tables starts with (project, trace_id)
+so both can be distributed by it (Citus) unchanged.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="projects")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(models.Model):
+    """A project's ingest/API key. Only a SHA-256 digest is stored: keys are 256-bit random
+    tokens, so a fast hash is as safe as a slow one and keeps per-request auth cheap."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, default="default")
+    prefix = models.CharField(max_length=16, help_text="First characters, to recognise the key.")
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.project.name})"
+
+
+class Span(models.Model):
+    pk = models.CompositePrimaryKey("project_id", "trace_id", "span_id")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, db_constraint=False)
+    trace_id = models.BinaryField(max_length=16)
+    span_id = models.BinaryField(max_length=8)
+    parent_span_id = models.BinaryField(max_length=8, null=True)
+    name = models.TextField()
+    kind = models.SmallIntegerField(default=0)
+    start_time = models.DateTimeField()
+    end_time = models.DateTimeField()
+    duration_ns = models.BigIntegerField()
+    status_code = models.SmallIntegerField(default=0)
+    status_message = models.TextField(default="")
+    service_name = models.TextField(default="")
+    scope_name = models.TextField(default="")
+    scope_version = models.TextField(default="")
+    attributes = models.JSONField(default=dict)
+    resource_attributes = models.JSONField(default=dict)
+    events = models.JSONField(default=list)
+    links = models.JSONField(default=list)
+    flags = models.IntegerField(default=0)
+    # canonical fields (DESIGN.md "Span conventions we normalise")
+    span_kind = models.TextField(null=True)
+    model = models.TextField(null=True)
+    provider = models.TextField(null=True)
+    micro_model = models.TextField(null=True)
+    prompt_tokens = models.IntegerField(null=True)
+    completion_tokens = models.IntegerField(null=True)
+    input_text = models.TextField(null=True)
+    output_text = models.TextField(null=True)
+    route = models.TextField(null=True)
+    label = models.TextField(null=True)
+    confidence = models.FloatField(null=True)
+    expected_label = models.TextField(null=True)
+    is_fallback = models.BooleanField(default=False)
+    is_retry = models.BooleanField(default=False)
+    cache_hit = models.BooleanField(default=False)
+    is_mirrored = models.BooleanField(default=False)
+    mirror_of = models.TextField(null=True)
+    cohort = models.JSONField(default=dict)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "start_time"], name="span_project_start_idx"),
+            models.Index(
+                fields=["project", "micro_model", "start_time"],
+                name="span_micro_model_idx",
+                condition=models.Q(micro_model__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({bytes(self.span_id).hex()})"
+
+
+class Trace(models.Model):
+    """Per-trace rollup, recomputed from the trace's spans on every batch that touches it."""
+
+    pk = models.CompositePrimaryKey("project_id", "trace_id")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, db_constraint=False)
+    trace_id = models.BinaryField(max_length=16)
+    start_time = models.DateTimeField(null=True)
+    end_time = models.DateTimeField(null=True)
+    duration_ns = models.BigIntegerField(null=True)
+    root_span_id = models.BinaryField(max_length=8, null=True)
+    root_name = models.TextField(null=True)
+    service_name = models.TextField(null=True)
+    span_count = models.IntegerField(default=0)
+    error_count = models.IntegerField(default=0)
+    models_used = ArrayField(models.TextField(), default=list, db_column="models")
+    micro_models = ArrayField(models.TextField(), default=list)
+    routes = ArrayField(models.TextField(), default=list)
+    is_fallback = models.BooleanField(default=False)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cohort = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "-start_time"], name="trace_project_recent_idx"),
+            models.Index(fields=["project", "-updated_at"], name="trace_project_updated_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return bytes(self.trace_id).hex()
