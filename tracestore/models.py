@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.db.models.functions import Now
 
 
 class Project(models.Model):
@@ -46,20 +47,20 @@ class Span(models.Model):
     span_id = models.BinaryField(max_length=8)
     parent_span_id = models.BinaryField(max_length=8, null=True)
     name = models.TextField()
-    kind = models.SmallIntegerField(default=0)
+    kind = models.SmallIntegerField(db_default=0)
     start_time = models.DateTimeField()
     end_time = models.DateTimeField()
     duration_ns = models.BigIntegerField()
-    status_code = models.SmallIntegerField(default=0)
-    status_message = models.TextField(default="")
-    service_name = models.TextField(default="")
-    scope_name = models.TextField(default="")
-    scope_version = models.TextField(default="")
-    attributes = models.JSONField(default=dict)
-    resource_attributes = models.JSONField(default=dict)
-    events = models.JSONField(default=list)
-    links = models.JSONField(default=list)
-    flags = models.IntegerField(default=0)
+    status_code = models.SmallIntegerField(db_default=0)
+    status_message = models.TextField(db_default="")
+    service_name = models.TextField(db_default="")
+    scope_name = models.TextField(db_default="")
+    scope_version = models.TextField(db_default="")
+    attributes = models.JSONField(db_default={})
+    resource_attributes = models.JSONField(db_default={})
+    events = models.JSONField(db_default=[])
+    links = models.JSONField(db_default=[])
+    flags = models.IntegerField(db_default=0)
     # canonical fields (DESIGN.md "Span conventions we normalise")
     span_kind = models.TextField(null=True)
     model = models.TextField(null=True)
@@ -73,13 +74,13 @@ class Span(models.Model):
     label = models.TextField(null=True)
     confidence = models.FloatField(null=True)
     expected_label = models.TextField(null=True)
-    is_fallback = models.BooleanField(default=False)
-    is_retry = models.BooleanField(default=False)
-    cache_hit = models.BooleanField(default=False)
-    is_mirrored = models.BooleanField(default=False)
+    is_fallback = models.BooleanField(db_default=False)
+    is_retry = models.BooleanField(db_default=False)
+    cache_hit = models.BooleanField(db_default=False)
+    is_mirrored = models.BooleanField(db_default=False)
     mirror_of = models.TextField(null=True)
-    cohort = models.JSONField(default=dict)
-    received_at = models.DateTimeField(auto_now_add=True)
+    cohort = models.JSONField(db_default={})
+    received_at = models.DateTimeField(db_default=Now())
 
     class Meta:
         indexes = [
@@ -107,16 +108,16 @@ class Trace(models.Model):
     root_span_id = models.BinaryField(max_length=8, null=True)
     root_name = models.TextField(null=True)
     service_name = models.TextField(null=True)
-    span_count = models.IntegerField(default=0)
-    error_count = models.IntegerField(default=0)
-    models_used = ArrayField(models.TextField(), default=list, db_column="models")
-    micro_models = ArrayField(models.TextField(), default=list)
-    routes = ArrayField(models.TextField(), default=list)
-    is_fallback = models.BooleanField(default=False)
-    prompt_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    cohort = models.JSONField(default=dict)
-    updated_at = models.DateTimeField(auto_now=True)
+    span_count = models.IntegerField(db_default=0)
+    error_count = models.IntegerField(db_default=0)
+    models_used = ArrayField(models.TextField(), db_default=[], db_column="models")
+    micro_models = ArrayField(models.TextField(), db_default=[])
+    routes = ArrayField(models.TextField(), db_default=[])
+    is_fallback = models.BooleanField(db_default=False)
+    prompt_tokens = models.BigIntegerField(db_default=0)
+    completion_tokens = models.BigIntegerField(db_default=0)
+    cohort = models.JSONField(db_default={})
+    updated_at = models.DateTimeField(db_default=Now())
 
     class Meta:
         indexes = [

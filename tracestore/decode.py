@@ -1,0 +1,221 @@
+"""OTLP ExportTraceServiceRequest -> SpanRecords.
+
+Spans that cannot be stored (ids of the wrong length or all zero) are rejected one by
+one and counted, so the rest of the batch is kept (OTLP partial success). Hostile values
+are made storable here, before they reach PostgreSQL: NUL characters replaced, NaN and
+infinities kept as strings, long values truncated, attribute count and nesting capped.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from .contracts import (
+    FLAG_END_BEFORE_START,
+    FLAG_TRUNCATED,
+    FLAG_ZERO_TIMESTAMP,
+    SpanRecord,
+)
+from .normalise import DEFAULT_COHORT_KEYS, canonical_fields
+
+MAX_DEPTH = 16
+_NUL = "\x00"
+_REPLACEMENT = "\ufffd"
+# Far-future timestamps (a clock in nanoseconds read as microseconds, say) are clamped so
+# they stay inside the time range the tables and their partitions accept.
+_MAX_FUTURE_NS = 24 * 3600 * 10**9
+
+
+@dataclass
+class Limits:
+    max_value_bytes: int = 64 * 1024
+    max_attributes: int = 512
+    cohort_keys: tuple[str, ...] = DEFAULT_COHORT_KEYS
+
+
+@dataclass
+class DecodeResult:
+    records: list[SpanRecord] = field(default_factory=list)
+    rejected: int = 0
+    truncated_values: int = 0
+    dropped_attributes: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        if len(self.reasons) < 5 and reason not in self.reasons:
+            self.reasons.append(reason)
+
+    @property
+    def message(self) -> str:
+        if not self.rejected:
+            return ""
+        return f"{self.rejected} span(s) rejected: " + "; ".join(self.reasons)
+
+
+class _Sanitiser:
+    def __init__(self, limits: Limits, result: DecodeResult) -> None:
+        self.limits = limits
+        self.result = result
+        self.truncated = False
+
+    def text(self, value: str) -> str:
+        if _NUL in value:
+            value = value.replace(_NUL, _REPLACEMENT)
+        limit = self.limits.max_value_bytes
+        # len() counts characters; a character is at most 4 bytes in UTF-8.
+        if len(value) * 4 > limit and len(value.encode()) > limit:
+            value = value.encode()[:limit].decode(errors="ignore") + "…[truncated]"
+            self.result.truncated_values += 1
+            self.truncated = True
+        return value
+
+    def any_value(self, value: AnyValue, depth: int = 0) -> Any:
+        which = value.WhichOneof("value")
+        if which == "string_value":
+            return self.text(value.string_value)
+        if which == "int_value":
+            return value.int_value
+        if which == "bool_value":
+            return value.bool_value
+        if which == "double_value":
+            number = value.double_value
+            if math.isfinite(number):
+                return number
+            # JSON (and so jsonb) has no NaN/Infinity: keep them as their names.
+            return "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+        if depth >= MAX_DEPTH:
+            self.truncated = True
+            self.result.truncated_values += 1
+            return "[nesting too deep]"
+        if which == "array_value":
+            return [self.any_value(v, depth + 1) for v in value.array_value.values]
+        if which == "kvlist_value":
+            return self.key_values(value.kvlist_value.values, depth + 1)
+        if which == "bytes_value":
+            return base64.b64encode(value.bytes_value[: self.limits.max_value_bytes]).decode()
+        return None
+
+    def key_values(self, items: Any, depth: int = 0) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        limit = self.limits.max_attributes
+        for kv in items:
+            kv: KeyValue
+            if len(out) >= limit:
+                dropped = len(items) - limit
+                self.result.dropped_attributes += dropped
+                self.truncated = True
+                break
+            key = kv.key if _NUL not in kv.key else kv.key.replace(_NUL, _REPLACEMENT)
+            out[key] = self.any_value(kv.value, depth)
+        return out
+
+
+def _valid_id(raw: bytes, length: int) -> bool:
+    return len(raw) == length and any(raw)
+
+
+def decode_request(
+    request: ExportTraceServiceRequest, limits: Limits | None = None, now_ns: int | None = None
+) -> DecodeResult:
+    limits = limits or Limits()
+    result = DecodeResult()
+    now_ns = now_ns if now_ns is not None else time.time_ns()
+    for resource_spans in request.resource_spans:
+        resource_sanitiser = _Sanitiser(limits, result)
+        resource = resource_sanitiser.key_values(resource_spans.resource.attributes)
+        service_name = resource.get("service.name")
+        service = service_name if isinstance(service_name, str) else ""
+        for scope_spans in resource_spans.scope_spans:
+            scope_name = resource_sanitiser.text(scope_spans.scope.name)
+            scope_version = resource_sanitiser.text(scope_spans.scope.version)
+            for span in scope_spans.spans:
+                if not _valid_id(span.trace_id, 16):
+                    result.reject("trace_id must be 16 bytes and not all zero")
+                    continue
+                if not _valid_id(span.span_id, 8):
+                    result.reject("span_id must be 8 bytes and not all zero")
+                    continue
+                parent = span.parent_span_id or None
+                if parent is not None and not _valid_id(parent, 8):
+                    result.reject("parent_span_id must be empty or 8 bytes and not all zero")
+                    continue
+                scope = (scope_name, scope_version)
+                result.records.append(
+                    _record(span, resource, service, scope, limits, result, now_ns)
+                )
+    return result
+
+
+def _record(
+    span: Any,
+    resource: dict[str, Any],
+    service: str,
+    scope: tuple[str, str],
+    limits: Limits,
+    result: DecodeResult,
+    now_ns: int,
+) -> SpanRecord:
+    sanitiser = _Sanitiser(limits, result)
+    attrs = sanitiser.key_values(span.attributes)
+    flags = 0
+    start = span.start_time_unix_nano
+    end = span.end_time_unix_nano
+    if start == 0 or start > now_ns + _MAX_FUTURE_NS:
+        flags |= FLAG_ZERO_TIMESTAMP
+        duration = end - start if start and end >= start else 0
+        start = now_ns
+        end = now_ns + duration
+    if end == 0:
+        end = start
+    if end < start:
+        flags |= FLAG_END_BEFORE_START
+        end = start
+    if end > now_ns + _MAX_FUTURE_NS:
+        flags |= FLAG_ZERO_TIMESTAMP
+        end = start
+    events = [
+        {
+            "name": sanitiser.text(event.name),
+            "time_unix_nano": event.time_unix_nano,
+            "attributes": sanitiser.key_values(event.attributes),
+        }
+        for event in span.events
+    ]
+    links = [
+        {
+            "trace_id": link.trace_id.hex(),
+            "span_id": link.span_id.hex(),
+            "attributes": sanitiser.key_values(link.attributes),
+        }
+        for link in span.links
+    ]
+    if sanitiser.truncated:
+        flags |= FLAG_TRUNCATED
+    return SpanRecord(
+        trace_id=span.trace_id,
+        span_id=span.span_id,
+        parent_span_id=span.parent_span_id or None,
+        name=sanitiser.text(span.name),
+        kind=span.kind,
+        start_time_ns=start,
+        end_time_ns=end,
+        status_code=span.status.code,
+        status_message=sanitiser.text(span.status.message),
+        service_name=service,
+        scope_name=scope[0],
+        scope_version=scope[1],
+        attributes=attrs,
+        resource_attributes=resource,
+        events=events,
+        links=links,
+        flags=flags,
+        **canonical_fields(attrs, resource, limits.cohort_keys),
+    )
