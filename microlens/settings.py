@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "tracestore",
     "evaluators",
     "dashboard",
+    "microlens",
 ]
 
 MIDDLEWARE = [
@@ -173,6 +174,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE_FILENAME = str(MICROLENS_HOME / "run" / "celerybeat-schedule")
 CELERY_HEARTBEAT_SECONDS = env_int("MICROLENS_HEARTBEAT_SECONDS", 30, minimum=1)
+CELERY_BEAT_SCHEDULE = {
+    # Expires after one period: while no worker runs, stale heartbeats must not pile up
+    # in the broker and later fake a burst of liveness.
+    "microlens-heartbeat": {
+        "task": "microlens.heartbeat",
+        "schedule": float(CELERY_HEARTBEAT_SECONDS),
+        "options": {"expires": float(CELERY_HEARTBEAT_SECONDS)},
+    },
+}
 
 # Ingest.
 MICROLENS_GRPC_MAX_MESSAGE_BYTES = env_int(
