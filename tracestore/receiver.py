@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -9,6 +10,7 @@ from concurrent import futures
 
 import grpc
 from django.conf import settings
+from django.db import connections
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
@@ -21,11 +23,40 @@ log = logging.getLogger(__name__)
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 
-def build_server(host: str, port: int, workers: int = 8) -> tuple[grpc.Server, int]:
-    """A configured, not yet started server; returns it and the bound port."""
+class Receiver:
+    """A started-on-demand gRPC server and the thread pool whose threads hold DB connections."""
+
+    def __init__(self, server: grpc.Server, executor: futures.ThreadPoolExecutor, port: int):
+        self.server = server
+        self.executor = executor
+        self.port = port
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self, grace: float | None = None) -> None:
+        self.server.stop(grace).wait()
+        # Django connections are per thread: close each pool thread's own connection so
+        # the database sees the sessions end now, not when the threads are collected.
+        workers = self.executor._max_workers
+        barrier = threading.Barrier(workers)
+
+        def close_in_this_thread() -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=5)
+            connections.close_all()
+
+        for _ in range(workers):
+            self.executor.submit(close_in_this_thread)
+        self.executor.shutdown(wait=True)
+
+
+def build_server(host: str, port: int, workers: int = 8) -> Receiver:
+    """A configured, not yet started receiver bound to ``host:port`` (0 picks a port)."""
     max_bytes = settings.MICROLENS_GRPC_MAX_MESSAGE_BYTES
+    executor = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc")
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc"),
+        executor,
         # Bounded: past this many RPCs in flight the server refuses instead of queueing.
         maximum_concurrent_rpcs=workers * 4,
         options=[
@@ -47,17 +78,19 @@ def build_server(host: str, port: int, workers: int = 8) -> tuple[grpc.Server, i
         raise OSError(f"cannot bind the OTLP gRPC receiver to {host}:{port}")
     for service in ("", TRACE_SERVICE):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return server, bound
+    return Receiver(server, executor, bound)
 
 
 def serve(host: str, port: int, workers: int = 8, grace: float = 5.0) -> None:
     """Serve until SIGTERM or SIGINT, then finish in-flight exports within ``grace``."""
-    server, bound = build_server(host, port, workers)
+    receiver = build_server(host, port, workers)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    server.start()
-    log.info("receiver.started protocol=grpc address=%s:%s workers=%s", host, bound, workers)
+    receiver.start()
+    log.info(
+        "receiver.started protocol=grpc address=%s:%s workers=%s", host, receiver.port, workers
+    )
     stop.wait()
     log.info("receiver.stopping grace=%ss", grace)
-    server.stop(grace).wait()
+    receiver.stop(grace)

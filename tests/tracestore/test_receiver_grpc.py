@@ -1,0 +1,190 @@
+"""The OTLP gRPC receiver, driven by the real OpenTelemetry SDK exporter and a raw stub."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry import trace as otel_trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+
+from tests.builders import micro_model_trace
+from tracestore.models import Span, Trace
+from tracestore.receiver import build_server
+from tracestore.services import create_project, issue_api_key, revoke_api_key
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    receiver = build_server("127.0.0.1", 0, workers=4)
+    receiver.start()
+    yield f"127.0.0.1:{receiver.port}"
+    receiver.stop(0)
+
+
+@pytest.fixture
+def api_key() -> str:
+    project = create_project("default")
+    return issue_api_key(project.id)
+
+
+def _stub(address: str) -> trace_service_pb2_grpc.TraceServiceStub:
+    return trace_service_pb2_grpc.TraceServiceStub(grpc.insecure_channel(address))
+
+
+def _sdk_provider(address: str, headers: dict[str, str], **exporter_kw) -> TracerProvider:
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "checkout", "deployment.environment": "test"})
+    )
+    exporter = OTLPSpanExporter(endpoint=address, insecure=True, headers=headers, **exporter_kw)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def test_spans_from_the_real_sdk_exporter_are_stored_field_for_field(
+    receiver: str, api_key: str
+) -> None:
+    provider = _sdk_provider(
+        receiver,
+        {"authorization": f"Bearer {api_key}"},
+        compression=grpc.Compression.Gzip,
+    )
+    tracer = provider.get_tracer("checkout.router", "1.2.3")
+    with tracer.start_as_current_span("POST /chat", attributes={"user.tier": "pro"}) as root:
+        with tracer.start_as_current_span(
+            "intent-classifier",
+            kind=otel_trace.SpanKind.CLIENT,
+            attributes={
+                "micro_model.name": "intent-mini",
+                "micro_model.label": "refund",
+                "micro_model.confidence": 0.71,
+                "route.name": "refunds",
+                "llm.token_count.prompt": 12,
+                "llm.token_count.completion": 1,
+                "tags": ["a", "b"],
+            },
+        ) as child:
+            child.add_event("decided", {"label": "refund"})
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+
+    trace_id = root.get_span_context().trace_id.to_bytes(16, "big")
+    child_id = child.get_span_context().span_id.to_bytes(8, "big")
+    stored = Span.objects.get(trace_id=trace_id, span_id=child_id)
+    assert stored.name == "intent-classifier"
+    assert stored.kind == 3  # SPAN_KIND_CLIENT in OTLP numbering
+    assert stored.parent_span_id == root.get_span_context().span_id.to_bytes(8, "big")
+    assert stored.service_name == "checkout"
+    assert (stored.scope_name, stored.scope_version) == ("checkout.router", "1.2.3")
+    assert stored.resource_attributes["deployment.environment"] == "test"
+    assert stored.attributes["tags"] == ["a", "b"]
+    assert (stored.micro_model, stored.label, stored.route) == ("intent-mini", "refund", "refunds")
+    assert stored.confidence == 0.71
+    assert stored.events[0]["name"] == "decided"
+    assert stored.events[0]["attributes"] == {"label": "refund"}
+    assert stored.start_time.timestamp() == pytest.approx(child.start_time / 1e9, abs=1e-6)
+    assert stored.duration_ns == child.end_time - child.start_time
+    rollup = Trace.objects.get(trace_id=trace_id)
+    assert (rollup.span_count, rollup.root_name) == (2, "POST /chat")
+    assert rollup.cohort == {"user.tier": "pro"}
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        pytest.param((), id="missing"),
+        pytest.param((("authorization", "Bearer ml_wrong"),), id="wrong-bearer"),
+        pytest.param((("x-api-key", "ml_wrong"),), id="wrong-x-api-key"),
+        pytest.param((("authorization", "Basic abc"),), id="other-scheme"),
+    ],
+)
+def test_it_answers_unauthenticated_without_a_valid_key(
+    receiver: str, api_key: str, metadata: tuple
+) -> None:
+    request = micro_model_trace().request()
+    with pytest.raises(grpc.RpcError) as caught:
+        _stub(receiver).Export(request, metadata=metadata, timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert Span.objects.count() == 0
+
+
+def test_the_sdk_exporter_reports_failure_for_a_wrong_key(receiver: str, api_key: str) -> None:
+    exporter = OTLPSpanExporter(
+        endpoint=receiver, insecure=True, headers={"authorization": "Bearer nope"}, timeout=5
+    )
+    provider = TracerProvider()
+    span = provider.get_tracer("t").start_span("x")
+    span.end()
+    assert exporter.export([span]) == SpanExportResult.FAILURE
+    assert Span.objects.count() == 0
+
+
+def test_x_api_key_header_is_accepted(receiver: str, api_key: str) -> None:
+    trace = micro_model_trace()
+    response = _stub(receiver).Export(
+        trace.request(), metadata=(("x-api-key", api_key),), timeout=5
+    )
+    assert response.partial_success.rejected_spans == 0
+    assert Span.objects.count() == 3
+
+
+def test_a_revoked_key_stops_working(receiver: str, api_key: str) -> None:
+    revoke_api_key(api_key)
+    with pytest.raises(grpc.RpcError) as caught:
+        _stub(receiver).Export(
+            micro_model_trace().request(),
+            metadata=(("authorization", f"Bearer {api_key}"),),
+            timeout=5,
+        )
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_duplicate_resend_is_stored_once(receiver: str, api_key: str) -> None:
+    trace = micro_model_trace(fallback=True)
+    stub = _stub(receiver)
+    metadata = (("authorization", f"Bearer {api_key}"),)
+    stub.Export(trace.request(), metadata=metadata, timeout=5)
+    stub.Export(trace.request(), metadata=metadata, timeout=5)
+    assert Span.objects.count() == 4
+    assert Trace.objects.get().span_count == 4
+
+
+def test_spans_with_invalid_ids_are_rejected_and_the_rest_kept(receiver: str, api_key: str) -> None:
+    trace = micro_model_trace()
+    trace.span("zero-span-id", span_id=b"\x00" * 8)
+    trace.span("short-span-id", span_id=b"\x01\x02")
+    response = _stub(receiver).Export(
+        trace.request(), metadata=(("authorization", f"Bearer {api_key}"),), timeout=5
+    )
+    assert response.partial_success.rejected_spans == 2
+    assert "span_id must be 8 bytes" in response.partial_success.error_message
+    assert sorted(Span.objects.values_list("name", flat=True)) == [
+        "POST /chat",
+        "intent-classifier",
+        "retrieve",
+    ]
+
+
+def test_an_empty_request_succeeds_with_nothing_stored(receiver: str, api_key: str) -> None:
+    response = _stub(receiver).Export(
+        trace_service_pb2.ExportTraceServiceRequest(),
+        metadata=(("authorization", f"Bearer {api_key}"),),
+        timeout=5,
+    )
+    assert response.partial_success.rejected_spans == 0
+    assert Span.objects.count() == 0
+
+
+def test_the_health_service_reports_serving(receiver: str) -> None:
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(receiver))
+    for service in ("", "opentelemetry.proto.collector.trace.v1.TraceService"):
+        reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
