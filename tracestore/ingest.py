@@ -1,0 +1,194 @@
+"""Protocol-neutral ingest: authenticate -> load the request -> decode -> store -> Outcome.
+
+Both receivers (gRPC and OTLP/HTTP) call ``Ingest.export`` and only translate the returned
+``Outcome`` into their own status codes, so which failure is permanent (bad data) and which
+is transient (storage down) is decided here, once.
+
+Order matters: the key is checked before the request body is read or parsed, so an
+unauthenticated client costs no decompression or decoding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from .contracts import ProjectRef, SpanRecord, StoreResult
+from .decode import Limits, decode_request
+from .services import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 2
+
+
+class SpanSink(Protocol):
+    def __call__(self, project_id: int, records: Sequence[SpanRecord]) -> StoreResult: ...
+
+
+Authenticator = Callable[[str], ProjectRef | None]
+RequestLoader = Callable[[], ExportTraceServiceRequest]
+
+
+class Status(enum.Enum):
+    """What became of an export, named after the gRPC codes OTLP maps to HTTP statuses."""
+
+    OK = "ok"
+    INVALID_ARGUMENT = "invalid_argument"
+    UNAUTHENTICATED = "unauthenticated"
+    RESOURCE_EXHAUSTED = "resource_exhausted"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """``OK`` with ``rejected_spans`` > 0 is an OTLP partial success; ``message`` then says
+    why those spans were rejected. ``retry_after_seconds`` is set for ``UNAVAILABLE``."""
+
+    status: Status
+    message: str = ""
+    rejected_spans: int = 0
+    retry_after_seconds: int = 0
+
+
+class RequestRejected(Exception):
+    """Raised by a protocol's request loader when the request body itself is unusable."""
+
+    status = Status.INVALID_ARGUMENT
+
+
+class RequestTooLarge(RequestRejected):
+    status = Status.RESOURCE_EXHAUSTED
+
+
+def api_key_from_headers(headers: Mapping[str, str]) -> str:
+    """The project API key from ``authorization: Bearer <key>`` or ``x-api-key``.
+
+    Some instrumentations (traceAI, for one) send an ``x-api-key`` + ``x-secret-key`` pair;
+    a microlens key is a single secret, so the ``x-api-key`` value is the key and
+    ``x-secret-key`` is ignored.
+    """
+    auth = headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get("x-api-key", "").strip()
+
+
+class CachedAuthenticator:
+    """Remembers recent key lookups for ``ttl`` seconds so a busy exporter costs one query
+    a minute, not one per request; a revoked key stops working within ``ttl``."""
+
+    def __init__(self, lookup: Authenticator, ttl: float = 30.0, max_entries: int = 10_000) -> None:
+        self._lookup = lookup
+        self._ttl = ttl
+        self._max = max_entries
+        self._entries: dict[str, tuple[float, ProjectRef | None]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, raw_key: str) -> ProjectRef | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(raw_key)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        project = self._lookup(raw_key)
+        with self._lock:
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+            self._entries[raw_key] = (now, project)
+        return project
+
+
+class Counters:
+    """Per-stage counters (no per-span logging)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values: dict[str, int] = {}
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self.values[name] = self.values.get(name, 0) + amount
+
+
+class Ingest:
+    def __init__(
+        self,
+        sink: SpanSink,
+        authenticate: Authenticator,
+        limits: Limits | None = None,
+        counters: Counters | None = None,
+    ) -> None:
+        self._sink = sink
+        self._authenticate = authenticate
+        self._limits = limits or Limits()
+        self.counters = counters or Counters()
+
+    def export(self, headers: Mapping[str, str], load: RequestLoader) -> Outcome:
+        """Run one export. ``headers`` are lower-cased; ``load`` produces the request (and may
+        raise ``RequestRejected``) and is only called once the key is known to be valid."""
+        # Connections are per thread and kept between requests: drop those past their
+        # lifetime or left broken by an earlier error before touching the database.
+        close_old_connections()
+        raw_key = api_key_from_headers(headers)
+        if not raw_key:
+            self.counters.add("requests_unauthenticated")
+            return Outcome(Status.UNAUTHENTICATED, "missing API key")
+        try:
+            project = self._authenticate(raw_key)
+        except (OperationalError, InterfaceError) as exc:
+            return self._unavailable(exc)
+        if project is None:
+            self.counters.add("requests_unauthenticated")
+            return Outcome(Status.UNAUTHENTICATED, "invalid API key")
+
+        try:
+            request = load()
+        except RequestRejected as exc:
+            self.counters.add(f"requests_{exc.status.value}")
+            return Outcome(exc.status, str(exc))
+
+        decoded = decode_request(request, self._limits)
+        self.counters.add("spans_received", len(decoded.records) + decoded.rejected)
+        self.counters.add("spans_rejected", decoded.rejected)
+        self.counters.add("values_truncated", decoded.truncated_values)
+        try:
+            result = self._sink(project.id, decoded.records)
+        except (OperationalError, InterfaceError, StorageUnavailable) as exc:
+            return self._unavailable(exc)
+        except DatabaseError as exc:
+            # Data the database refused despite sanitising: permanent for this batch.
+            log.warning("ingest.batch_refused project=%s error=%s", project.id, exc)
+            self.counters.add("batches_refused")
+            return Outcome(Status.INVALID_ARGUMENT, f"batch refused by storage: {exc}")
+        self.counters.add("spans_stored", result.inserted)
+        self.counters.add("spans_duplicate", result.duplicates)
+        return Outcome(Status.OK, decoded.message, rejected_spans=decoded.rejected)
+
+    def _unavailable(self, exc: Exception) -> Outcome:
+        log.warning("ingest.storage_unavailable error=%s", exc.__class__.__name__)
+        self.counters.add("requests_unavailable")
+        # Drop the broken connection so the next request opens a fresh one.
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+        return Outcome(
+            Status.UNAVAILABLE,
+            "storage unavailable, retry later",
+            retry_after_seconds=RETRY_AFTER_SECONDS,
+        )
