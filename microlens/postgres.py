@@ -11,7 +11,6 @@ anyway is found through ``postmaster.pid`` and shut down before a new start.
 
 from __future__ import annotations
 
-import ctypes
 import glob
 import importlib.util
 import logging
@@ -26,9 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .supervisor import detached_child
+
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 CLUSTER_USER = "microlens"
 DATABASE_NAME = "microlens"
 ROLE_NAME = "microlens"
@@ -107,23 +107,6 @@ def _cluster_account() -> pwd.struct_passwd | None:
     return pwd.getpwnam("nobody")
 
 
-def _demote_and_tie_to_parent(account: pwd.struct_passwd | None):
-    """preexec_fn: drop to the cluster account, then ask the kernel to signal us when the
-    parent dies. The order matters: changing credentials clears the parent-death signal."""
-
-    def preexec() -> None:
-        os.setsid()
-        if account is not None:
-            os.setgroups([])
-            os.setgid(account.pw_gid)
-            os.setuid(account.pw_uid)
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        # SIGINT = PostgreSQL's "fast" shutdown: roll back, close, checkpoint.
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
-
-    return preexec
-
-
 def _check_reachable(path: Path, account: pwd.struct_passwd) -> None:
     """The cluster account must be able to reach the data folder through every parent."""
     for parent in [path, *path.parents]:
@@ -200,7 +183,8 @@ class EmbeddedPostgres:
             stdout=log_handle,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_demote_and_tie_to_parent(self.account),
+            # SIGINT = PostgreSQL's "fast" shutdown: roll back, close, checkpoint.
+            preexec_fn=detached_child(signal.SIGINT, self.account),
             close_fds=True,
         )
         log_handle.close()
@@ -340,13 +324,16 @@ class EmbeddedPostgres:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs. A zombie counts as gone: the stale server's parent may be
+    a PID 1 that never reaps (containers), and waiting for that would wait forever."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    except PermissionError:
+    except OSError:
         return True
-    return True
+    # The state follows the parenthesised command name, which may itself hold spaces.
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _is_postmaster(pid: int, data_dir: Path) -> bool:
