@@ -110,6 +110,13 @@ class SpanView:
     is_fallback: bool
     is_retry: bool
     cache_hit: bool
+    scope_version: str = ""
+    links: list[dict[str, Any]] = field(default_factory=list)
+    input_text: str | None = None
+    output_text: str | None = None
+    is_mirrored: bool = False
+    mirror_of: str | None = None
+    cohort: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

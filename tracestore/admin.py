@@ -1,0 +1,90 @@
+"""Admin for projects and their API keys.
+
+Keys are issued from the Projects list ("Issue a new API key"): the raw key is shown once,
+in the confirmation message, and only its digest is stored. Keys are revoked, never edited.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from .models import ApiKey, Project
+from .services import issue_api_key
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("name", "active_keys", "member_count", "created_at")
+    search_fields = ("name",)
+    filter_horizontal = ("members",)
+    readonly_fields = ("created_at",)
+    actions = ("issue_key",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _active_keys=Count(
+                    "api_keys", filter=Q(api_keys__revoked_at__isnull=True), distinct=True
+                ),
+                _members=Count("members", distinct=True),
+            )
+        )
+
+    @admin.display(description="active API keys", ordering="_active_keys")
+    def active_keys(self, project: Project) -> int:
+        return project._active_keys  # type: ignore[attr-defined]
+
+    @admin.display(description="members", ordering="_members")
+    def member_count(self, project: Project) -> int:
+        return project._members  # type: ignore[attr-defined]
+
+    @admin.action(description="Issue a new API key", permissions=["change"])
+    def issue_key(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        for project in queryset.order_by("name"):
+            raw = issue_api_key(project.id, name=f"issued by {request.user.get_username()}")
+            messages.warning(
+                request,
+                f"New API key for project “{project.name}”: {raw} — copy it now: it is "
+                "stored only as a hash and will not be shown again.",
+            )
+
+
+class ActiveFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [("active", "active"), ("revoked", "revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "name", "project", "created_at", "last_used_at", "revoked_at")
+    list_filter = (ActiveFilter, "project")
+    list_select_related = ("project",)
+    search_fields = ("prefix", "name", "project__name")
+    fields = ("prefix", "name", "project", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "project", "created_at", "last_used_at", "revoked_at")
+    actions = ("revoke",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A key is created by issue_api_key (Projects list -> "Issue a new API key"), which
+        # generates it and stores its digest; a form could do neither.
+        return False
+
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} API key(s).", messages.SUCCESS)

@@ -1,0 +1,191 @@
+"""tracestore's reads. Every function takes the caller's project ids and returns contracts
+dataclasses (hex ids, plain types), never model objects."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from .contracts import ProjectRef, SpanView, TraceDetail, TraceSummary
+from .models import Project, Span, Trace
+
+_TRACE_ID_HEX = re.compile(r"[0-9a-fA-F]{32}")
+
+_SUMMARY_COLUMNS = (
+    "project_id",
+    "trace_id",
+    "start_time",
+    "end_time",
+    "duration_ns",
+    "root_span_id",
+    "root_name",
+    "service_name",
+    "span_count",
+    "error_count",
+    "models",
+    "micro_models",
+    "routes",
+    "is_fallback",
+    "prompt_tokens",
+    "completion_tokens",
+    "cohort",
+)
+_SUMMARY_SELECT = ", ".join(_SUMMARY_COLUMNS)
+
+
+def project_ids_for_user(user_id: int, is_superuser: bool) -> list[int]:
+    """The projects a dashboard user may read: all of them for a superuser, else their own."""
+    projects = Project.objects.all() if is_superuser else Project.objects.filter(members=user_id)
+    return list(projects.order_by("id").values_list("id", flat=True))
+
+
+def list_projects(project_ids: list[int]) -> list[ProjectRef]:
+    rows = Project.objects.filter(id__in=project_ids).order_by("name").values_list("id", "name")
+    return [ProjectRef(id=pk, name=name) for pk, name in rows]
+
+
+def recent_traces(
+    project_ids: list[int],
+    *,
+    limit: int,
+    before: tuple[datetime, str] | None = None,
+    service: str | None = None,
+) -> list[TraceSummary]:
+    """Traces newest first, ``limit`` of them, strictly older than the ``before`` cursor
+    (start_time, trace_id hex) when given.
+
+    Keyset pagination on ``trace_project_recent_idx``: each project's index is walked from
+    the cursor in a LATERAL subquery and the per-project heads are merged, so the cost is
+    ``limit`` index entries per project whatever the page depth (no OFFSET, no sort of the
+    whole table). ``trace_id`` breaks ties between traces that started at the same instant.
+    """
+    if not project_ids or limit <= 0:
+        return []
+    conditions = ["t.project_id = p.id", "t.start_time IS NOT NULL"]
+    params: dict[str, Any] = {"project_ids": list(project_ids), "limit": limit}
+    if before is not None:
+        before_time, before_trace = before
+        if not _TRACE_ID_HEX.fullmatch(before_trace):
+            raise ValueError("the cursor's trace id must be 32 hex characters")
+        # The plain `start_time <=` bound lets the index scan start at the cursor; the
+        # OR then drops the cursor's own trace and its earlier same-instant neighbours.
+        conditions.append(
+            "t.start_time <= %(before_time)s AND "
+            "(t.start_time < %(before_time)s OR t.trace_id < %(before_trace)s)"
+        )
+        params["before_time"] = before_time
+        params["before_trace"] = bytes.fromhex(before_trace)
+    if service:
+        conditions.append("t.service_name = %(service)s")
+        params["service"] = service
+    sql = (
+        f"SELECT {_SUMMARY_SELECT} FROM unnest(%(project_ids)s::bigint[]) AS p(id) "  # noqa: S608 (constant columns and conditions; values are parameters)
+        "CROSS JOIN LATERAL ("
+        f" SELECT {', '.join('t.' + c for c in _SUMMARY_COLUMNS)} FROM tracestore_trace t"
+        f" WHERE {' AND '.join(conditions)}"
+        " ORDER BY t.start_time DESC, t.trace_id DESC LIMIT %(limit)s"
+        ") AS head "
+        "ORDER BY start_time DESC, trace_id DESC LIMIT %(limit)s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = [dict(zip(_SUMMARY_COLUMNS, row, strict=True)) for row in cursor]
+    for row in rows:
+        # Django has psycopg hand jsonb over as text (JSONField decodes it); raw SQL decodes.
+        row["cohort"] = json.loads(row["cohort"])
+    return [_summary(row) for row in rows]
+
+
+def get_trace(project_ids: list[int], trace_id_hex: str) -> TraceDetail | None:
+    """One trace with all its spans (ordered by start time), or None when the id is not
+    32 hex characters or names no trace in the caller's projects."""
+    if not project_ids or not _TRACE_ID_HEX.fullmatch(trace_id_hex or ""):
+        return None
+    trace_id = bytes.fromhex(trace_id_hex)
+    row = (
+        Trace.objects.filter(project_id__in=project_ids, trace_id=trace_id)
+        .order_by("project_id")
+        .values(*(c if c != "models" else "models_used" for c in _SUMMARY_COLUMNS))
+        .first()
+    )
+    if row is None:
+        return None
+    row["models"] = row.pop("models_used")
+    spans = (
+        Span.objects.filter(project_id=row["project_id"], trace_id=trace_id)
+        .order_by("start_time", "span_id")
+        .defer("received_at")
+    )
+    return TraceDetail(summary=_summary(row), spans=[_span_view(span) for span in spans])
+
+
+def _hex(value: bytes | memoryview | None) -> str | None:
+    return None if value is None else bytes(value).hex()
+
+
+def _summary(row: dict[str, Any]) -> TraceSummary:
+    duration_ns = row["duration_ns"]
+    return TraceSummary(
+        project_id=row["project_id"],
+        trace_id=bytes(row["trace_id"]).hex(),
+        start_time=row["start_time"],
+        end_time=row["end_time"],
+        duration_ms=None if duration_ns is None else duration_ns / 1e6,
+        root_span_id=_hex(row["root_span_id"]),
+        root_name=row["root_name"],
+        service_name=row["service_name"],
+        span_count=row["span_count"],
+        error_count=row["error_count"],
+        models=list(row["models"]),
+        micro_models=list(row["micro_models"]),
+        routes=list(row["routes"]),
+        is_fallback=row["is_fallback"],
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        cohort=dict(row["cohort"]),
+    )
+
+
+def _span_view(span: Span) -> SpanView:
+    return SpanView(
+        trace_id=bytes(span.trace_id).hex(),
+        span_id=bytes(span.span_id).hex(),
+        parent_span_id=_hex(span.parent_span_id),
+        name=span.name,
+        kind=span.kind,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        duration_ms=span.duration_ns / 1e6,
+        status_code=span.status_code,
+        status_message=span.status_message,
+        service_name=span.service_name,
+        scope_name=span.scope_name,
+        scope_version=span.scope_version,
+        attributes=span.attributes,
+        resource_attributes=span.resource_attributes,
+        events=span.events,
+        links=span.links,
+        flags=span.flags,
+        span_kind=span.span_kind,
+        model=span.model,
+        provider=span.provider,
+        micro_model=span.micro_model,
+        prompt_tokens=span.prompt_tokens,
+        completion_tokens=span.completion_tokens,
+        input_text=span.input_text,
+        output_text=span.output_text,
+        route=span.route,
+        label=span.label,
+        confidence=span.confidence,
+        expected_label=span.expected_label,
+        is_fallback=span.is_fallback,
+        is_retry=span.is_retry,
+        cache_hit=span.cache_hit,
+        is_mirrored=span.is_mirrored,
+        mirror_of=span.mirror_of,
+        cohort=span.cohort,
+    )
