@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "tracestore",
     "evaluators",
     "dashboard",
@@ -143,11 +144,13 @@ SESSION_COOKIE_SECURE = env_bool("MICROLENS_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 REST_FRAMEWORK = {
+    # A project API key first: a request carrying a wrong key fails even with a session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "dashboard.api.auth.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    "EXCEPTION_HANDLER": "dashboard.api.errors.api_exception_handler",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
@@ -156,6 +159,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Traces, evaluations and metrics of micro models.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs page's assets come from the drf-spectacular-sidecar package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery: with no broker configured, kombu's filesystem transport needs no server and
@@ -193,6 +200,9 @@ MICROLENS_MAX_ATTRIBUTE_VALUE_BYTES = env_int(
     "MICROLENS_MAX_ATTRIBUTE_VALUE_BYTES", 64 * 1024, minimum=64
 )
 MICROLENS_MAX_ATTRIBUTES = env_int("MICROLENS_MAX_ATTRIBUTES", 512, minimum=8)
+MICROLENS_HTTP_MAX_BODY_BYTES = env_int(
+    "MICROLENS_HTTP_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024
+)
 
 # Judges (evaluators issue).
 MICROLENS_JUDGE_URL = env_str("MICROLENS_JUDGE_URL", "")
