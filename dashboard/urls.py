@@ -1,1 +1,19 @@
-urlpatterns: list = []
+import plotly
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.trace_list, name="trace-list"),
+    path("traces/<str:trace_id>/", views.trace_detail, name="trace-detail"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(template_name="dashboard/login.html"),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(next_page="dashboard:login"), name="logout"),
+    path(f"assets/plotly-{plotly.__version__}.min.js", views.plotly_js, name="plotly-js"),
+]

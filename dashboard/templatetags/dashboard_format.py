@@ -1,0 +1,43 @@
+"""Formatting filters for the dashboard templates. They return plain strings: Django's
+autoescape escapes them like any other value."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def attr_value(value: Any) -> str:
+    """An attribute value as sent: strings verbatim, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+@register.filter
+def duration(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    if ms >= 1000:
+        return f"{ms / 1000:.2f} s"
+    if ms >= 10:
+        return f"{ms:.0f} ms"
+    return f"{ms:.2f} ms"
+
+
+@register.filter
+def indent(depth: int) -> str:
+    """Left padding for a span at ``depth`` in the tree, in rem (used in a style attribute)."""
+    return f"{depth * 1.25:.2f}rem"
+
+
+@register.filter
+def pairs(mapping: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """``(key, value)`` pairs of a mapping. ``{% for k, v in d.items %}`` would look up a key
+    named "items" first, and span attributes are user data."""
+    return list(mapping.items()) if mapping else []

@@ -1,0 +1,138 @@
+"""The waterfall figure and the span tree: pure functions, no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from dashboard.charts import waterfall_figure
+from dashboard.span_tree import span_tree
+from tracestore.contracts import SpanView
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def span(
+    span_id: str,
+    parent: str | None,
+    *,
+    start_ms: float,
+    duration_ms: float,
+    name: str | None = None,
+    kind: str | None = None,
+    status: int = 0,
+    model: str | None = None,
+) -> SpanView:
+    start = T0 + timedelta(milliseconds=start_ms)
+    return SpanView(
+        trace_id="ab" * 16,
+        span_id=span_id,
+        parent_span_id=parent,
+        name=name or span_id,
+        kind=1,
+        start_time=start,
+        end_time=start + timedelta(milliseconds=duration_ms),
+        duration_ms=duration_ms,
+        status_code=status,
+        status_message="boom" if status == 2 else "",
+        service_name="svc",
+        scope_name="",
+        attributes={},
+        resource_attributes={},
+        events=[],
+        flags=0,
+        span_kind=kind,
+        model=model,
+        provider=None,
+        micro_model=None,
+        prompt_tokens=None,
+        completion_tokens=None,
+        route=None,
+        label=None,
+        confidence=None,
+        expected_label=None,
+        is_fallback=False,
+        is_retry=False,
+        cache_hit=False,
+    )
+
+
+def bars(figure: dict) -> dict[int, tuple[float, float, str]]:
+    """row -> (base, length, span id) over every bar trace of the figure."""
+    out = {}
+    for trace in figure["data"]:
+        assert trace["type"] == "bar" and trace["orientation"] == "h"
+        for y, base, x, sid in zip(
+            trace["y"], trace["base"], trace["x"], trace["customdata"], strict=True
+        ):
+            out[y] = (base, x, sid)
+    return out
+
+
+def test_the_tree_is_depth_first_with_children_by_start_time() -> None:
+    spans = [
+        span("c2", "root", start_ms=50, duration_ms=10),
+        span("root", None, start_ms=0, duration_ms=100),
+        span("g1", "c1", start_ms=12, duration_ms=5),
+        span("c1", "root", start_ms=10, duration_ms=20),
+    ]
+    rows = span_tree(spans)
+    assert [(r.span.span_id, r.depth, r.offset_ms) for r in rows] == [
+        ("root", 0, 0.0),
+        ("c1", 1, 10.0),
+        ("g1", 2, 12.0),
+        ("c2", 1, 50.0),
+    ]
+
+
+def test_spans_whose_parent_is_missing_or_cyclic_are_still_shown_once() -> None:
+    spans = [
+        span("orphan", "never-received", start_ms=5, duration_ms=1),
+        span("a", "b", start_ms=1, duration_ms=1),
+        span("b", "a", start_ms=2, duration_ms=1),
+        span("self", "self", start_ms=3, duration_ms=1),
+    ]
+    rows = span_tree(spans)
+    assert sorted(r.span.span_id for r in rows) == ["a", "b", "orphan", "self"]
+    assert {r.span.span_id: r.depth for r in rows}["orphan"] == 0
+
+
+def test_the_waterfall_has_one_bar_per_span_at_its_start_offset() -> None:
+    rows = span_tree(
+        [
+            span("root", None, start_ms=0, duration_ms=900, name="POST /chat"),
+            span("cls", "root", start_ms=5, duration_ms=30, kind="LLM", model="intent-mini"),
+            span("ret", "root", start_ms=40, duration_ms=50, kind="RETRIEVER"),
+            span("llm", "root", start_ms=100.5, duration_ms=700, kind="LLM", status=2),
+        ]
+    )
+    figure = waterfall_figure(rows)
+
+    assert bars(figure) == {
+        0: (0.0, 900.0, "root"),
+        1: (5.0, 30.0, "cls"),
+        2: (40.0, 50.0, "ret"),
+        3: (100.5, 700.0, "llm"),
+    }
+    assert [t["name"] for t in figure["data"]] == ["span", "llm", "retriever", "error"]
+    yaxis = figure["layout"]["yaxis"]
+    assert yaxis["tickvals"] == [0, 1, 2, 3]
+    indent = "\u00a0" * 3
+    assert yaxis["ticktext"] == ["POST /chat", indent + "cls", indent + "ret", indent + "llm"]
+    assert yaxis["autorange"] == "reversed"
+    assert figure["layout"]["xaxis"]["title"]["text"] == "ms from trace start"
+    hover = {t["name"]: t["hovertext"] for t in figure["data"]}
+    assert "duration 30.000 ms" in hover["llm"][0]
+    assert "model intent-mini" in hover["llm"][0]
+    assert "error boom" in hover["error"][0]
+
+
+def test_span_text_in_the_figure_is_escaped_for_plotlys_html_labels() -> None:
+    rows = span_tree([span("x", None, start_ms=0, duration_ms=1, name="<b onclick=x>hi</b>")])
+    figure = waterfall_figure(rows)
+
+    assert figure["layout"]["yaxis"]["ticktext"] == ["&lt;b onclick=x&gt;hi&lt;/b&gt;"]
+    assert "<b onclick" not in figure["data"][0]["hovertext"][0]
+
+
+def test_an_empty_trace_draws_an_empty_figure() -> None:
+    assert waterfall_figure([])["data"] == []
