@@ -106,6 +106,7 @@ class Trace(models.Model):
     end_time = models.DateTimeField(null=True)
     duration_ns = models.BigIntegerField(null=True)
     root_span_id = models.BinaryField(max_length=8, null=True)
+    root_start_time = models.DateTimeField(null=True)
     root_name = models.TextField(null=True)
     service_name = models.TextField(null=True)
     span_count = models.IntegerField(db_default=0)
@@ -117,6 +118,10 @@ class Trace(models.Model):
     prompt_tokens = models.BigIntegerField(db_default=0)
     completion_tokens = models.BigIntegerField(db_default=0)
     cohort = models.JSONField(db_default={})
+    # Where the cohort values came from, so batches merge in any order to one answer:
+    # the root span's values win; otherwise, per key, the earliest span's (start, value).
+    root_cohort = models.JSONField(null=True)
+    cohort_sources = models.JSONField(db_default={})
     updated_at = models.DateTimeField(db_default=Now())
 
     class Meta:

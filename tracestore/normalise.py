@@ -127,6 +127,8 @@ def span_kind(attrs: Mapping[str, Any]) -> str | None:
 
 def _indexed_messages(attrs: Mapping[str, Any], prefix: str, content_suffix: str) -> str | None:
     """Join ``prefix.N<content_suffix>`` values in index order (OpenInference, OpenLLMetry)."""
+    if f"{prefix}0{content_suffix}" not in attrs:
+        return None  # lists start at 0: skip the scan of every key on the usual span
     found: list[tuple[int, str]] = []
     plen = len(prefix)
     for key, value in attrs.items():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
-from psycopg.types.json import Jsonb
+from psycopg.errors import UniqueViolation
 
 from .contracts import ProjectRef, SpanRecord, StoreResult
 from .models import ApiKey, Project
@@ -120,171 +121,345 @@ _SPAN_COLUMNS = (
     "cohort",
 )
 _COLUMN_LIST = ", ".join(_SPAN_COLUMNS)
+_COPY_SPANS = f"COPY tracestore_span ({_COLUMN_LIST}) FROM STDIN"
+_COPY_STAGE = f"COPY tracestore_span_stage ({_COLUMN_LIST}) FROM STDIN"
 
 _STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS tracestore_span_stage "
     "(LIKE tracestore_span INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
-
-# Rollup rows are created empty, then locked in trace_id order: concurrent batches that
-# touch the same trace serialise here, and the later one recomputes from a snapshot that
-# includes the earlier one's committed spans, so no update is lost whatever the order.
-# A row this statement creates is not visible to its own SELECT, but needs no FOR UPDATE:
-# another batch inserting the same key waits on our uncommitted insert until we commit.
-_LOCK_TRACES = """
-WITH created AS (
-    INSERT INTO tracestore_trace (project_id, trace_id)
-    SELECT %(project_id)s, t FROM unnest(%(trace_ids)s::bytea[]) AS t ORDER BY t
-    ON CONFLICT (project_id, trace_id) DO NOTHING
-)
-SELECT 1 FROM tracestore_trace
-WHERE project_id = %(project_id)s AND trace_id = ANY(%(trace_ids)s::bytea[])
-ORDER BY trace_id FOR UPDATE
-"""
-
-_INSERT_SPANS = (
+_INSERT_NEW_FROM_STAGE = (
     f"INSERT INTO tracestore_span ({_COLUMN_LIST}) "  # noqa: S608 (constant column names)
     f"SELECT {_COLUMN_LIST} FROM tracestore_span_stage "
-    "ON CONFLICT (project_id, trace_id, span_id) DO NOTHING"
+    "ON CONFLICT (project_id, trace_id, span_id) DO NOTHING RETURNING trace_id, span_id"
 )
 
-# The whole rollup is recomputed from the trace's stored spans: exact whatever order the
-# spans arrived in. Cohort values: the root span's win, then the earliest span's.
+# The rollup of a trace is a merge of per-batch deltas with commutative operations (min,
+# max, sums, OR, set union; the root is the parentless span with the smallest (start,
+# span_id); cohort values per key from the earliest span, the root's winning), so the
+# result is the same whatever order and batching the spans arrive in. ON CONFLICT DO
+# UPDATE locks the row and reads its latest committed version: concurrent batches of one
+# trace from many receivers serialise on it and no update is lost. Rows are upserted in
+# trace_id order so two batches cannot deadlock.
+_NEW_ROOT = (
+    "(excluded.root_span_id IS NOT NULL AND (t.root_span_id IS NULL OR "
+    "(excluded.root_start_time, excluded.root_span_id) < (t.root_start_time, t.root_span_id)))"
+)
+_UPSERT_ROLLUPS = f"""
+INSERT INTO tracestore_trace AS t (
+    project_id, trace_id, start_time, end_time, duration_ns, root_span_id, root_start_time,
+    root_name, service_name, span_count, error_count, models, micro_models, routes,
+    is_fallback, prompt_tokens, completion_tokens, root_cohort, cohort_sources, cohort,
+    updated_at
+)
+SELECT
+    %(project_id)s, decode(d.trace_id, 'hex'),
+    _epoch + d.start_us * _us, _epoch + d.end_us * _us, d.duration_ns,
+    decode(d.root_span_id, 'hex'), _epoch + d.root_start_us * _us,
+    d.root_name, d.service_name, d.span_count, d.error_count,
+    ARRAY(SELECT jsonb_array_elements_text(d.models)),
+    ARRAY(SELECT jsonb_array_elements_text(d.micro_models)),
+    ARRAY(SELECT jsonb_array_elements_text(d.routes)),
+    d.is_fallback, d.prompt_tokens, d.completion_tokens, d.root_cohort, d.cohort_sources,
+    tracestore_cohort_values(d.cohort_sources, d.root_cohort), now()
+FROM jsonb_to_recordset(%(deltas)s::jsonb) AS d(
+    trace_id text, start_us bigint, end_us bigint, duration_ns bigint, root_span_id text,
+    root_start_us bigint, root_name text, service_name text, span_count int, error_count int,
+    models jsonb, micro_models jsonb, routes jsonb, is_fallback bool, prompt_tokens bigint,
+    completion_tokens bigint, root_cohort jsonb, cohort_sources jsonb
+),
+LATERAL (SELECT timestamptz 'epoch' AS _epoch, interval '1 microsecond' AS _us) AS units
+ORDER BY d.trace_id
+ON CONFLICT (project_id, trace_id) DO UPDATE SET
+    start_time = least(t.start_time, excluded.start_time),
+    end_time = greatest(t.end_time, excluded.end_time),
+    root_span_id = CASE WHEN {_NEW_ROOT} THEN excluded.root_span_id ELSE t.root_span_id END,
+    root_start_time = CASE WHEN {_NEW_ROOT} THEN excluded.root_start_time
+        ELSE t.root_start_time END,
+    root_name = CASE WHEN {_NEW_ROOT} THEN excluded.root_name ELSE t.root_name END,
+    root_cohort = CASE WHEN {_NEW_ROOT} THEN excluded.root_cohort ELSE t.root_cohort END,
+    duration_ns = CASE
+        WHEN {_NEW_ROOT} THEN excluded.duration_ns
+        WHEN t.root_span_id IS NOT NULL THEN t.duration_ns
+        ELSE (extract(epoch FROM greatest(t.end_time, excluded.end_time)
+            - least(t.start_time, excluded.start_time)) * 1000000)::bigint * 1000
+    END,
+    service_name = CASE
+        WHEN {_NEW_ROOT} THEN excluded.service_name
+        WHEN t.root_span_id IS NOT NULL THEN t.service_name
+        WHEN excluded.root_span_id IS NULL AND excluded.start_time < t.start_time
+            THEN excluded.service_name
+        ELSE t.service_name
+    END,
+    span_count = t.span_count + excluded.span_count,
+    error_count = t.error_count + excluded.error_count,
+    models = ARRAY(SELECT DISTINCT unnest(t.models || excluded.models) ORDER BY 1),
+    micro_models = ARRAY(
+        SELECT DISTINCT unnest(t.micro_models || excluded.micro_models) ORDER BY 1
+    ),
+    routes = ARRAY(SELECT DISTINCT unnest(t.routes || excluded.routes) ORDER BY 1),
+    is_fallback = t.is_fallback OR excluded.is_fallback,
+    prompt_tokens = t.prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = t.completion_tokens + excluded.completion_tokens,
+    cohort_sources = tracestore_merge_first(t.cohort_sources, excluded.cohort_sources),
+    cohort = tracestore_cohort_values(
+        tracestore_merge_first(t.cohort_sources, excluded.cohort_sources),
+        CASE WHEN {_NEW_ROOT} THEN excluded.root_cohort ELSE t.root_cohort END
+    ),
+    updated_at = now()
+"""  # noqa: S608 (the only substitution is the constant _NEW_ROOT)
+
+# The same rollup computed from scratch from the stored spans: the reference the merge
+# above must always agree with (tests compare them), and a repair tool.
 _RECOMPUTE_ROLLUP = """
-WITH agg AS (
-    SELECT
-        s.project_id,
-        s.trace_id,
-        min(s.start_time) AS start_time,
-        max(s.end_time) AS end_time,
-        (array_agg(s.span_id ORDER BY s.start_time) FILTER (WHERE s.parent_span_id IS NULL))[1]
-            AS root_span_id,
-        (array_agg(s.name ORDER BY s.start_time) FILTER (WHERE s.parent_span_id IS NULL))[1]
-            AS root_name,
-        (array_agg(s.duration_ns ORDER BY s.start_time)
-            FILTER (WHERE s.parent_span_id IS NULL))[1] AS root_duration_ns,
-        coalesce(
-            (array_agg(s.service_name ORDER BY s.start_time)
-                FILTER (WHERE s.parent_span_id IS NULL))[1],
-            (array_agg(s.service_name ORDER BY s.start_time))[1]
-        ) AS service_name,
-        count(*) AS span_count,
-        count(*) FILTER (WHERE s.status_code = 2) AS error_count,
-        coalesce(array_agg(DISTINCT s.model) FILTER (WHERE s.model IS NOT NULL), '{}')
-            AS models,
-        coalesce(array_agg(DISTINCT s.micro_model) FILTER (WHERE s.micro_model IS NOT NULL), '{}')
-            AS micro_models,
-        coalesce(array_agg(DISTINCT s.route) FILTER (WHERE s.route IS NOT NULL), '{}') AS routes,
-        bool_or(s.is_fallback) AS is_fallback,
-        coalesce(sum(s.prompt_tokens), 0) AS prompt_tokens,
-        coalesce(sum(s.completion_tokens), 0) AS completion_tokens
+WITH spans AS (
+    SELECT s.*, (extract(epoch FROM s.start_time) * 1000000)::bigint AS start_us
     FROM tracestore_span s
     WHERE s.project_id = %(project_id)s AND s.trace_id = ANY(%(trace_ids)s::bytea[])
-    GROUP BY s.project_id, s.trace_id
 ),
-cohort AS (
-    SELECT project_id, trace_id, jsonb_object_agg(key, value) AS cohort
+agg AS (
+    SELECT
+        project_id,
+        trace_id,
+        min(start_time) AS start_time,
+        max(end_time) AS end_time,
+        count(*) AS span_count,
+        count(*) FILTER (WHERE status_code = 2) AS error_count,
+        coalesce(array_agg(DISTINCT model ORDER BY model) FILTER (WHERE model IS NOT NULL),
+            '{}') AS models,
+        coalesce(array_agg(DISTINCT micro_model ORDER BY micro_model)
+            FILTER (WHERE micro_model IS NOT NULL), '{}') AS micro_models,
+        coalesce(array_agg(DISTINCT route ORDER BY route) FILTER (WHERE route IS NOT NULL),
+            '{}') AS routes,
+        bool_or(is_fallback) AS is_fallback,
+        coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+        coalesce(sum(completion_tokens), 0) AS completion_tokens,
+        (array_agg(service_name ORDER BY start_us, span_id))[1] AS first_service
+    FROM spans GROUP BY project_id, trace_id
+),
+roots AS (
+    SELECT DISTINCT ON (trace_id) trace_id, span_id, start_time, name, service_name, cohort,
+        (extract(epoch FROM end_time) * 1000000)::bigint * 1000 - start_us * 1000 AS duration_ns
+    FROM spans WHERE parent_span_id IS NULL
+    ORDER BY trace_id, start_us, span_id
+),
+sources AS (
+    SELECT trace_id, jsonb_object_agg(key, jsonb_build_array(start_us, value)) AS cohort_sources
     FROM (
-        SELECT DISTINCT ON (s.trace_id, e.key) s.project_id, s.trace_id, e.key, e.value
-        FROM tracestore_span s CROSS JOIN LATERAL jsonb_each(s.cohort) AS e
-        WHERE s.project_id = %(project_id)s AND s.trace_id = ANY(%(trace_ids)s::bytea[])
-        ORDER BY s.trace_id, e.key, (s.parent_span_id IS NULL) DESC, s.start_time
+        SELECT DISTINCT ON (s.trace_id, e.key) s.trace_id, e.key, e.value, s.start_us
+        FROM spans s CROSS JOIN LATERAL jsonb_each_text(s.cohort) AS e
+        ORDER BY s.trace_id, e.key, s.start_us, e.value
     ) AS firsts
-    GROUP BY project_id, trace_id
+    GROUP BY trace_id
 )
-UPDATE tracestore_trace AS t SET
-    start_time = agg.start_time,
-    end_time = agg.end_time,
-    duration_ns = coalesce(
-        agg.root_duration_ns,
-        (extract(epoch FROM agg.end_time - agg.start_time) * 1e9)::bigint
+INSERT INTO tracestore_trace AS t (
+    project_id, trace_id, start_time, end_time, duration_ns, root_span_id, root_start_time,
+    root_name, service_name, span_count, error_count, models, micro_models, routes,
+    is_fallback, prompt_tokens, completion_tokens, root_cohort, cohort_sources, cohort,
+    updated_at
+)
+SELECT
+    agg.project_id, agg.trace_id, agg.start_time, agg.end_time,
+    coalesce(
+        roots.duration_ns,
+        (extract(epoch FROM agg.end_time - agg.start_time) * 1000000)::bigint * 1000
     ),
-    root_span_id = agg.root_span_id,
-    root_name = agg.root_name,
-    service_name = agg.service_name,
-    span_count = agg.span_count,
-    error_count = agg.error_count,
-    models = agg.models,
-    micro_models = agg.micro_models,
-    routes = agg.routes,
-    is_fallback = agg.is_fallback,
-    prompt_tokens = agg.prompt_tokens,
-    completion_tokens = agg.completion_tokens,
-    cohort = coalesce(cohort.cohort, '{}'::jsonb),
+    roots.span_id, roots.start_time, roots.name,
+    coalesce(roots.service_name, agg.first_service),
+    agg.span_count, agg.error_count, agg.models, agg.micro_models, agg.routes,
+    agg.is_fallback, agg.prompt_tokens, agg.completion_tokens, roots.cohort,
+    coalesce(sources.cohort_sources, '{}'::jsonb),
+    tracestore_cohort_values(sources.cohort_sources, roots.cohort),
+    now()
+FROM agg
+LEFT JOIN roots USING (trace_id)
+LEFT JOIN sources USING (trace_id)
+ON CONFLICT (project_id, trace_id) DO UPDATE SET
+    start_time = excluded.start_time,
+    end_time = excluded.end_time,
+    duration_ns = excluded.duration_ns,
+    root_span_id = excluded.root_span_id,
+    root_start_time = excluded.root_start_time,
+    root_name = excluded.root_name,
+    service_name = excluded.service_name,
+    span_count = excluded.span_count,
+    error_count = excluded.error_count,
+    models = excluded.models,
+    micro_models = excluded.micro_models,
+    routes = excluded.routes,
+    is_fallback = excluded.is_fallback,
+    prompt_tokens = excluded.prompt_tokens,
+    completion_tokens = excluded.completion_tokens,
+    root_cohort = excluded.root_cohort,
+    cohort_sources = excluded.cohort_sources,
+    cohort = excluded.cohort,
     updated_at = now()
-FROM agg LEFT JOIN cohort USING (project_id, trace_id)
-WHERE t.project_id = agg.project_id AND t.trace_id = agg.trace_id
 """
+
+
+_EMPTY_LIST = "[]"
+_EMPTY_OBJECT = "{}"
+
+
+def _us(ns: int) -> int:
+    return ns // 1000
 
 
 def _timestamp(ns: int) -> datetime:
     return datetime.fromtimestamp(ns // 1000 / 1e6, tz=UTC)
 
 
-def _row(project_id: int, r: SpanRecord) -> tuple:
-    return (
-        project_id,
-        r.trace_id,
-        r.span_id,
-        r.parent_span_id,
-        r.name,
-        r.kind,
-        _timestamp(r.start_time_ns),
-        _timestamp(r.end_time_ns),
-        r.end_time_ns - r.start_time_ns,
-        r.status_code,
-        r.status_message,
-        r.service_name,
-        r.scope_name,
-        r.scope_version,
-        Jsonb(r.attributes),
-        Jsonb(r.resource_attributes),
-        Jsonb(r.events),
-        Jsonb(r.links),
-        r.flags,
-        r.span_kind,
-        r.model,
-        r.provider,
-        r.micro_model,
-        r.prompt_tokens,
-        r.completion_tokens,
-        r.input_text,
-        r.output_text,
-        r.route,
-        r.label,
-        r.confidence,
-        r.expected_label,
-        r.is_fallback,
-        r.is_retry,
-        r.cache_hit,
-        r.is_mirrored,
-        r.mirror_of,
-        Jsonb(r.cohort),
-    )
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _rows(project_id: int, records: Sequence[SpanRecord]) -> list[tuple]:
+    """COPY rows. JSON is dumped here as text (COPY parses it): once per resource, not per
+    span, and not at all for the usual empty events, links and cohort."""
+    resources: dict[int, str] = {}
+    rows = []
+    for r in records:
+        resource = resources.get(id(r.resource_attributes))
+        if resource is None:
+            resource = resources[id(r.resource_attributes)] = _json(r.resource_attributes)
+        rows.append(
+            (
+                project_id,
+                r.trace_id,
+                r.span_id,
+                r.parent_span_id,
+                r.name,
+                r.kind,
+                _timestamp(r.start_time_ns),
+                _timestamp(r.end_time_ns),
+                r.end_time_ns - r.start_time_ns,
+                r.status_code,
+                r.status_message,
+                r.service_name,
+                r.scope_name,
+                r.scope_version,
+                _json(r.attributes),
+                resource,
+                _json(r.events) if r.events else _EMPTY_LIST,
+                _json(r.links) if r.links else _EMPTY_LIST,
+                r.flags,
+                r.span_kind,
+                r.model,
+                r.provider,
+                r.micro_model,
+                r.prompt_tokens,
+                r.completion_tokens,
+                r.input_text,
+                r.output_text,
+                r.route,
+                r.label,
+                r.confidence,
+                r.expected_label,
+                r.is_fallback,
+                r.is_retry,
+                r.cache_hit,
+                r.is_mirrored,
+                r.mirror_of,
+                _json(r.cohort) if r.cohort else _EMPTY_OBJECT,
+            )
+        )
+    return rows
+
+
+def _rollup_deltas(records: Sequence[SpanRecord]) -> str:
+    """Per-trace aggregates of the spans this batch inserted, as one JSON document
+    (one parameter, read with jsonb_to_recordset; timestamps as integer microseconds)."""
+    by_trace: dict[bytes, list[SpanRecord]] = {}
+    for r in records:
+        by_trace.setdefault(r.trace_id, []).append(r)
+    deltas = []
+    for trace_id in sorted(by_trace):
+        spans = by_trace[trace_id]
+        start_us = min(_us(s.start_time_ns) for s in spans)
+        end_us = max(_us(s.end_time_ns) for s in spans)
+        roots = [s for s in spans if s.parent_span_id is None]
+        root = min(roots, key=lambda s: (_us(s.start_time_ns), s.span_id)) if roots else None
+        earliest = min(spans, key=lambda s: (_us(s.start_time_ns), s.span_id))
+        sources: dict[str, tuple[int, str]] = {}
+        for s in spans:
+            at = _us(s.start_time_ns)
+            for key, value in s.cohort.items():
+                if key not in sources or (at, value) < sources[key]:
+                    sources[key] = (at, value)
+        deltas.append(
+            {
+                "trace_id": trace_id.hex(),
+                "start_us": start_us,
+                "end_us": end_us,
+                "duration_ns": (
+                    (_us(root.end_time_ns) - _us(root.start_time_ns)) * 1000
+                    if root
+                    else (end_us - start_us) * 1000
+                ),
+                "root_span_id": root.span_id.hex() if root else None,
+                "root_start_us": _us(root.start_time_ns) if root else None,
+                "root_name": root.name if root else None,
+                "service_name": (root or earliest).service_name,
+                "span_count": len(spans),
+                "error_count": sum(1 for s in spans if s.status_code == 2),
+                "models": sorted({s.model for s in spans if s.model}),
+                "micro_models": sorted({s.micro_model for s in spans if s.micro_model}),
+                "routes": sorted({s.route for s in spans if s.route}),
+                "is_fallback": any(s.is_fallback for s in spans),
+                "prompt_tokens": sum(s.prompt_tokens or 0 for s in spans),
+                "completion_tokens": sum(s.completion_tokens or 0 for s in spans),
+                "root_cohort": root.cohort if root else None,
+                "cohort_sources": {k: list(v) for k, v in sources.items()},
+            }
+        )
+    return _json(deltas)
 
 
 def store_spans(project_id: int, records: Sequence[SpanRecord]) -> StoreResult:
-    """Write one batch of spans and their traces' rollups in one transaction.
+    """Write one batch of spans and merge it into its traces' rollups, in one transaction.
 
-    Idempotent on (project, trace_id, span_id): a re-sent span is counted as a duplicate
-    and stored once. Returns only after the commit, so the caller may acknowledge.
+    Idempotent on (project, trace_id, span_id): a re-sent span is counted as a duplicate,
+    stored once and merged into the rollup once. Returns only after the commit, so the
+    caller may acknowledge.
     """
     if not records:
         return StoreResult(accepted=0, inserted=0, duplicates=0, traces=0)
-    trace_ids = sorted({r.trace_id for r in records})
-    params = {"project_id": project_id, "trace_ids": trace_ids}
+    rows = _rows(project_id, records)
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_STAGE_DDL)
-        cursor.execute(_LOCK_TRACES, params)
-        with cursor.copy(f"COPY tracestore_span_stage ({_COLUMN_LIST}) FROM STDIN") as copy:
-            for record in records:
-                copy.write_row(_row(project_id, record))
-        cursor.execute(_INSERT_SPANS)
-        inserted = cursor.rowcount
-        cursor.execute(_RECOMPUTE_ROLLUP, params)
+        try:
+            # Fast path: almost every batch is new, so COPY straight into the table.
+            with transaction.atomic(), cursor.copy(_COPY_SPANS) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            new = list(records)
+        except (IntegrityError, UniqueViolation):
+            # A retry or an overlapping batch: stage it and keep only the unseen spans.
+            cursor.execute(_STAGE_DDL)
+            with cursor.copy(_COPY_STAGE) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(_INSERT_NEW_FROM_STAGE)
+            inserted_keys = {(bytes(t), bytes(s)) for t, s in cursor.fetchall()}
+            new = []
+            for r in records:
+                key = (r.trace_id, r.span_id)
+                if key in inserted_keys:
+                    inserted_keys.discard(key)  # a span twice in one batch counts once
+                    new.append(r)
+        if new:
+            cursor.execute(
+                _UPSERT_ROLLUPS, {"project_id": project_id, "deltas": _rollup_deltas(new)}
+            )
     return StoreResult(
         accepted=len(records),
-        inserted=inserted,
-        duplicates=len(records) - inserted,
-        traces=len(trace_ids),
+        inserted=len(new),
+        duplicates=len(records) - len(new),
+        traces=len({r.trace_id for r in records}),
     )
+
+
+def rebuild_trace_rollups(project_id: int, trace_ids: Sequence[bytes]) -> None:
+    """Recompute rollups from the stored spans (repair, and the reference in tests)."""
+    params = {"project_id": project_id, "trace_ids": sorted(trace_ids)}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_RECOMPUTE_ROLLUP, params)

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.builders import micro_model_trace
 from tracestore.models import Span, Trace
-from tracestore.services import create_project, store_spans
+from tracestore.services import create_project, rebuild_trace_rollups, store_spans
 
 pytestmark = pytest.mark.django_db
 
@@ -93,5 +95,97 @@ def test_the_batch_path_runs_a_fixed_number_of_queries(project_id: int) -> None:
     statements = [
         q["sql"].split()[0] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]
     ]
-    # stage table, create+lock rollups, COPY, insert, recompute: whatever the batch size
-    assert statements == ["CREATE", "WITH", "COPY", "INSERT", "WITH"]
+    # new spans: one COPY into the table, one rollup upsert, whatever the batch size
+    assert statements == ["COPY", "INSERT"]
+
+
+def test_a_batch_overlapping_stored_spans_takes_the_stage_path_with_fixed_queries(
+    project_id: int,
+) -> None:
+    old = micro_model_trace()
+    store_spans(project_id, old.records())
+    records = old.records()
+    for _ in range(20):
+        records += micro_model_trace().records()
+    with CaptureQueriesContext(connection) as queries:
+        result = store_spans(project_id, records)
+    assert (result.inserted, result.duplicates) == (60, 3)
+    statements = [
+        q["sql"].split()[0] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]
+    ]
+    assert statements == ["COPY", "CREATE", "COPY", "INSERT", "INSERT"]
+    assert Trace.objects.get(trace_id=old.trace_id).span_count == 3
+
+
+def test_a_span_sent_twice_in_one_batch_is_stored_and_counted_once(project_id: int) -> None:
+    trace = micro_model_trace()
+    records = trace.records()
+    result = store_spans(project_id, records + records[:1])
+    assert (result.inserted, result.duplicates) == (3, 1)
+    assert Trace.objects.get().span_count == 3
+
+
+_ROLLUP_FIELDS = (
+    "start_time",
+    "end_time",
+    "duration_ns",
+    "root_span_id",
+    "root_start_time",
+    "root_name",
+    "service_name",
+    "span_count",
+    "error_count",
+    "models_used",
+    "micro_models",
+    "routes",
+    "is_fallback",
+    "prompt_tokens",
+    "completion_tokens",
+    "root_cohort",
+    "cohort_sources",
+    "cohort",
+)
+
+
+def _rollups() -> dict[bytes, tuple]:
+    return {
+        bytes(row[0]): tuple(bytes(v) if isinstance(v, memoryview) else v for v in row[1:])
+        for row in Trace.objects.order_by("trace_id").values_list("trace_id", *_ROLLUP_FIELDS)
+    }
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_merged_rollups_equal_a_rebuild_from_stored_spans_in_any_arrival_order(
+    project_id: int, seed: int
+) -> None:
+    rng = random.Random(seed)
+    spans_by_trace = []
+    for i in range(8):
+        trace = micro_model_trace(
+            tier=rng.choice(["free", "pro"]), fallback=rng.random() < 0.5, route=f"r{i % 3}"
+        )
+        # cohort values that disagree between child spans, and a second parentless span
+        trace.span("worker", parent=trace.spans[0].span_id, offset_ms=3, attrs={"language": "fr"})
+        trace.span(
+            "late-child", parent=trace.spans[0].span_id, offset_ms=1, attrs={"language": "it"}
+        )
+        if rng.random() < 0.5:
+            trace.span("orphan-root", offset_ms=-5, attrs={"user.tier": "orphan"})
+        spans_by_trace += [(trace, span) for span in trace.spans]
+    rng.shuffle(spans_by_trace)
+    position = 0
+    while position < len(spans_by_trace):
+        size = rng.randint(1, 9)
+        chunk = spans_by_trace[position : position + size]
+        position += size
+        records = [r for trace, span in chunk for r in trace.records([span])]
+        if rng.random() < 0.3:
+            records += records[:1]  # a duplicate inside the batch
+        store_spans(project_id, records)
+        if rng.random() < 0.3:
+            store_spans(project_id, records)  # an exporter retry
+
+    merged = _rollups()
+    rebuild_trace_rollups(project_id, list(merged))
+    assert _rollups() == merged
+    assert sum(row[7] for row in merged.values()) == len(spans_by_trace)
