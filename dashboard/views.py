@@ -30,9 +30,10 @@ OTLP_GRPC_ENDPOINT = "localhost:4317"
 @login_required(login_url=LOGIN_URL)
 def trace_list(request: HttpRequest) -> HttpResponse:
     service = request.GET.get("service", "").strip()
+    project_ids = visible_project_ids(request.user)
     try:
         page = trace_page(
-            visible_project_ids(request.user),
+            project_ids,
             cursor=request.GET.get("before") or None,
             size=PAGE_SIZE,
             service=service,
@@ -46,6 +47,7 @@ def trace_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "service": service,
             "paged": "before" in request.GET,
+            "has_projects": bool(project_ids),
             "otlp_endpoint": OTLP_GRPC_ENDPOINT,
         },
     )

@@ -45,6 +45,17 @@ def test_the_empty_state_says_how_to_send_traces(member_client: Client) -> None:
     assert 'export OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20&lt;key&gt;"' in html
 
 
+def test_a_user_in_no_project_is_told_so() -> None:
+    user = get_user_model().objects.create_user("bo", password="pw-for-tests-1")
+    client = Client()
+    client.force_login(user)
+
+    html = client.get("/").content.decode()
+
+    assert "Your account is not a member of any project" in html
+    assert "No traces yet" not in html
+
+
 def test_recent_traces_are_listed_newest_first_with_their_rollup(
     member_client: Client, project: ProjectRef
 ) -> None:
