@@ -17,7 +17,9 @@ import plotly.graph_objects as go
 from .span_tree import TreeRow
 
 STATUS_ERROR = 2
-_INDENT = "\u00a0\u00a0\u00a0"  # plain spaces would collapse in the SVG tick labels
+# Tick labels are right-aligned, so leading spaces would not show depth: one dot per level
+# does (a no-break space, as plain spaces collapse in the SVG labels).
+_INDENT = "\u00b7\u00a0"
 _MAX_LABEL = 60
 
 # Colour per category: errors stand out whatever the kind; otherwise the span's kind.

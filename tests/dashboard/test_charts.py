@@ -116,7 +116,7 @@ def test_the_waterfall_has_one_bar_per_span_at_its_start_offset() -> None:
     assert [t["name"] for t in figure["data"]] == ["span", "llm", "retriever", "error"]
     yaxis = figure["layout"]["yaxis"]
     assert yaxis["tickvals"] == [0, 1, 2, 3]
-    indent = "\u00a0" * 3
+    indent = "\u00b7\u00a0"
     assert yaxis["ticktext"] == ["POST /chat", indent + "cls", indent + "ret", indent + "llm"]
     assert yaxis["autorange"] == "reversed"
     assert figure["layout"]["xaxis"]["title"]["text"] == "ms from trace start"
