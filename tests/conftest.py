@@ -1,11 +1,6 @@
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-
-# Keep generated state (secret key, broker folders) out of the checkout during tests.
-os.environ.setdefault("MICROLENS_HOME", tempfile.mkdtemp(prefix="microlens-test-home-"))
 
 import pytest
 

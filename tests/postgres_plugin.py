@@ -19,6 +19,12 @@ from microlens.postgres import EmbeddedPostgres
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser, args) -> None:
+    # Keep generated state (secret key, broker folders, static root) out of the checkout.
+    if "MICROLENS_HOME" not in os.environ:
+        home = Path(tempfile.mkdtemp(prefix="microlens-test-home-"))
+        (home / "static").mkdir()
+        os.environ["MICROLENS_HOME"] = str(home)
+        early_config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
     if os.environ.get("DATABASE_URL"):
         return
     root = Path(tempfile.mkdtemp(prefix="microlens-test-pg-"))

@@ -41,6 +41,8 @@ class ApiKey(models.Model):
 
 
 class Span(models.Model):
+    # The logical identity. In the database the table is partitioned by day of start_time
+    # (migration 0003), so its primary key also holds start_time.
     pk = models.CompositePrimaryKey("project_id", "trace_id", "span_id")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, db_constraint=False)
     trace_id = models.BinaryField(max_length=16)

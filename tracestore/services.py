@@ -8,12 +8,14 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from psycopg.errors import UniqueViolation
 
 from .contracts import ProjectRef, SpanRecord, StoreResult
 from .models import ApiKey, Project
+from .partitions import RetentionResult, apply_retention
 
 API_KEY_PREFIX = "ml_"
 _LAST_USED_GRANULARITY = timedelta(minutes=1)
@@ -131,7 +133,7 @@ _STAGE_DDL = (
 _INSERT_NEW_FROM_STAGE = (
     f"INSERT INTO tracestore_span ({_COLUMN_LIST}) "  # noqa: S608 (constant column names)
     f"SELECT {_COLUMN_LIST} FROM tracestore_span_stage "
-    "ON CONFLICT (project_id, trace_id, span_id) DO NOTHING RETURNING trace_id, span_id"
+    "ON CONFLICT DO NOTHING RETURNING trace_id, span_id"
 )
 
 # The rollup of a trace is a merge of per-batch deltas with commutative operations (min,
@@ -463,3 +465,16 @@ def rebuild_trace_rollups(project_id: int, trace_ids: Sequence[bytes]) -> None:
     params = {"project_id": project_id, "trace_ids": sorted(trace_ids)}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_RECOMPUTE_ROLLUP, params)
+
+
+# -- retention -----------------------------------------------------------------------------
+
+
+def maintain_span_partitions(now: datetime | None = None) -> RetentionResult:
+    """Create the partitions ahead and apply the retention setting (daily beat task and
+    ``manage.py apply_retention``)."""
+    return apply_retention(
+        now or timezone.now(),
+        retention_days=settings.MICROLENS_RETENTION_DAYS,
+        days_ahead=settings.MICROLENS_PARTITION_DAYS_AHEAD,
+    )

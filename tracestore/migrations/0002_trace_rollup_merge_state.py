@@ -29,25 +29,24 @@ $$;
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tracestore', '0001_initial_projects_keys_spans_traces'),
+        ("tracestore", "0001_initial_projects_keys_spans_traces"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='trace',
-            name='cohort_sources',
+            model_name="trace",
+            name="cohort_sources",
             field=models.JSONField(db_default={}),
         ),
         migrations.AddField(
-            model_name='trace',
-            name='root_cohort',
+            model_name="trace",
+            name="root_cohort",
             field=models.JSONField(null=True),
         ),
         migrations.AddField(
-            model_name='trace',
-            name='root_start_time',
+            model_name="trace",
+            name="root_start_time",
             field=models.DateTimeField(null=True),
         ),
         migrations.RunSQL(
