@@ -183,6 +183,12 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE_FILENAME = str(MICROLENS_HOME / "run" / "celerybeat-schedule")
 CELERY_HEARTBEAT_SECONDS = env_int("MICROLENS_HEARTBEAT_SECONDS", 30, minimum=1)
 CELERY_BEAT_SCHEDULE = {
+    # Partitions ahead + retention; idempotent, so running it often is harmless.
+    "tracestore-maintain-partitions": {
+        "task": "tracestore.maintain_partitions",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
     # Expires after one period: while no worker runs, stale heartbeats must not pile up
     # in the broker and later fake a burst of liveness.
     "microlens-heartbeat": {
@@ -193,6 +199,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # Ingest.
+# Spans older than this many days are dropped (whole daily partitions).
+MICROLENS_RETENTION_DAYS = env_int("MICROLENS_RETENTION_DAYS", 30, minimum=1)
+MICROLENS_PARTITION_DAYS_AHEAD = env_int("MICROLENS_PARTITION_DAYS_AHEAD", 3, minimum=1)
 MICROLENS_GRPC_MAX_MESSAGE_BYTES = env_int(
     "MICROLENS_GRPC_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, minimum=1024
 )
