@@ -147,13 +147,18 @@ class Supervisor:
 
     def stop(self, hurry: threading.Event | None = None) -> None:
         """Stop every child within ``grace_seconds`` (sooner when ``hurry`` is set)."""
-        for child in self.children:
-            if child.poll() is None:
-                child.signal_group(signal.SIGTERM)
-        deadline = time.monotonic() + self.grace_seconds
-        while time.monotonic() < deadline and not (hurry and hurry.is_set()):
-            if all(child.poll() is not None for child in self.children):
-                break
+        running = [child for child in self.children if child.poll() is None]
+        for child in running:
+            child.signal_group(signal.SIGTERM)
+        started = time.monotonic()
+        deadline = started + self.grace_seconds
+        while running and time.monotonic() < deadline and not (hurry and hurry.is_set()):
+            for child in [child for child in running if child.poll() is not None]:
+                running.remove(child)
+                self.say(
+                    f"{child.role} stopped ({describe_exit(child.process.returncode)}, "
+                    f"{time.monotonic() - started:.1f}s)"
+                )
             time.sleep(0.05)
         for child in self.children:
             if child.poll() is None:

@@ -1,0 +1,163 @@
+"""The ``microlens`` command: ``up`` (the whole stack), ``status``, ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"microlens: {name}={raw!r} is not an integer") from None
+
+
+def _home(value: str | None) -> Path:
+    raw = value or os.environ.get("MICROLENS_HOME") or str(Path.cwd() / ".microlens")
+    return Path(raw).expanduser().resolve()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="microlens", description="Observability for micro models."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser(
+        "up",
+        help="run the whole stack: PostgreSQL, OTLP receiver, web, worker, beat",
+        description="Run the whole stack until Ctrl-C or SIGTERM.",
+    )
+    up.add_argument("--home", help="state folder (MICROLENS_HOME, default ./.microlens)")
+    up.add_argument(
+        "--host",
+        default=os.environ.get("MICROLENS_HOST", "127.0.0.1"),
+        help="bind address of every server (MICROLENS_HOST, default 127.0.0.1)",
+    )
+    up.add_argument(
+        "--web-port",
+        type=int,
+        default=_env_int("MICROLENS_WEB_PORT", 8000),
+        help="dashboard, admin and API port (MICROLENS_WEB_PORT, default 8000)",
+    )
+    up.add_argument(
+        "--grpc-port",
+        type=int,
+        default=_env_int("MICROLENS_GRPC_PORT", 4317),
+        help="OTLP gRPC port (MICROLENS_GRPC_PORT, default 4317)",
+    )
+    up.add_argument(
+        "--web-workers",
+        type=int,
+        default=_env_int("MICROLENS_WEB_WORKERS", 2),
+        help="gunicorn worker processes (MICROLENS_WEB_WORKERS, default 2)",
+    )
+
+    status = commands.add_parser("status", help="is the stack on this home alive?")
+    status.add_argument("--home", help="state folder (MICROLENS_HOME, default ./.microlens)")
+
+    demo = commands.add_parser("demo", help="send sample micro-model traces to a running stack")
+    demo.add_argument("--home", help="state folder (MICROLENS_HOME, default ./.microlens)")
+    demo.add_argument(
+        "--endpoint",
+        help="OTLP gRPC address (default: the running stack's, else localhost:4317)",
+    )
+    demo.add_argument("--traces", type=int, default=200, help="how many traces (default 200)")
+    demo.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    home = _home(options.home)
+    os.environ["MICROLENS_HOME"] = str(home)
+    if options.command == "up":
+        from .up import UpOptions, run_up
+
+        return run_up(
+            UpOptions(
+                home=home,
+                host=options.host,
+                web_port=options.web_port,
+                grpc_port=options.grpc_port,
+                web_workers=options.web_workers,
+            )
+        )
+    if options.command == "status":
+        return status(home)
+    if options.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(home, endpoint=options.endpoint, traces=options.traces, seed=options.seed)
+    raise AssertionError(options.command)
+
+
+def _supervisor_running(home: Path) -> bool:
+    lock = home / "run" / "up.lock"
+    if not lock.exists():
+        return False
+    with lock.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def status(home: Path) -> int:
+    """Print the stack's liveness; exit 0 only when the database answers and the worker's
+    heartbeat is fresh."""
+    running = _supervisor_running(home)
+    state_file = home / "run" / "up.json"
+    state = json.loads(state_file.read_text()) if running and state_file.exists() else {}
+    if running:
+        print(f"supervisor  running (pid {state.get('pid', '?')}, home {home})")
+        for role, pid in state.get("children", {}).items():
+            print(f"  {role:<9} pid {pid} {'alive' if _pid_alive(pid) else 'gone'}")
+    else:
+        print(f"supervisor  not running on {home}")
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "microlens.settings")
+    import django
+
+    django.setup()
+    from .health import read_health
+
+    report = read_health()
+    if not report.database_ok:
+        print(f"database    unreachable ({report.database_error})")
+        return 1
+    print("database    ok")
+    worker = report.last_heartbeat("worker")
+    if worker is None:
+        print("worker      no heartbeat recorded yet")
+    else:
+        verdict = "alive" if report.worker_alive else "STALE"
+        print(
+            f"worker      {verdict}: last heartbeat {worker.age_seconds:.1f}s ago "
+            f"({worker.hostname}, pid {worker.pid})"
+        )
+    return 0 if report.worker_alive else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""``microlens up``: the whole stack in one command.
+
+Order of start: lock the home -> database (``DATABASE_URL`` or the embedded cluster) ->
+broker folders -> migrate -> bootstrap -> children (receiver, web, worker, beat) ->
+readiness (gRPC health SERVING, ``/healthz`` 200) -> banner. Order of stop: children
+(SIGTERM, SIGKILL after a grace period), then PostgreSQL, then the run files.
+
+Files under ``MICROLENS_HOME``::
+
+    postgres/             the embedded cluster (owned by an unprivileged user under root)
+    broker/queue|processed  kombu's filesystem transport
+    credentials           generated API key and admin password (0600), see bootstrap.py
+    run/up.lock           flock held while an ``up`` runs on this home
+    run/up.json           pids and addresses of the running stack (for ``status``)
+    run/database_url      the embedded cluster's URL for other shells (0600)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO, TYPE_CHECKING
+
+from .supervisor import Supervisor, describe_exit
+
+if TYPE_CHECKING:
+    from .bootstrap import BootstrapResult
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Secrets `up` consumes itself; children do not need them in their environment.
+_BOOTSTRAP_ONLY_VARIABLES = ("MICROLENS_ADMIN_PASSWORD", "MICROLENS_BOOTSTRAP_API_KEY")
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    home: Path
+    host: str = "127.0.0.1"
+    web_port: int = 8000
+    grpc_port: int = 4317
+    web_workers: int = 2
+    ready_timeout: float = 90.0
+    stop_grace: float = 8.0
+
+
+class StartupError(RuntimeError):
+    """The stack could not start; the message says why."""
+
+
+class _Interrupted(BaseException):
+    """SIGINT/SIGTERM during preparation. BaseException: Django's ``except Exception``
+    blocks must not swallow it."""
+
+
+def connect_host(host: str) -> str:
+    """Where a client on this machine reaches a server bound to ``host``."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+
+
+def host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def run_dir(home: Path) -> Path:
+    return home / "run"
+
+
+@contextlib.contextmanager
+def _home_lock(home: Path) -> Iterator[None]:
+    path = run_dir(home) / "up.lock"
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StartupError(
+                f"another `microlens up` is running with MICROLENS_HOME={home}; stop it first"
+            ) from None
+        yield
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    tmp.replace(path)
+
+
+def _prepare_home(options: UpOptions) -> None:
+    for folder in ("run", "broker/queue", "broker/processed"):
+        (options.home / folder).mkdir(parents=True, exist_ok=True)
+
+
+def _child_argv(options: UpOptions) -> dict[str, list[str]]:
+    python = sys.executable
+    schedule = run_dir(options.home) / "celerybeat-schedule"
+    return {
+        "receiver": [
+            *(python, "-m", "django", "run_receiver"),
+            *("--host", options.host, "--port", str(options.grpc_port)),
+        ],
+        "web": [
+            *(python, "-m", "gunicorn", "microlens.wsgi:application"),
+            *("--bind", host_port(options.host, options.web_port)),
+            *("--workers", str(options.web_workers), "--graceful-timeout", "5"),
+            *("--access-logfile", "-", "--no-control-socket"),
+        ],
+        # solo pool: one process, so the parent-death signal covers all of it (prefork's
+        # pool children would not carry it) and a warm shutdown is one task away.
+        "worker": [
+            *(python, "-m", "celery", "-A", "microlens", "worker"),
+            *("--pool=solo", "--concurrency=1", "-l", "info", "-n", "worker@%h"),
+            *("--without-gossip", "--without-mingle"),
+        ],
+        "beat": [
+            *(python, "-m", "celery", "-A", "microlens", "beat"),
+            *("-s", str(schedule), "-l", "info"),
+        ],
+    }
+
+
+def _grpc_serving(target: str) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=1.0
+            )
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 (our own URL)
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class Up:
+    def __init__(self, options: UpOptions, out: IO[str] | None = None) -> None:
+        self.options = options
+        self.out = out or sys.stdout
+        self.stopping = threading.Event()
+        self.hurry = threading.Event()
+        self.preparing = True
+        self.postgres = None
+        self.supervisor: Supervisor | None = None
+        self.database_url_file = run_dir(options.home) / "database_url"
+        self.state_file = run_dir(options.home) / "up.json"
+
+    def say(self, message: str) -> None:
+        self.out.write(f"[microlens] {message}\n")
+        self.out.flush()
+
+    # -- signals ---------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping.is_set():
+            self.hurry.set()  # a second Ctrl-C: do not wait for graceful stops
+            return
+        self.stopping.set()
+        self.say(f"{signal.Signals(signum).name} received, stopping")
+        if self.preparing:
+            raise _Interrupted
+
+    # -- run ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        options = self.options
+        os.environ["MICROLENS_HOME"] = str(options.home)
+        _prepare_home(options)
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            with _home_lock(options.home):
+                return self._run_locked()
+        except StartupError as exc:
+            self.say(f"error: {exc}")
+            return 1
+        except _Interrupted:
+            return 0
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _run_locked(self) -> int:
+        try:
+            banner = self._prepare()
+            self.preparing = False
+            if self.stopping.is_set():
+                return 0
+            return self._supervise(banner)
+        finally:
+            self.preparing = False
+            self._shutdown()
+
+    def _prepare(self) -> list[str]:
+        if os.environ.get("DATABASE_URL"):
+            self.say("database: DATABASE_URL")
+        else:
+            from .postgres import EmbeddedPostgres, EmbeddedPostgresError
+
+            self.postgres = EmbeddedPostgres(self.options.home / "postgres")
+            self.say(f"database: embedded PostgreSQL in {self.postgres.data_dir}")
+            try:
+                url = self.postgres.start()
+            except EmbeddedPostgresError as exc:
+                raise StartupError(str(exc)) from exc
+            os.environ["DATABASE_URL"] = url
+            _write_private(self.database_url_file, url + "\n")
+        broker = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
+        self.say(f"broker: {broker.split('://', 1)[0]}://")
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "microlens.settings")
+        import django
+        from django.core.management import call_command
+        from django.db import connections
+
+        django.setup()
+        from django.conf import settings
+
+        from .bootstrap import bootstrap_from_environment
+
+        # whitenoise serves from finders, but warns on every request without this folder.
+        Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+
+        migrations = io.StringIO()
+        call_command("migrate", interactive=False, verbosity=1, stdout=migrations)
+        for line in migrations.getvalue().splitlines():
+            if line.strip().startswith("Applying"):
+                self.say(f"migrate: {line.strip()}")
+        result = bootstrap_from_environment(self.options.home)
+        # The supervisor holds no connection while it only watches children.
+        connections.close_all()
+        return self._banner(result)
+
+    def _banner(self, result: BootstrapResult) -> list[str]:
+        from .bootstrap import credentials_path
+
+        host = connect_host(self.options.host)
+        web = f"http://{host_port(host, self.options.web_port)}"
+        lines = [
+            f"  dashboard   {web}/",
+            f"  admin       {web}/admin/   user {result.admin_user!r}, {result.password_note}",
+            f"  API         {web}/api/v1/",
+            f"  OTLP gRPC   {host_port(host, self.options.grpc_port)}"
+            "   (header: authorization: Bearer <API key>)",
+            f"  API key     {result.api_key_note}",
+        ]
+        if result.first_start:
+            lines.append(
+                "  generated secrets are shown on this first start only; they are kept in "
+                f"{credentials_path(self.options.home)} (mode 0600)"
+            )
+        return lines
+
+    def _supervise(self, banner: list[str]) -> int:
+        options = self.options
+        env = {
+            key: value for key, value in os.environ.items() if key not in _BOOTSTRAP_ONLY_VARIABLES
+        }
+        env.update(
+            PYTHONUNBUFFERED="1",
+            DJANGO_SETTINGS_MODULE="microlens.settings",
+            MICROLENS_HOME=str(options.home),
+        )
+        self.supervisor = Supervisor(
+            env=env, cwd=PROJECT_ROOT, out=self.out, grace_seconds=options.stop_grace
+        )
+        for role, argv in _child_argv(options).items():
+            child = self.supervisor.spawn(role, argv)
+            self.say(f"started {role} (pid {child.pid})")
+        self._write_state()
+
+        problem = self._wait_ready()
+        if problem is None and not self.stopping.is_set():
+            self.say("microlens is up")
+            for line in banner:
+                self.out.write(line + "\n")
+            self.out.flush()
+            while not self.stopping.is_set() and problem is None:
+                problem = self._child_failure()
+                self.stopping.wait(0.2)
+        if problem is not None:
+            self.say(f"{problem}; stopping the others")
+            return 1
+        return 0
+
+    def _child_failure(self) -> str | None:
+        assert self.supervisor is not None
+        failed = self.supervisor.first_exited()
+        if failed is None:
+            return None
+        return f"{failed.role} (pid {failed.pid}) {describe_exit(failed.process.returncode)}"
+
+    def _wait_ready(self) -> str | None:
+        """Poll until the receiver and web answer; what went wrong otherwise."""
+        host = connect_host(self.options.host)
+        grpc_target = host_port(host, self.options.grpc_port)
+        healthz = f"http://{host_port(host, self.options.web_port)}/healthz"
+        pending = {
+            "receiver (gRPC health)": lambda: _grpc_serving(grpc_target),
+            "web (/healthz)": lambda: _http_ok(healthz),
+        }
+        deadline = time.monotonic() + self.options.ready_timeout
+        while pending and not self.stopping.is_set():
+            problem = self._child_failure()
+            if problem is not None:
+                return problem
+            for name, probe in list(pending.items()):
+                if probe():
+                    del pending[name]
+            if pending and time.monotonic() > deadline:
+                return f"not ready after {self.options.ready_timeout:.0f}s: {', '.join(pending)}"
+            if pending:
+                self.stopping.wait(0.2)
+        return None
+
+    def _write_state(self) -> None:
+        assert self.supervisor is not None
+        state = {
+            "pid": os.getpid(),
+            "home": str(self.options.home),
+            "host": self.options.host,
+            "web_port": self.options.web_port,
+            "grpc_port": self.options.grpc_port,
+            "children": {child.role: child.pid for child in self.supervisor.children},
+            "postgres": self.postgres.process.pid
+            if self.postgres and self.postgres.process
+            else None,
+        }
+        _write_private(self.state_file, json.dumps(state, indent=2) + "\n")
+
+    def _shutdown(self) -> None:
+        if self.supervisor is not None:
+            self.say("stopping children")
+            self.supervisor.stop(self.hurry)
+        if self.postgres is not None:
+            self.say("stopping PostgreSQL")
+            self.postgres.stop(timeout=3.0 if self.hurry.is_set() else 15.0)
+            self.database_url_file.unlink(missing_ok=True)
+        self.state_file.unlink(missing_ok=True)
+        self.say("stopped")
+
+
+def run_up(options: UpOptions) -> int:
+    return Up(options).run()

@@ -1,0 +1,276 @@
+"""`microlens up` as a user runs it: a real process tree on the embedded default.
+
+All tests share one MICROLENS_HOME (the first start pays for initdb and migrations) but
+each runs its own `up`, so any one of them can run alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import psutil
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from microlens.postgres import free_port
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+API_KEY = "ml_test-up-key-0123456789abcdef"
+ADMIN_PASSWORD = "test-up admin password"
+START_TIMEOUT = 90.0
+
+
+@dataclass
+class UpRun:
+    process: subprocess.Popen[bytes]
+    home: Path
+    log: Path
+    web_port: int
+    grpc_port: int
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if self.process.poll() is not None:
+                pytest.fail(f"up exited with {self.process.returncode}:\n{self.output[-4000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {text!r} within {timeout}s:\n{self.output[-4000:]}")
+            time.sleep(0.1)
+
+    def wait_exit(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"up still running after {timeout}s:\n{self.output[-4000:]}")
+
+    def state(self) -> dict:
+        return json.loads((self.home / "run" / "up.json").read_text())
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.web_port}{path}"
+
+
+def _start_up(home: Path) -> UpRun:
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env.update(
+        MICROLENS_HOME=str(home),
+        MICROLENS_PG_FSYNC="off",
+        MICROLENS_HEARTBEAT_SECONDS="1",
+        MICROLENS_BOOTSTRAP_API_KEY=API_KEY,
+        MICROLENS_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        MICROLENS_WEB_WORKERS="1",
+    )
+    web_port, grpc_port = free_port(), free_port()
+    log = home.parent / f"up-{time.monotonic_ns()}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "microlens", "up"),
+                *("--web-port", str(web_port), "--grpc-port", str(grpc_port)),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return UpRun(process, home, log, web_port, grpc_port)
+
+
+@pytest.fixture
+def up(stack_home: Path) -> Iterator[UpRun]:
+    run = _start_up(stack_home)
+    yield run
+    if run.process.poll() is None:  # a failed test: do not leak the stack
+        run.process.send_signal(signal.SIGTERM)
+        run.process.wait(30)
+    # Shown by pytest when the test failed.
+    print(run.output[-6000:])
+
+
+@pytest.fixture(scope="module")
+def stack_home() -> Iterator[Path]:
+    # Under root the embedded cluster runs as an unprivileged user, who must be able to
+    # traverse the folder: not pytest's tmp_path (0700).
+    parent = Path(tempfile.mkdtemp(prefix="microlens-test-up-"))
+    parent.chmod(0o755)
+    yield parent / "home"
+    if not _leftovers(parent / "home", set()):
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def _leftovers(home: Path, pids: set[int]) -> list[str]:
+    """Live processes of a stack on ``home``: by pid, command line or environment."""
+    marker = str(home)
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            mine = proc.pid in pids or any(marker in part for part in proc.cmdline())
+            if not mine:
+                mine = proc.environ().get("MICROLENS_HOME") == marker
+            if mine:
+                found.append(f"{proc.pid} {' '.join(proc.cmdline())[:200]}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def _wait_no_leftovers(home: Path, pids: set[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (left := _leftovers(home, pids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == []
+
+
+def _recorded_pids(run: UpRun) -> set[int]:
+    state = run.state()
+    return {state["pid"], state["postgres"], *state["children"].values()}
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (http only)
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _grpc_health(port: int) -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=5
+        )
+    return reply.status
+
+
+def _export_one_trace(port: int, key: str) -> SpanExportResult:
+    captured = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "test-up"}))
+    provider.add_span_processor(SimpleSpanProcessor(captured))
+    with provider.get_tracer("test-up").start_as_current_span("request"):
+        with provider.get_tracer("test-up").start_as_current_span("intent-classifier") as span:
+            span.set_attribute("micro_model.name", "intent-classifier")
+    exporter = OTLPSpanExporter(
+        endpoint=f"127.0.0.1:{port}",
+        insecure=True,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    try:
+        return exporter.export(captured.get_finished_spans())
+    finally:
+        exporter.shutdown()
+        provider.shutdown()
+
+
+def _wait_for_worker_heartbeat(run: UpRun, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = _get(run.url("/healthz"))
+        health = json.loads(body)
+        if status == 200 and health["worker_alive"]:
+            return health
+        assert time.monotonic() < deadline, f"no worker heartbeat: {health}"
+        time.sleep(0.2)
+
+
+def test_up_serves_everything_and_stops_cleanly_on_sigterm(up: UpRun) -> None:
+    up.wait_for_output("microlens is up")
+    pids = _recorded_pids(up)
+
+    assert _grpc_health(up.grpc_port) == health_pb2.HealthCheckResponse.SERVING
+    assert _export_one_trace(up.grpc_port, API_KEY) == SpanExportResult.SUCCESS
+    assert _export_one_trace(up.grpc_port, "ml_wrong") == SpanExportResult.FAILURE
+    status, body = _get(up.url("/admin/login/"))
+    assert status == 200 and b"csrfmiddlewaretoken" in body
+    status, body = _get(up.url("/static/admin/css/base.css"))
+    assert status == 200 and b"body" in body
+    health = _wait_for_worker_heartbeat(up)
+    assert health["database"] == "ok" and health["status"] == "ok"
+    status_cmd = subprocess.run(
+        [sys.executable, "-m", "microlens", "status", "--home", str(up.home)],
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert status_cmd.returncode == 0, status_cmd.stdout + status_cmd.stderr
+    assert "worker      alive" in status_cmd.stdout
+    # A second `up` on the same home is refused instead of fighting over the cluster.
+    second = subprocess.run(
+        [sys.executable, "-m", "microlens", "up", "--home", str(up.home)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode == 1
+    assert "another `microlens up` is running" in second.stdout
+    # The fixed secrets were used, not echoed.
+    assert "API key     from MICROLENS_BOOTSTRAP_API_KEY" in up.output
+    assert "password from MICROLENS_ADMIN_PASSWORD" in up.output
+    assert API_KEY not in up.output and ADMIN_PASSWORD not in up.output
+
+    started = time.monotonic()
+    up.process.send_signal(signal.SIGTERM)
+
+    assert up.wait_exit(15) == 0
+    assert time.monotonic() - started < 15
+    _wait_no_leftovers(up.home, pids, timeout=2)
+    assert up.output.rstrip().endswith("[microlens] stopped")
+    assert not (up.home / "run" / "database_url").exists()
+    assert not (up.home / "run" / "up.json").exists()
+
+
+def test_a_sigkilled_up_leaves_nothing_and_the_next_up_starts(up: UpRun) -> None:
+    up.wait_for_output("microlens is up")
+    pids = _recorded_pids(up)
+
+    up.process.kill()
+    up.process.wait()
+
+    _wait_no_leftovers(up.home, pids, timeout=20)
+    again = _start_up(up.home)
+    try:
+        again.wait_for_output("microlens is up")
+        assert _grpc_health(again.grpc_port) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        again.process.send_signal(signal.SIGTERM)
+    assert again.wait_exit(15) == 0
+
+
+def test_a_dying_child_is_reported_and_stops_the_stack(up: UpRun) -> None:
+    up.wait_for_output("microlens is up")
+    pids = _recorded_pids(up)
+    receiver = up.state()["children"]["receiver"]
+
+    os.kill(receiver, signal.SIGKILL)
+
+    assert up.wait_exit(20) == 1
+    assert f"receiver (pid {receiver}) was killed by SIGKILL; stopping the others" in up.output
+    _wait_no_leftovers(up.home, pids, timeout=2)
