@@ -1,0 +1,613 @@
+"""The OTLP/HTTP receiver, driven by the real SDK exporter, `requests`, and hostile bodies.
+
+Most tests serve the WSGI application in-process on a threaded loopback server; the
+``gunicorn`` tests start the real ``manage.py run_http_receiver`` process.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+import requests
+from django.db import connection, connections
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from opentelemetry import trace as otel_trace
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from tests.builders import TraceBuilder, micro_model_trace
+from tracestore.contracts import FLAG_TRUNCATED
+from tracestore.http_receiver import build_app
+from tracestore.models import Span, Trace
+from tracestore.services import create_project, issue_api_key
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "otlp"
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+MAX_BODY = 16 * 1024 * 1024
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            # Django connections are per thread; this thread ends here.
+            connections.close_all()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    app = build_app()
+    server = make_server(
+        "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def api_key() -> str:
+    project = create_project("default")
+    return issue_api_key(project.id)
+
+
+def _post(
+    url: str,
+    body: bytes,
+    key: str | None,
+    content_type: str = PROTOBUF,
+    encoding: str | None = None,
+    path: str = "/v1/traces",
+    **headers: str,
+) -> requests.Response:
+    sent = {"Content-Type": content_type, **headers}
+    if key is not None:
+        sent["Authorization"] = f"Bearer {key}"
+    if encoding:
+        sent["Content-Encoding"] = encoding
+    return requests.post(url + path, data=body, headers=sent, timeout=30)
+
+
+def _status(response: requests.Response) -> status_pb2.Status:
+    if response.headers["Content-Type"] == JSON:
+        document = response.json()
+        return status_pb2.Status(code=document["code"], message=document["message"])
+    return status_pb2.Status.FromString(response.content)
+
+
+def _assert_still_serving(url: str, key: str) -> None:
+    trace = micro_model_trace()
+    response = _post(url, trace.request().SerializeToString(), key)
+    assert response.status_code == 200
+    assert Span.objects.filter(trace_id=trace.trace_id).count() == 3
+
+
+# -- the real SDK exporter ----------------------------------------------------------------
+
+
+def _export_with_the_sdk(endpoint: str, headers: dict[str, str]) -> tuple[Any, Any]:
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "checkout", "deployment.environment": "test"})
+    )
+    exporter = OTLPSpanExporter(
+        endpoint=endpoint, headers=headers, compression=Compression.Gzip, timeout=10
+    )
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer = provider.get_tracer("checkout.router", "1.2.3")
+    with tracer.start_as_current_span("POST /chat", attributes={"user.tier": "pro"}) as root:
+        with tracer.start_as_current_span(
+            "intent-classifier",
+            kind=otel_trace.SpanKind.CLIENT,
+            attributes={
+                "micro_model.name": "intent-mini",
+                "micro_model.label": "refund",
+                "micro_model.confidence": 0.71,
+                "route.name": "refunds",
+                "llm.token_count.prompt": 12,
+                "llm.token_count.completion": 1,
+                "tags": ["a", "b"],
+            },
+        ) as child:
+            child.add_event("decided", {"label": "refund"})
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+    return root, child
+
+
+def _assert_sdk_spans_stored(root: Any, child: Any) -> None:
+    trace_id = root.get_span_context().trace_id.to_bytes(16, "big")
+    child_id = child.get_span_context().span_id.to_bytes(8, "big")
+    stored = Span.objects.get(trace_id=trace_id, span_id=child_id)
+    assert stored.name == "intent-classifier"
+    assert stored.kind == 3  # SPAN_KIND_CLIENT in OTLP numbering
+    assert stored.parent_span_id == root.get_span_context().span_id.to_bytes(8, "big")
+    assert stored.service_name == "checkout"
+    assert (stored.scope_name, stored.scope_version) == ("checkout.router", "1.2.3")
+    assert stored.resource_attributes["deployment.environment"] == "test"
+    assert stored.attributes["tags"] == ["a", "b"]
+    assert (stored.micro_model, stored.label, stored.route) == ("intent-mini", "refund", "refunds")
+    assert stored.confidence == 0.71
+    assert (stored.prompt_tokens, stored.completion_tokens) == (12, 1)
+    assert stored.events[0]["name"] == "decided"
+    assert stored.events[0]["attributes"] == {"label": "refund"}
+    assert stored.start_time.timestamp() == pytest.approx(child.start_time / 1e9, abs=1e-6)
+    assert stored.duration_ns == child.end_time - child.start_time
+    rollup = Trace.objects.get(trace_id=trace_id)
+    assert (rollup.span_count, rollup.root_name) == (2, "POST /chat")
+    assert rollup.cohort == {"user.tier": "pro"}
+
+
+def test_spans_from_the_real_sdk_exporter_with_gzip_are_stored_field_for_field(
+    receiver: str, api_key: str
+) -> None:
+    root, child = _export_with_the_sdk(
+        f"{receiver}/v1/traces", {"authorization": f"Bearer {api_key}"}
+    )
+    _assert_sdk_spans_stored(root, child)
+
+
+def test_the_recorded_sdk_payload_is_accepted_as_sent(receiver: str, api_key: str) -> None:
+    body = (FIXTURES / "sdk_traces.pb.gz").read_bytes()
+    response = _post(receiver, body, api_key, encoding="gzip")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == PROTOBUF
+    assert (
+        ExportTraceServiceResponse.FromString(response.content).partial_success.rejected_spans == 0
+    )
+    assert sorted(Span.objects.values_list("name", flat=True)) == [
+        "POST /chat",
+        "fallback-llm",
+        "intent-classifier",
+    ]
+
+
+# -- protocol surface ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/traces", "/", "/tracer/v1/traces", "/v1/traces/"])
+def test_every_path_clients_post_to_is_served(receiver: str, api_key: str, path: str) -> None:
+    response = _post(
+        receiver, micro_model_trace().request().SerializeToString(), api_key, path=path
+    )
+    assert response.status_code == 200
+    assert Span.objects.count() == 3
+
+
+def test_json_with_upper_case_hex_ids_is_stored_under_those_ids(
+    receiver: str, api_key: str
+) -> None:
+    document = json.loads((FIXTURES / "spec_trace.json").read_text())
+    span = document["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    now = time.time_ns()
+    span["startTimeUnixNano"], span["endTimeUnixNano"] = now - 10**9, str(now)
+    response = _post(
+        receiver,
+        json.dumps(document).encode(),
+        api_key,
+        content_type="application/json; charset=utf-8",
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == JSON
+    assert response.json() == {"partialSuccess": {}}
+    stored = Span.objects.get()
+    assert stored.trace_id == bytes.fromhex("5b8efff798038103d269b633813fc60c")
+    assert stored.span_id == bytes.fromhex("eee19b7ec3c1b174")
+    assert stored.parent_span_id == bytes.fromhex("eee19b7ec3c1b173")
+    assert (stored.kind, stored.status_code, stored.status_message) == (2, 2, "upstream timeout")
+    assert stored.attributes["nested"] == {"inner": "NaN"}
+    assert stored.links[0]["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert stored.duration_ns == 10**9
+
+
+def test_the_sdk_payload_as_gzipped_json_lands_like_the_protobuf(
+    receiver: str, api_key: str
+) -> None:
+    body = gzip.compress((FIXTURES / "sdk_traces.json").read_bytes())
+    assert _post(receiver, body, api_key, content_type=JSON, encoding="gzip").status_code == 200
+    from_json = sorted(Span.objects.values_list("trace_id", "span_id", "name", "attributes"))
+    Span.objects.all().delete()
+    protobuf = (FIXTURES / "sdk_traces.pb.gz").read_bytes()
+    assert _post(receiver, protobuf, api_key, encoding="gzip").status_code == 200
+    assert (
+        sorted(Span.objects.values_list("trace_id", "span_id", "name", "attributes")) == from_json
+    )
+
+
+def test_deflate_is_accepted(receiver: str, api_key: str) -> None:
+    body = zlib.compress(micro_model_trace().request().SerializeToString())
+    assert _post(receiver, body, api_key, encoding="deflate").status_code == 200
+    assert Span.objects.count() == 3
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param(lambda key: {"Authorization": f"Bearer {key}"}, id="bearer"),
+        pytest.param(lambda key: {"x-api-key": key}, id="x-api-key"),
+        pytest.param(lambda key: {"X-Api-Key": key, "X-Secret-Key": "anything"}, id="key-pair"),
+    ],
+)
+def test_every_supported_key_header_authenticates(
+    receiver: str, api_key: str, headers: Callable[[str], dict[str, str]]
+) -> None:
+    body = micro_model_trace().request().SerializeToString()
+    response = _post(receiver, body, None, **headers(api_key))
+    assert response.status_code == 200
+    assert Span.objects.count() == 3
+
+
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        pytest.param({}, "missing API key", id="missing"),
+        pytest.param({"Authorization": "Bearer ml_wrong"}, "invalid API key", id="wrong-bearer"),
+        pytest.param({"x-api-key": "ml_wrong"}, "invalid API key", id="wrong-x-api-key"),
+        pytest.param({"Authorization": "Basic abc"}, "missing API key", id="other-scheme"),
+    ],
+)
+def test_it_answers_401_with_a_status_body_in_the_request_type(
+    receiver: str, api_key: str, content_type: str, headers: dict[str, str], message: str
+) -> None:
+    body = b"{}" if content_type == JSON else micro_model_trace().request().SerializeToString()
+    response = _post(receiver, body, None, content_type=content_type, **headers)
+    assert response.status_code == 401
+    assert response.headers["Content-Type"] == content_type
+    assert _status(response) == status_pb2.Status(code=code_pb2.UNAUTHENTICATED, message=message)
+    assert Span.objects.count() == 0
+
+
+def test_a_partial_success_in_json_names_the_rejected_spans(receiver: str, api_key: str) -> None:
+    document = json.loads((FIXTURES / "spec_trace.json").read_text())
+    spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans.append({**spans[0], "spanId": "0000000000000000"})
+    spans.append({**spans[0], "spanId": "nothex!!"})
+    response = _post(receiver, json.dumps(document).encode(), api_key, content_type=JSON)
+    assert response.status_code == 200
+    assert response.json() == {
+        "partialSuccess": {
+            "rejectedSpans": "2",
+            "errorMessage": "2 span(s) rejected: span_id must be 8 bytes and not all zero",
+        }
+    }
+    assert Span.objects.count() == 1
+
+
+def test_other_methods_and_paths_are_refused(receiver: str, api_key: str) -> None:
+    get = requests.get(f"{receiver}/v1/traces", timeout=5)
+    assert (get.status_code, get.headers["Allow"]) == (405, "POST")
+    assert _status(get).code == code_pb2.UNIMPLEMENTED
+    other = _post(receiver, b"", api_key, path="/v1/metrics")
+    assert other.status_code == 404
+    assert _status(other) == status_pb2.Status(code=code_pb2.NOT_FOUND, message="not found")
+
+
+# -- the bad-input table ------------------------------------------------------------------
+
+
+def _valid() -> bytes:
+    return micro_model_trace().request().SerializeToString()
+
+
+def _invalid_utf8_protobuf() -> bytes:
+    # A span whose name (field 5) is the bytes ff fe: not UTF-8, which proto3 forbids.
+    good = TraceBuilder().request()
+    good.resource_spans[0].scope_spans[0].spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
+    good.resource_spans[0].scope_spans[0].spans[0].name = "XY"
+    return good.SerializeToString().replace(b"\x2a\x02XY", b"\x2a\x02\xff\xfe")
+
+
+def _gzip_bomb() -> bytes:
+    """1 GiB of zeros, gzip-compressed to about 1 MiB, without holding the GiB in memory."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1024 * 1024)
+    parts = [compressor.compress(zeros) for _ in range(1024)]
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+BAD_INPUT = [
+    pytest.param(
+        lambda: (b"\xff\xff\xff\xff", PROTOBUF, None),
+        400,
+        "body is not a valid ExportTraceServiceRequest",
+        id="malformed-protobuf",
+    ),
+    pytest.param(
+        lambda: (_valid()[:-7], PROTOBUF, None),
+        400,
+        "body is not a valid ExportTraceServiceRequest",
+        id="truncated-protobuf",
+    ),
+    pytest.param(
+        lambda: (gzip.compress(_valid())[:-12], PROTOBUF, "gzip"),
+        400,
+        "compressed body is truncated",
+        id="truncated-gzip",
+    ),
+    pytest.param(
+        lambda: (b"this is not gzip", PROTOBUF, "gzip"),
+        400,
+        "body is not valid compressed data",
+        id="bad-gzip",
+    ),
+    pytest.param(
+        lambda: (_invalid_utf8_protobuf(), PROTOBUF, None),
+        400,
+        "body is not a valid ExportTraceServiceRequest",
+        id="invalid-utf8-protobuf",
+    ),
+    pytest.param(
+        lambda: (b'{"resourceSpans": [{"x": "\xff"}]}', JSON, None),
+        400,
+        "body is not valid UTF-8",
+        id="invalid-utf8-json",
+    ),
+    pytest.param(
+        lambda: (b'{"resourceSpans": [', JSON, None), 400, "body is not valid JSON", id="bad-json"
+    ),
+    pytest.param(
+        lambda: (b'{"resourceSpans": [{"scopeSpans": 7}]}', JSON, None),
+        400,
+        "resourceSpans[0].scopeSpans must be a list",
+        id="json-wrong-structure",
+    ),
+    pytest.param(
+        lambda: (bytes(MAX_BODY + 1), PROTOBUF, None),
+        413,
+        f"body is larger than {MAX_BODY} bytes",
+        id="oversize",
+    ),
+    pytest.param(
+        lambda: (_gzip_bomb(), PROTOBUF, "gzip"),
+        413,
+        f"body is larger than {MAX_BODY} bytes after decompression",
+        id="gzip-bomb",
+    ),
+    pytest.param(
+        lambda: (_valid(), "text/plain", None),
+        415,
+        f"content type must be {PROTOBUF} or {JSON}",
+        id="wrong-content-type",
+    ),
+    pytest.param(
+        lambda: (_valid(), PROTOBUF, "br"),
+        415,
+        "content encoding must be gzip, deflate or identity",
+        id="unknown-encoding",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "status", "message"), BAD_INPUT)
+def test_bad_input_gets_its_exact_answer_and_the_receiver_keeps_serving(
+    receiver: str, api_key: str, make: Callable, status: int, message: str
+) -> None:
+    body, content_type, encoding = make()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    response = _post(receiver, body, api_key, content_type=content_type, encoding=encoding)
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == status
+    reply_type = content_type if content_type in (PROTOBUF, JSON) else JSON
+    assert response.headers["Content-Type"] == reply_type
+    answer = _status(response)
+    expected_code = {400: code_pb2.INVALID_ARGUMENT, 413: code_pb2.RESOURCE_EXHAUSTED}
+    assert answer.code == expected_code.get(status, code_pb2.INVALID_ARGUMENT)
+    assert answer.message.startswith(message)
+    assert Span.objects.count() == 0
+    if encoding == "gzip" and status == 413:
+        # Stopped at the limit: neither the GiB nor the time to inflate it.
+        assert elapsed < 5
+        grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+        assert grown_kib < 128 * 1024
+    _assert_still_serving(receiver, api_key)
+
+
+def _nest_deeply(span: Any, depth: int) -> None:
+    # Built in place: upb copies (append, CopyFrom) re-parse and refuse this depth.
+    value = span.attributes.add(key="deep").value
+    for level in range(depth):
+        value = value.kvlist_value.values.add(key=f"k{level}").value
+    value.string_value = "leaf"
+
+
+def test_zero_and_wrong_length_ids_are_a_partial_success(receiver: str, api_key: str) -> None:
+    trace = micro_model_trace()
+    trace.span("zero-trace-id-span")
+    trace.spans[-1].trace_id = b"\x00" * 16
+    trace.span("zero-span-id", span_id=b"\x00" * 8)
+    trace.span("short-span-id", span_id=b"\x01\x02")
+    response = _post(receiver, trace.request().SerializeToString(), api_key)
+    assert response.status_code == 200
+    partial = ExportTraceServiceResponse.FromString(response.content).partial_success
+    assert partial.rejected_spans == 3
+    assert partial.error_message == (
+        "3 span(s) rejected: trace_id must be 16 bytes and not all zero; "
+        "span_id must be 8 bytes and not all zero"
+    )
+    assert Span.objects.count() == 3
+
+
+def test_hostile_values_are_stored_sanitised(receiver: str, api_key: str) -> None:
+    trace = TraceBuilder()
+    nul = trace.span("nul\x00name", attrs={"text": "a\x00b"})
+    many = trace.span("many", attrs={f"attr.{i}": i for i in range(10_000)})
+    nan = trace.span("nan", attrs={"score": float("nan"), "big": float("inf")})
+    deep = trace.span("deep")
+    request = trace.request()
+    _nest_deeply(request.resource_spans[0].scope_spans[0].spans[-1], 200)
+
+    response = _post(receiver, request.SerializeToString(), api_key)
+
+    assert response.status_code == 200
+    assert (
+        ExportTraceServiceResponse.FromString(response.content).partial_success.rejected_spans == 0
+    )
+    by_id = {span.span_id: span for span in Span.objects.all()}
+    assert by_id[nul].name == "nul\ufffdname"
+    assert by_id[nul].attributes == {"text": "a\ufffdb"}
+    assert len(by_id[many].attributes) == 512
+    assert by_id[many].flags & FLAG_TRUNCATED
+    assert by_id[nan].attributes == {"score": "NaN", "big": "Infinity"}
+    stored_deep = by_id[deep]
+    depth, node = 0, stored_deep.attributes["deep"]
+    while isinstance(node, dict):
+        node, depth = next(iter(node.values())), depth + 1
+    assert (depth, node) == (16, "[nesting too deep]")
+    assert stored_deep.flags & FLAG_TRUNCATED
+    _assert_still_serving(receiver, api_key)
+
+
+def test_an_empty_request_succeeds_with_nothing_stored(receiver: str, api_key: str) -> None:
+    for body in (b"", ExportTraceServiceRequest().SerializeToString()):
+        response = _post(receiver, body, api_key)
+        assert response.status_code == 200
+        assert ExportTraceServiceResponse.FromString(response.content) == (
+            ExportTraceServiceResponse()
+        )
+    assert _post(receiver, b"{}", api_key, content_type=JSON).json() == {"partialSuccess": {}}
+    assert Span.objects.count() == 0
+
+
+def test_a_duplicate_resend_is_stored_once(receiver: str, api_key: str) -> None:
+    body = micro_model_trace(fallback=True).request().SerializeToString()
+    assert _post(receiver, body, api_key).status_code == 200
+    assert _post(receiver, gzip.compress(body), api_key, encoding="gzip").status_code == 200
+    assert Span.objects.count() == 4
+    assert Trace.objects.get().span_count == 4
+
+
+# -- the real gunicorn process ------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _database_url(port: int | None = None) -> str:
+    settings = connection.settings_dict
+    return (
+        f"postgresql://{settings['USER']}:{settings['PASSWORD']}@{settings['HOST']}:"
+        f"{port or settings['PORT']}/{settings['NAME']}"
+    )
+
+
+@pytest.fixture
+def start_gunicorn() -> Iterator[Callable[[str], str]]:
+    processes: list[subprocess.Popen] = []
+
+    def start(database_url: str) -> str:
+        port = _free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "DJANGO_SETTINGS_MODULE": "microlens.settings",
+        }
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "run_http_receiver",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(url + "/v1/traces", timeout=1)
+                return url
+            except requests.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(process.stderr.read().decode()) from None
+                time.sleep(0.1)
+
+    yield start
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_gunicorn_receiver_stores_what_the_sdk_exports(
+    start_gunicorn: Callable[[str], str], api_key: str
+) -> None:
+    url = start_gunicorn(_database_url())
+    root, child = _export_with_the_sdk(f"{url}/v1/traces", {"x-api-key": api_key})
+    _assert_sdk_spans_stored(root, child)
+    bomb = _post(url, _gzip_bomb(), api_key, encoding="gzip")
+    assert bomb.status_code == 413
+    _assert_still_serving(url, api_key)
+
+
+@pytest.mark.slow
+def test_with_the_database_unreachable_it_answers_503_with_retry_after(
+    start_gunicorn: Callable[[str], str], api_key: str
+) -> None:
+    url = start_gunicorn(_database_url(port=_free_port()))
+    for content_type, body in ((PROTOBUF, _valid()), (JSON, b"{}")):
+        response = _post(url, body, api_key, content_type=content_type)
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "2"
+        assert response.headers["Content-Type"] == content_type
+        answer = _status(response)
+        assert (answer.code, answer.message) == (
+            code_pb2.UNAVAILABLE,
+            "storage unavailable, retry later",
+        )
+    detail = status_pb2.Status.FromString(_post(url, _valid(), api_key).content).details[0]
+    retry = error_details_pb2.RetryInfo()
+    assert detail.Unpack(retry)
+    assert retry.retry_delay.seconds == 2

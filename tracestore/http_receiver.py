@@ -1,0 +1,399 @@
+"""The OTLP/HTTP receiver: a small WSGI application served by gunicorn (``gthread``).
+
+A plain WSGI callable rather than a Django view: no middleware, no URL resolver, no
+request object per export. Django is used for settings and the database only.
+
+    POST /v1/traces (also / and /tracer/v1/traces)
+      Content-Type: application/x-protobuf | application/json
+      Content-Encoding: gzip | deflate | identity
+      -> 404 path, 405 method, 415 content type or encoding   (before anything is read)
+      -> Ingest.export: 401 key, then the body is read:
+         413 over MICROLENS_HTTP_MAX_BODY_BYTES after decompression (streamed with a cap,
+             so a gzip bomb is stopped at the limit, not inflated in memory),
+         400 bad gzip / protobuf / JSON / UTF-8,
+         200 (partial success for spans with unusable ids), 503 + Retry-After.
+
+Every answer has the request's content type: an ExportTraceServiceResponse on 200, a
+``google.rpc.Status`` otherwise (JSON when the request's type is not one of ours).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.conf import settings
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from .decode import Limits
+from .ingest import (
+    CachedAuthenticator,
+    Ingest,
+    Outcome,
+    RequestRejected,
+    RequestTooLarge,
+    Status,
+)
+from .otlp_json import OtlpJsonError, parse_export_request
+from .services import authenticate_api_key, store_spans
+
+log = logging.getLogger(__name__)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+PATHS = frozenset({"/v1/traces", "/", "/tracer/v1/traces"})
+_MEDIA_TYPES = {PROTOBUF: PROTOBUF, "application/protobuf": PROTOBUF, JSON: JSON}
+# zlib window bits: 16 + 15 reads gzip only; 32 + 15 detects zlib or gzip (for "deflate",
+# which some clients send zlib-wrapped and some raw; raw is retried below).
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_DEFLATE_WBITS = 32 + zlib.MAX_WBITS
+_ENCODINGS = {"": None, "identity": None, "gzip": _GZIP_WBITS, "x-gzip": _GZIP_WBITS}
+_ENCODINGS["deflate"] = _DEFLATE_WBITS
+_CHUNK = 64 * 1024
+# A rejected body is read and discarded (so the client, still sending, sees our answer
+# rather than a reset connection) up to this many bytes; past it the connection is dropped.
+_DRAIN_LIMIT = 64 * 1024 * 1024
+# json.loads recurses once per nesting level; an attribute nested 200 levels deep is about
+# 800 JSON levels, more than Python's default limit of 1000 leaves room for.
+_JSON_RECURSION_LIMIT = 5000
+# upb refuses protobuf messages nested deeper than 100 levels, i.e. an AnyValue nested
+# about 31 levels deep; such a request is rewritten with deeper values replaced by a marker
+# (decode_request caps nesting lower still and flags the span).
+_MAX_VALUE_DEPTH = 24
+
+_HTTP_STATUS = {
+    Status.OK: "200 OK",
+    Status.INVALID_ARGUMENT: "400 Bad Request",
+    Status.UNAUTHENTICATED: "401 Unauthorized",
+    Status.RESOURCE_EXHAUSTED: "413 Content Too Large",
+    Status.UNAVAILABLE: "503 Service Unavailable",
+}
+_RPC_CODE = {
+    Status.INVALID_ARGUMENT: code_pb2.INVALID_ARGUMENT,
+    Status.UNAUTHENTICATED: code_pb2.UNAUTHENTICATED,
+    Status.RESOURCE_EXHAUSTED: code_pb2.RESOURCE_EXHAUSTED,
+    Status.UNAVAILABLE: code_pb2.UNAVAILABLE,
+}
+
+StartResponse = Callable[..., Any]
+Reply = tuple[str, list[tuple[str, str]], bytes]
+
+
+class OtlpHttpApp:
+    def __init__(self, ingest: Ingest, max_body_bytes: int) -> None:
+        self.ingest = ingest
+        self.max_body_bytes = max_body_bytes
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            status, headers, body = self._handle(environ)
+        except Exception:
+            # Last resort: one broken request must never take the worker down.
+            log.exception("otlp_http.unhandled_error")
+            self.ingest.counters.add("requests_failed")
+            status, headers, body = _status_reply(
+                JSON, "500 Internal Server Error", code_pb2.INTERNAL, "internal error"
+            )
+        _drain(environ)
+        headers.append(("Content-Length", str(len(body))))
+        start_response(status, headers)
+        return [body]
+
+    def _handle(self, environ: dict[str, Any]) -> Reply:
+        content_type = environ.get("CONTENT_TYPE", "").partition(";")[0]
+        media = _MEDIA_TYPES.get(content_type.strip().lower())
+        reply_media = media or JSON
+        path = environ.get("PATH_INFO") or "/"
+        if path not in PATHS and path.rstrip("/") not in PATHS:
+            return _status_reply(reply_media, "404 Not Found", code_pb2.NOT_FOUND, "not found")
+        if environ.get("REQUEST_METHOD") != "POST":
+            status, headers, body = _status_reply(
+                reply_media, "405 Method Not Allowed", code_pb2.UNIMPLEMENTED, "use POST"
+            )
+            headers.append(("Allow", "POST"))
+            return status, headers, body
+        if media is None:
+            return _status_reply(
+                JSON,
+                "415 Unsupported Media Type",
+                code_pb2.INVALID_ARGUMENT,
+                f"content type must be {PROTOBUF} or {JSON}",
+            )
+        encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+        if encoding not in _ENCODINGS:
+            return _status_reply(
+                media,
+                "415 Unsupported Media Type",
+                code_pb2.INVALID_ARGUMENT,
+                "content encoding must be gzip, deflate or identity",
+            )
+        headers = {
+            "authorization": environ.get("HTTP_AUTHORIZATION", ""),
+            "x-api-key": environ.get("HTTP_X_API_KEY", ""),
+        }
+
+        def load() -> ExportTraceServiceRequest:
+            body = read_body(environ, _ENCODINGS[encoding], self.max_body_bytes)
+            if media == JSON:
+                try:
+                    return parse_export_request(body)
+                except OtlpJsonError as exc:
+                    raise RequestRejected(str(exc)) from None
+            return parse_protobuf(body)
+
+        return _outcome_reply(media, self.ingest.export(headers, load))
+
+
+# -- reading the body ---------------------------------------------------------------------
+
+
+def read_body(environ: dict[str, Any], wbits: int | None, limit: int) -> bytes:
+    """The request body, decompressed, or ``RequestTooLarge`` once it passes ``limit``."""
+    stream = environ["wsgi.input"]
+    remaining = _content_length(environ)
+    if remaining is not None and remaining > limit and wbits is None:
+        raise RequestTooLarge(f"body is larger than {limit} bytes")
+    out = bytearray()
+    decompressor = zlib.decompressobj(wbits) if wbits is not None else None
+    wire = 0
+    while remaining is None or remaining > 0:
+        chunk = stream.read(_CHUNK if remaining is None else min(_CHUNK, remaining))
+        if not chunk:
+            if remaining:
+                raise RequestRejected("body is shorter than its Content-Length")
+            break
+        environ["microlens.body_read"] = wire = wire + len(chunk)
+        if wire > limit:
+            # Also bounds a stream of empty gzip members, which inflates to nothing.
+            raise RequestTooLarge(f"body is larger than {limit} bytes")
+        if remaining is not None:
+            remaining -= len(chunk)
+        if decompressor is None:
+            if len(out) + len(chunk) > limit:
+                raise RequestTooLarge(f"body is larger than {limit} bytes")
+            out += chunk
+        else:
+            decompressor = _inflate(decompressor, chunk, out, limit, wbits or 0)
+    if decompressor is not None and not decompressor.eof:
+        raise RequestRejected("compressed body is truncated")
+    return bytes(out)
+
+
+def _inflate(decompressor: Any, chunk: bytes, out: bytearray, limit: int, wbits: int) -> Any:
+    """Inflate ``chunk`` into ``out`` never holding more than ``limit`` + 1 bytes of output,
+    so a small body that inflates to gigabytes stops at the limit."""
+    data = chunk
+    while data:
+        try:
+            out += decompressor.decompress(data, limit - len(out) + 1)
+        except zlib.error as exc:
+            if wbits == _DEFLATE_WBITS and not out:
+                # "deflate" sent as a raw stream without the zlib header.
+                decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+                wbits = -zlib.MAX_WBITS
+                continue
+            raise RequestRejected(f"body is not valid compressed data: {exc}") from None
+        if len(out) > limit:
+            raise RequestTooLarge(f"body is larger than {limit} bytes after decompression")
+        if decompressor.eof:
+            data = decompressor.unused_data
+            if data:
+                # Concatenated gzip members form one valid gzip stream.
+                decompressor = zlib.decompressobj(wbits)
+            continue
+        data = decompressor.unconsumed_tail
+    return decompressor
+
+
+def _content_length(environ: dict[str, Any]) -> int | None:
+    raw = environ.get("CONTENT_LENGTH", "")
+    if raw:
+        try:
+            length = int(raw)
+        except ValueError:
+            raise RequestRejected("Content-Length is not a number") from None
+        if length < 0:
+            raise RequestRejected("Content-Length is negative")
+        return length
+    # Without a length, a chunked body is read to its end (the server de-chunks it).
+    if environ.get("wsgi.input_terminated") or "chunked" in environ.get(
+        "HTTP_TRANSFER_ENCODING", ""
+    ):
+        return None
+    return 0
+
+
+def _drain(environ: dict[str, Any]) -> None:
+    """Read what is left of a body we stopped reading (rejected early), within a bound."""
+    length = _content_length_or_zero(environ)
+    left = min(length - environ.get("microlens.body_read", 0), _DRAIN_LIMIT)
+    stream = environ.get("wsgi.input")
+    while left > 0 and stream is not None:
+        chunk = stream.read(min(_CHUNK, left))
+        if not chunk:
+            break
+        left -= len(chunk)
+
+
+def _content_length_or_zero(environ: dict[str, Any]) -> int:
+    try:
+        return max(int(environ.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        return 0
+
+
+# -- protobuf -----------------------------------------------------------------------------
+
+
+def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
+    try:
+        return ExportTraceServiceRequest.FromString(body)
+    except DecodeError as exc:
+        if "MaxDepth" not in str(exc):
+            raise RequestRejected(f"body is not a valid ExportTraceServiceRequest: {exc}") from None
+    # Too deep for upb: cap the nesting of attribute values, keep the rest.
+    try:
+        pruned = _prune(body, ExportTraceServiceRequest.DESCRIPTOR, 0)
+        return ExportTraceServiceRequest.FromString(pruned)
+    except (DecodeError, IndexError, ValueError):
+        raise RequestRejected("body is not a valid ExportTraceServiceRequest") from None
+
+
+_TOO_DEEP = AnyValue(string_value="[nesting too deep]").SerializeToString()
+
+
+def _prune(data: bytes, descriptor: Any, depth: int) -> bytes:
+    """Re-encode a message with AnyValues nested deeper than ``_MAX_VALUE_DEPTH`` replaced
+    by a marker string. Recursion stops at that depth, so it is bounded."""
+    out = bytearray()
+    pos, size = 0, len(data)
+    while pos < size:
+        tag, value_at = _varint(data, pos)
+        wire_type = tag & 7
+        if wire_type == 0:
+            _, end = _varint(data, value_at)
+        elif wire_type == 1:
+            end = value_at + 8
+        elif wire_type == 5:
+            end = value_at + 4
+        elif wire_type == 2:
+            length, start = _varint(data, value_at)
+            end = start + length
+            field = descriptor.fields_by_number.get(tag >> 3)
+            if end <= size and field is not None and field.message_type is not None:
+                sub = field.message_type
+                if sub is AnyValue.DESCRIPTOR:
+                    if depth >= _MAX_VALUE_DEPTH:
+                        payload = _TOO_DEEP
+                    else:
+                        payload = _prune(data[start:end], sub, depth + 1)
+                else:
+                    payload = _prune(data[start:end], sub, depth)
+                out += data[pos:value_at]
+                out += _encode_varint(len(payload))
+                out += payload
+                pos = end
+                continue
+        else:
+            raise ValueError("unsupported wire type")
+        if end > size:
+            raise ValueError("truncated field")
+        out += data[pos:end]
+        pos = end
+    return bytes(out)
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+# -- answers ------------------------------------------------------------------------------
+
+
+def _outcome_reply(media: str, outcome: Outcome) -> Reply:
+    status = _HTTP_STATUS[outcome.status]
+    if outcome.status is not Status.OK:
+        status, headers, body = _status_reply(
+            media, status, _RPC_CODE[outcome.status], outcome.message, outcome.retry_after_seconds
+        )
+        if outcome.retry_after_seconds:
+            headers.append(("Retry-After", str(outcome.retry_after_seconds)))
+        return status, headers, body
+    if media == JSON:
+        partial: dict[str, Any] = {}
+        if outcome.rejected_spans:
+            # int64 is a string in the proto3 JSON mapping.
+            partial = {
+                "rejectedSpans": str(outcome.rejected_spans),
+                "errorMessage": outcome.message,
+            }
+        body = json.dumps({"partialSuccess": partial}).encode()
+    else:
+        response = ExportTraceServiceResponse()
+        if outcome.rejected_spans:
+            response.partial_success.rejected_spans = outcome.rejected_spans
+            response.partial_success.error_message = outcome.message
+        body = response.SerializeToString()
+    return status, [("Content-Type", media)], body
+
+
+def _status_reply(
+    media: str, http_status: str, code: int, message: str, retry_after: int = 0
+) -> Reply:
+    status = status_pb2.Status(code=code, message=message)
+    if retry_after:
+        info = error_details_pb2.RetryInfo()
+        info.retry_delay.seconds = retry_after
+        status.details.add().Pack(info)
+    if media == JSON:
+        body = json_format.MessageToJson(status, indent=None).encode()
+    else:
+        body = status.SerializeToString()
+    return http_status, [("Content-Type", media)], body
+
+
+# -- assembly -----------------------------------------------------------------------------
+
+
+def build_app() -> OtlpHttpApp:
+    """The receiver wired to PostgreSQL storage, configured from Django settings."""
+    if sys.getrecursionlimit() < _JSON_RECURSION_LIMIT:
+        sys.setrecursionlimit(_JSON_RECURSION_LIMIT)
+    limits = Limits(
+        max_value_bytes=settings.MICROLENS_MAX_ATTRIBUTE_VALUE_BYTES,
+        max_attributes=settings.MICROLENS_MAX_ATTRIBUTES,
+    )
+    ingest = Ingest(store_spans, CachedAuthenticator(authenticate_api_key), limits)
+    return OtlpHttpApp(ingest, settings.MICROLENS_HTTP_MAX_BODY_BYTES)
