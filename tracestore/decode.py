@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from .contracts import (
     FLAG_END_BEFORE_START,
@@ -65,13 +65,14 @@ class _Sanitiser:
         self.limits = limits
         self.result = result
         self.truncated = False
+        # Text of at most this many characters cannot exceed the byte limit in UTF-8.
+        self._char_limit = limits.max_value_bytes // 4
 
     def text(self, value: str) -> str:
         if _NUL in value:
             value = value.replace(_NUL, _REPLACEMENT)
         limit = self.limits.max_value_bytes
-        # len() counts characters; a character is at most 4 bytes in UTF-8.
-        if len(value) * 4 > limit and len(value.encode()) > limit:
+        if len(value) > self._char_limit and len(value.encode()) > limit:
             value = value.encode()[:limit].decode(errors="ignore") + "…[truncated]"
             self.result.truncated_values += 1
             self.truncated = True
@@ -104,17 +105,33 @@ class _Sanitiser:
         return None
 
     def key_values(self, items: Any, depth: int = 0) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        # The hot loop of ingest: scalar values are handled inline; only text that may be
+        # hostile (long, or holding NUL) and nested values take the slow path.
         limit = self.limits.max_attributes
+        if len(items) > limit:
+            self.result.dropped_attributes += len(items) - limit
+            self.truncated = True
+            items = items[:limit]
+        char_limit = self._char_limit
+        out: dict[str, Any] = {}
         for kv in items:
-            kv: KeyValue
-            if len(out) >= limit:
-                dropped = len(items) - limit
-                self.result.dropped_attributes += dropped
-                self.truncated = True
-                break
-            key = kv.key if _NUL not in kv.key else kv.key.replace(_NUL, _REPLACEMENT)
-            out[key] = self.any_value(kv.value, depth)
+            value = kv.value
+            which = value.WhichOneof("value")
+            if which == "string_value":
+                text = value.string_value
+                if len(text) > char_limit or _NUL in text:
+                    text = self.text(text)
+                result: Any = text
+            elif which == "int_value":
+                result = value.int_value
+            elif which == "bool_value":
+                result = value.bool_value
+            else:
+                result = self.any_value(value, depth)
+            key = kv.key
+            if _NUL in key:
+                key = key.replace(_NUL, _REPLACEMENT)
+            out[key] = result
         return out
 
 
