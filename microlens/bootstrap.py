@@ -13,7 +13,6 @@ environment are never written to the file.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from tracestore.services import (
     issue_api_key,
     project_has_keys,
 )
+
+from .credentials import credentials_path, read_credentials, write_credentials
 
 DEFAULT_PROJECT = "default"
 DEFAULT_ADMIN_USER = "admin"
@@ -49,29 +50,6 @@ class BootstrapResult:
         return self.new_api_key is not None or self.new_admin_password is not None
 
 
-def credentials_path(home: Path) -> Path:
-    return home / "credentials"
-
-
-def read_credentials(home: Path) -> dict[str, str]:
-    try:
-        data = json.loads(credentials_path(home).read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
-
-
-def _write_credentials(home: Path, data: dict[str, str]) -> None:
-    path = credentials_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-    tmp.replace(path)
-
-
 def bootstrap(
     home: Path,
     *,
@@ -91,7 +69,7 @@ def bootstrap(
         # Written before the commit: if the commit fails, the next start finds a remembered
         # key that the database lacks and registers it then (see _ensure_api_key).
         if changed != stored:
-            _write_credentials(home, changed)
+            write_credentials(home, changed)
     location = credentials_path(home)
     if new_key is None and "shown" in key_note:
         key_note += f" (kept in {location})"

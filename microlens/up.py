@@ -23,6 +23,7 @@ import io
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -34,6 +35,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING
 
+from .credentials import credentials_path
 from .supervisor import Supervisor, describe_exit
 
 if TYPE_CHECKING:
@@ -131,6 +133,23 @@ def _child_argv(options: UpOptions) -> dict[str, list[str]]:
     }
 
 
+def _check_ports_free(host: str, ports: dict[str, int]) -> None:
+    """Fail fast on a taken port. The receivers bind with SO_REUSEPORT (several may share a
+    port behind one address), so a second stack would otherwise start *beside* the first
+    and split its traffic; this probe does not set SO_REUSEPORT and so does collide."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for role, port in ports.items():
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot use {host_port(host, port)} for {role}: {exc.strerror}; "
+                    "stop what uses it or choose another port (see `microlens up --help`)"
+                ) from None
+
+
 def _grpc_serving(target: str) -> bool:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -213,6 +232,10 @@ class Up:
             self._shutdown()
 
     def _prepare(self) -> list[str]:
+        _check_ports_free(
+            self.options.host,
+            {"web": self.options.web_port, "OTLP gRPC": self.options.grpc_port},
+        )
         if os.environ.get("DATABASE_URL"):
             self.say("database: DATABASE_URL")
         else:
@@ -253,8 +276,6 @@ class Up:
         return self._banner(result)
 
     def _banner(self, result: BootstrapResult) -> list[str]:
-        from .bootstrap import credentials_path
-
         host = connect_host(self.options.host)
         web = f"http://{host_port(host, self.options.web_port)}"
         lines = [

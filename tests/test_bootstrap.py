@@ -9,12 +9,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 
-from microlens.bootstrap import (
-    bootstrap,
-    bootstrap_from_environment,
-    credentials_path,
-    read_credentials,
-)
+from microlens.bootstrap import bootstrap, bootstrap_from_environment
+from microlens.credentials import credentials_path, read_credentials
 from tracestore.services import authenticate_api_key, revoke_api_key
 
 pytestmark = pytest.mark.django_db

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -187,6 +188,13 @@ def _export_one_trace(port: int, key: str) -> SpanExportResult:
         provider.shutdown()
 
 
+def _api_traces(run: UpRun) -> list[dict]:
+    url, headers = run.url("/api/v1/traces/"), {"Authorization": f"Bearer {API_KEY}"}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (http only)
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (http only)
+        return json.loads(response.read())["results"]
+
+
 def _wait_for_worker_heartbeat(run: UpRun, timeout: float = 30.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -221,6 +229,19 @@ def test_up_serves_everything_and_stops_cleanly_on_sigterm(up: UpRun) -> None:
     )
     assert status_cmd.returncode == 0, status_cmd.stdout + status_cmd.stderr
     assert "worker      alive" in status_cmd.stdout
+    demo = subprocess.run(
+        [sys.executable, "-m", "microlens", "demo", "--home", str(up.home), "--traces", "20"],
+        cwd=REPO,
+        env={**os.environ, "MICROLENS_API_KEY": API_KEY},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "sent 20 traces" in demo.stdout
+    traces = _api_traces(up)
+    assert sorted({t["root_name"] for t in traces}) == ["chat.request", "request"]
+    assert len(traces) == 21  # the demo's and the one exported above, not the refused one
     # A second `up` on the same home is refused instead of fighting over the cluster.
     second = subprocess.run(
         [sys.executable, "-m", "microlens", "up", "--home", str(up.home)],
@@ -274,3 +295,28 @@ def test_a_dying_child_is_reported_and_stops_the_stack(up: UpRun) -> None:
     assert up.wait_exit(20) == 1
     assert f"receiver (pid {receiver}) was killed by SIGKILL; stopping the others" in up.output
     _wait_no_leftovers(up.home, pids, timeout=2)
+
+
+def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "microlens", "up", "--home", str(home)),
+                *("--grpc-port", str(port), "--web-port", str(free_port())),
+            ],
+            cwd=REPO,
+            env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    assert result.returncode == 1
+    assert f"cannot use 127.0.0.1:{port} for OTLP gRPC: Address already in use" in result.stdout
+    assert not (home / "postgres").exists()
