@@ -1,0 +1,523 @@
+"""Ingest benchmark: the real receivers, driven with realistic micro-model traces.
+
+    .venv/bin/python bench/ingest.py                       # defaults below
+    .venv/bin/python bench/ingest.py --spans 100000 --concurrency 1,8 --receivers 2
+
+Reports, per protocol and concurrency: acknowledged spans/s, spans actually in PostgreSQL
+afterwards (must equal the acknowledged count), p50/p99 export latency and the receivers'
+peak RSS. It first measures a baseline on the same machine in the same run: a bare loop of
+protobuf decode + row building + binary COPY with one commit per request, in one process.
+
+Uses DATABASE_URL if set, else starts its own PostgreSQL cluster in a temporary folder
+(fsync on, default settings). Receivers, clients and PostgreSQL share this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
+    ExportTraceServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
+
+TIERS = ["free", "pro", "enterprise"]
+LANGS = ["en", "de", "fr", "es", "ja"]
+ROUTES = ["billing", "refunds", "tech_support", "account", "sales"]
+TEMPLATE = (
+    "Classify the customer message into one of: billing, refunds, tech_support, account, "
+    "sales. Answer with the label only.\n\nMessage: {question}"
+)
+ANSWER = (
+    "I can see two charges of $49.00 on your account this month. The second one is a "
+    "duplicate authorisation and will be refunded automatically within three business days."
+)
+DOCS = [
+    "Refunds for duplicate charges are issued within three business days of the claim.",
+    "Enterprise accounts can change their billing contact from the admin console.",
+    "Password resets require access to the email address registered on the account.",
+]
+
+
+def _kv(key: str, value: object) -> KeyValue:
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=AnyValue(bool_value=value))
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    if isinstance(value, float):
+        return KeyValue(key=key, value=AnyValue(double_value=value))
+    return KeyValue(key=key, value=AnyValue(string_value=str(value)))
+
+
+def build_request(spans_wanted: int, rng: random.Random) -> tuple[bytes, int]:
+    """One ExportTraceServiceRequest of about ``spans_wanted`` spans (~700 bytes each)."""
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.extend(
+        [_kv("service.name", "support-bot"), _kv("deployment.environment", "prod")]
+    )
+    scope = resource_spans.scope_spans.add()
+    scope.scope.name = "openinference.instrumentation"
+    spans = scope.spans
+    now = time.time_ns()
+    count = 0
+    while count < spans_wanted:
+        trace_id = rng.randbytes(16)
+        start = now - rng.randint(0, 3_600) * 10**9
+        root_id = rng.randbytes(8)
+        route = rng.choice(ROUTES)
+        question = f"Customer question {rng.randint(0, 10**6)} about {route}: why was I charged?"
+        root = spans.add(
+            trace_id=trace_id,
+            span_id=root_id,
+            name="POST /chat",
+            kind=2,
+            start_time_unix_nano=start,
+            end_time_unix_nano=start + 900_000_000,
+        )
+        root.attributes.extend(
+            [
+                _kv("user.tier", rng.choice(TIERS)),
+                _kv("language", rng.choice(LANGS)),
+                _kv("prompt.version", f"v{rng.randint(1, 4)}"),
+                _kv("task.type", "support"),
+                _kv("input.value", question),
+                _kv("output.value", ANSWER),
+                _kv("http.method", "POST"),
+                _kv("http.route", "/chat"),
+                _kv("session.id", f"sess-{rng.randint(0, 10**9):09d}"),
+                _kv("user.id", f"user-{rng.randint(0, 10**7):07d}"),
+            ]
+        )
+        classifier = spans.add(
+            trace_id=trace_id,
+            span_id=rng.randbytes(8),
+            parent_span_id=root_id,
+            name="intent-classifier",
+            kind=3,
+            start_time_unix_nano=start + 5_000_000,
+            end_time_unix_nano=start + 35_000_000,
+        )
+        classifier.attributes.extend(
+            [
+                _kv("openinference.span.kind", "LLM"),
+                _kv("micro_model.name", "intent-mini"),
+                _kv("llm.model_name", "intent-mini-v2"),
+                _kv("llm.provider", "local"),
+                _kv("micro_model.label", route),
+                _kv("micro_model.confidence", round(rng.uniform(0.4, 0.99), 3)),
+                _kv("route.name", route),
+                _kv("llm.token_count.prompt", rng.randint(20, 80)),
+                _kv("llm.token_count.completion", 2),
+                _kv("input.value", question),
+                _kv("output.value", route),
+                _kv("llm.invocation_parameters", '{"temperature": 0, "max_tokens": 4}'),
+                _kv("llm.prompt_template.template", TEMPLATE),
+                _kv("llm.prompt_template.version", "intent-v7"),
+            ]
+        )
+        retriever = spans.add(
+            trace_id=trace_id,
+            span_id=rng.randbytes(8),
+            parent_span_id=root_id,
+            name="retrieve",
+            kind=1,
+            start_time_unix_nano=start + 40_000_000,
+            end_time_unix_nano=start + 90_000_000,
+        )
+        retriever.attributes.extend(
+            [
+                _kv("openinference.span.kind", "RETRIEVER"),
+                _kv("retrieval.documents.0.document.content", rng.choice(DOCS)),
+                _kv("retrieval.documents.0.document.score", 0.82),
+                _kv("retrieval.documents.0.document.id", f"kb-{rng.randint(0, 9999)}"),
+                _kv("retrieval.documents.1.document.content", rng.choice(DOCS)),
+                _kv("retrieval.documents.1.document.score", 0.61),
+                _kv("input.value", question),
+            ]
+        )
+        count += 3
+        if rng.random() < 0.2 and count < spans_wanted:
+            fallback = spans.add(
+                trace_id=trace_id,
+                span_id=rng.randbytes(8),
+                parent_span_id=root_id,
+                name="fallback-llm",
+                kind=3,
+                start_time_unix_nano=start + 100_000_000,
+                end_time_unix_nano=start + 800_000_000,
+            )
+            fallback.attributes.extend(
+                [
+                    _kv("gen_ai.system", "openai"),
+                    _kv("gen_ai.request.model", "gpt-large"),
+                    _kv("gen_ai.usage.input_tokens", rng.randint(400, 1200)),
+                    _kv("gen_ai.usage.output_tokens", rng.randint(50, 300)),
+                    _kv("route.fallback", True),
+                    _kv("gen_ai.completion", ANSWER),
+                ]
+            )
+            count += 1
+    return request.SerializeToString(), count
+
+
+def build_requests(total_spans: int, batch: int, seed: int) -> list[tuple[bytes, int]]:
+    rng = random.Random(seed)
+    requests: list[tuple[bytes, int]] = []
+    made = 0
+    while made < total_spans:
+        payload, count = build_request(min(batch, total_spans - made), rng)
+        requests.append((payload, count))
+        made += count
+    return requests
+
+
+# -- environment ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def setup_database() -> tuple[str, object | None]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url, None
+    from microlens.postgres import EmbeddedPostgres
+
+    root = Path(tempfile.mkdtemp(prefix="microlens-bench-pg-"))
+    root.chmod(0o755)
+    cluster = EmbeddedPostgres(root)
+    return cluster.start(), cluster
+
+
+def django_setup(url: str, home: str) -> None:
+    os.environ["DATABASE_URL"] = url
+    os.environ["MICROLENS_HOME"] = home
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "microlens.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def new_project_key() -> tuple[int, str]:
+    from tracestore.services import create_project, issue_api_key
+
+    project = create_project(f"bench-{uuid.uuid4().hex[:8]}")
+    return project.id, issue_api_key(project.id)
+
+
+def stored_spans(project_id: int) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM tracestore_span WHERE project_id = %s", [project_id])
+        return int(cursor.fetchone()[0])
+
+
+# -- baseline --------------------------------------------------------------------------------
+
+
+def _anyvalue_py(value: AnyValue) -> object:
+    which = value.WhichOneof("value")
+    return getattr(value, which) if which else None
+
+
+def baseline(url: str, requests: list[tuple[bytes, int]]) -> dict[str, float]:
+    """Bare loop: decode + row building + binary COPY, one commit per request."""
+    from datetime import UTC, datetime
+
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    with psycopg.connect(url) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_baseline_span")
+        conn.execute(
+            "CREATE TABLE bench_baseline_span (trace_id bytea, span_id bytea, parent_span_id bytea,"
+            " name text, start_time timestamptz, end_time timestamptz, attributes jsonb,"
+            " PRIMARY KEY (trace_id, span_id))"
+        )
+        conn.commit()
+        decode_s = rows_s = 0.0
+        spans = 0
+        started = time.perf_counter()
+        for payload, _ in requests:
+            t0 = time.perf_counter()
+            request = ExportTraceServiceRequest.FromString(payload)
+            t1 = time.perf_counter()
+            rows = []
+            for rs in request.resource_spans:
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        rows.append(
+                            (
+                                span.trace_id,
+                                span.span_id,
+                                span.parent_span_id or None,
+                                span.name,
+                                datetime.fromtimestamp(span.start_time_unix_nano / 1e9, UTC),
+                                datetime.fromtimestamp(span.end_time_unix_nano / 1e9, UTC),
+                                Jsonb({kv.key: _anyvalue_py(kv.value) for kv in span.attributes}),
+                            )
+                        )
+            t2 = time.perf_counter()
+            decode_s += t1 - t0
+            rows_s += t2 - t1
+            with conn.cursor() as cur:
+                with cur.copy("COPY bench_baseline_span FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(
+                        ["bytea", "bytea", "bytea", "text", "timestamptz", "timestamptz", "jsonb"]
+                    )
+                    for row in rows:
+                        copy.write_row(row)
+            conn.commit()
+            spans += len(rows)
+        elapsed = time.perf_counter() - started
+        conn.execute("DROP TABLE bench_baseline_span")
+        conn.commit()
+    return {
+        "spans": spans,
+        "spans_per_s": spans / elapsed,
+        "decode_spans_per_s": spans / decode_s,
+        "rows_spans_per_s": spans / rows_s,
+    }
+
+
+# -- receivers -------------------------------------------------------------------------------
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.peak = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            for pid in self.pids:
+                try:
+                    proc = psutil.Process(pid)
+                    rss = proc.memory_info().rss + sum(
+                        c.memory_info().rss for c in proc.children(recursive=True)
+                    )
+                except psutil.Error:
+                    continue
+                self.peak = max(self.peak, rss)
+            self._halt.wait(0.05)
+
+    def stop(self) -> int:
+        self._halt.set()
+        self.join()
+        return self.peak
+
+
+def start_receivers(protocol: str, count: int, port: int, env: dict[str, str]) -> list:
+    procs = []
+    for _ in range(count):
+        if protocol == "grpc":
+            cmd = ["run_receiver", "--port", str(port)]
+        else:
+            cmd = ["run_http_receiver", "--port", str(port), "--workers", "1"]
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(ROOT / "manage.py"), *cmd, "--host", "127.0.0.1"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.1)
+    time.sleep(0.5)  # let every process of the group bind
+    return procs
+
+
+def stop_receivers(procs: list) -> None:
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def drive(
+    protocol: str,
+    port: int,
+    key: str,
+    requests: list[tuple[bytes, int]],
+    concurrency: int,
+) -> dict[str, float]:
+    import grpc
+    import requests as http
+
+    latencies: list[float] = []
+    acked = 0
+    failures = 0
+    lock = threading.Lock()
+    queue = list(requests)
+    local = threading.local()
+
+    def sender(item: tuple[bytes, int]) -> None:
+        nonlocal acked, failures
+        payload, count = item
+        for _attempt in range(20):
+            t0 = time.perf_counter()
+            ok = False
+            if protocol == "grpc":
+                if not hasattr(local, "call"):
+                    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+                    local.call = channel.unary_unary(
+                        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                        request_serializer=None,
+                        response_deserializer=None,
+                    )
+                try:
+                    local.call(payload, metadata=(("authorization", f"Bearer {key}"),), timeout=60)
+                    ok = True
+                except grpc.RpcError:
+                    ok = False
+            else:
+                if not hasattr(local, "session"):
+                    local.session = http.Session()
+                reply = local.session.post(
+                    f"http://127.0.0.1:{port}/v1/traces",
+                    data=payload,
+                    headers={
+                        "content-type": "application/x-protobuf",
+                        "authorization": f"Bearer {key}",
+                    },
+                    timeout=60,
+                )
+                ok = reply.status_code == 200
+            elapsed = time.perf_counter() - t0
+            with lock:
+                if ok:
+                    latencies.append(elapsed)
+                    acked += count
+                    return
+                failures += 1
+            time.sleep(0.2)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(sender, queue))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "acked": acked,
+        "failures": failures,
+        "elapsed_s": elapsed,
+        "spans_per_s": acked / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spans", type=int, default=60_000, help="spans per run")
+    parser.add_argument("--batch", type=int, default=512, help="spans per request")
+    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--protocols", default="grpc,http")
+    parser.add_argument("--receivers", type=int, default=2, help="receiver processes per port")
+    parser.add_argument("--json", action="store_true", help="print results as JSON too")
+    args = parser.parse_args()
+
+    home = tempfile.mkdtemp(prefix="microlens-bench-home-")
+    url, cluster = setup_database()
+    try:
+        django_setup(url, home)
+        env = {**os.environ, "DATABASE_URL": url, "MICROLENS_HOME": home}
+        print(f"machine: {os.cpu_count()} cores; receivers, clients and PostgreSQL on this box")
+        requests = build_requests(args.spans, args.batch, seed=1)
+        sizes = [len(p) / c for p, c in requests]
+        print(
+            f"payload: {sum(c for _, c in requests)} spans in {len(requests)} requests, "
+            f"{statistics.mean(sizes):.0f} bytes/span (protobuf)"
+        )
+        base = baseline(url, requests)
+        print(
+            f"baseline (1 process, decode+rows+binary COPY, commit per request): "
+            f"{base['spans_per_s']:,.0f} spans/s "
+            f"(decode alone {base['decode_spans_per_s']:,.0f}/s, "
+            f"row building {base['rows_spans_per_s']:,.0f}/s)"
+        )
+        results = {"baseline": base, "runs": []}
+        header = (
+            f"{'protocol':8} {'conc':>4} {'acked/s':>10} {'acked':>8} {'in db':>8} "
+            f"{'p50 ms':>8} {'p99 ms':>8} {'peak RSS MB':>11} {'% base':>7}"
+        )
+        print(header)
+        for protocol in args.protocols.split(","):
+            for concurrency in [int(c) for c in args.concurrency.split(",")]:
+                project_id, key = new_project_key()
+                # fresh trace ids for every run so every span is new
+                run_requests = build_requests(args.spans, args.batch, seed=random.randint(2, 10**9))
+                port = free_port()
+                procs = start_receivers(protocol, args.receivers, port, env)
+                sampler = RssSampler([p.pid for p in procs])
+                sampler.start()
+                try:
+                    result = drive(protocol, port, key, run_requests, concurrency)
+                finally:
+                    peak = sampler.stop()
+                    stop_receivers(procs)
+                in_db = stored_spans(project_id)
+                result.update(
+                    protocol=protocol,
+                    concurrency=concurrency,
+                    in_db=in_db,
+                    peak_rss_mb=peak / 2**20,
+                    pct_of_baseline=100 * result["spans_per_s"] / base["spans_per_s"],
+                )
+                results["runs"].append(result)
+                print(
+                    f"{protocol:8} {concurrency:>4} {result['spans_per_s']:>10,.0f} "
+                    f"{result['acked']:>8} {in_db:>8} {result['p50_ms']:>8.1f} "
+                    f"{result['p99_ms']:>8.1f} {result['peak_rss_mb']:>11.0f} "
+                    f"{result['pct_of_baseline']:>6.0f}%"
+                    + ("" if in_db == result["acked"] else "  LOST SPANS")
+                )
+        if args.json:
+            print(json.dumps(results, indent=2))
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
