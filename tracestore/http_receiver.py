@@ -164,6 +164,13 @@ def read_body(environ: dict[str, Any], wbits: int | None, limit: int) -> bytes:
     remaining = _content_length(environ)
     if remaining is not None and remaining > limit and wbits is None:
         raise RequestTooLarge(f"body is larger than {limit} bytes")
+    if wbits is None and remaining is not None:
+        # The common case: a plain body of known size, read in one call, no extra copy.
+        body = stream.read(remaining) if remaining else b""
+        environ["microlens.body_read"] = len(body)
+        if len(body) < remaining:
+            raise RequestRejected("body is shorter than its Content-Length")
+        return body
     out = bytearray()
     decompressor = zlib.decompressobj(wbits) if wbits is not None else None
     wire = 0

@@ -6,6 +6,7 @@ Most tests serve the WSGI application in-process on a threaded loopback server; 
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -334,6 +335,7 @@ def _invalid_utf8_protobuf() -> bytes:
     return good.SerializeToString().replace(b"\x2a\x02XY", b"\x2a\x02\xff\xfe")
 
 
+@functools.cache
 def _gzip_bomb() -> bytes:
     """1 GiB of zeros, gzip-compressed to about 1 MiB, without holding the GiB in memory."""
     compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
@@ -566,9 +568,10 @@ def start_gunicorn() -> Iterator[Callable[[str], str]]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                requests.get(url + "/v1/traces", timeout=1)
+                requests.get(url + "/v1/traces", timeout=2)
                 return url
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Not bound yet, or bound while the workers still set Django up.
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(process.stderr.read().decode()) from None
                 time.sleep(0.1)
