@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser(
         "up",
-        help="run the whole stack: PostgreSQL, OTLP receiver, web, worker, beat",
+        help="run the whole stack: PostgreSQL, OTLP receivers, web, worker, beat",
         description="Run the whole stack until Ctrl-C or SIGTERM.",
     )
     up.add_argument("--home", help="state folder (MICROLENS_HOME, default ./.microlens)")
@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=_env_int("MICROLENS_GRPC_PORT", 4317),
         help="OTLP gRPC port (MICROLENS_GRPC_PORT, default 4317)",
+    )
+    up.add_argument(
+        "--http-port",
+        type=int,
+        default=_env_int("MICROLENS_HTTP_PORT", 4318),
+        help="OTLP/HTTP port (MICROLENS_HTTP_PORT, default 4318)",
     )
     up.add_argument(
         "--web-workers",
@@ -89,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 host=options.host,
                 web_port=options.web_port,
                 grpc_port=options.grpc_port,
+                http_port=options.http_port,
                 web_workers=options.web_workers,
             )
         )

@@ -1,9 +1,10 @@
 """``microlens up``: the whole stack in one command.
 
 Order of start: lock the home -> database (``DATABASE_URL`` or the embedded cluster) ->
-broker folders -> migrate -> bootstrap -> children (receiver, web, worker, beat) ->
-readiness (gRPC health SERVING, ``/healthz`` 200) -> banner. Order of stop: children
-(SIGTERM, SIGKILL after a grace period), then PostgreSQL, then the run files.
+broker folders -> migrate -> bootstrap -> children (receivers, web, worker, beat) ->
+readiness (gRPC health SERVING, OTLP/HTTP answers, ``/healthz`` 200) -> banner.
+Order of stop: children (SIGTERM, SIGKILL after a grace period), then PostgreSQL, then
+the run files.
 
 Files under ``MICROLENS_HOME``::
 
@@ -52,6 +53,7 @@ class UpOptions:
     host: str = "127.0.0.1"
     web_port: int = 8000
     grpc_port: int = 4317
+    http_port: int = 4318
     web_workers: int = 2
     ready_timeout: float = 90.0
     stop_grace: float = 8.0
@@ -113,6 +115,11 @@ def _child_argv(options: UpOptions) -> dict[str, list[str]]:
             *(python, "-m", "django", "run_receiver"),
             *("--host", options.host, "--port", str(options.grpc_port)),
         ],
+        "http-receiver": [
+            *(python, "-m", "django", "run_http_receiver"),
+            *("--host", options.host, "--port", str(options.http_port)),
+            *("--workers", "1", "--graceful-timeout", "5"),
+        ],
         "web": [
             *(python, "-m", "gunicorn", "microlens.wsgi:application"),
             *("--bind", host_port(options.host, options.web_port)),
@@ -164,12 +171,14 @@ def _grpc_serving(target: str) -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def _http_ok(url: str) -> bool:
+def _http_status(url: str) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 (our own URL)
-            return response.status == 200
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
     except (urllib.error.URLError, OSError):
-        return False
+        return None
 
 
 class Up:
@@ -234,7 +243,11 @@ class Up:
     def _prepare(self) -> list[str]:
         _check_ports_free(
             self.options.host,
-            {"web": self.options.web_port, "OTLP gRPC": self.options.grpc_port},
+            {
+                "web": self.options.web_port,
+                "OTLP gRPC": self.options.grpc_port,
+                "OTLP/HTTP": self.options.http_port,
+            },
         )
         if os.environ.get("DATABASE_URL"):
             self.say("database: DATABASE_URL")
@@ -284,6 +297,7 @@ class Up:
             f"  API         {web}/api/v1/",
             f"  OTLP gRPC   {host_port(host, self.options.grpc_port)}"
             "   (header: authorization: Bearer <API key>)",
+            f"  OTLP/HTTP   http://{host_port(host, self.options.http_port)}/v1/traces",
             f"  API key     {result.api_key_note}",
         ]
         if result.first_start:
@@ -337,9 +351,12 @@ class Up:
         host = connect_host(self.options.host)
         grpc_target = host_port(host, self.options.grpc_port)
         healthz = f"http://{host_port(host, self.options.web_port)}/healthz"
+        otlp_http = f"http://{host_port(host, self.options.http_port)}/v1/traces"
         pending = {
             "receiver (gRPC health)": lambda: _grpc_serving(grpc_target),
-            "web (/healthz)": lambda: _http_ok(healthz),
+            # The receiver answers GET with 405: an answer from the app, so it serves.
+            "http-receiver (GET /v1/traces)": lambda: _http_status(otlp_http) == 405,
+            "web (/healthz)": lambda: _http_status(healthz) == 200,
         }
         deadline = time.monotonic() + self.options.ready_timeout
         while pending and not self.stopping.is_set():
@@ -363,6 +380,7 @@ class Up:
             "host": self.options.host,
             "web_port": self.options.web_port,
             "grpc_port": self.options.grpc_port,
+            "http_port": self.options.http_port,
             "children": {child.role: child.pid for child in self.supervisor.children},
             "postgres": self.postgres.process.pid
             if self.postgres and self.postgres.process

@@ -24,10 +24,15 @@ import grpc
 import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+    OTLPSpanExporter as GrpcSpanExporter,
+)
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+    OTLPSpanExporter as HttpSpanExporter,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from microlens.postgres import free_port
@@ -47,6 +52,7 @@ class UpRun:
     log: Path
     web_port: int
     grpc_port: int
+    http_port: int
 
     @property
     def output(self) -> str:
@@ -84,20 +90,21 @@ def _start_up(home: Path) -> UpRun:
         MICROLENS_ADMIN_PASSWORD=ADMIN_PASSWORD,
         MICROLENS_WEB_WORKERS="1",
     )
-    web_port, grpc_port = free_port(), free_port()
+    web_port, grpc_port, http_port = free_port(), free_port(), free_port()
     log = home.parent / f"up-{time.monotonic_ns()}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "microlens", "up"),
                 *("--web-port", str(web_port), "--grpc-port", str(grpc_port)),
+                *("--http-port", str(http_port)),
             ],
             cwd=REPO,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    return UpRun(process, home, log, web_port, grpc_port)
+    return UpRun(process, home, log, web_port, grpc_port, http_port)
 
 
 @pytest.fixture
@@ -168,19 +175,30 @@ def _grpc_health(port: int) -> int:
     return reply.status
 
 
-def _export_one_trace(port: int, key: str) -> SpanExportResult:
+def _grpc_exporter(run: UpRun, key: str) -> SpanExporter:
+    return GrpcSpanExporter(
+        endpoint=f"127.0.0.1:{run.grpc_port}",
+        insecure=True,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+
+
+def _http_exporter(run: UpRun, key: str) -> SpanExporter:
+    return HttpSpanExporter(
+        endpoint=f"http://127.0.0.1:{run.http_port}/v1/traces",
+        headers={"authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+
+
+def _export_one_trace(exporter: SpanExporter) -> SpanExportResult:
     captured = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "test-up"}))
     provider.add_span_processor(SimpleSpanProcessor(captured))
     with provider.get_tracer("test-up").start_as_current_span("request"):
         with provider.get_tracer("test-up").start_as_current_span("intent-classifier") as span:
             span.set_attribute("micro_model.name", "intent-classifier")
-    exporter = OTLPSpanExporter(
-        endpoint=f"127.0.0.1:{port}",
-        insecure=True,
-        headers={"authorization": f"Bearer {key}"},
-        timeout=10,
-    )
     try:
         return exporter.export(captured.get_finished_spans())
     finally:
@@ -211,8 +229,9 @@ def test_up_serves_everything_and_stops_cleanly_on_sigterm(up: UpRun) -> None:
     pids = _recorded_pids(up)
 
     assert _grpc_health(up.grpc_port) == health_pb2.HealthCheckResponse.SERVING
-    assert _export_one_trace(up.grpc_port, API_KEY) == SpanExportResult.SUCCESS
-    assert _export_one_trace(up.grpc_port, "ml_wrong") == SpanExportResult.FAILURE
+    assert _export_one_trace(_grpc_exporter(up, API_KEY)) == SpanExportResult.SUCCESS
+    assert _export_one_trace(_grpc_exporter(up, "ml_wrong")) == SpanExportResult.FAILURE
+    assert _export_one_trace(_http_exporter(up, API_KEY)) == SpanExportResult.SUCCESS
     status, body = _get(up.url("/admin/login/"))
     assert status == 200 and b"csrfmiddlewaretoken" in body
     status, body = _get(up.url("/static/admin/css/base.css"))
@@ -241,7 +260,7 @@ def test_up_serves_everything_and_stops_cleanly_on_sigterm(up: UpRun) -> None:
     assert "sent 20 traces" in demo.stdout
     traces = _api_traces(up)
     assert sorted({t["root_name"] for t in traces}) == ["chat.request", "request"]
-    assert len(traces) == 21  # the demo's and the one exported above, not the refused one
+    assert len(traces) == 22  # the demo's and two exported above, not the refused one
     # A second `up` on the same home is refused instead of fighting over the cluster.
     second = subprocess.run(
         [sys.executable, "-m", "microlens", "up", "--home", str(up.home)],
@@ -309,6 +328,7 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
             [
                 *(sys.executable, "-m", "microlens", "up", "--home", str(home)),
                 *("--grpc-port", str(port), "--web-port", str(free_port())),
+                *("--http-port", str(free_port())),
             ],
             cwd=REPO,
             env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
