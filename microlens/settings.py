@@ -218,6 +218,26 @@ MICROLENS_JUDGE_URL = env_str("MICROLENS_JUDGE_URL", "")
 MICROLENS_JUDGE_MODEL = env_str("MICROLENS_JUDGE_MODEL", "")
 MICROLENS_JUDGE_API_KEY = env_str("MICROLENS_JUDGE_API_KEY", "")
 
+# Evaluations: a trace is judged once no span arrived for QUIET seconds; a claim expires
+# after LEASE seconds (longer than any judge call); jobs still not run REDISPATCH seconds
+# after they were due are sent again by the sweeper; a job fails after MAX_ATTEMPTS.
+MICROLENS_EVAL_QUIET_SECONDS = env_int("MICROLENS_EVAL_QUIET_SECONDS", 60, minimum=0)
+MICROLENS_EVAL_LEASE_SECONDS = env_int("MICROLENS_EVAL_LEASE_SECONDS", 300, minimum=1)
+MICROLENS_EVAL_REDISPATCH_SECONDS = env_int("MICROLENS_EVAL_REDISPATCH_SECONDS", 120, minimum=1)
+MICROLENS_EVAL_MAX_ATTEMPTS = env_int("MICROLENS_EVAL_MAX_ATTEMPTS", 5, minimum=1)
+MICROLENS_EVAL_SCHEDULE_SECONDS = env_int("MICROLENS_EVAL_SCHEDULE_SECONDS", 30, minimum=1)
+# Both expire after one period: a backlog of beat messages must not run them in a burst.
+CELERY_BEAT_SCHEDULE["evaluators-schedule"] = {
+    "task": "evaluators.schedule",
+    "schedule": float(MICROLENS_EVAL_SCHEDULE_SECONDS),
+    "options": {"expires": float(MICROLENS_EVAL_SCHEDULE_SECONDS)},
+}
+CELERY_BEAT_SCHEDULE["evaluators-sweep"] = {
+    "task": "evaluators.sweep",
+    "schedule": float(MICROLENS_EVAL_SCHEDULE_SECONDS),
+    "options": {"expires": float(MICROLENS_EVAL_SCHEDULE_SECONDS)},
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -150,3 +150,53 @@ class TraceSummary:
 class TraceDetail:
     summary: TraceSummary
     spans: list[SpanView]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpan:
+    """A span that names a model (or a micro model), with what evaluators judge it on."""
+
+    project_id: int
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    start_time: datetime
+    status_code: int
+    span_kind: str | None
+    model: str | None
+    micro_model: str | None
+    input_text: str | None
+    output_text: str | None
+    route: str | None
+    label: str | None
+    confidence: float | None
+    expected_label: str | None
+    is_fallback: bool
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceModelSpans:
+    """One trace's model spans; ``position`` is the trace's place in the read order, to
+    resume from (``updated_at`` or ``start_time``, project id, trace id hex)."""
+
+    project_id: int
+    trace_id: str
+    position: tuple[datetime, int, str]
+    cohort: dict[str, str]
+    spans: list[ModelSpan]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    """What surrounds a span when it is judged: the root's input and output, the documents
+    retriever spans returned, the trace's cohort and its model spans."""
+
+    project_id: int
+    trace_id: str
+    root_input: str | None
+    root_output: str | None
+    documents: list[str]
+    cohort: dict[str, str]
+    spans: list[ModelSpan]

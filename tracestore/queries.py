@@ -9,7 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
+from django.db.models import Q
 
+from . import contracts
 from .contracts import ProjectRef, SpanView, TraceDetail, TraceSummary
 from .models import Project, Span, Trace
 
@@ -188,4 +190,178 @@ def _span_view(span: Span) -> SpanView:
         is_mirrored=span.is_mirrored,
         mirror_of=span.mirror_of,
         cohort=span.cohort,
+    )
+
+
+# -- evaluators' reads -------------------------------------------------------------------
+
+_MODEL_SPAN_FIELDS = (
+    "project_id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "start_time",
+    "status_code",
+    "span_kind",
+    "model",
+    "micro_model",
+    "input_text",
+    "output_text",
+    "route",
+    "label",
+    "confidence",
+    "expected_label",
+    "is_fallback",
+    "attributes",
+)
+
+
+def _model_span(row: dict[str, Any]) -> contracts.ModelSpan:
+    return contracts.ModelSpan(
+        **{
+            **row,
+            "trace_id": bytes(row["trace_id"]).hex(),
+            "span_id": bytes(row["span_id"]).hex(),
+            "parent_span_id": _hex(row["parent_span_id"]),
+        }
+    )
+
+
+def _traces_with_model_spans(
+    traces: list[dict[str, Any]], order_field: str
+) -> list[contracts.TraceModelSpans]:
+    by_trace: dict[tuple[int, bytes], list[contracts.ModelSpan]] = {}
+    if traces:
+        keys = Q()
+        for t in traces:
+            keys |= Q(project_id=t["project_id"], trace_id=bytes(t["trace_id"]))
+        spans = (
+            Span.objects.filter(keys)
+            .filter(Q(model__isnull=False) | Q(micro_model__isnull=False))
+            .order_by("project_id", "trace_id", "start_time", "span_id")
+            .values(*_MODEL_SPAN_FIELDS)
+        )
+        for row in spans:
+            key = (row["project_id"], bytes(row["trace_id"]))
+            by_trace.setdefault(key, []).append(_model_span(row))
+    return [
+        contracts.TraceModelSpans(
+            project_id=t["project_id"],
+            trace_id=bytes(t["trace_id"]).hex(),
+            position=(t[order_field], t["project_id"], bytes(t["trace_id"]).hex()),
+            cohort=dict(t["cohort"]),
+            spans=by_trace.get((t["project_id"], bytes(t["trace_id"])), []),
+        )
+        for t in traces
+    ]
+
+
+def quiet_traces_with_models(
+    *, after: tuple[datetime, int, str] | None, quiet_before: datetime, limit: int
+) -> list[contracts.TraceModelSpans]:
+    """Traces of every project that used a model and received no span since
+    ``quiet_before``, in (updated_at, project, trace id) order strictly after ``after``.
+
+    A trace that receives a span later moves forward in this order and is read again, so a
+    reader that resumes from the last position sees every span once its trace is quiet.
+    """
+    traces = Trace.objects.filter(updated_at__lte=quiet_before).exclude(models_used=[])
+    if after is not None:
+        at, project_id, trace_hex = after
+        trace_id = bytes.fromhex(trace_hex)
+        traces = traces.filter(
+            Q(updated_at__gt=at)
+            | Q(updated_at=at, project_id__gt=project_id)
+            | Q(updated_at=at, project_id=project_id, trace_id__gt=trace_id)
+        )
+    rows = list(
+        traces.order_by("updated_at", "project_id", "trace_id").values(
+            "project_id", "trace_id", "updated_at", "cohort"
+        )[:limit]
+    )
+    return _traces_with_model_spans(rows, "updated_at")
+
+
+def traces_with_models_started_between(
+    *,
+    start: datetime,
+    end: datetime,
+    after: tuple[datetime, int, str] | None,
+    limit: int,
+    project_ids: list[int] | None = None,
+) -> list[contracts.TraceModelSpans]:
+    """Traces that used a model and started in [start, end), in (start_time, project,
+    trace id) order strictly after ``after`` (backfills)."""
+    traces = Trace.objects.filter(start_time__gte=start, start_time__lt=end).exclude(models_used=[])
+    if project_ids is not None:
+        traces = traces.filter(project_id__in=project_ids)
+    if after is not None:
+        at, project_id, trace_hex = after
+        trace_id = bytes.fromhex(trace_hex)
+        traces = traces.filter(
+            Q(start_time__gt=at)
+            | Q(start_time=at, project_id__gt=project_id)
+            | Q(start_time=at, project_id=project_id, trace_id__gt=trace_id)
+        )
+    rows = list(
+        traces.order_by("start_time", "project_id", "trace_id").values(
+            "project_id", "trace_id", "start_time", "cohort"
+        )[:limit]
+    )
+    return _traces_with_model_spans(rows, "start_time")
+
+
+def count_traces_with_models_started_between(
+    *, start: datetime, end: datetime, project_ids: list[int] | None = None
+) -> int:
+    traces = Trace.objects.filter(start_time__gte=start, start_time__lt=end).exclude(models_used=[])
+    if project_ids is not None:
+        traces = traces.filter(project_id__in=project_ids)
+    return traces.count()
+
+
+_DOCUMENT_KEY = re.compile(r"retrieval\.documents\.(\d+)\.document\.content")
+
+
+def trace_context(project_id: int, trace_id_hex: str) -> contracts.TraceContext | None:
+    """A trace's root input/output, its retrieved documents (in span then document order)
+    and its model spans; None when the trace is unknown."""
+    if not _TRACE_ID_HEX.fullmatch(trace_id_hex or ""):
+        return None
+    trace_id = bytes.fromhex(trace_id_hex)
+    trace = Trace.objects.filter(project_id=project_id, trace_id=trace_id).values(
+        "root_span_id", "cohort"
+    )
+    summary = trace.first()
+    if summary is None:
+        return None
+    rows = (
+        Span.objects.filter(project_id=project_id, trace_id=trace_id)
+        .order_by("start_time", "span_id")
+        .values(*_MODEL_SPAN_FIELDS)
+    )
+    root_input = root_output = None
+    documents: list[str] = []
+    spans: list[contracts.ModelSpan] = []
+    for row in rows:
+        if row["parent_span_id"] is None and root_input is None and root_output is None:
+            root_input, root_output = row["input_text"], row["output_text"]
+        if (row["span_kind"] or "").upper() == "RETRIEVER":
+            numbered = []
+            for key, value in row["attributes"].items():
+                match = _DOCUMENT_KEY.fullmatch(key)
+                if match and isinstance(value, str) and value.strip():
+                    numbered.append((int(match[1]), value))
+            documents.extend(text for _, text in sorted(numbered))
+        if row["model"] is not None or row["micro_model"] is not None:
+            spans.append(_model_span(row))
+    return contracts.TraceContext(
+        project_id=project_id,
+        trace_id=trace_id_hex.lower(),
+        root_input=root_input,
+        root_output=root_output,
+        documents=documents,
+        cohort=dict(summary["cohort"]),
+        spans=spans,
     )

@@ -1,0 +1,86 @@
+"""evaluators' public data shapes: frozen dataclasses with no Django import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+TASK_COMPLETION = "task_completion"
+GROUNDEDNESS = "groundedness"
+LABEL_CHECK = "label_check"
+EVALUATORS = (TASK_COMPLETION, GROUNDEDNESS, LABEL_CHECK)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """An evaluator's answer. ``score`` and ``passed`` are None when the evaluator does not
+    apply (no context to ground on, no expected label): not applicable is not a pass."""
+
+    score: float | None
+    passed: bool | None
+    reason: str
+    judge: str
+    latency_ms: float
+    predicted_label: str | None = None
+    expected_label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationView:
+    id: int
+    project_id: int
+    trace_id: str
+    span_id: str
+    span_start_time: datetime
+    micro_model: str
+    evaluator: str
+    evaluator_version: int
+    score: float | None
+    passed: bool | None
+    threshold: float
+    reason: str
+    judge: str
+    latency_ms: float
+    sampling_probability: float
+    predicted_label: str | None
+    expected_label: str | None
+    source: str
+    created_at: datetime
+    updated_at: datetime
+    cohort: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationPage:
+    results: list[EvaluationView]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackOutcome:
+    feedback_id: int
+    trace_id: str
+    span_id: str | None
+    created: bool
+    evaluations: list[EvaluationView]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleResult:
+    traces: int
+    jobs_created: int
+    models_registered: int
+    skipped_over_budget: int
+    job_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """What one delivery of a job did: ``done``, ``failed``, ``retry`` (with a delay),
+    ``busy`` (judge at its concurrency limit) or ``skipped`` (not claimable)."""
+
+    job_id: int
+    status: str
+    retry_in: float | None = None
+    detail: str = ""

@@ -1,0 +1,116 @@
+"""The offline judge: lexical evidence, no model download, fast on one CPU core.
+
+Groundedness: each sentence of the output is a claim; its support is the share of its
+content words found in the context; a claim whose best-matching context sentence shares
+most of its words but flips a negation or changes a number is contradicted, and weighs
+double at score 0. TaskCompletion: refusals, empty answers and broken requested formats
+fail; otherwise the answer must be on the input's topic (content-word overlap).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ..checks import lexical
+from . import Score
+
+_REFUSAL = re.compile(
+    r"\b(i\s*(?:am|'m)\s+(?:sorry|afraid|unable|not able)|i\s+(?:can(?:no|')t|cannot|won't|"
+    r"will not|am not able to)|as an ai\b|i\s+do(?:n't| not)\s+(?:know|have (?:access|"
+    r"information))|unable to (?:help|assist|answer|comply))",
+    re.I,
+)
+_WANTS_JSON = re.compile(r"\bjson\b", re.I)
+_WANTS_ONE_WORD = re.compile(r"\b(?:one|single)[- ]word\b", re.I)
+_WANTS_YES_NO = re.compile(r"\byes or no\b", re.I)
+
+CONTRADICTION_WEIGHT = 2.0
+_RELEVANCE_FLOOR = 0.3
+
+
+class LexicalJudge:
+    name = "local-lexical"
+
+    def task_completion(self, input_text: str, output_text: str) -> Score:
+        output = (output_text or "").strip()
+        if not output:
+            return Score(0.0, "empty output")
+        if _REFUSAL.search(output[:300]):
+            return Score(0.05, "the output refuses or declines the request")
+        format_problem = _format_problem(input_text, output)
+        if format_problem:
+            return Score(0.15, format_problem)
+        asked = lexical.content_words(input_text)
+        if not asked:
+            return Score(0.75, "no content words in the input to check the topic against")
+        answered = lexical.content_words(output)
+        overlap = len(asked & answered) / len(asked)
+        score = min(1.0, _RELEVANCE_FLOOR + 1.4 * overlap)
+        if overlap == 0:
+            return Score(score, "off topic: the output shares no content word with the input")
+        shared = ", ".join(sorted(asked & answered)[:5])
+        return Score(score, f"on topic ({overlap:.0%} of the input's content words: {shared})")
+
+    def groundedness(self, output_text: str, documents: list[str]) -> Score:
+        claims = lexical.sentences(output_text)
+        if not claims:
+            return Score(1.0, "no claims in the output")
+        context_sentences = [s for doc in documents for s in lexical.sentences(doc)]
+        context_words = set().union(*(lexical.content_words(d) for d in documents))
+        context_numbers = set().union(*(lexical.numbers(d) for d in documents))
+        weighted = total = 0.0
+        unsupported = contradicted = 0
+        for claim in claims:
+            words = lexical.content_words(claim)
+            claim_support = lexical.support(words, context_words)
+            if _contradicts(claim, words, context_sentences, context_numbers):
+                contradicted += 1
+                total += CONTRADICTION_WEIGHT
+                continue
+            if claim_support < 0.5:
+                unsupported += 1
+            weighted += claim_support
+            total += 1.0
+        score = weighted / total if total else 1.0
+        if contradicted:
+            reason = f"{contradicted} of {len(claims)} claims contradict the context"
+            if unsupported:
+                reason += f", {unsupported} unsupported"
+        elif unsupported:
+            reason = f"{unsupported} of {len(claims)} claims not supported by the context"
+        else:
+            reason = f"all {len(claims)} claims supported by the context"
+        return Score(max(0.0, min(1.0, score)), reason)
+
+
+def _contradicts(
+    claim: str, words: set[str], context_sentences: list[str], context_numbers: set[str]
+) -> bool:
+    if not words or not context_sentences:
+        return False
+    best, best_overlap = "", 0.0
+    for sentence in context_sentences:
+        overlap = lexical.support(words, lexical.content_words(sentence))
+        if overlap > best_overlap:
+            best, best_overlap = sentence, overlap
+    if best_overlap < 0.6:
+        return False
+    if lexical.negated(claim) != lexical.negated(best):
+        return True
+    claim_numbers = lexical.numbers(claim)
+    best_numbers = lexical.numbers(best)
+    return bool(claim_numbers and best_numbers and not claim_numbers <= context_numbers)
+
+
+def _format_problem(input_text: str, output: str) -> str:
+    if _WANTS_JSON.search(input_text or ""):
+        try:
+            json.loads(output)
+        except ValueError:
+            return "the input asks for JSON and the output is not valid JSON"
+    if _WANTS_ONE_WORD.search(input_text or "") and len(lexical.words(output)) > 1:
+        return "the input asks for one word and the output has several"
+    if _WANTS_YES_NO.search(input_text or "") and not re.match(r"\s*(yes|no)\b", output, re.I):
+        return "the input asks for yes or no and the output is neither"
+    return ""

@@ -1,0 +1,35 @@
+"""Judge instances for a job: the process-wide local judge, or an LLM endpoint client."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from django.conf import settings
+
+from .judges import Judge
+from .judges.local import LexicalJudge
+from .judges.openai_compatible import OpenAICompatibleJudge
+from .models import Judge as JudgeConfig
+
+
+@cache
+def local_judge() -> Judge:
+    """Built once per worker process (a model-based judge would load its weights here)."""
+    return LexicalJudge()
+
+
+def judge_for(config: JudgeConfig | None) -> Judge:
+    if config is None or config.kind == JudgeConfig.Kind.LOCAL:
+        return local_judge()
+    if config.api_key_env == "MICROLENS_JUDGE_API_KEY":
+        api_key = settings.MICROLENS_JUDGE_API_KEY or ""
+    else:
+        api_key = os.environ.get(config.api_key_env, "")
+    return OpenAICompatibleJudge(
+        name=config.name,
+        base_url=config.base_url or settings.MICROLENS_JUDGE_URL or "",
+        model=config.model or settings.MICROLENS_JUDGE_MODEL or "",
+        api_key=api_key,
+        timeout=config.timeout_seconds,
+    )

@@ -1,0 +1,165 @@
+"""evaluators' reads, for the API and pages: contracts dataclasses, scoped to the caller's
+projects, never model objects."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import Count, Q, QuerySet
+
+from .contracts import EvaluationPage, EvaluationView
+from .models import EvaluationJob, EvaluationResult
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_CURSOR = re.compile(r"(-?\d{1,20})\.(\d{1,20})")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def _ids(value: str, length: int) -> bytes | None:
+    if len(value) != length * 2 or not _HEX.fullmatch(value):
+        return None
+    return bytes.fromhex(value)
+
+
+def _filtered(
+    project_ids: Sequence[int],
+    *,
+    trace_id: str | None = None,
+    span_ids: Sequence[str] | None = None,
+    micro_model: str | None = None,
+    evaluator: str | None = None,
+    passed: bool | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> QuerySet[EvaluationResult]:
+    rows = EvaluationResult.objects.filter(project_id__in=list(project_ids))
+    if trace_id is not None:
+        trace = _ids(trace_id, 16)
+        if trace is None:
+            return rows.none()
+        rows = rows.filter(trace_id=trace)
+    if span_ids is not None:
+        spans = [s for s in (_ids(x, 8) for x in span_ids) if s is not None]
+        rows = rows.filter(span_id__in=spans)
+    if micro_model is not None:
+        rows = rows.filter(micro_model__name=micro_model)
+    if evaluator is not None:
+        rows = rows.filter(evaluator=evaluator)
+    if passed is not None:
+        rows = rows.filter(passed=passed)
+    if start is not None:
+        rows = rows.filter(span_start_time__gte=start)
+    if end is not None:
+        rows = rows.filter(span_start_time__lt=end)
+    return rows
+
+
+def _view(row: EvaluationResult) -> EvaluationView:
+    return EvaluationView(
+        id=row.id,
+        project_id=row.project_id,
+        trace_id=bytes(row.trace_id).hex(),
+        span_id=bytes(row.span_id).hex(),
+        span_start_time=row.span_start_time,
+        micro_model=row.micro_model.name,
+        evaluator=row.evaluator,
+        evaluator_version=row.evaluator_version,
+        score=row.score,
+        passed=row.passed,
+        threshold=row.threshold,
+        reason=row.reason,
+        judge=row.judge,
+        latency_ms=row.latency_ms,
+        sampling_probability=row.sampling_probability,
+        predicted_label=row.predicted_label,
+        expected_label=row.expected_label,
+        source=row.source,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        cohort=dict(row.cohort or {}),
+    )
+
+
+def evaluation_views(
+    project_ids: Sequence[int],
+    *,
+    trace_id: str | None = None,
+    span_ids: Sequence[str] | None = None,
+    evaluator: str | None = None,
+) -> list[EvaluationView]:
+    rows = _filtered(project_ids, trace_id=trace_id, span_ids=span_ids, evaluator=evaluator)
+    return [_view(r) for r in rows.select_related("micro_model").order_by("span_start_time", "id")]
+
+
+def evaluations_by_span(
+    project_ids: Sequence[int], trace_id: str
+) -> dict[str, list[EvaluationView]]:
+    """A trace's evaluations grouped by span id hex (for the trace detail)."""
+    grouped: dict[str, list[EvaluationView]] = {}
+    for view in evaluation_views(project_ids, trace_id=trace_id):
+        grouped.setdefault(view.span_id, []).append(view)
+    return grouped
+
+
+def _encode(view: EvaluationView) -> str:
+    micros = (view.span_start_time - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}.{view.id}"
+
+
+def _decode(cursor: str) -> tuple[datetime, int]:
+    match = _CURSOR.fullmatch(cursor)
+    if match is None:
+        raise InvalidCursor("invalid cursor: pass back the one from the previous page")
+    try:
+        return _EPOCH + timedelta(microseconds=int(match[1])), int(match[2])
+    except OverflowError as exc:
+        raise InvalidCursor("invalid cursor: pass back the one from the previous page") from exc
+
+
+def list_evaluations(
+    project_ids: Sequence[int],
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    trace_id: str | None = None,
+    micro_model: str | None = None,
+    evaluator: str | None = None,
+    passed: bool | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> EvaluationPage:
+    """Evaluations newest span first, keyset-paginated on (span start, id)."""
+    rows = _filtered(
+        project_ids,
+        trace_id=trace_id,
+        micro_model=micro_model,
+        evaluator=evaluator,
+        passed=passed,
+        start=start,
+        end=end,
+    )
+    if cursor:
+        at, last_id = _decode(cursor)
+        rows = rows.filter(Q(span_start_time__lt=at) | Q(span_start_time=at, id__lt=last_id))
+    page = list(rows.select_related("micro_model").order_by("-span_start_time", "-id")[: limit + 1])
+    views = [_view(r) for r in page[:limit]]
+    next_cursor = _encode(views[-1]) if len(page) > limit else None
+    return EvaluationPage(results=views, next_cursor=next_cursor)
+
+
+def job_status_counts(project_ids: Sequence[int] | None = None) -> dict[str, int]:
+    jobs = EvaluationJob.objects.all()
+    if project_ids is not None:
+        jobs = jobs.filter(project_id__in=list(project_ids))
+    counts = {row["status"]: row["n"] for row in _count_by_status(jobs)}
+    return {status: counts.get(status, 0) for status in ("pending", "running", "done", "failed")}
+
+
+def _count_by_status(jobs: QuerySet[EvaluationJob]) -> list[dict]:
+    return list(jobs.order_by().values("status").annotate(n=Count("id")))

@@ -1,0 +1,92 @@
+"""Which spans get evaluated: pure decisions, the same on every worker and every run.
+
+Sampling hashes the trace id, so every span and evaluator of one trace share one decision
+(a trace is either in the sample or not) and a re-run decides the same.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tracestore.contracts import ModelSpan
+
+_SPACE = float(2**64)
+
+
+def sample_point(trace_id_hex: str) -> float:
+    """A uniform point in [0, 1) fixed by the trace id (even for non-random ids)."""
+    digest = hashlib.blake2b(bytes.fromhex(trace_id_hex), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / _SPACE
+
+
+def in_sample(trace_id_hex: str, rate_percent: float) -> bool:
+    return sample_point(trace_id_hex) < rate_percent / 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """A registered micro model as the scheduler matches spans to it."""
+
+    id: int
+    project_id: int
+    micro_model_name: str
+    model_pattern: str
+
+    def matches(self, span: ModelSpan) -> bool:
+        if self.micro_model_name and span.micro_model == self.micro_model_name:
+            return True
+        return bool(
+            self.model_pattern
+            and span.model is not None
+            and fnmatch.fnmatchcase(span.model, self.model_pattern)
+        )
+
+
+def match(span: ModelSpan, matchers: Sequence[Matcher]) -> Matcher | None:
+    """The micro model a span belongs to: an exact ``micro_model.name`` match first, then
+    the first model-name pattern (in registration order)."""
+    candidates = [m for m in matchers if m.project_id == span.project_id]
+    for matcher in candidates:
+        if matcher.micro_model_name and span.micro_model == matcher.micro_model_name:
+            return matcher
+    for matcher in candidates:
+        if matcher.matches(span):
+            return matcher
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class AlwaysRules:
+    on_fallback: bool
+    on_error: bool
+    below_confidence: float | None
+    fallback_models: tuple[str, ...]
+
+
+def always_reason(span: ModelSpan, trace_spans: Sequence[ModelSpan], rules: AlwaysRules) -> str:
+    """Why a span is evaluated whatever the sample says ("" when no rule applies)."""
+    if rules.on_error and span.status_code == 2:
+        return "error"
+    if (
+        rules.below_confidence is not None
+        and span.confidence is not None
+        and span.confidence < rules.below_confidence
+    ):
+        return "low-confidence"
+    if rules.on_fallback and (span.is_fallback or _escalated(span, trace_spans, rules)):
+        return "fallback"
+    return ""
+
+
+def _escalated(span: ModelSpan, trace_spans: Sequence[ModelSpan], rules: AlwaysRules) -> bool:
+    # DESIGN.md: a span to one of the model's fallback models after it in the same trace,
+    # or any later span of the trace flagged route.fallback.
+    for other in trace_spans:
+        if other.span_id == span.span_id or other.start_time < span.start_time:
+            continue
+        if other.is_fallback or (other.model is not None and other.model in rules.fallback_models):
+            return True
+    return False

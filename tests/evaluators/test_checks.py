@@ -1,0 +1,116 @@
+"""The three evaluators on hand-built cases with known verdicts, through the local judge."""
+
+from __future__ import annotations
+
+import pytest
+
+from evaluators.checks import verdicts
+from evaluators.judges.local import LexicalJudge
+
+JUDGE = LexicalJudge()
+CONTEXT = [
+    "Duplicate charges are refunded within 3 days. Refunds go back to the original card.",
+    "Premium plans cost 20 dollars a month and include phone support.",
+]
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "passed"),
+    [
+        (
+            "Why was I charged twice this month?",
+            "You were charged twice because the payment was retried; the duplicate charge "
+            "will be refunded.",
+            True,
+        ),
+        ("Why was I charged twice this month?", "I'm sorry, but I can't help with that.", False),
+        ("Why was I charged twice this month?", "Paris is the capital of France.", False),
+        ("Return the order as JSON with id and total.", '{"id": 7, "total": 12.5}', True),
+        ("Return the order as JSON with id and total.", "id 7, total 12.5", False),
+        ("Is the order shipped? Answer yes or no.", "Yes", True),
+        ("Is the order shipped? Answer yes or no.", "It left the warehouse.", False),
+        ("Summarise the refund policy.", "", False),
+    ],
+)
+def test_task_completion_verdicts(question: str, answer: str, passed: bool) -> None:
+    verdict = verdicts.task_completion(question, answer, judge=JUDGE, threshold=0.5)
+
+    assert verdict.passed is passed
+    assert 0.0 <= verdict.score <= 1.0
+    assert verdict.judge == "local-lexical"
+    assert verdict.reason
+
+
+def test_task_completion_without_input_is_not_applicable() -> None:
+    verdict = verdicts.task_completion(None, "anything", judge=JUDGE, threshold=0.5)
+
+    assert (verdict.score, verdict.passed) == (None, None)
+    assert verdict.reason.startswith("not applicable")
+
+
+@pytest.mark.parametrize(
+    ("answer", "passed"),
+    [
+        ("Duplicate charges are refunded within 3 days.", True),
+        (
+            "Duplicate charges are refunded within 3 days. The refund goes back to the original "
+            "card.",
+            True,
+        ),
+        ("Duplicate charges are refunded within 10 days.", False),
+        ("Duplicate charges are not refunded.", False),
+        ("Your account was hacked by a criminal gang in Belgium yesterday evening.", False),
+    ],
+)
+def test_groundedness_verdicts(answer: str, passed: bool) -> None:
+    verdict = verdicts.groundedness(answer, CONTEXT, judge=JUDGE, threshold=0.6)
+
+    assert verdict.passed is passed, verdict.reason
+
+
+def test_a_contradiction_weighs_more_than_an_unsupported_claim() -> None:
+    supported = "Duplicate charges are refunded within 3 days."
+    unsupported = f"{supported} Our office dog is called Biscuit and loves long walks."
+    contradicted = f"{supported} Duplicate charges are refunded within 9 days."
+
+    unsupported_score = verdicts.groundedness(unsupported, CONTEXT, judge=JUDGE, threshold=0.5)
+    contradicted_score = verdicts.groundedness(contradicted, CONTEXT, judge=JUDGE, threshold=0.5)
+
+    assert contradicted_score.score < unsupported_score.score < 1.0
+    assert "contradict" in contradicted_score.reason
+
+
+def test_groundedness_without_context_is_not_applicable_not_a_pass() -> None:
+    verdict = verdicts.groundedness("Refunds take 3 days.", ["", "  "], judge=JUDGE, threshold=0.5)
+
+    assert (verdict.score, verdict.passed) == (None, None)
+    assert verdict.reason == "not applicable: no retrieved context in the trace"
+
+
+@pytest.mark.parametrize(
+    ("predicted", "expected", "passed"),
+    [
+        ("billing", "billing", True),
+        ("Billing", " BILLING ", True),
+        ("payments", "billing", True),
+        ("invoice", "Payments", True),
+        ("refund", "billing", False),
+        (None, "billing", False),
+    ],
+)
+def test_label_check_is_exact_case_insensitive_with_synonyms(
+    predicted: str | None, expected: str, passed: bool
+) -> None:
+    synonyms = {"billing": ["payments", "invoice"]}
+
+    verdict = verdicts.label_check(predicted, expected, synonyms=synonyms)
+
+    assert verdict.passed is passed
+    assert verdict.score == (1.0 if passed else 0.0)
+    assert (verdict.predicted_label, verdict.expected_label) == (predicted, expected)
+
+
+def test_label_check_without_expected_label_uses_thumbs_or_does_not_apply() -> None:
+    assert verdicts.label_check("billing", None).passed is None
+    assert verdicts.label_check("billing", None, thumbs_up=True).passed is True
+    assert verdicts.label_check("billing", None, thumbs_up=False).passed is False
