@@ -153,6 +153,57 @@ class TraceDetail:
 
 
 @dataclass(frozen=True, slots=True)
+class SpanUsage:
+    """What one span of a trace spent, for costing: its model, its token counts and the
+    cost the provider reported (None when it did not)."""
+
+    model: str
+    start_time: datetime
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reported_cost: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MicroModelDecision:
+    """One micro-model span: the decision it made and how it went."""
+
+    span_id: str
+    start_time: datetime
+    micro_model: str
+    model: str | None
+    route: str | None
+    label: str | None
+    expected_label: str | None
+    confidence: float | None
+    is_fallback: bool
+    is_retry: bool
+    cache_hit: bool
+    is_error: bool
+    duration_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class TraceFacts:
+    """A trace as the metrics see it (read by ``queries.trace_facts``): its rollup, its
+    micro-model decisions in start order, and per-span usage for costing."""
+
+    project_id: int
+    trace_id: str
+    updated_at: datetime
+    start_time: datetime
+    duration_ms: float
+    is_fallback: bool
+    error_count: int
+    prompt_tokens: int
+    completion_tokens: int
+    cohort: dict[str, str]
+    decisions: list[MicroModelDecision]
+    usage: list[SpanUsage]
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpan:
     """A span that names a model (or a micro model), with what evaluators judge it on."""
 

@@ -12,7 +12,15 @@ from django.db import connection
 from django.db.models import Q
 
 from . import contracts
-from .contracts import ProjectRef, SpanView, TraceDetail, TraceSummary
+from .contracts import (
+    MicroModelDecision,
+    ProjectRef,
+    SpanUsage,
+    SpanView,
+    TraceDetail,
+    TraceFacts,
+    TraceSummary,
+)
 from .models import Project, Span, Trace
 
 _TRACE_ID_HEX = re.compile(r"[0-9a-fA-F]{32}")
@@ -123,6 +131,160 @@ def get_trace(project_ids: list[int], trace_id_hex: str) -> TraceDetail | None:
         .defer("received_at")
     )
     return TraceDetail(summary=_summary(row), spans=[_span_view(span) for span in spans])
+
+
+# Attributes read for costing: a provider-reported cost wins over tokens x price; cached
+# prompt tokens (part of the prompt count) may have their own price.
+REPORTED_COST_KEYS = ("llm.cost.total", "gen_ai.usage.cost", "llm.usage.total_cost")
+CACHED_TOKEN_KEYS = (
+    "llm.token_count.prompt_details.cache_read",
+    "gen_ai.usage.cache_read_input_tokens",
+    "gen_ai.usage.cached_tokens",
+)
+
+
+def _first_attribute_sql(keys: tuple[str, ...]) -> str:
+    # Numeric attributes only; a non-numeric value reads as absent.
+    parts = [
+        f"CASE WHEN jsonb_typeof(s.attributes -> '{k}') = 'number' "
+        f"THEN (s.attributes ->> '{k}')::float8 END"
+        for k in keys
+    ]
+    return f"coalesce({', '.join(parts)})"
+
+
+def changed_trace_keys(
+    since: datetime,
+    until: datetime,
+    *,
+    after: tuple[datetime, int, str] | None = None,
+    limit: int = 2000,
+) -> list[tuple[datetime, int, str]]:
+    """Traces whose rollup changed in ``[since, until)``, as (updated_at, project_id, trace
+    id hex), ordered by that tuple, strictly after the ``after`` cursor when given.
+
+    The dashboard's metric rollups fold these incrementally. ``updated_at`` is the writing
+    transaction's start time, so a caller must re-read a margin before its last watermark
+    to catch transactions that committed late. Walks each project's
+    ``trace_project_updated_idx`` (no scan of the trace table).
+    """
+    params: dict[str, Any] = {"since": since, "until": until, "limit": limit}
+    cursor_sql = ""
+    if after is not None:
+        params["after_time"], params["after_project"] = after[0], after[1]
+        params["after_trace"] = bytes.fromhex(after[2])
+        cursor_sql = (
+            " AND (t.updated_at, t.project_id, t.trace_id)"
+            " > (%(after_time)s, %(after_project)s, %(after_trace)s)"
+        )
+    sql = (
+        "SELECT updated_at, project_id, trace_id FROM tracestore_project p "  # noqa: S608 (constant SQL; values are parameters)
+        "CROSS JOIN LATERAL ("
+        " SELECT t.updated_at, t.project_id, t.trace_id FROM tracestore_trace t"
+        " WHERE t.project_id = p.id AND t.updated_at >= %(since)s AND t.updated_at < %(until)s"
+        f"{cursor_sql}"
+        " ORDER BY t.updated_at, t.trace_id LIMIT %(limit)s"
+        ") AS head ORDER BY updated_at, project_id, trace_id LIMIT %(limit)s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(at, project_id, bytes(tid).hex()) for at, project_id, tid in cursor]
+
+
+def trace_facts(keys: list[tuple[int, str]]) -> list[TraceFacts]:
+    """The facts the metrics need of each (project_id, trace id hex) trace: one query for
+    the rollups and one for the spans that carry a model, a micro model or tokens. Traces
+    with no start time (no span stored) are left out."""
+    if not keys:
+        return []
+    project_ids = [project_id for project_id, _ in keys]
+    trace_ids = [bytes.fromhex(trace_hex) for _, trace_hex in keys]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT t.project_id, t.trace_id, t.updated_at, t.start_time, t.end_time,"
+            " t.duration_ns, t.is_fallback, t.error_count, t.prompt_tokens,"
+            " t.completion_tokens, t.cohort"
+            " FROM unnest(%s::bigint[], %s::bytea[]) AS k(project_id, trace_id)"
+            " JOIN tracestore_trace t USING (project_id, trace_id)"
+            " WHERE t.start_time IS NOT NULL",
+            [project_ids, trace_ids],
+        )
+        traces = cursor.fetchall()
+        if not traces:
+            return []
+        low = min(row[3] for row in traces)
+        high = max(row[4] for row in traces)
+        # The start-time bounds let PostgreSQL skip the day partitions outside the chunk.
+        cursor.execute(
+            "SELECT s.project_id, s.trace_id, s.span_id, s.start_time, s.duration_ns,"  # noqa: S608 (constant SQL; values are parameters)
+            " s.micro_model, s.model, s.route, s.label, s.expected_label, s.confidence,"
+            " s.is_fallback, s.is_retry, s.cache_hit, s.status_code,"
+            " coalesce(s.prompt_tokens, 0), coalesce(s.completion_tokens, 0),"
+            f" {_first_attribute_sql(CACHED_TOKEN_KEYS)},"
+            f" {_first_attribute_sql(REPORTED_COST_KEYS)}"
+            " FROM unnest(%s::bigint[], %s::bytea[]) AS k(project_id, trace_id)"
+            " JOIN tracestore_span s USING (project_id, trace_id)"
+            " WHERE s.start_time >= %s AND s.start_time <= %s"
+            " AND (s.micro_model IS NOT NULL OR s.model IS NOT NULL"
+            "  OR s.prompt_tokens IS NOT NULL OR s.completion_tokens IS NOT NULL)"
+            " ORDER BY s.project_id, s.trace_id, s.start_time, s.span_id",
+            [project_ids, trace_ids, low, high],
+        )
+        spans = cursor.fetchall()
+    decisions: dict[tuple[int, bytes], list[MicroModelDecision]] = {}
+    usage: dict[tuple[int, bytes], list[SpanUsage]] = {}
+    for row in spans:
+        key = (row[0], bytes(row[1]))
+        if row[5] is not None:
+            decisions.setdefault(key, []).append(
+                MicroModelDecision(
+                    span_id=bytes(row[2]).hex(),
+                    start_time=row[3],
+                    micro_model=row[5],
+                    model=row[6],
+                    route=row[7],
+                    label=row[8],
+                    expected_label=row[9],
+                    confidence=row[10],
+                    is_fallback=row[11],
+                    is_retry=row[12],
+                    cache_hit=row[13],
+                    is_error=row[14] == 2,
+                    duration_ms=row[4] / 1e6,
+                )
+            )
+        if row[6] is not None and (row[15] or row[16] or row[18] is not None):
+            usage.setdefault(key, []).append(
+                SpanUsage(
+                    model=row[6],
+                    start_time=row[3],
+                    prompt_tokens=row[15],
+                    completion_tokens=row[16],
+                    cached_tokens=int(row[17] or 0),
+                    reported_cost=row[18],
+                )
+            )
+    out = []
+    for row in traces:
+        key = (row[0], bytes(row[1]))
+        cohort = row[10]
+        out.append(
+            TraceFacts(
+                project_id=row[0],
+                trace_id=key[1].hex(),
+                updated_at=row[2],
+                start_time=row[3],
+                duration_ms=(row[5] or 0) / 1e6,
+                is_fallback=row[6],
+                error_count=row[7],
+                prompt_tokens=row[8],
+                completion_tokens=row[9],
+                cohort=json.loads(cohort) if isinstance(cohort, str) else dict(cohort),
+                decisions=decisions.get(key, []),
+                usage=usage.get(key, []),
+            )
+        )
+    return out
 
 
 def _hex(value: bytes | memoryview | None) -> str | None:

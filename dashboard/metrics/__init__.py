@@ -1,0 +1,589 @@
+"""Every metric microlens shows, defined once (DESIGN.md "Metrics"). Pages, the API and
+alert rules call these functions; they read only the rollups (see refresh.py), never spans.
+
+A query is a ``Filters`` (projects, time range, micro model, route, model, one cohort
+value) plus an optional ``group_by`` (micro_model, route, model or a cohort key) and an
+optional ``interval`` (hour or day) for time series. Time ranges resolve to whole UTC
+hours: ``start`` is rounded down and ``end`` up. Every value comes with its n.
+
+Decisions are micro-model spans; a decision counts as escalated (fallback) when its
+trace went to a fallback model. Trace metrics (cost, tokens, error rate of traces) count
+each trace once, under its first micro-model decision's micro model and route.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import connection
+
+from ..models import CohortDimension
+from .histograms import (
+    CONFIDENCE_BINS,
+    COST_BASE_USD,
+    COST_BINS,
+    LATENCY_BASE_MS,
+    LATENCY_BINS,
+    RESOLUTION_FACTOR,
+    add_into,
+    percentile,
+)
+
+COLUMN_GROUPS = ("micro_model", "route", "model")
+INTERVALS = ("hour", "day")
+# Below this many samples a rate is shown but marked as small-n.
+SMALL_N = 30
+WILSON_Z = 1.959963984540054
+
+
+class InvalidQuery(ValueError):
+    """A metric query the rollups cannot answer (the message says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    project_ids: tuple[int, ...]
+    start: datetime
+    end: datetime
+    micro_model: str | None = None
+    route: str | None = None
+    model: str | None = None
+    cohort: tuple[str, str] | None = None
+
+    def with_(self, **changes: Any) -> Filters:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricResult:
+    metric: str
+    start: datetime
+    end: datetime
+    group_by: str | None
+    interval: str | None
+    rows: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+
+def wilson_interval(successes: int, n: int, z: float = WILSON_Z) -> tuple[float, float] | None:
+    """The Wilson score interval of a proportion (95 % by default); None when n is 0."""
+    if n <= 0:
+        return None
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # At 0 and n the bounds are exactly 0 and 1 (rounding would leave them a hair inside).
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
+
+
+def cohort_dimensions() -> list[tuple[str, str]]:
+    """(attribute key, display name) of every configured cohort dimension."""
+    return list(CohortDimension.objects.order_by("display_name").values_list("key", "display_name"))
+
+
+def group_choices() -> list[str]:
+    return [*COLUMN_GROUPS, *(key for key, _ in cohort_dimensions())]
+
+
+def floor_hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(at: datetime) -> datetime:
+    floored = floor_hour(at)
+    return floored if floored == at else floored + timedelta(hours=1)
+
+
+def _ceil_day(at: datetime) -> datetime:
+    day = at.replace(hour=0)
+    return day if day == at else day + timedelta(days=1)
+
+
+# -- reading the rollups -----------------------------------------------------------------
+
+_SUMS = {
+    "decisions": "sum(decisions)",
+    "fallbacks": "sum(fallbacks)",
+    "retries": "sum(retries)",
+    "cache_hits": "sum(cache_hits)",
+    "errors": "sum(errors)",
+    "traces": "sum(traces)",
+    "trace_errors": "sum(trace_errors)",
+    "costed_traces": "sum(costed_traces)",
+    "cost_sum": "sum(cost_sum)",
+    "prompt_tokens": "sum(prompt_tokens)",
+    "completion_tokens": "sum(completion_tokens)",
+}
+
+
+def _bucket_condition(start: datetime, end: datetime, interval: str | None) -> tuple[str, list]:
+    """Whole UTC days inside the range come from day rows, the ragged hours at either end
+    from hour rows (an hourly series reads hour rows only)."""
+    if interval == "hour":
+        return "(width = 'h' AND bucket >= %s AND bucket < %s)", [start, end]
+    day_start, day_end = _ceil_day(start), end.replace(hour=0)
+    if day_start >= day_end:
+        return "(width = 'h' AND bucket >= %s AND bucket < %s)", [start, end]
+    return (
+        "((width = 'd' AND bucket >= %s AND bucket < %s) OR (width = 'h' AND"
+        " ((bucket >= %s AND bucket < %s) OR (bucket >= %s AND bucket < %s))))",
+        [day_start, day_end, start, day_start, day_end, end],
+    )
+
+
+def _where(
+    filters: Filters, group_by: str | None, interval: str | None
+) -> tuple[str, list, str | None]:
+    """The WHERE clause shared by both rollup tables, and the group column expression."""
+    if not filters.project_ids:
+        return "FALSE", [], None
+    start, end = floor_hour(filters.start), ceil_hour(filters.end)
+    bucket_sql, params = _bucket_condition(start, end, interval)
+    conditions = ["project_id = ANY(%s)", bucket_sql]
+    params = [list(filters.project_ids), *params]
+    for column in COLUMN_GROUPS:
+        value = getattr(filters, column)
+        if value is not None:
+            conditions.append(f"{column} = %s")
+            params.append(value)
+    group_sql = None
+    dim_key = ""
+    if filters.cohort is not None:
+        dim_key = filters.cohort[0]
+        conditions.append("dim_value = %s")
+        params.append(filters.cohort[1])
+    if group_by in COLUMN_GROUPS:
+        group_sql = group_by
+    elif group_by is not None:
+        if dim_key and dim_key != group_by:
+            raise InvalidQuery(
+                "filter by one cohort dimension and group by the same one, or by micro_model,"
+                " route or model (the rollups keep one cohort dimension per row)"
+            )
+        if group_by not in {key for key, _ in cohort_dimensions()}:
+            raise InvalidQuery(f"unknown group_by {group_by!r}: one of {group_choices()}")
+        dim_key = group_by
+        group_sql = "dim_value"
+    if filters.cohort is not None and filters.cohort[0] not in {k for k, _ in cohort_dimensions()}:
+        raise InvalidQuery(f"unknown cohort dimension {filters.cohort[0]!r}")
+    conditions.append("dim_key = %s")
+    params.append(dim_key)
+    return " AND ".join(conditions), params, group_sql
+
+
+def _time_sql(interval: str | None) -> str:
+    if interval is None:
+        return "NULL::timestamptz"
+    return f"date_trunc('{interval}', bucket AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+
+
+def _sums(
+    filters: Filters, group_by: str | None, interval: str | None, columns: list[str]
+) -> list[dict[str, Any]]:
+    where, params, group_sql = _where(filters, group_by, interval)
+    select = [f"{group_sql or 'NULL::text'} AS grp", f"{_time_sql(interval)} AS t"]
+    select += [f"{_SUMS[c]} AS {c}" for c in columns]
+    sql = (
+        f"SELECT {', '.join(select)} FROM dashboard_rollup WHERE {where}"  # noqa: S608 (constant SQL; values are parameters)
+        " GROUP BY 1, 2 ORDER BY 2 NULLS FIRST, 1 NULLS FIRST"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = ["group", "time", *columns]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _histograms(
+    filters: Filters, group_by: str | None, column: str, extra: str = ""
+) -> dict[tuple, list[int]]:
+    """Element-wise sums of a histogram column per group (summed here: a few hundred
+    short arrays even for 30 days)."""
+    where, params, group_sql = _where(filters, group_by, None)
+    group_cols = extra or (group_sql or "NULL::text")
+    sql = (
+        f"SELECT {group_cols}, {column} FROM dashboard_rollup WHERE {where}"  # noqa: S608 (constant SQL; values are parameters)
+        f" AND {'decisions' if column == 'latency_hist' else 'costed_traces'} > 0"
+    )
+    totals: dict[tuple, list[int]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for row in cursor.fetchall():
+            key, hist = tuple(row[:-1]), row[-1]
+            if key not in totals:
+                totals[key] = list(hist)
+            else:
+                add_into(totals[key], hist)
+    return totals
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _result(name: str, filters: Filters, group_by, interval, rows, notes=()) -> MetricResult:
+    return MetricResult(
+        metric=name,
+        start=floor_hour(filters.start),
+        end=ceil_hour(filters.end),
+        group_by=group_by,
+        interval=interval,
+        rows=rows,
+        notes=list(notes),
+    )
+
+
+# -- the metrics -------------------------------------------------------------------------
+
+
+def _rate(name: str, numerator: str, denominator: str) -> Callable[..., MetricResult]:
+    def metric(
+        filters: Filters, group_by: str | None = None, interval: str | None = None
+    ) -> MetricResult:
+        rows = []
+        for r in _sums(filters, group_by, interval, [numerator, denominator]):
+            n, k = int(r[denominator] or 0), int(r[numerator] or 0)
+            interval_ = wilson_interval(k, n)
+            rows.append(
+                {
+                    "group": r["group"],
+                    "time": _iso(r["time"]),
+                    "n": n,
+                    "count": k,
+                    "rate": k / n if n else None,
+                    "low": interval_[0] if interval_ else None,
+                    "high": interval_[1] if interval_ else None,
+                }
+            )
+        return _result(name, filters, group_by, interval, rows)
+
+    metric.__name__ = name.replace("-", "_")
+    metric.__doc__ = f"{numerator} / {denominator}, with n and a Wilson 95 % interval."
+    return metric
+
+
+fallback_rate = _rate("fallback-rate", "fallbacks", "decisions")
+retry_rate = _rate("retry-rate", "retries", "decisions")
+cache_hit_rate = _rate("cache-hit-rate", "cache_hits", "decisions")
+error_rate = _rate("error-rate", "errors", "decisions")
+trace_error_rate = _rate("trace-error-rate", "trace_errors", "traces")
+
+
+def route_share(
+    filters: Filters, group_by: str | None = None, interval: str | None = None
+) -> MetricResult:
+    """Micro-model decisions per route / all decisions in the same window (and group)."""
+    if group_by == "route":
+        group_by = None
+    where, params, group_sql = _where(filters, group_by, interval)
+    sql = (
+        f"SELECT {group_sql or 'NULL::text'}, {_time_sql(interval)}, route, sum(decisions)"  # noqa: S608 (constant SQL; values are parameters)
+        f" FROM dashboard_rollup WHERE {where} AND decisions > 0 GROUP BY 1, 2, 3"
+        " ORDER BY 2 NULLS FIRST, 1 NULLS FIRST, 3"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        raw = cursor.fetchall()
+    totals: dict[tuple, int] = defaultdict(int)
+    for grp, t, _, n in raw:
+        totals[(grp, t)] += int(n)
+    rows = [
+        {
+            "group": grp,
+            "time": _iso(t),
+            "route": route or "(none)",
+            "count": int(n),
+            "n": totals[(grp, t)],
+            "share": int(n) / totals[(grp, t)],
+        }
+        for grp, t, route, n in raw
+    ]
+    return _result("route-share", filters, group_by, interval, rows)
+
+
+def latency(
+    filters: Filters, group_by: str | None = None, interval: str | None = None
+) -> MetricResult:
+    """Decision latency p50/p90/p99 in ms per micro model and route (or per group)."""
+    extra = "" if group_by else "micro_model, model, route"
+    hists = _histograms(filters, group_by, "latency_hist", extra)
+    rows = []
+    for key, hist in sorted(hists.items(), key=lambda item: tuple(str(k) for k in item[0])):
+        row: dict[str, Any] = (
+            {"group": key[0]}
+            if group_by
+            else {"micro_model": key[0], "model": key[1], "route": key[2] or "(none)"}
+        )
+        row.update(
+            n=sum(hist),
+            p50_ms=percentile(hist, 0.5, LATENCY_BASE_MS),
+            p90_ms=percentile(hist, 0.9, LATENCY_BASE_MS),
+            p99_ms=percentile(hist, 0.99, LATENCY_BASE_MS),
+        )
+        rows.append(row)
+    if interval:
+        rows = _latency_series(filters, group_by, interval) or rows
+    return _result(
+        "latency",
+        filters,
+        group_by,
+        interval,
+        rows,
+        [_resolution_note()],
+    )
+
+
+def _latency_series(filters: Filters, group_by: str | None, interval: str) -> list[dict]:
+    where, params, group_sql = _where(filters, group_by, interval)
+    sql = (
+        f"SELECT {group_sql or 'NULL::text'}, {_time_sql(interval)}, latency_hist"  # noqa: S608 (constant SQL; values are parameters)
+        f" FROM dashboard_rollup WHERE {where} AND decisions > 0"
+    )
+    totals: dict[tuple, list[int]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for grp, t, hist in cursor.fetchall():
+            if (grp, t) not in totals:
+                totals[(grp, t)] = list(hist)
+            else:
+                add_into(totals[(grp, t)], hist)
+    return [
+        {
+            "group": grp,
+            "time": _iso(t),
+            "n": sum(hist),
+            "p50_ms": percentile(hist, 0.5, LATENCY_BASE_MS),
+            "p90_ms": percentile(hist, 0.9, LATENCY_BASE_MS),
+            "p99_ms": percentile(hist, 0.99, LATENCY_BASE_MS),
+        }
+        for (grp, t), hist in sorted(totals.items(), key=lambda i: (i[0][1], str(i[0][0])))
+    ]
+
+
+def _resolution_note() -> str:
+    return (
+        f"percentiles are read from log buckets: within a factor {RESOLUTION_FACTOR:.4f} "
+        f"(±{(RESOLUTION_FACTOR - 1) * 100:.1f} %) of the exact value"
+    )
+
+
+def cost_per_trace(
+    filters: Filters, group_by: str | None = None, interval: str | None = None
+) -> MetricResult:
+    """Cost per trace in USD (mean, p50, p90) over the traces whose every model is priced,
+    tokens per trace over all traces; traces with unpriced models are counted apart."""
+    sums = _sums(
+        filters,
+        group_by,
+        interval,
+        ["traces", "costed_traces", "cost_sum", "prompt_tokens", "completion_tokens"],
+    )
+    hists = _histograms(filters, group_by, "cost_hist") if interval is None else {}
+    rows = []
+    for r in sums:
+        traces, costed = int(r["traces"] or 0), int(r["costed_traces"] or 0)
+        hist = hists.get((r["group"],), [0] * COST_BINS)
+        rows.append(
+            {
+                "group": r["group"],
+                "time": _iso(r["time"]),
+                "n": costed,
+                "traces": traces,
+                "uncosted_traces": traces - costed,
+                "mean_usd": r["cost_sum"] / costed if costed else None,
+                "p50_usd": percentile(hist, 0.5, COST_BASE_USD) if interval is None else None,
+                "p90_usd": percentile(hist, 0.9, COST_BASE_USD) if interval is None else None,
+                "prompt_tokens_per_trace": int(r["prompt_tokens"] or 0) / traces
+                if traces
+                else None,
+                "completion_tokens_per_trace": int(r["completion_tokens"] or 0) / traces
+                if traces
+                else None,
+            }
+        )
+    notes = [_resolution_note()]
+    unpriced = unpriced_models(filters)
+    if unpriced:
+        names = ", ".join(unpriced)
+        notes.append(f"no price for: {names} (add them under Admin → Model prices)")
+    return _result("cost-per-trace", filters, group_by, interval, rows, notes)
+
+
+def unpriced_models(filters: Filters) -> list[str]:
+    """Models that left traces in range uncosted (add a ModelPrice, then rebuild)."""
+    if not filters.project_ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT unnest(unpriced_models) FROM dashboard_decisionfact"
+            " WHERE project_id = ANY(%s) AND is_primary AND cost IS NULL"
+            " AND start_time >= %s AND start_time < %s ORDER BY 1 LIMIT 50",
+            [list(filters.project_ids), floor_hour(filters.start), ceil_hour(filters.end)],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _label_rows(filters: Filters, group_by: str | None) -> list[tuple]:
+    where, params, group_sql = _where(filters, group_by, None)
+    sql = (
+        f"SELECT {group_sql or 'NULL::text'}, label, expected_label, sum(n),"  # noqa: S608 (constant SQL; values are parameters)
+        " array_agg(confidence_hist)"
+        f" FROM dashboard_labelrollup WHERE {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def label_quality(
+    filters: Filters, group_by: str | None = None, interval: str | None = None
+) -> MetricResult:
+    """Per label precision, recall and F1, and the confusion matrix (rows: expected label,
+    columns: predicted), over decisions with a known expected label."""
+    if interval is not None:
+        raise InvalidQuery("label-quality is not a time series: leave out interval")
+    by_group: dict[Any, dict[tuple[str, str], int]] = defaultdict(dict)
+    unlabelled: dict[Any, int] = defaultdict(int)
+    for grp, label, expected, n, _ in _label_rows(filters, group_by):
+        if expected == "":
+            unlabelled[grp] += int(n)
+        else:
+            by_group[grp][(label, expected)] = int(n)
+    rows = []
+    for grp in sorted(set(by_group) | set(unlabelled), key=str):
+        cells = by_group.get(grp, {})
+        labels = sorted({label for label, _ in cells} | {expected for _, expected in cells})
+        matrix = [[cells.get((p, e), 0) for p in labels] for e in labels]
+        per_label = []
+        for i, label in enumerate(labels):
+            tp = matrix[i][i]
+            predicted = sum(matrix[e][i] for e in range(len(labels)))
+            actual = sum(matrix[i])
+            precision = tp / predicted if predicted else None
+            recall = tp / actual if actual else None
+            f1 = (
+                2 * precision * recall / (precision + recall)
+                if precision and recall
+                else (0.0 if precision is not None and recall is not None else None)
+            )
+            per_label.append(
+                {
+                    "label": label,
+                    "n": actual,
+                    "predicted": predicted,
+                    "true_positives": tp,
+                    "precision": precision,
+                    "recall": recall,
+                    "f1": f1,
+                }
+            )
+        total = sum(sum(row) for row in matrix)
+        correct = sum(matrix[i][i] for i in range(len(labels)))
+        rows.append(
+            {
+                "group": grp,
+                "n": total,
+                "accuracy": correct / total if total else None,
+                "without_expected_label": unlabelled.get(grp, 0),
+                "labels": per_label,
+                "confusion": {"labels": labels, "matrix": matrix},
+            }
+        )
+    return _result("label-quality", filters, group_by, None, rows)
+
+
+def confidence_histogram(filters: Filters) -> dict[str, list[int]]:
+    """Decisions per confidence bin (0..1 in CONFIDENCE_BINS steps), split by whether the
+    label matched the expected label (pass / fail) or no expected label is known."""
+    out = {"pass": [0] * CONFIDENCE_BINS, "fail": [0] * CONFIDENCE_BINS}
+    out["unknown"] = [0] * CONFIDENCE_BINS
+    for _, label, expected, _, hists in _label_rows(filters, None):
+        key = "unknown" if expected == "" else ("pass" if label == expected else "fail")
+        for hist in hists:
+            add_into(out[key], hist)
+    return out
+
+
+def eval_fail_rate(
+    filters: Filters, group_by: str | None = None, interval: str | None = None
+) -> MetricResult:
+    """Failed / evaluated per evaluator x group (a cohort key by default: the first
+    configured dimension), with n and a Wilson 95 % interval. Evaluation results come from
+    evaluators' public queries; until they exist the result is empty with a note."""
+    if interval is not None:
+        raise InvalidQuery("eval-fail-rate is not a time series: leave out interval")
+    try:
+        from evaluators.queries import evaluation_outcome_counts  # type: ignore[attr-defined]
+    except ImportError:
+        return _result("eval-fail-rate", filters, group_by, None, [], ["no evaluations yet"])
+    counts = evaluation_outcome_counts(
+        list(filters.project_ids),
+        start=floor_hour(filters.start),
+        end=ceil_hour(filters.end),
+        micro_model=filters.micro_model,
+        route=filters.route,
+        cohort=filters.cohort,
+        group_by=group_by,
+    )
+    rows = []
+    for evaluator, grp, failed, evaluated in counts:
+        interval_ = wilson_interval(failed, evaluated)
+        rows.append(
+            {
+                "evaluator": evaluator,
+                "group": grp,
+                "n": evaluated,
+                "failed": failed,
+                "rate": failed / evaluated if evaluated else None,
+                "low": interval_[0] if interval_ else None,
+                "high": interval_[1] if interval_ else None,
+                "small_n": evaluated < SMALL_N,
+            }
+        )
+    notes = [] if rows else ["no evaluations yet"]
+    return _result("eval-fail-rate", filters, group_by, None, rows, notes)
+
+
+METRICS: dict[str, Callable[..., MetricResult]] = {
+    "route-share": route_share,
+    "fallback-rate": fallback_rate,
+    "retry-rate": retry_rate,
+    "cache-hit-rate": cache_hit_rate,
+    "error-rate": error_rate,
+    "latency": latency,
+    "cost-per-trace": cost_per_trace,
+    "eval-fail-rate": eval_fail_rate,
+    "label-quality": label_quality,
+}
+
+
+def compute(
+    name: str, filters: Filters, group_by: str | None = None, interval: str | None = None
+) -> MetricResult:
+    if name not in METRICS:
+        raise InvalidQuery(f"unknown metric {name!r}: one of {sorted(METRICS)}")
+    if interval is not None and interval not in INTERVALS:
+        raise InvalidQuery(f"interval must be one of {list(INTERVALS)}")
+    if filters.end <= filters.start:
+        raise InvalidQuery("end must be after start")
+    return METRICS[name](filters, group_by, interval)
+
+
+__all__ = [
+    "CONFIDENCE_BINS",
+    "LATENCY_BINS",
+    "METRICS",
+    "SMALL_N",
+    "Filters",
+    "InvalidQuery",
+    "MetricResult",
+    "compute",
+    "wilson_interval",
+]

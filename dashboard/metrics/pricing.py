@@ -1,0 +1,94 @@
+"""Cost of a trace from its spans' tokens and the ``ModelPrice`` table.
+
+A provider-reported cost on a span wins. Otherwise the price is the most specific matching
+pattern (an exact name beats a glob, a longer glob beats a shorter one) effective on the
+span's day. A span with tokens and no price makes the trace's cost unknown: it is listed,
+never counted as zero.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from datetime import date
+
+from tracestore.contracts import SpanUsage
+
+from ..models import ModelPrice
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    pattern: str
+    effective_from: date
+    input_per_million: float
+    output_per_million: float
+    cached_input_per_million: float
+
+
+@dataclass(frozen=True, slots=True)
+class TraceCost:
+    cost: float | None
+    unpriced_models: tuple[str, ...]
+
+
+class PriceBook:
+    def __init__(self, prices: list[Price]) -> None:
+        self._prices = prices
+        self._cache: dict[tuple[str, date], Price | None] = {}
+
+    @classmethod
+    def load(cls) -> PriceBook:
+        return cls(
+            [
+                Price(
+                    pattern=p.model_pattern,
+                    effective_from=p.effective_from,
+                    input_per_million=float(p.input_per_million),
+                    output_per_million=float(p.output_per_million),
+                    cached_input_per_million=float(
+                        p.input_per_million
+                        if p.cached_input_per_million is None
+                        else p.cached_input_per_million
+                    ),
+                )
+                for p in ModelPrice.objects.all()
+            ]
+        )
+
+    def price(self, model: str, day: date) -> Price | None:
+        key = (model, day)
+        if key not in self._cache:
+            matches = [
+                p
+                for p in self._prices
+                if p.effective_from <= day
+                and (p.pattern == model or fnmatch.fnmatchcase(model, p.pattern))
+            ]
+            self._cache[key] = max(
+                matches,
+                key=lambda p: (p.pattern == model, len(p.pattern), p.effective_from),
+                default=None,
+            )
+        return self._cache[key]
+
+    def trace_cost(self, usage: list[SpanUsage]) -> TraceCost:
+        total = 0.0
+        unpriced: set[str] = set()
+        for span in usage:
+            if span.reported_cost is not None:
+                total += span.reported_cost
+                continue
+            price = self.price(span.model, span.start_time.date())
+            if price is None:
+                unpriced.add(span.model)
+                continue
+            cached = min(span.cached_tokens, span.prompt_tokens)
+            total += (
+                (span.prompt_tokens - cached) * price.input_per_million
+                + cached * price.cached_input_per_million
+                + span.completion_tokens * price.output_per_million
+            ) / 1e6
+        if unpriced:
+            return TraceCost(cost=None, unpriced_models=tuple(sorted(unpriced)))
+        return TraceCost(cost=total, unpriced_models=())

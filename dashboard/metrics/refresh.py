@@ -1,0 +1,415 @@
+"""Keeping the metric rollups up to date: fold the traces tracestore changed since the
+watermark (a beat task every minute; ``manage.py refresh_metrics``).
+
+For each changed trace its ``DecisionFact`` rows are replaced (what it contributes now),
+then every hour bucket it contributed to before or contributes to now is re-summed from
+the facts, and every day bucket from its hours. Re-summing whole buckets instead of adding
+deltas makes the fold idempotent and exact whatever order spans arrived in: a late root
+span that moves a trace's start or adds its cohort just moves the trace's facts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from tracestore.contracts import TraceFacts
+from tracestore.queries import changed_trace_keys, trace_facts
+
+from ..models import CohortDimension, DecisionFact, LabelRollup, Rollup, RollupWatermark
+from .histograms import (
+    CONFIDENCE_BINS,
+    COST_BASE_USD,
+    COST_BINS,
+    LATENCY_BASE_MS,
+    LATENCY_BINS,
+    add_into,
+    confidence_bin,
+    log_bin,
+)
+from .pricing import PriceBook
+
+WATERMARK = "metrics"
+# updated_at is its transaction's start time: a batch that began before the last fold's
+# end may commit after it. Re-reading this margin catches every batch shorter than it.
+LATE_COMMIT_MARGIN = timedelta(minutes=5)
+CHUNK = 2000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LOCK_ID = 0x6D6C_6D65  # pg advisory lock: one fold at a time
+
+_FACT_COLUMNS = (
+    "project_id",
+    "trace_id",
+    "span_id",
+    "hour",
+    "start_time",
+    "micro_model",
+    "model",
+    "route",
+    "label",
+    "expected_label",
+    "confidence",
+    "is_decision",
+    "is_primary",
+    "is_fallback",
+    "is_retry",
+    "cache_hit",
+    "is_error",
+    "latency_ms",
+    "trace_duration_ms",
+    "trace_error",
+    "cohort",
+    "cost",
+    "unpriced_models",
+    "prompt_tokens",
+    "completion_tokens",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FoldResult:
+    traces: int
+    hours: int
+    days: int
+    folded_until: datetime
+
+
+def _hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _day(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def cohort_keys() -> list[str]:
+    return list(CohortDimension.objects.order_by("key").values_list("key", flat=True))
+
+
+def fact_rows(trace: TraceFacts, prices: PriceBook) -> list[tuple]:
+    """The DecisionFact rows of one trace (pure given the price book)."""
+    hour = _hour(trace.start_time)
+    cost = prices.trace_cost(trace.usage)
+    trace_id = bytes.fromhex(trace.trace_id)
+    cohort = json.dumps(trace.cohort, separators=(",", ":"))
+    trace_error = trace.error_count > 0
+    common = (trace.duration_ms, trace_error, cohort)
+    rows = []
+    for index, d in enumerate(trace.decisions):
+        primary = index == 0
+        rows.append(
+            (
+                trace.project_id,
+                trace_id,
+                bytes.fromhex(d.span_id),
+                hour,
+                trace.start_time,
+                d.micro_model,
+                d.model or "",
+                d.route or "",
+                d.label or "",
+                d.expected_label or "",
+                d.confidence,
+                True,
+                primary,
+                # Escalated when its trace went to a fallback model (the fallback span is
+                # usually a sibling, not the decision span itself).
+                trace.is_fallback or d.is_fallback,
+                d.is_retry,
+                d.cache_hit,
+                d.is_error,
+                d.duration_ms,
+                *common,
+                cost.cost if primary else None,
+                list(cost.unpriced_models) if primary else [],
+                trace.prompt_tokens if primary else 0,
+                trace.completion_tokens if primary else 0,
+            )
+        )
+    if not rows:
+        rows.append(
+            (
+                trace.project_id,
+                trace_id,
+                b"",
+                hour,
+                trace.start_time,
+                "",
+                "",
+                "",
+                "",
+                "",
+                None,
+                False,
+                True,
+                trace.is_fallback,
+                False,
+                False,
+                False,
+                0.0,
+                *common,
+                cost.cost,
+                list(cost.unpriced_models),
+                trace.prompt_tokens,
+                trace.completion_tokens,
+            )
+        )
+    return rows
+
+
+def _copy(cursor, table: str, columns: Iterable[str], rows: Iterable[tuple]) -> None:
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def replace_facts(traces: list[TraceFacts], keys: list[tuple[int, str]], prices: PriceBook):
+    """Replace the facts of ``keys`` (traces gone from tracestore just lose theirs);
+    returns the (project, hour) buckets touched before and after."""
+    touched: set[tuple[int, datetime]] = set()
+    project_ids = [p for p, _ in keys]
+    trace_ids = [bytes.fromhex(t) for _, t in keys]
+    rows = [row for trace in traces for row in fact_rows(trace, prices)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM dashboard_decisionfact f USING unnest(%s::bigint[], %s::bytea[])"
+            " AS k(project_id, trace_id)"
+            " WHERE f.project_id = k.project_id AND f.trace_id = k.trace_id"
+            " RETURNING f.project_id, f.hour",
+            [project_ids, trace_ids],
+        )
+        touched.update(cursor.fetchall())
+        _copy(cursor, "dashboard_decisionfact", _FACT_COLUMNS, rows)
+    touched.update((row[0], row[3]) for row in rows)
+    return touched
+
+
+def _new_rollup() -> list:
+    # decisions, fallbacks, retries, cache_hits, errors, traces, trace_errors,
+    # costed_traces, cost_sum, prompt_tokens, completion_tokens, latency, cost hist
+    return [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, [0] * LATENCY_BINS, [0] * COST_BINS]
+
+
+def _add_fact(acc: list, f: tuple) -> None:
+    (is_decision, is_primary, fallback, retry, cache, error, latency, trace_error) = f[:8]
+    cost, prompt, completion = f[8:11]
+    if is_decision:
+        acc[0] += 1
+        acc[1] += fallback
+        acc[2] += retry
+        acc[3] += cache
+        acc[4] += error
+        acc[11][log_bin(latency, LATENCY_BASE_MS, LATENCY_BINS)] += 1
+    if is_primary:
+        acc[5] += 1
+        acc[6] += trace_error
+        acc[9] += prompt
+        acc[10] += completion
+        if cost is not None:
+            acc[7] += 1
+            acc[8] += cost
+            acc[12][log_bin(cost, COST_BASE_USD, COST_BINS)] += 1
+
+
+_ROLLUP_COLUMNS = (
+    "width",
+    "bucket",
+    "project_id",
+    "micro_model",
+    "model",
+    "route",
+    "dim_key",
+    "dim_value",
+    "decisions",
+    "fallbacks",
+    "retries",
+    "cache_hits",
+    "errors",
+    "traces",
+    "trace_errors",
+    "costed_traces",
+    "cost_sum",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_hist",
+    "cost_hist",
+)
+_LABEL_COLUMNS = (
+    "width",
+    "bucket",
+    "project_id",
+    "micro_model",
+    "model",
+    "route",
+    "label",
+    "expected_label",
+    "dim_key",
+    "dim_value",
+    "n",
+    "confidence_hist",
+)
+
+
+def _dims(cohort: dict[str, str], keys: list[str]) -> list[tuple[str, str]]:
+    return [("", "")] + [(k, cohort[k]) for k in keys if k in cohort]
+
+
+def rebuild_hours(buckets: set[tuple[int, datetime]], keys: list[str]) -> None:
+    by_project: dict[int, list[datetime]] = defaultdict(list)
+    for project_id, hour in buckets:
+        by_project[project_id].append(hour)
+    with connection.cursor() as cursor:
+        for project_id, hours in by_project.items():
+            for table in ("dashboard_rollup", "dashboard_labelrollup"):
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE project_id = %s AND width = 'h'"  # noqa: S608 (constant table names)
+                    " AND bucket = ANY(%s::timestamptz[])",
+                    [project_id, hours],
+                )
+            cursor.execute(
+                "SELECT hour, micro_model, model, route, label, expected_label, confidence,"
+                " cohort::text, is_decision, is_primary, is_fallback, is_retry, cache_hit,"
+                " is_error, latency_ms, trace_error, cost, prompt_tokens, completion_tokens"
+                " FROM dashboard_decisionfact"
+                " WHERE project_id = %s AND hour = ANY(%s::timestamptz[])",
+                [project_id, hours],
+            )
+            rollups: dict[tuple, list] = {}
+            labels: dict[tuple, list] = {}
+            for row in cursor.fetchall():
+                hour, micro_model, model, route, label, expected, confidence, cohort = row[:8]
+                dims = _dims(json.loads(cohort), keys)
+                for dim in dims:
+                    key = (hour, micro_model, model, route, *dim)
+                    acc = rollups.get(key)
+                    if acc is None:
+                        acc = rollups[key] = _new_rollup()
+                    _add_fact(acc, row[8:])
+                    if row[8]:  # a decision
+                        lkey = (hour, micro_model, model, route, label, expected, *dim)
+                        lacc = labels.get(lkey)
+                        if lacc is None:
+                            lacc = labels[lkey] = [0, [0] * CONFIDENCE_BINS]
+                        lacc[0] += 1
+                        if confidence is not None:
+                            lacc[1][confidence_bin(confidence)] += 1
+            _copy(
+                cursor,
+                "dashboard_rollup",
+                _ROLLUP_COLUMNS,
+                (("h", k[0], project_id, *k[1:], *acc) for k, acc in rollups.items()),
+            )
+            _copy(
+                cursor,
+                "dashboard_labelrollup",
+                _LABEL_COLUMNS,
+                (("h", k[0], project_id, *k[1:], *acc) for k, acc in labels.items()),
+            )
+
+
+def rebuild_days(buckets: set[tuple[int, datetime]]) -> None:
+    """Day rows are the sums of their hours' rows."""
+    with connection.cursor() as cursor:
+        for project_id, day in sorted(buckets):
+            span = [project_id, day, day + timedelta(days=1)]
+            for table in ("dashboard_rollup", "dashboard_labelrollup"):
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE project_id = %s AND width = 'd'"  # noqa: S608 (constant table names)
+                    " AND bucket = %s",
+                    span[:2],
+                )
+            day_filter = (
+                " FROM {table} WHERE project_id = %s AND width = 'h'"
+                " AND bucket >= %s AND bucket < %s"
+            )
+            cursor.execute(
+                f"SELECT {', '.join(_ROLLUP_COLUMNS[1:])}"
+                + day_filter.format(table="dashboard_rollup"),
+                span,
+            )
+            rollups: dict[tuple, list] = {}
+            for row in cursor.fetchall():
+                key = (day, *row[2:7])
+                acc = rollups.get(key)
+                if acc is None:
+                    acc = rollups[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, None, None]
+                for i in range(11):
+                    acc[i] += row[7 + i]
+                for i in (11, 12):
+                    if acc[i] is None:
+                        acc[i] = list(row[7 + i])
+                    else:
+                        add_into(acc[i], row[7 + i])
+            cursor.execute(
+                f"SELECT {', '.join(_LABEL_COLUMNS[1:])}"
+                + day_filter.format(table="dashboard_labelrollup"),
+                span,
+            )
+            labels: dict[tuple, list] = {}
+            for row in cursor.fetchall():
+                key = (day, *row[2:9])
+                acc = labels.get(key)
+                if acc is None:
+                    labels[key] = [row[9], list(row[10])]
+                else:
+                    acc[0] += row[9]
+                    add_into(acc[1], row[10])
+            _copy(
+                cursor,
+                "dashboard_rollup",
+                _ROLLUP_COLUMNS,
+                (("d", k[0], project_id, *k[1:], *acc) for k, acc in rollups.items()),
+            )
+            _copy(
+                cursor,
+                "dashboard_labelrollup",
+                _LABEL_COLUMNS,
+                (("d", k[0], project_id, *k[1:], *acc) for k, acc in labels.items()),
+            )
+
+
+def fold_changes(now: datetime | None = None, *, since: datetime | None = None) -> FoldResult:
+    """Fold every trace changed since the watermark (or since ``since``: a price change or
+    a new cohort dimension re-folds history) into the facts and rollups."""
+    until = now or timezone.now()
+    prices = PriceBook.load()
+    keys_config = cohort_keys()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_ID])
+        mark, _ = RollupWatermark.objects.select_for_update().get_or_create(
+            name=WATERMARK, defaults={"folded_until": _EPOCH}
+        )
+        start = since if since is not None else max(mark.folded_until - LATE_COMMIT_MARGIN, _EPOCH)
+        touched: set[tuple[int, datetime]] = set()
+        after = None
+        count = 0
+        while True:
+            changed = changed_trace_keys(start, until, after=after, limit=CHUNK)
+            if not changed:
+                break
+            keys = [(project_id, trace_hex) for _, project_id, trace_hex in changed]
+            touched |= replace_facts(trace_facts(keys), keys, prices)
+            count += len(keys)
+            after = changed[-1]
+        rebuild_hours(touched, keys_config)
+        days = {(project_id, _day(hour)) for project_id, hour in touched}
+        rebuild_days(days)
+        mark.folded_until = max(until, mark.folded_until)
+        mark.save(update_fields=["folded_until"])
+    return FoldResult(traces=count, hours=len(touched), days=len(days), folded_until=until)
+
+
+def rebuild_all_rollups() -> FoldResult:
+    """Re-fold everything (after a price change or a new cohort dimension)."""
+    with transaction.atomic():
+        DecisionFact.objects.all().delete()
+        Rollup.objects.all().delete()
+        LabelRollup.objects.all().delete()
+    return fold_changes(since=_EPOCH)

@@ -1,0 +1,188 @@
+"""dashboard's tables: prices, cohort dimensions, and the metric rollups.
+
+The rollups are derived data, rebuilt from tracestore's public reads by
+``metrics.refresh`` (see dashboard/metrics/README.md): ``DecisionFact`` keeps what each
+trace contributes, ``Rollup`` and ``LabelRollup`` the per-bucket sums every metric reads.
+Project ids are plain integers: the rows belong to tracestore's projects, but dashboard
+never imports tracestore's models.
+"""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+
+class ModelPrice(models.Model):
+    """A model's price from a date on. The most specific pattern that matches wins (a plain
+    name beats a glob), then the latest ``effective_from`` not after the span's day."""
+
+    model_pattern = models.CharField(
+        max_length=200,
+        help_text="Model name, or a glob such as gpt-4o* (matched against the span's model).",
+    )
+    input_per_million = models.DecimalField(
+        max_digits=14, decimal_places=6, help_text="USD per million input (prompt) tokens."
+    )
+    output_per_million = models.DecimalField(
+        max_digits=14, decimal_places=6, help_text="USD per million output (completion) tokens."
+    )
+    cached_input_per_million = models.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="USD per million cached input tokens; empty means the input price.",
+    )
+    effective_from = models.DateField(help_text="Applies to spans from this day (UTC) on.")
+
+    class Meta:
+        ordering = ("model_pattern", "-effective_from")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_pattern", "effective_from"], name="model_price_pattern_from_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_pattern} from {self.effective_from}"
+
+
+class CohortDimension(models.Model):
+    """An attribute key metrics can be filtered and grouped by (ingest reads the values
+    of tracestore's cohort keys; this table says which of them the dashboard shows)."""
+
+    key = models.CharField(max_length=200, unique=True, help_text="Span attribute key.")
+    display_name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ("display_name",)
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class DecisionFact(models.Model):
+    """One micro-model decision (span_id set) or, for a trace with none, one trace row
+    (span_id empty). The first decision of a trace is its primary row and carries the
+    trace's cost and tokens, so trace metrics count each trace once."""
+
+    project_id = models.BigIntegerField()
+    trace_id = models.BinaryField(max_length=16)
+    span_id = models.BinaryField(max_length=8)
+    hour = models.DateTimeField()
+    start_time = models.DateTimeField()
+    micro_model = models.TextField(default="")
+    model = models.TextField(default="")
+    route = models.TextField(default="")
+    label = models.TextField(default="")
+    expected_label = models.TextField(default="")
+    confidence = models.FloatField(null=True)
+    is_decision = models.BooleanField()
+    is_primary = models.BooleanField()
+    is_fallback = models.BooleanField()
+    is_retry = models.BooleanField()
+    cache_hit = models.BooleanField()
+    is_error = models.BooleanField()
+    latency_ms = models.FloatField()
+    trace_duration_ms = models.FloatField()
+    trace_error = models.BooleanField()
+    cohort = models.JSONField(default=dict)
+    cost = models.FloatField(null=True)
+    unpriced_models = ArrayField(models.TextField(), default=list)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project_id", "trace_id", "span_id"], name="decision_fact_uniq"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["project_id", "hour"], name="decision_fact_hour_idx"),
+            models.Index(
+                fields=["project_id", "-start_time"],
+                name="decision_fact_trace_idx",
+                condition=models.Q(is_primary=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{bytes(self.trace_id).hex()}/{bytes(self.span_id).hex() or 'trace'}"
+
+
+class Rollup(models.Model):
+    """Sums per bucket (an hour, or a whole UTC day) x project x micro model x model x
+    route x cohort value. ``dim_key`` '' is the row for all cohorts; each configured
+    dimension key present on the trace adds a row under (key, value)."""
+
+    width = models.CharField(max_length=1)  # "h" or "d"
+    bucket = models.DateTimeField()
+    project_id = models.BigIntegerField()
+    micro_model = models.TextField()
+    model = models.TextField()
+    route = models.TextField()
+    dim_key = models.TextField()
+    dim_value = models.TextField()
+    decisions = models.IntegerField()
+    fallbacks = models.IntegerField()
+    retries = models.IntegerField()
+    cache_hits = models.IntegerField()
+    errors = models.IntegerField()
+    traces = models.IntegerField()
+    trace_errors = models.IntegerField()
+    costed_traces = models.IntegerField()
+    cost_sum = models.FloatField()
+    prompt_tokens = models.BigIntegerField()
+    completion_tokens = models.BigIntegerField()
+    latency_hist = ArrayField(models.IntegerField())
+    cost_hist = ArrayField(models.IntegerField())
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["project_id", "width", "dim_key", "bucket"], name="rollup_lookup_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.width}:{self.bucket:%Y-%m-%d %H}h {self.micro_model}/{self.route}"
+
+
+class LabelRollup(models.Model):
+    """Decisions per bucket x project x micro model x route x (label, expected label) x
+    cohort value, with a confidence histogram: the confusion matrix and label quality."""
+
+    width = models.CharField(max_length=1)
+    bucket = models.DateTimeField()
+    project_id = models.BigIntegerField()
+    micro_model = models.TextField()
+    model = models.TextField()
+    route = models.TextField()
+    label = models.TextField()
+    expected_label = models.TextField()
+    dim_key = models.TextField()
+    dim_value = models.TextField()
+    n = models.IntegerField()
+    confidence_hist = ArrayField(models.IntegerField())
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["project_id", "width", "dim_key", "bucket"], name="label_rollup_lookup_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.width}:{self.bucket:%Y-%m-%d %H}h {self.label}/{self.expected_label}"
+
+
+class RollupWatermark(models.Model):
+    """How far the rollups have folded tracestore's changed traces (one row)."""
+
+    name = models.CharField(max_length=50, unique=True)
+    folded_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} until {self.folded_until}"
