@@ -614,3 +614,33 @@ def test_with_the_database_unreachable_it_answers_503_with_retry_after(
     retry = error_details_pb2.RetryInfo()
     assert detail.Unpack(retry)
     assert retry.retry_delay.seconds == 2
+
+
+@pytest.mark.slow
+def test_after_its_database_connections_are_killed_the_receiver_reconnects(
+    start_gunicorn: Callable[[str], str], api_key: str
+) -> None:
+    url = start_gunicorn(_database_url())
+    for _ in range(8):  # give several worker threads a kept connection
+        assert _post(url, _valid(), api_key).status_code == 200
+    with connection.cursor() as cursor:
+        # What a PostgreSQL restart does to every open session.
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] >= 1
+
+    answers: list[requests.Response] = []
+    while len(answers) < 40 and [r.status_code for r in answers[-4:]] != [200] * 4:
+        answers.append(_post(url, _valid(), api_key))
+
+    # Each thread's dead connection is replaced before use (CONN_HEALTH_CHECKS), or at
+    # worst that thread answers 503 once (the exporter retries) and reconnects; nothing
+    # else, and no worker is lost. 2 workers x 4 threads.
+    statuses = [response.status_code for response in answers]
+    assert set(statuses) <= {200, 503}
+    assert statuses.count(503) <= 8
+    assert statuses[-4:] == [200] * 4
+    assert all(r.headers["Retry-After"] == "2" for r in answers if r.status_code == 503)
+    assert Span.objects.count() == (statuses.count(200) + 8) * 3
