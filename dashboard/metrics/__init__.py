@@ -511,29 +511,66 @@ def confidence_histogram(filters: Filters) -> dict[str, list[int]]:
     return out
 
 
+# Evaluation results are read page by page from evaluators' public list until evaluators
+# exposes counts; past this many results the answer is marked as partial.
+EVAL_SCAN_LIMIT = 20_000
+
+
+def _evaluation_counts(
+    filters: Filters, group_by: str | None
+) -> tuple[dict[tuple[str, Any], list[int]], bool]:
+    """(evaluator, group) -> [failed, evaluated], and whether the scan was cut short."""
+    from evaluators.queries import list_evaluations
+
+    counts: dict[tuple[str, Any], list[int]] = defaultdict(lambda: [0, 0])
+    cursor, seen = None, 0
+    while True:
+        page = list_evaluations(
+            list(filters.project_ids),
+            limit=500,
+            cursor=cursor,
+            micro_model=filters.micro_model,
+            start=floor_hour(filters.start),
+            end=ceil_hour(filters.end),
+        )
+        for view in page.results:
+            if view.passed is None:
+                continue  # not applicable is neither a pass nor a failure
+            if filters.cohort and view.cohort.get(filters.cohort[0]) != filters.cohort[1]:
+                continue
+            if group_by in (None, "micro_model"):
+                grp = view.micro_model if group_by else None
+            else:
+                grp = view.cohort.get(group_by)
+                if grp is None:
+                    continue
+            cell = counts[(view.evaluator, grp)]
+            cell[0] += not view.passed
+            cell[1] += 1
+        seen += len(page.results)
+        cursor = page.next_cursor
+        if cursor is None or seen >= EVAL_SCAN_LIMIT:
+            return counts, cursor is not None
+
+
 def eval_fail_rate(
     filters: Filters, group_by: str | None = None, interval: str | None = None
 ) -> MetricResult:
-    """Failed / evaluated per evaluator x group (a cohort key by default: the first
-    configured dimension), with n and a Wilson 95 % interval. Evaluation results come from
-    evaluators' public queries; until they exist the result is empty with a note."""
+    """Failed / evaluated per evaluator x group (micro_model or a cohort key), with n and a
+    Wilson 95 % interval; evaluations that do not apply are left out."""
     if interval is not None:
         raise InvalidQuery("eval-fail-rate is not a time series: leave out interval")
-    try:
-        from evaluators.queries import evaluation_outcome_counts  # type: ignore[attr-defined]
-    except ImportError:
-        return _result("eval-fail-rate", filters, group_by, None, [], ["no evaluations yet"])
-    counts = evaluation_outcome_counts(
-        list(filters.project_ids),
-        start=floor_hour(filters.start),
-        end=ceil_hour(filters.end),
-        micro_model=filters.micro_model,
-        route=filters.route,
-        cohort=filters.cohort,
-        group_by=group_by,
-    )
+    if group_by not in (None, "micro_model") and group_by not in {
+        key for key, _ in cohort_dimensions()
+    }:
+        raise InvalidQuery("group eval-fail-rate by micro_model or a cohort dimension")
+    if filters.route is not None or filters.model is not None:
+        raise InvalidQuery("eval-fail-rate is filtered by micro model and cohort, not route")
+    counts, partial = _evaluation_counts(filters, group_by)
     rows = []
-    for evaluator, grp, failed, evaluated in counts:
+    for (evaluator, grp), (failed, evaluated) in sorted(
+        counts.items(), key=lambda item: (item[0][0], str(item[0][1]))
+    ):
         interval_ = wilson_interval(failed, evaluated)
         rows.append(
             {
@@ -548,6 +585,8 @@ def eval_fail_rate(
             }
         )
     notes = [] if rows else ["no evaluations yet"]
+    if partial:
+        notes.append(f"partial: the newest {EVAL_SCAN_LIMIT} evaluations only")
     return _result("eval-fail-rate", filters, group_by, None, rows, notes)
 
 

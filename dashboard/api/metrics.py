@@ -1,0 +1,84 @@
+"""``/api/v1/metrics/<name>/``: parse the query, call the metrics module, return JSON."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import metrics
+from ..access import visible_project_ids
+from ..metric_filters import ProjectNotFound, parse_metric_query
+from .serializers import ErrorSerializer
+
+
+class MetricResultSerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    start = serializers.DateTimeField(help_text="Range start, rounded down to the hour (UTC).")
+    end = serializers.DateTimeField(help_text="Range end (exclusive), rounded up to the hour.")
+    group_by = serializers.CharField(allow_null=True)
+    interval = serializers.CharField(allow_null=True)
+    results = serializers.ListField(
+        source="rows",
+        child=serializers.DictField(child=serializers.JSONField()),
+        help_text="One object per group (and time bucket); every one carries its n.",
+    )
+    notes = serializers.ListField(child=serializers.CharField())
+
+
+_PARAMETERS = [
+    OpenApiParameter(
+        "name",
+        str,
+        OpenApiParameter.PATH,
+        enum=sorted(metrics.METRICS),
+        description="The metric.",
+    ),
+    OpenApiParameter("start", OpenApiTypes.DATETIME, description="Default: end - 24 h."),
+    OpenApiParameter("end", OpenApiTypes.DATETIME, description="Default: now."),
+    OpenApiParameter(
+        "range", str, enum=["1h", "24h", "7d", "30d"], description="Instead of start."
+    ),
+    OpenApiParameter("project", int, description="One of your projects (default: all)."),
+    OpenApiParameter("micro_model", str),
+    OpenApiParameter("route", str),
+    OpenApiParameter("model", str, description="Model (version) name."),
+    OpenApiParameter(
+        "cohort.<key>",
+        str,
+        description="One cohort filter, e.g. `cohort.user.tier=enterprise`.",
+    ),
+    OpenApiParameter(
+        "group_by", str, description="micro_model, route, model or a cohort dimension key."
+    ),
+    OpenApiParameter("interval", str, enum=["hour", "day"], description="A time series."),
+]
+
+
+class MetricView(APIView):
+    @extend_schema(
+        operation_id="metrics_retrieve",
+        summary="One metric over a time range, filtered and grouped",
+        parameters=_PARAMETERS,
+        responses={
+            200: MetricResultSerializer,
+            400: ErrorSerializer,
+            401: ErrorSerializer,
+            403: ErrorSerializer,
+            404: ErrorSerializer,
+        },
+    )
+    def get(self, request: Request, name: str) -> Response:
+        if name not in metrics.METRICS:
+            raise exceptions.NotFound(f"No metric {name!r}: one of {sorted(metrics.METRICS)}.")
+        try:
+            query = parse_metric_query(request.query_params, visible_project_ids(request.user))
+            result = metrics.compute(name, query.filters, query.group_by, query.interval)
+        except ProjectNotFound as exc:
+            raise exceptions.NotFound(str(exc)) from exc
+        except metrics.InvalidQuery as exc:
+            raise exceptions.ValidationError({"query": [str(exc)]}) from exc
+        return Response(MetricResultSerializer(result).data)

@@ -1,0 +1,98 @@
+"""Query parameters -> a metrics query, the same for pages and the API (so a page's URL
+and the API call behind a chart read alike).
+
+``start``/``end`` (ISO 8601; default the last 24 hours; or ``range=24h|7d|30d``),
+``project`` (one of the caller's), ``micro_model``, ``route``, ``model``,
+``cohort.<key>=<value>`` (one), ``group_by``, ``interval`` (hour or day).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from .metrics import Filters, InvalidQuery
+
+RANGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+RANGES["30d"] = timedelta(days=30)
+DEFAULT_RANGE = "24h"
+COHORT_PREFIX = "cohort."
+MAX_RANGE = timedelta(days=400)
+
+
+class ProjectNotFound(LookupError):
+    """The ``project`` asked for is not one of the caller's (answered as 404)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricQuery:
+    filters: Filters
+    group_by: str | None
+    interval: str | None
+    range_name: str | None  # the named range picked, if any
+
+
+def _time(value: str, name: str) -> datetime:
+    parsed = parse_datetime(value)
+    if parsed is None:
+        day = parse_date(value)
+        if day is None:
+            raise InvalidQuery(f"{name}: not an ISO 8601 date or time: {value!r}")
+        parsed = datetime(day.year, day.month, day.day)
+    if timezone.is_naive(parsed):
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def parse_metric_query(
+    params: Mapping[str, str], project_ids: list[int], now: datetime | None = None
+) -> MetricQuery:
+    now = now or timezone.now()
+    range_name = params.get("range") or None
+    if range_name is not None and range_name not in RANGES:
+        raise InvalidQuery(f"range: one of {', '.join(RANGES)}")
+    end = _time(params["end"], "end") if params.get("end") else now
+    if params.get("start"):
+        start = _time(params["start"], "start")
+        range_name = None
+    else:
+        start = end - RANGES[range_name or DEFAULT_RANGE]
+        range_name = range_name or (None if params.get("end") else DEFAULT_RANGE)
+    if end <= start:
+        raise InvalidQuery("end must be after start")
+    if end - start > MAX_RANGE:
+        raise InvalidQuery("the range may span at most 400 days")
+    projects = tuple(project_ids)
+    if params.get("project"):
+        try:
+            wanted = int(params["project"])
+        except ValueError as exc:
+            raise InvalidQuery("project: a project id") from exc
+        if wanted not in project_ids:
+            raise ProjectNotFound("No such project among yours.")
+        projects = (wanted,)
+    cohorts = [
+        (k[len(COHORT_PREFIX) :], v) for k, v in params.items() if k.startswith(COHORT_PREFIX)
+    ]
+    cohorts = [(k, v) for k, v in cohorts if v != ""]
+    if len(cohorts) > 1:
+        raise InvalidQuery("filter by one cohort dimension at a time")
+    interval = params.get("interval") or None
+    return MetricQuery(
+        filters=Filters(
+            project_ids=projects,
+            start=start,
+            end=end,
+            micro_model=params.get("micro_model") or None,
+            route=params.get("route") or None,
+            model=params.get("model") or None,
+            cohort=cohorts[0] if cohorts else None,
+        ),
+        group_by=params.get("group_by") or None,
+        interval=interval,
+        range_name=range_name,
+    )
