@@ -596,6 +596,23 @@ def test_the_gunicorn_receiver_stores_what_the_sdk_exports(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+def test_the_gunicorn_receiver_takes_chunked_bodies(
+    start_gunicorn: Callable[[str], str], api_key: str, encoding: str | None
+) -> None:
+    url = start_gunicorn(_database_url())
+    body = _valid() if encoding is None else gzip.compress(_valid())
+    headers = {"Content-Type": PROTOBUF, "x-api-key": api_key}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    # An iterator body is sent with Transfer-Encoding: chunked and no Content-Length.
+    parts = iter([body[:100], body[100:]])
+    response = requests.post(f"{url}/v1/traces", data=parts, headers=headers, timeout=10)
+    assert response.status_code == 200
+    assert Span.objects.count() == 3
+
+
+@pytest.mark.slow
 def test_with_the_database_unreachable_it_answers_503_with_retry_after(
     start_gunicorn: Callable[[str], str], api_key: str
 ) -> None:
