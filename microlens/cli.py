@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--endpoint",
         help="OTLP gRPC address (default: the running stack's, else localhost:4317)",
     )
+    demo.add_argument(
+        "--api-key",
+        help="project API key (default: MICROLENS_BOOTSTRAP_API_KEY, else the credentials file)",
+    )
     demo.add_argument("--traces", type=int, default=200, help="how many traces (default 200)")
     demo.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
     return parser
@@ -104,7 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.command == "demo":
         from .demo import run_demo
 
-        return run_demo(home, endpoint=options.endpoint, traces=options.traces, seed=options.seed)
+        return run_demo(
+            home,
+            endpoint=options.endpoint,
+            traces=options.traces,
+            seed=options.seed,
+            api_key=options.api_key,
+        )
     raise AssertionError(options.command)
 
 

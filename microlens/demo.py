@@ -13,6 +13,9 @@ The classifier is worse on some cohorts (Japanese, the older prompt version) and
 back more often when unsure, so the dashboard has something to find. About a third of the
 classifier spans carry ``micro_model.expected_label`` (ground truth). Traces are spread
 over the last hour so time charts have a shape.
+
+The key: ``--api-key``, else ``MICROLENS_BOOTSTRAP_API_KEY``, else the credentials file
+that ``up`` wrote on this home.
 """
 
 from __future__ import annotations
@@ -113,9 +116,9 @@ def _tokens(text: str) -> int:
     return max(1, round(len(text.split()) * 1.3))
 
 
-def _api_key(home: Path) -> str | None:
+def _api_key(home: Path, given: str | None) -> str | None:
     return (
-        os.environ.get("MICROLENS_API_KEY")
+        given
         or os.environ.get("MICROLENS_BOOTSTRAP_API_KEY")
         or read_credentials(home).get("api_key")
     )
@@ -280,11 +283,18 @@ def send_demo_traffic(endpoint: str, api_key: str, traces: int, seed: int | None
     return DemoResult(traces=traces, spans=len(spans), ok=ok)
 
 
-def run_demo(home: Path, *, endpoint: str | None, traces: int, seed: int | None) -> int:
-    api_key = _api_key(home)
+def run_demo(
+    home: Path,
+    *,
+    endpoint: str | None,
+    traces: int,
+    seed: int | None,
+    api_key: str | None = None,
+) -> int:
+    api_key = _api_key(home, api_key)
     if not api_key:
         print(
-            "microlens demo: no API key: set MICROLENS_API_KEY, or start `microlens up` on "
+            "microlens demo: no API key: pass --api-key, or start `microlens up` on "
             f"this home first ({home})"
         )
         return 2

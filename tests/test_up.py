@@ -249,9 +249,11 @@ def test_up_serves_everything_and_stops_cleanly_on_sigterm(up: UpRun) -> None:
     assert status_cmd.returncode == 0, status_cmd.stdout + status_cmd.stderr
     assert "worker      alive" in status_cmd.stdout
     demo = subprocess.run(
-        [sys.executable, "-m", "microlens", "demo", "--home", str(up.home), "--traces", "20"],
+        [
+            *(sys.executable, "-m", "microlens", "demo", "--home", str(up.home)),
+            *("--traces", "20", "--api-key", API_KEY),
+        ],
         cwd=REPO,
-        env={**os.environ, "MICROLENS_API_KEY": API_KEY},
         capture_output=True,
         text=True,
         timeout=60,
