@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from tracestore.contracts import ModelSpan, TraceContext, TraceModelSpans
@@ -214,7 +215,7 @@ INSERT INTO evaluators_evaluationjob (
 )
 SELECT j.project_id, decode(j.trace_id, 'hex'), decode(j.span_id, 'hex'), j.span_start_time,
     j.micro_model_id, j.evaluator, j.evaluator_version, j.sampling_probability, 'pending', 0,
-    now(), now(), '', '', now()
+    statement_timestamp(), statement_timestamp(), '', '', statement_timestamp()
 FROM jsonb_to_recordset(%s::jsonb) AS j(
     project_id bigint, trace_id text, span_id text, span_start_time timestamptz,
     micro_model_id bigint, evaluator text, evaluator_version int, sampling_probability float8
@@ -306,11 +307,12 @@ def worker_token() -> str:
 
 _CLAIM = """
 UPDATE evaluators_evaluationjob
-SET status = 'running', claimed_by = %(token)s, claimed_at = now(),
+SET status = 'running', claimed_by = %(token)s, claimed_at = statement_timestamp(),
     attempts = attempts + 1, judge_id = %(judge_id)s
 WHERE id = %(id)s AND (
-    (status = 'pending' AND next_attempt_at <= now())
-    OR (status = 'running' AND claimed_at < now() - make_interval(secs => %(lease)s))
+    (status = 'pending' AND next_attempt_at <= statement_timestamp())
+    OR (status = 'running'
+        AND claimed_at < statement_timestamp() - make_interval(secs => %(lease)s))
 )
 RETURNING attempts
 """
@@ -332,7 +334,8 @@ def _claim(job: EvaluationJob, config: EvaluatorConfig | None, token: str) -> st
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_JUDGE_LOCK_SPACE, judge.id])
             cursor.execute(
                 "SELECT count(*) FROM evaluators_evaluationjob WHERE judge_id = %s "
-                "AND status = 'running' AND claimed_at >= now() - make_interval(secs => %s)",
+                "AND status = 'running' "
+                "AND claimed_at >= statement_timestamp() - make_interval(secs => %s)",
                 [judge.id, params["lease"]],
             )
             if cursor.fetchone()[0] >= judge.concurrency:
@@ -530,7 +533,8 @@ def _upsert_result(
 
 
 def _release_for_retry(job_id: int, token: str, delay: float, error: str) -> None:
-    later = timezone.now() + timedelta(seconds=delay)
+    # The database clock, as the claim compares against it.
+    later = Now() + timedelta(seconds=delay)
     EvaluationJob.objects.filter(id=job_id, status=JobStatus.RUNNING, claimed_by=token).update(
         status=JobStatus.PENDING,
         next_attempt_at=later,
@@ -543,7 +547,9 @@ def _release_for_retry(job_id: int, token: str, delay: float, error: str) -> Non
 
 def _fail(job_id: int, token: str, reason: str) -> None:
     EvaluationJob.objects.filter(id=job_id, status=JobStatus.RUNNING, claimed_by=token).update(
-        status=JobStatus.FAILED, finished_at=timezone.now(), last_error=reason[:1000]
+        status=JobStatus.FAILED,
+        finished_at=timezone.now(),
+        last_error=reason[:1000],
     )
     log.warning("evaluation.failed job=%s reason=%s", job_id, reason[:200])
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from .evaluation_serializers import EvaluationSerializer
+
 
 class ErrorBodySerializer(serializers.Serializer):
     code = serializers.CharField()
@@ -74,6 +76,7 @@ class SpanSerializer(serializers.Serializer):
     is_mirrored = serializers.BooleanField()
     mirror_of = serializers.CharField(allow_null=True)
     cohort = serializers.DictField(child=serializers.CharField())
+    evaluations = EvaluationSerializer(many=True, help_text="This span's evaluation results.")
 
 
 class TraceDetailSerializer(serializers.Serializer):

@@ -1,11 +1,13 @@
 from django.urls import path
 
-from . import metrics, views
+from . import evaluations, metrics, views
 
 app_name = "api"
 
 urlpatterns = [
     path("traces/", views.TraceListView.as_view(), name="trace-list"),
     path("traces/<str:trace_id>/", views.TraceDetailView.as_view(), name="trace-detail"),
+    path("evaluations/", evaluations.EvaluationListView.as_view(), name="evaluation-list"),
+    path("feedback/", evaluations.FeedbackView.as_view(), name="feedback"),
     path("metrics/<str:name>/", metrics.MetricView.as_view(), name="metric"),
 ]

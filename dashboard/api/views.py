@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.request import Request
@@ -9,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
+from evaluators.queries import evaluations_by_span
 from tracestore.queries import get_trace
 
 from ..access import visible_project_ids
@@ -69,4 +72,9 @@ class TraceDetailView(APIView):
         trace = get_trace(visible_project_ids(request.user), trace_id)
         if trace is None:
             raise exceptions.NotFound("No trace with this id in your projects.")
-        return Response(TraceDetailSerializer(trace).data)
+        evaluations = evaluations_by_span([trace.summary.project_id], trace.summary.trace_id)
+        spans = [
+            {**asdict(span), "evaluations": evaluations.get(span.span_id, [])}
+            for span in trace.spans
+        ]
+        return Response(TraceDetailSerializer({"summary": trace.summary, "spans": spans}).data)

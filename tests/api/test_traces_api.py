@@ -223,6 +223,7 @@ def test_the_detail_returns_field_for_field_what_was_stored(tenant: Tenant) -> N
         "is_mirrored": False,
         "mirror_of": None,
         "cohort": {},  # cohort attributes are on the root span; the trace rollup has them
+        "evaluations": [],
     }
     assert root_span["cohort"] == {"user.tier": "free"}
 

@@ -104,9 +104,7 @@ def test_sampling_at_zero_percent_still_takes_the_always_rules(tenant: Tenant) -
     failed = classifier_trace(error=True)
     unsure = classifier_trace(confidence=0.2)
     rescued = classifier_trace()
-    rescued.span(
-        "fallback-llm", offset_ms=100, attrs={"gen_ai.request.model": "gpt-large"}
-    )
+    rescued.span("fallback-llm", offset_ms=100, attrs={"gen_ai.request.model": "gpt-large"})
     for trace in (plain, failed, unsure, rescued):
         tenant.store(trace)
 

@@ -1,0 +1,186 @@
+"""Evaluations through the API: filters, project isolation, cursor pages, evaluations in
+the trace detail, and late feedback flipping a LabelCheck result without double counting."""
+
+from __future__ import annotations
+
+import pytest
+
+from evaluators.models import EvaluationResult, Feedback
+from evaluators.services import run_evaluation_job
+
+from .conftest import Tenant, classifier_trace, configure, schedule_all
+
+pytestmark = pytest.mark.django_db
+
+
+def _evaluate(tenant: Tenant, traces: list) -> None:
+    for trace in traces:
+        tenant.store(trace)
+    for job_id in schedule_all().job_ids:
+        assert run_evaluation_job(job_id).status == "done"
+
+
+def test_the_list_filters_and_stays_inside_the_callers_project(
+    tenant: Tenant, other_tenant: Tenant
+) -> None:
+    configure(tenant.project_id)
+    configure(other_tenant.project_id)
+    good = classifier_trace(expected="billing")
+    wrong = classifier_trace(expected="refund")
+    _evaluate(tenant, [good, wrong])
+    _evaluate(other_tenant, [classifier_trace(expected="billing")])
+    client = tenant.client()
+
+    everything = client.get("/api/v1/evaluations/").json()["results"]
+    failed_labels = client.get(
+        "/api/v1/evaluations/", {"evaluator": "label_check", "passed": "false"}
+    ).json()["results"]
+    one_trace = client.get("/api/v1/evaluations/", {"trace_id": good.trace_hex}).json()
+    by_model = client.get("/api/v1/evaluations/", {"micro_model": "nope"}).json()
+
+    assert len(everything) == 6
+    assert {r["project_id"] for r in everything} == {tenant.project_id}
+    assert [(r["trace_id"], r["expected_label"], r["passed"]) for r in failed_labels] == [
+        (wrong.trace_hex, "refund", False)
+    ]
+    assert {r["evaluator"] for r in one_trace["results"]} == {
+        "label_check",
+        "task_completion",
+        "groundedness",
+    }
+    assert by_model["results"] == []
+    other_trace = other_tenant.client().get("/api/v1/evaluations/").json()["results"][0]
+    assert (
+        client.get("/api/v1/evaluations/", {"trace_id": other_trace["trace_id"]}).json()["results"]
+        == []
+    )
+
+
+def test_cursor_pages_return_every_evaluation_once(tenant: Tenant) -> None:
+    configure(tenant.project_id, evaluators={"label_check": 1.0})
+    _evaluate(tenant, [classifier_trace(expected="billing") for _ in range(7)])
+    client = tenant.client()
+
+    seen, url = [], "/api/v1/evaluations/?limit=3"
+    while url:
+        page = client.get(url).json()
+        seen += [r["id"] for r in page["results"]]
+        url = page["next"]
+
+    assert sorted(seen) == sorted(EvaluationResult.objects.values_list("id", flat=True))
+    assert len(seen) == 7
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"evaluator": "vibes"}, {"trace_id": "xyz"}, {"cursor": "nonsense"}, {"start": "yesterday"}],
+)
+def test_bad_filters_are_a_400_with_a_message(tenant: Tenant, query: dict) -> None:
+    response = tenant.client().get("/api/v1/evaluations/", query)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+
+
+def test_the_trace_detail_carries_each_spans_evaluations(tenant: Tenant) -> None:
+    configure(tenant.project_id)
+    trace = classifier_trace(expected="billing")
+    _evaluate(tenant, [trace])
+
+    body = tenant.client().get(f"/api/v1/traces/{trace.trace_hex}/").json()
+
+    by_span = {s["name"]: s["evaluations"] for s in body["spans"]}
+    assert by_span["POST /chat"] == [] and by_span["retrieve"] == []
+    assert sorted((e["evaluator"], e["passed"]) for e in by_span["intent-classifier"]) == [
+        ("groundedness", True),
+        ("label_check", True),
+        ("task_completion", True),
+    ]
+
+
+def test_late_feedback_flips_the_label_check_and_counts_once(tenant: Tenant) -> None:
+    configure(tenant.project_id, evaluators={"label_check": 1.0}, label_synonyms={})
+    trace = classifier_trace(label="billing", expected="billing")
+    _evaluate(tenant, [trace])
+    decision = trace.spans[1].span_id.hex()
+    client = tenant.client()
+    assert EvaluationResult.objects.get().passed is True
+
+    wrong = client.post(
+        "/api/v1/feedback/",
+        {"trace_id": trace.trace_hex, "expected_label": "refund", "comment": "customer said so"},
+        format="json",
+    )
+    again = client.post(
+        "/api/v1/feedback/",
+        {"trace_id": trace.trace_hex, "expected_label": "refund", "author": "ana"},
+        format="json",
+    )
+
+    assert wrong.status_code == 201 and again.status_code == 200
+    [evaluation] = again.json()["evaluations"]
+    assert (evaluation["span_id"], evaluation["passed"], evaluation["source"]) == (
+        decision,
+        False,
+        "feedback",
+    )
+    assert evaluation["reason"] == "predicted 'billing', expected 'refund'"
+    assert EvaluationResult.objects.count() == 1
+    assert Feedback.objects.get().author == "ana"
+
+    # A thumbs up on the span itself wins over the trace-level label.
+    up = client.post(
+        "/api/v1/feedback/",
+        {"trace_id": trace.trace_hex, "span_id": decision, "thumbs_up": True},
+        format="json",
+    )
+    assert up.json()["evaluations"][0]["passed"] is True
+    assert EvaluationResult.objects.count() == 1
+    listed = client.get("/api/v1/evaluations/", {"evaluator": "label_check"}).json()["results"]
+    assert len(listed) == 1
+
+
+def test_feedback_before_any_evaluation_creates_the_label_check(tenant: Tenant) -> None:
+    trace = classifier_trace(label="refund")  # no expected label, model not configured
+    tenant.store(trace)
+
+    response = tenant.client().post(
+        "/api/v1/feedback/",
+        {"trace_id": trace.trace_hex, "expected_label": "billing"},
+        format="json",
+    )
+
+    assert response.status_code == 201
+    [evaluation] = response.json()["evaluations"]
+    assert (evaluation["micro_model"], evaluation["passed"]) == ("intent-mini", False)
+    # The scheduler later reads the same trace: the feedback result is not doubled.
+    for job_id in schedule_all().job_ids:
+        run_evaluation_job(job_id)
+    assert EvaluationResult.objects.filter(evaluator="label_check").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"trace_id": "ab" * 16, "expected_label": "x"}, 404),
+        ({"trace_id": "zz", "expected_label": "x"}, 400),
+        ({"trace_id": "ab" * 16}, 400),
+    ],
+)
+def test_feedback_on_unknown_or_malformed_targets(tenant: Tenant, body: dict, status: int) -> None:
+    response = tenant.client().post("/api/v1/feedback/", body, format="json")
+
+    assert response.status_code == status
+    assert response.json()["error"]["message"]
+
+
+def test_feedback_cannot_reach_another_projects_trace(tenant: Tenant, other_tenant: Tenant) -> None:
+    trace = classifier_trace()
+    other_tenant.store(trace)
+
+    response = tenant.client().post(
+        "/api/v1/feedback/", {"trace_id": trace.trace_hex, "expected_label": "x"}, format="json"
+    )
+
+    assert response.status_code == 404
+    assert not Feedback.objects.exists()
