@@ -4,6 +4,11 @@ OpenInference, OpenTelemetry GenAI (old and current names), OpenLLMetry (tracelo
 traceAI all say the same things under different keys. The tables below list, per
 canonical field, the keys to read, first present wins (DESIGN.md "Span conventions").
 Pure functions over the flat attribute dict: no Django, no I/O.
+
+The keys come from payloads recorded with the instrumentation packages themselves
+(tests/fixtures/instrumentations/README.md), old releases included: OpenLLMetry's first
+names (``llm.vendor``, ``llm.request.type``, ``llm.prompts.N``, ``llm.usage.*``) are still
+sent by services nobody has upgraded.
 """
 
 from __future__ import annotations
@@ -12,14 +17,29 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-MODEL_KEYS = ("micro_model.name", "llm.model_name", "gen_ai.response.model", "gen_ai.request.model")
-PROVIDER_KEYS = ("llm.provider", "gen_ai.provider.name", "gen_ai.system", "llm.system")
+MODEL_KEYS = (
+    "micro_model.name",
+    "llm.model_name",
+    "gen_ai.response.model",
+    "gen_ai.request.model",
+    "embedding.model_name",  # OpenInference and traceAI embedding spans
+    "llm.response.model",  # OpenLLMetry before gen_ai.*
+    "llm.request.model",
+)
+PROVIDER_KEYS = (
+    "llm.provider",
+    "gen_ai.provider.name",
+    "gen_ai.system",
+    "llm.system",
+    "llm.vendor",
+)
 SPAN_KIND_KEYS = (
     "openinference.span.kind",
     "fi.span.kind",
     "gen_ai.span.kind",
     "gen_ai.operation.name",
     "traceloop.span.kind",
+    "llm.request.type",  # OpenLLMetry before gen_ai.operation.name: "chat", "embedding"
 )
 PROMPT_TOKEN_KEYS = (
     "llm.token_count.prompt",
@@ -40,6 +60,29 @@ OUTPUT_KEYS = (
     "gen_ai.output.messages",
     "traceloop.entity.output",
 )
+
+# Flattened message lists, (prefix, suffix of the text key), tried before the whole-value
+# keys: on LLM spans ``input.value`` / ``output.value`` hold the raw request and response
+# bodies (OpenInference) or only the first message (traceAI), the lists hold the
+# conversation. OpenInference and traceAI < 1.0, traceAI >= 1.0, OpenLLMetry since 2024,
+# OpenLLMetry before; embedding inputs last.
+INPUT_MESSAGE_LISTS = (
+    ("llm.input_messages.", ".message.content"),
+    ("gen_ai.input.messages.", ".message.content"),
+    ("gen_ai.prompt.", ".content"),
+    ("llm.prompts.", ".content"),
+    ("embedding.embeddings.", ".embedding.text"),
+)
+OUTPUT_MESSAGE_LISTS = (
+    ("llm.output_messages.", ".message.content"),
+    ("gen_ai.output.messages.", ".message.content"),
+    ("gen_ai.completion.", ".content"),
+    ("llm.completions.", ".content"),
+)
+# Lists start at 0: one lookup of the first text key per list skips the scan of every key
+# on the usual span. Built once, not per span.
+_INPUT_PROBES = tuple((f"{p}0{s}", p, s) for p, s in INPUT_MESSAGE_LISTS)
+_OUTPUT_PROBES = tuple((f"{p}0{s}", p, s) for p, s in OUTPUT_MESSAGE_LISTS)
 
 DEFAULT_COHORT_KEYS = ("user.tier", "language", "prompt.version", "task.type")
 
@@ -127,8 +170,6 @@ def span_kind(attrs: Mapping[str, Any]) -> str | None:
 
 def _indexed_messages(attrs: Mapping[str, Any], prefix: str, content_suffix: str) -> str | None:
     """Join ``prefix.N<content_suffix>`` values in index order (OpenInference, OpenLLMetry)."""
-    if f"{prefix}0{content_suffix}" not in attrs:
-        return None  # lists start at 0: skip the scan of every key on the usual span
     found: list[tuple[int, str]] = []
     plen = len(prefix)
     for key, value in attrs.items():
@@ -144,17 +185,23 @@ def _indexed_messages(attrs: Mapping[str, Any], prefix: str, content_suffix: str
 
 
 def _message_text(value: Any) -> str | None:
-    """GenAI ``*.messages`` are JSON strings or structured lists of {role, parts|content}."""
+    """GenAI ``*.messages`` are JSON strings or structured lists of {role, parts|content};
+    ``input.value`` / ``output.value`` may be a JSON request or response body, or a JSON
+    string (traceAI's embedding input)."""
     if isinstance(value, str):
         stripped = value.strip()
-        if not stripped.startswith(("[", "{")):
+        if not stripped.startswith(("[", "{", '"')):
             return value
         try:
             value = json.loads(stripped)
         except ValueError:
             return value
+        if isinstance(value, str):
+            return value
     if isinstance(value, dict):
-        value = [value]
+        value = _body_messages(value)
+        if isinstance(value, str):
+            return value
     if not isinstance(value, list):
         return _as_text(value)
     texts: list[str] = []
@@ -162,7 +209,7 @@ def _message_text(value: Any) -> str | None:
         if not isinstance(message, dict):
             texts.append(str(message))
             continue
-        content = message.get("content")
+        content = message.get("content", message.get("text"))
         if isinstance(content, str):
             texts.append(content)
         elif isinstance(content, list):
@@ -175,22 +222,40 @@ def _message_text(value: Any) -> str | None:
     return "\n".join(t for t in texts if t) or None
 
 
+def _body_messages(body: dict[str, Any]) -> list[Any] | str:
+    """The messages of a chat request or response body, or an embedding request's input."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        return messages
+    choices = body.get("choices")
+    if isinstance(choices, list):
+        return [c.get("message") or c for c in choices if isinstance(c, dict)]
+    embedded = body.get("input")
+    if isinstance(embedded, str):
+        return embedded
+    if isinstance(embedded, list) and all(isinstance(item, str) for item in embedded):
+        return "\n".join(embedded)
+    return [body]
+
+
+def _text(
+    attrs: Mapping[str, Any], probes: Sequence[tuple[str, str, str]], keys: Sequence[str]
+) -> str | None:
+    for probe, prefix, suffix in probes:
+        if probe in attrs:
+            text = _indexed_messages(attrs, prefix, suffix)
+            if text is not None:
+                return text
+    value = _first(attrs, keys)
+    return _message_text(value) if value is not None else None
+
+
 def input_text(attrs: Mapping[str, Any]) -> str | None:
-    value = _first(attrs, INPUT_KEYS)
-    if value is not None:
-        return _message_text(value)
-    return _indexed_messages(attrs, "llm.input_messages.", ".message.content") or _indexed_messages(
-        attrs, "gen_ai.prompt.", ".content"
-    )
+    return _text(attrs, _INPUT_PROBES, INPUT_KEYS)
 
 
 def output_text(attrs: Mapping[str, Any]) -> str | None:
-    value = _first(attrs, OUTPUT_KEYS)
-    if value is not None:
-        return _message_text(value)
-    return _indexed_messages(
-        attrs, "llm.output_messages.", ".message.content"
-    ) or _indexed_messages(attrs, "gen_ai.completion.", ".content")
+    return _text(attrs, _OUTPUT_PROBES, OUTPUT_KEYS)
 
 
 def cohort_values(
@@ -217,10 +282,12 @@ def canonical_fields(
     model = _first(attrs, MODEL_KEYS)
     micro_model = attrs.get("micro_model.name")
     mirror_of = attrs.get("route.mirror_of")
+    provider = _as_text(_first(attrs, PROVIDER_KEYS))
     return {
         "span_kind": span_kind(attrs),
         "model": _as_text(model),
-        "provider": _as_text(_first(attrs, PROVIDER_KEYS)),
+        # OpenLLMetry said "OpenAI", the GenAI conventions say "openai": one spelling.
+        "provider": provider.lower() if provider is not None else None,
         "micro_model": _as_text(micro_model) if micro_model not in (None, "") else None,
         "prompt_tokens": _as_int(_first(attrs, PROMPT_TOKEN_KEYS)),
         "completion_tokens": _as_int(_first(attrs, COMPLETION_TOKEN_KEYS)),
