@@ -34,7 +34,7 @@ def dispatch(job_ids: Sequence[int], countdown: float | None = None) -> int:
     return sent
 
 
-@shared_task(name="evaluators.schedule", ignore_result=True, queue=Queue.DEFAULT)
+@shared_task(name="evaluators.schedule", ignore_result=True)
 def schedule() -> None:
     for _ in range(_MAX_BATCHES):
         result = schedule_evaluations()
@@ -50,7 +50,6 @@ def schedule() -> None:
     ignore_result=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    queue=Queue.DEFAULT,
 )
 def run_evaluation(job_id: int) -> None:
     outcome = run_evaluation_job(job_id, token=worker_token())
@@ -59,6 +58,6 @@ def run_evaluation(job_id: int) -> None:
     log.info("evaluation.run job=%s status=%s", job_id, outcome.status)
 
 
-@shared_task(name="evaluators.sweep", ignore_result=True, queue=Queue.DEFAULT)
+@shared_task(name="evaluators.sweep", ignore_result=True)
 def sweep() -> None:
     dispatch(sweep_evaluation_jobs())

@@ -1,0 +1,198 @@
+"""A real Celery worker process on a real broker (kombu's filesystem transport) against the
+test database: jobs end done with one result each, through duplicate deliveries, a worker
+SIGKILLed mid-evaluation and messages lost with the broker's queue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from evaluators.models import EvaluationJob, EvaluationResult, Judge
+from evaluators.services import sweep_evaluation_jobs
+from evaluators.tasks import dispatch
+
+from .conftest import Tenant, classifier_trace, configure, schedule_all
+from .judge_server import JudgeServer, Reply, judge_server, verdict
+
+ROOT = Path(__file__).resolve().parents[2]
+LEASE = 3
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    return f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def _queue_folder() -> Path:
+    return Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+
+
+@pytest.fixture
+def broker() -> Path:
+    assert settings.CELERY_BROKER_URL == "filesystem://"
+    for key in ("data_folder_in", "processed_folder", "control_folder"):
+        Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key]).mkdir(parents=True, exist_ok=True)
+    for stale in _queue_folder().glob("*"):
+        stale.unlink()
+    return _queue_folder()
+
+
+@pytest.fixture
+def start_worker(broker: Path, settings) -> Iterator[Callable[[], subprocess.Popen]]:
+    settings.MICROLENS_EVAL_LEASE_SECONDS = LEASE
+    settings.MICROLENS_EVAL_REDISPATCH_SECONDS = 1
+    workers: list[subprocess.Popen] = []
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "DJANGO_SETTINGS_MODULE": "microlens.settings",
+        "MICROLENS_EVAL_LEASE_SECONDS": str(LEASE),
+        "MICROLENS_EVAL_REDISPATCH_SECONDS": "1",
+        "MICROLENS_EVAL_MAX_ATTEMPTS": "3",
+        "MICROLENS_DB_CONN_MAX_AGE": "0",
+    }
+    env.pop("CELERY_BROKER_URL", None)
+
+    def start() -> subprocess.Popen:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                *("-m", "celery", "-A", "microlens", "worker", "--pool=solo"),
+                *("--concurrency=1", "--without-heartbeat", "--without-gossip"),
+                *("--without-mingle", "-l", "info", "-n", f"eval{len(workers)}@%h"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def _wait_for(condition: Callable[[], object], timeout: float = 25.0, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _all_done() -> bool:
+    return not EvaluationJob.objects.exclude(status="done").exists()
+
+
+def _one_result_per_job() -> None:
+    jobs = set(EvaluationJob.objects.values_list("id", flat=True))
+    results = list(EvaluationResult.objects.values_list("job_id", flat=True))
+    assert sorted(results) == sorted(jobs)
+
+
+def test_a_worker_runs_every_job_once_even_when_each_is_delivered_twice(
+    tenant: Tenant, start_worker
+) -> None:
+    configure(tenant.project_id)
+    for _ in range(4):
+        tenant.store(classifier_trace(expected="billing"))
+    job_ids = schedule_all().job_ids
+    assert len(job_ids) == 12
+    assert set(EvaluationJob.objects.values_list("status", flat=True)) == {"pending"}
+
+    dispatch(job_ids)
+    dispatch(job_ids)  # duplicate delivery
+    start_worker()
+
+    _wait_for(_all_done, what="every job done")
+    _one_result_per_job()
+    assert set(EvaluationJob.objects.values_list("attempts", flat=True)) == {1}
+
+
+@pytest.fixture
+def slow_judge() -> Iterator[JudgeServer]:
+    with judge_server(default=verdict(0.9, True, "fine")) as server:
+        yield server
+
+
+def test_a_worker_killed_mid_evaluation_ends_with_one_result(
+    tenant: Tenant, start_worker, slow_judge: JudgeServer
+) -> None:
+    judge = Judge.objects.create(
+        name="slow-llm",
+        kind="openai-compatible",
+        base_url=slow_judge.url,
+        model="m",
+        timeout_seconds=20,
+    )
+    configure(tenant.project_id, evaluators={"task_completion": 0.5}, judge=judge)
+    tenant.store(classifier_trace())
+    [job_id] = schedule_all().job_ids
+    slow_judge.then(Reply(delay=15, body={}))  # the first call hangs
+    first = start_worker()
+    dispatch([job_id])
+
+    _wait_for(lambda: slow_judge.requests, what="the judge call")
+    job = EvaluationJob.objects.get()
+    assert (job.status, job.attempts) == ("running", 1)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+
+    start_worker()
+    # The filesystem broker lost the message with the worker: the sweeper finds the job
+    # once its claim has expired and sends it again.
+    swept = _wait_for(sweep_evaluation_jobs, timeout=LEASE + 10, what="the sweeper")
+    assert swept == [job_id]
+    dispatch(swept)
+
+    _wait_for(_all_done, what="the job done")
+    _one_result_per_job()
+    job = EvaluationJob.objects.get()
+    assert job.attempts == 2
+    assert EvaluationResult.objects.get().judge == "slow-llm"
+
+
+def test_messages_lost_with_the_broker_are_recovered_by_the_sweeper(
+    tenant: Tenant, start_worker, broker: Path
+) -> None:
+    configure(tenant.project_id, evaluators={"label_check": 1.0, "groundedness": 0.5})
+    for _ in range(3):
+        tenant.store(classifier_trace(expected="billing"))
+    job_ids = schedule_all().job_ids
+    dispatch(job_ids)
+    # The broker restarts without its queue: every message is gone, the jobs are not.
+    lost = list(broker.glob("*"))
+    assert len(lost) == len(job_ids) == 6
+    for message in lost:
+        message.unlink()
+    start_worker()
+
+    swept = _wait_for(sweep_evaluation_jobs, timeout=10, what="the sweeper")
+    assert swept == job_ids
+    dispatch(swept)
+
+    _wait_for(_all_done, what="every job done")
+    _one_result_per_job()
