@@ -28,13 +28,11 @@ from typing import Any
 
 from django.conf import settings
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from .decode import Limits
 from .ingest import (
@@ -46,6 +44,7 @@ from .ingest import (
     Status,
 )
 from .otlp_json import OtlpJsonError, parse_export_request
+from .otlp_protobuf import OtlpProtobufError, parse_protobuf
 from .services import authenticate_api_key, store_spans
 
 log = logging.getLogger(__name__)
@@ -67,10 +66,6 @@ _DRAIN_LIMIT = 64 * 1024 * 1024
 # json.loads recurses once per nesting level; an attribute nested 200 levels deep is about
 # 800 JSON levels, more than Python's default limit of 1000 leaves room for.
 _JSON_RECURSION_LIMIT = 5000
-# upb refuses protobuf messages nested deeper than 100 levels, i.e. an AnyValue nested
-# about 31 levels deep; such a request is rewritten with deeper values replaced by a marker
-# (decode_request caps nesting lower still and flags the span).
-_MAX_VALUE_DEPTH = 24
 
 _HTTP_STATUS = {
     Status.OK: "200 OK",
@@ -150,7 +145,10 @@ class OtlpHttpApp:
                     return parse_export_request(body)
                 except OtlpJsonError as exc:
                     raise RequestRejected(str(exc)) from None
-            return parse_protobuf(body)
+            try:
+                return parse_protobuf(body)
+            except OtlpProtobufError as exc:
+                raise RequestRejected(str(exc)) from None
 
         return _outcome_reply(media, self.ingest.export(headers, load))
 
@@ -258,92 +256,6 @@ def _content_length_or_zero(environ: dict[str, Any]) -> int:
         return max(int(environ.get("CONTENT_LENGTH") or 0), 0)
     except ValueError:
         return 0
-
-
-# -- protobuf -----------------------------------------------------------------------------
-
-
-def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
-    try:
-        return ExportTraceServiceRequest.FromString(body)
-    except DecodeError as exc:
-        if "MaxDepth" not in str(exc):
-            raise RequestRejected(f"body is not a valid ExportTraceServiceRequest: {exc}") from None
-    # Too deep for upb: cap the nesting of attribute values, keep the rest.
-    try:
-        pruned = _prune(body, ExportTraceServiceRequest.DESCRIPTOR, 0)
-        return ExportTraceServiceRequest.FromString(pruned)
-    except (DecodeError, IndexError, ValueError):
-        raise RequestRejected("body is not a valid ExportTraceServiceRequest") from None
-
-
-_TOO_DEEP = AnyValue(string_value="[nesting too deep]").SerializeToString()
-
-
-def _prune(data: bytes, descriptor: Any, depth: int) -> bytes:
-    """Re-encode a message with AnyValues nested deeper than ``_MAX_VALUE_DEPTH`` replaced
-    by a marker string. Recursion stops at that depth, so it is bounded."""
-    out = bytearray()
-    pos, size = 0, len(data)
-    while pos < size:
-        tag, value_at = _varint(data, pos)
-        wire_type = tag & 7
-        if wire_type == 0:
-            _, end = _varint(data, value_at)
-        elif wire_type == 1:
-            end = value_at + 8
-        elif wire_type == 5:
-            end = value_at + 4
-        elif wire_type == 2:
-            length, start = _varint(data, value_at)
-            end = start + length
-            field = descriptor.fields_by_number.get(tag >> 3)
-            if end <= size and field is not None and field.message_type is not None:
-                sub = field.message_type
-                if sub is AnyValue.DESCRIPTOR:
-                    if depth >= _MAX_VALUE_DEPTH:
-                        payload = _TOO_DEEP
-                    else:
-                        payload = _prune(data[start:end], sub, depth + 1)
-                else:
-                    payload = _prune(data[start:end], sub, depth)
-                out += data[pos:value_at]
-                out += _encode_varint(len(payload))
-                out += payload
-                pos = end
-                continue
-        else:
-            raise ValueError("unsupported wire type")
-        if end > size:
-            raise ValueError("truncated field")
-        out += data[pos:end]
-        pos = end
-    return bytes(out)
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 # -- answers ------------------------------------------------------------------------------

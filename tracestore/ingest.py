@@ -35,6 +35,7 @@ from .services import StorageUnavailable
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 2
+SATURATED_RETRY_AFTER_SECONDS = 1
 
 
 class SpanSink(Protocol):
@@ -128,21 +129,45 @@ class Counters:
 
 
 class Ingest:
+    """``max_in_flight`` bounds the exports decoding or writing at once; a request that
+    finds no room within ``admission_wait`` seconds is answered UNAVAILABLE with a retry
+    delay instead of queueing, so memory stays bounded whatever the load or the database
+    does, and exporters back off."""
+
     def __init__(
         self,
         sink: SpanSink,
         authenticate: Authenticator,
         limits: Limits | None = None,
         counters: Counters | None = None,
+        max_in_flight: int | None = None,
+        admission_wait: float = 0.5,
     ) -> None:
         self._sink = sink
         self._authenticate = authenticate
         self._limits = limits or Limits()
         self.counters = counters or Counters()
+        self._slots = threading.BoundedSemaphore(max_in_flight) if max_in_flight else None
+        self._admission_wait = admission_wait
 
     def export(self, headers: Mapping[str, str], load: RequestLoader) -> Outcome:
         """Run one export. ``headers`` are lower-cased; ``load`` produces the request (and may
         raise ``RequestRejected``) and is only called once the key is known to be valid."""
+        if self._slots is None:
+            return self._export(headers, load)
+        if not self._slots.acquire(timeout=self._admission_wait):
+            self.counters.add("requests_saturated")
+            return Outcome(
+                Status.UNAVAILABLE,
+                "receiver saturated, retry later",
+                retry_after_seconds=SATURATED_RETRY_AFTER_SECONDS,
+            )
+        try:
+            return self._export(headers, load)
+        finally:
+            self._slots.release()
+
+    def _export(self, headers: Mapping[str, str], load: RequestLoader) -> Outcome:
         # Connections are per thread and kept between requests: drop those past their
         # lifetime or left broken by an earlier error before touching the database.
         close_old_connections()

@@ -12,7 +12,7 @@ import grpc
 from django.conf import settings
 from django.db import connections
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from .decode import Limits
 from .servicer import CachedAuthenticator, TraceServicer
@@ -54,11 +54,14 @@ class Receiver:
 def build_server(host: str, port: int, workers: int = 8) -> Receiver:
     """A configured, not yet started receiver bound to ``host:port`` (0 picks a port)."""
     max_bytes = settings.MICROLENS_GRPC_MAX_MESSAGE_BYTES
-    executor = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc")
+    # ``workers`` exports run at once; as many more threads only wait briefly for a slot
+    # and then answer UNAVAILABLE (see Ingest), and gRPC itself refuses past twice that.
+    # Memory is bounded by those counts times the message size limit.
+    threads = workers * 2
+    executor = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="otlp-grpc")
     server = grpc.server(
         executor,
-        # Bounded: past this many RPCs in flight the server refuses instead of queueing.
-        maximum_concurrent_rpcs=workers * 4,
+        maximum_concurrent_rpcs=threads * 2,
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.so_reuseport", 1),
@@ -69,8 +72,20 @@ def build_server(host: str, port: int, workers: int = 8) -> Receiver:
         max_value_bytes=settings.MICROLENS_MAX_ATTRIBUTE_VALUE_BYTES,
         max_attributes=settings.MICROLENS_MAX_ATTRIBUTES,
     )
-    servicer = TraceServicer(store_spans, CachedAuthenticator(authenticate_api_key), limits)
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
+    servicer = TraceServicer(
+        store_spans, CachedAuthenticator(authenticate_api_key), limits, max_in_flight=workers
+    )
+    # The request reaches the servicer as bytes: it is parsed after authentication, and by
+    # our parser, so a malformed or too-deep body is INVALID_ARGUMENT or capped, not an
+    # opaque "Exception deserializing request" from the gRPC runtime.
+    export = grpc.unary_unary_rpc_method_handler(
+        servicer.Export,
+        request_deserializer=bytes,
+        response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": export}),)
+    )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = server.add_insecure_port(f"{host}:{port}")

@@ -13,10 +13,12 @@ from .ingest import (
     CachedAuthenticator,
     Counters,
     Ingest,
+    RequestRejected,
     SpanSink,
     Status,
     api_key_from_headers,
 )
+from .otlp_protobuf import OtlpProtobufError, parse_protobuf
 
 __all__ = [
     "Authenticator",
@@ -48,15 +50,29 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         authenticate: Authenticator,
         limits: Limits | None = None,
         counters: Counters | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
-        self._ingest = Ingest(sink, authenticate, limits, counters)
+        self._ingest = Ingest(sink, authenticate, limits, counters, max_in_flight=max_in_flight)
         self.counters = self._ingest.counters
 
     def Export(
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
+        self,
+        request: bytes | trace_service_pb2.ExportTraceServiceRequest,
+        context: grpc.ServicerContext,
     ) -> trace_service_pb2.ExportTraceServiceResponse:
+        """``request`` arrives as raw bytes (see receiver.py): parsed only once the key is
+        known, and parsed by us so a malformed or too-deep body gets a clear answer."""
         headers = {k.lower(): v for k, v in context.invocation_metadata() if isinstance(v, str)}
-        outcome = self._ingest.export(headers, lambda: request)
+
+        def load() -> trace_service_pb2.ExportTraceServiceRequest:
+            if not isinstance(request, bytes):
+                return request
+            try:
+                return parse_protobuf(request)
+            except OtlpProtobufError as exc:
+                raise RequestRejected(str(exc)) from None
+
+        outcome = self._ingest.export(headers, load)
         if outcome.status is not Status.OK:
             if outcome.retry_after_seconds:
                 context.set_trailing_metadata(_retry_metadata(outcome.retry_after_seconds))

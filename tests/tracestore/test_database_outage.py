@@ -59,7 +59,7 @@ def _wait_for_port(port: int, timeout: float = 20) -> None:
 
 
 def test_spans_exported_while_postgres_is_down_land_once_it_is_back(
-    own_cluster: EmbeddedPostgres,
+    own_cluster: EmbeddedPostgres, tmp_path: Path
 ) -> None:
     env = {**os.environ, "DATABASE_URL": own_cluster.url, "MICROLENS_PG_FSYNC": "off"}
     _manage(env, "migrate", "--noinput")
@@ -71,13 +71,14 @@ def test_spans_exported_while_postgres_is_down_land_once_it_is_back(
         f"issue_api_key(create_project('default').id, raw_key='{KEY}')",
     )
     port = free_port()
-    log = tempfile.TemporaryFile()
-    receiver = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "run_receiver", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log_path = tmp_path / "receiver.log"
+    with log_path.open("wb") as log:
+        receiver = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "run_receiver", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         _wait_for_port(port)
         provider = TracerProvider(resource=Resource.create({"service.name": "outage"}))
@@ -118,6 +119,5 @@ def test_spans_exported_while_postgres_is_down_land_once_it_is_back(
     finally:
         receiver.terminate()
         receiver.wait(15)
-    log.seek(0)
     # the outage was real: the receiver refused at least one export while it lasted
-    assert b"ingest.storage_unavailable" in log.read()
+    assert b"ingest.storage_unavailable" in log_path.read_bytes()

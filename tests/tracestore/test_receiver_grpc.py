@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import grpc
+import psycopg
 import pytest
+from django.db import connection
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace as otel_trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 from tests.builders import micro_model_trace
+from tracestore.contracts import FLAG_TRUNCATED
+from tracestore.decode import MAX_DEPTH
 from tracestore.models import Span, Trace
 from tracestore.receiver import build_server
 from tracestore.services import create_project, issue_api_key, revoke_api_key
@@ -188,3 +195,101 @@ def test_the_health_service_reports_serving(receiver: str) -> None:
     for service in ("", "opentelemetry.proto.collector.trace.v1.TraceService"):
         reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _nest(value: AnyValue, depth: int) -> None:
+    # Built outside-in: the protobuf runtime would refuse to copy a value this deep.
+    for _ in range(depth):
+        value = value.kvlist_value.values.add(key="k").value
+    value.string_value = "bottom"
+
+
+def test_an_attribute_nested_200_deep_is_stored_capped_and_flagged(
+    receiver: str, api_key: str
+) -> None:
+    trace = micro_model_trace()
+    request = trace.request()
+    deep = request.resource_spans[0].scope_spans[0].spans[1].attributes.add(key="deep")
+    _nest(deep.value, 200)
+    answer = _raw_export(receiver)(
+        request.SerializeToString(),
+        metadata=(("authorization", f"Bearer {api_key}"),),
+        timeout=10,
+    )
+    assert trace_service_pb2.ExportTraceServiceResponse.FromString(answer).ListFields() == []
+    stored = Span.objects.get(name="intent-classifier")
+    assert stored.flags & FLAG_TRUNCATED
+    value, depth = stored.attributes["deep"], 0
+    while isinstance(value, dict):
+        value, depth = value["k"], depth + 1
+    assert value == "[nesting too deep]"
+    assert depth == MAX_DEPTH
+    assert Span.objects.count() == 3
+
+
+def test_a_malformed_body_is_invalid_argument_and_the_receiver_keeps_serving(
+    receiver: str, api_key: str
+) -> None:
+    raw = _raw_export(receiver)
+    metadata = (("authorization", f"Bearer {api_key}"),)
+    with pytest.raises(grpc.RpcError) as caught:
+        raw(b"\x0a\xff\xff\xff\xff\x0f garbage", metadata=metadata, timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid ExportTraceServiceRequest" in caught.value.details()
+    _stub(receiver).Export(micro_model_trace().request(), metadata=metadata, timeout=5)
+    assert Span.objects.count() == 3
+
+
+def test_a_saturated_receiver_answers_unavailable_with_retry_info(api_key: str) -> None:
+    receiver = build_server("127.0.0.1", 0, workers=1)
+    receiver.start()
+    stub = _stub(f"127.0.0.1:{receiver.port}")
+    metadata = (("authorization", f"Bearer {api_key}"),)
+    blocker = _connect()
+    try:
+        # Hold the span table: the first export takes the only slot and waits on the lock.
+        blocker.execute("LOCK TABLE tracestore_span IN ACCESS EXCLUSIVE MODE")
+        first = stub.Export.future(micro_model_trace().request(), metadata=metadata, timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _waiting_on_lock(blocker):
+            time.sleep(0.02)
+        assert _waiting_on_lock(blocker)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Export(micro_model_trace().request(), metadata=metadata, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert caught.value.details() == "receiver saturated, retry later"
+        trailing = dict(caught.value.trailing_metadata())
+        retry = error_details_pb2.RetryInfo.FromString(trailing["google.rpc.retryinfo-bin"])
+        assert retry.retry_delay.seconds == 1
+        blocker.rollback()
+        assert first.result(timeout=30).partial_success.rejected_spans == 0
+        stub.Export(micro_model_trace().request(), metadata=metadata, timeout=10)
+        assert Span.objects.count() == 6
+    finally:
+        blocker.close()
+        receiver.stop(0)
+
+
+def _waiting_on_lock(conn: psycopg.Connection) -> bool:
+    with _connect() as probe:
+        row = probe.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> %s",
+            [conn.info.backend_pid],
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def _connect() -> psycopg.Connection:
+    """A connection of the test's own to the test database, outside Django."""
+    params = connection.get_connection_params()
+    keys = ("dbname", "user", "password", "host", "port")
+    return psycopg.connect(**{k: params[k] for k in keys if params.get(k) is not None})
+
+
+def _raw_export(address: str):
+    """The Export method taking and returning bytes, to send what a stub would refuse to."""
+    return grpc.insecure_channel(address).unary_unary(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        request_serializer=None,
+        response_deserializer=None,
+    )
