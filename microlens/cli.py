@@ -68,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="gunicorn worker processes (MICROLENS_WEB_WORKERS, default 2)",
     )
 
+    up.add_argument(
+        "--receivers",
+        type=int,
+        default=_env_int("MICROLENS_RECEIVERS", 1),
+        help="OTLP receiver processes per protocol, sharing the port (MICROLENS_RECEIVERS, "
+        "default 1; one per core helps under load)",
+    )
+
     status = commands.add_parser("status", help="is the stack on this home alive?")
     status.add_argument("--home", help="state folder (MICROLENS_HOME, default ./.microlens)")
 
@@ -101,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 grpc_port=options.grpc_port,
                 http_port=options.http_port,
                 web_workers=options.web_workers,
+                receivers=max(1, options.receivers),
             )
         )
     if options.command == "status":

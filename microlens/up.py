@@ -55,6 +55,9 @@ class UpOptions:
     grpc_port: int = 4317
     http_port: int = 4318
     web_workers: int = 2
+    # OTLP receiver processes per protocol, sharing their port through SO_REUSEPORT:
+    # decoding is CPU-bound Python, so one per core is what helps.
+    receivers: int = 1
     ready_timeout: float = 90.0
     stop_grace: float = 8.0
 
@@ -110,15 +113,20 @@ def _prepare_home(options: UpOptions) -> None:
 def _child_argv(options: UpOptions) -> dict[str, list[str]]:
     python = sys.executable
     schedule = run_dir(options.home) / "celerybeat-schedule"
+    grpc_receiver = [
+        *(python, "-m", "django", "run_receiver"),
+        *("--host", options.host, "--port", str(options.grpc_port)),
+    ]
+    receivers = {
+        "receiver" if n == 1 else f"receiver-{n}": grpc_receiver
+        for n in range(1, options.receivers + 1)
+    }
     return {
-        "receiver": [
-            *(python, "-m", "django", "run_receiver"),
-            *("--host", options.host, "--port", str(options.grpc_port)),
-        ],
+        **receivers,
         "http-receiver": [
             *(python, "-m", "django", "run_http_receiver"),
             *("--host", options.host, "--port", str(options.http_port)),
-            *("--workers", "1", "--graceful-timeout", "5"),
+            *("--workers", str(options.receivers), "--graceful-timeout", "5"),
         ],
         "web": [
             *(python, "-m", "gunicorn", "microlens.wsgi:application"),

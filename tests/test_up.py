@@ -89,6 +89,7 @@ def _start_up(home: Path) -> UpRun:
         MICROLENS_BOOTSTRAP_API_KEY=API_KEY,
         MICROLENS_ADMIN_PASSWORD=ADMIN_PASSWORD,
         MICROLENS_WEB_WORKERS="1",
+        MICROLENS_RECEIVERS="2",
     )
     web_port, grpc_port, http_port = free_port(), free_port(), free_port()
     log = home.parent / f"up-{time.monotonic_ns()}.log"
@@ -227,6 +228,8 @@ def _wait_for_worker_heartbeat(run: UpRun, timeout: float = 30.0) -> dict:
 def test_up_serves_everything_and_stops_cleanly_on_sigterm(up: UpRun) -> None:
     up.wait_for_output("microlens is up")
     pids = _recorded_pids(up)
+    # two gRPC receiver processes share the port
+    assert {"receiver", "receiver-2"} <= set(up.state()["children"])
 
     assert _grpc_health(up.grpc_port) == health_pb2.HealthCheckResponse.SERVING
     assert _export_one_trace(_grpc_exporter(up, API_KEY)) == SpanExportResult.SUCCESS
