@@ -106,3 +106,238 @@ def waterfall_figure(rows: Sequence[TreeRow]) -> dict[str, Any]:
         bargap=0.3,
     )
     return json.loads(figure.to_json())
+
+
+# -- metric charts -------------------------------------------------------------------------
+# Each takes rows from dashboard.metrics (plain dicts) and returns a figure with a title,
+# axis titles and units. Values from spans (routes, labels, cohort values) are escaped.
+
+_PALETTE = ["#3b6fd4", "#2f9e6e", "#c98a2b", "#8a5cc7", "#d1343a", "#5bb5a2", "#b0652a"]
+
+
+def _layout(title: str, x_title: str, y_title: str, **extra: Any) -> dict[str, Any]:
+    layout: dict[str, Any] = {
+        "title": {"text": title, "x": 0, "font": {"size": 14}},
+        "xaxis": {"title": {"text": x_title}, "automargin": True},
+        "yaxis": {"title": {"text": y_title}, "automargin": True},
+        "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+        "height": 320,
+        "legend": {"orientation": "h", "y": -0.25},
+        "plot_bgcolor": "#ffffff",
+    }
+    layout.update(extra)
+    return layout
+
+
+def _name(value: Any) -> str:
+    return escape("(none)" if value in (None, "") else str(value))
+
+
+def route_share_figure(rows: Sequence[dict[str, Any]], title: str) -> dict[str, Any]:
+    """Stacked area: each route's share of decisions per time bucket."""
+    by_route: dict[str, list[tuple[str, float, int, int]]] = {}
+    for row in rows:
+        by_route.setdefault(row["route"], []).append(
+            (row["time"], row["share"] * 100, row["count"], row["n"])
+        )
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "stackgroup": "share",
+            "name": _name(route),
+            "x": [p[0] for p in points],
+            "y": [p[1] for p in points],
+            "customdata": [[p[2], p[3]] for p in points],
+            "hovertemplate": "%{y:.1f}% (%{customdata[0]} of %{customdata[1]})<extra>"
+            + _name(route)
+            + "</extra>",
+            "line": {"color": _PALETTE[i % len(_PALETTE)], "width": 1},
+        }
+        for i, (route, points) in enumerate(sorted(by_route.items()))
+    ]
+    return {
+        "data": data,
+        "layout": _layout(title, "time (UTC)", "share of decisions (%)", yaxis_range=[0, 100]),
+    }
+
+
+def rate_series_figure(
+    series: dict[str, Sequence[dict[str, Any]]], title: str, y_title: str
+) -> dict[str, Any]:
+    """One line per named rate over time, in %, hover with n."""
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": _name(name),
+            "x": [row["time"] for row in rows],
+            "y": [None if row["rate"] is None else row["rate"] * 100 for row in rows],
+            "customdata": [[row["count"], row["n"]] for row in rows],
+            "hovertemplate": "%{y:.2f}% (%{customdata[0]} of n=%{customdata[1]})<extra>"
+            + _name(name)
+            + "</extra>",
+            "line": {"color": _PALETTE[i % len(_PALETTE)]},
+        }
+        for i, (name, rows) in enumerate(series.items())
+    ]
+    return {"data": data, "layout": _layout(title, "time (UTC)", y_title, yaxis_rangemode="tozero")}
+
+
+def grouped_rate_figure(rows: Sequence[dict[str, Any]], title: str, x_title: str) -> dict[str, Any]:
+    """A bar per group with its Wilson interval as error bars and n in the label."""
+    rows = [row for row in rows if row["n"]]
+    rates = [row["rate"] * 100 for row in rows]
+    data = [
+        {
+            "type": "bar",
+            "x": [_name(row["group"]) for row in rows],
+            "y": rates,
+            "text": [f"n={row['n']}" for row in rows],
+            "textposition": "outside",
+            "error_y": {
+                "type": "data",
+                "symmetric": False,
+                "array": [row["high"] * 100 - r for row, r in zip(rows, rates, strict=True)],
+                "arrayminus": [r - row["low"] * 100 for row, r in zip(rows, rates, strict=True)],
+            },
+            "marker": {"color": _PALETTE[0]},
+            "hovertemplate": "%{x}: %{y:.2f}% (%{text})<extra></extra>",
+        }
+    ]
+    return {"data": data, "layout": _layout(title, x_title, "rate (%, 95% interval)")}
+
+
+def cost_figure(rows: Sequence[dict[str, Any]], title: str, x_title: str) -> dict[str, Any]:
+    """Mean and p90 cost per trace per group, in USD."""
+    rows = [row for row in rows if row["n"]]
+    x = [_name(row["group"]) for row in rows]
+    data = [
+        {
+            "type": "bar",
+            "name": name,
+            "x": x,
+            "y": [row[field] for row in rows],
+            "text": [f"n={row['n']}" for row in rows],
+            "hovertemplate": "%{x}: $%{y:.5f} (%{text})<extra>" + name + "</extra>",
+            "marker": {"color": colour},
+        }
+        for name, field, colour in (
+            ("mean", "mean_usd", _PALETTE[0]),
+            ("p90", "p90_usd", _PALETTE[2]),
+        )
+    ]
+    return {"data": data, "layout": _layout(title, x_title, "cost per trace (USD)")}
+
+
+def latency_figure(rows: Sequence[dict[str, Any]], title: str) -> dict[str, Any]:
+    """p50 and p99 decision latency per micro model and route, in ms."""
+    x = [f"{_name(row['micro_model'])} / {_name(row['route'])}" for row in rows]
+    data = [
+        {
+            "type": "bar",
+            "name": name,
+            "x": x,
+            "y": [row[field] for row in rows],
+            "text": [f"n={row['n']}" for row in rows],
+            "hovertemplate": "%{x}: %{y:.1f} ms (%{text})<extra>" + name + "</extra>",
+            "marker": {"color": colour},
+        }
+        for name, field, colour in (("p50", "p50_ms", _PALETTE[1]), ("p99", "p99_ms", _PALETTE[4]))
+    ]
+    return {"data": data, "layout": _layout(title, "micro model / route", "latency (ms)")}
+
+
+def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> dict[str, Any]:
+    names = [_name(label) for label in labels]
+    data = [
+        {
+            "type": "heatmap",
+            "x": names,
+            "y": names,
+            "z": [list(row) for row in matrix],
+            "colorscale": "Blues",
+            "text": [[str(v) for v in row] for row in matrix],
+            "texttemplate": "%{text}",
+            "hovertemplate": "expected %{y}, predicted %{x}: %{z}<extra></extra>",
+            "colorbar": {"title": {"text": "decisions"}},
+        }
+    ]
+    layout = _layout("Confusion matrix", "predicted label", "expected label")
+    layout["yaxis"]["autorange"] = "reversed"
+    layout["height"] = max(320, 40 * len(labels) + 140)
+    return {"data": data, "layout": layout}
+
+
+def confidence_figure(hists: dict[str, Sequence[int]]) -> dict[str, Any]:
+    bins = len(next(iter(hists.values()))) if hists else 0
+    x = [(i + 0.5) / bins for i in range(bins)]
+    colours = {"pass": _PALETTE[1], "fail": _PALETTE[4], "unknown": "#aab3c5"}
+    data = [
+        {
+            "type": "bar",
+            "name": {"pass": "label = expected", "fail": "label ≠ expected"}.get(
+                key, "no expected label"
+            ),
+            "x": x,
+            "y": list(hist),
+            "marker": {"color": colours[key]},
+            "hovertemplate": "confidence %{x:.2f}: %{y} decisions<extra></extra>",
+        }
+        for key, hist in hists.items()
+    ]
+    layout = _layout("Confidence, split by pass / fail", "confidence", "decisions", barmode="stack")
+    layout["xaxis"]["range"] = [0, 1]
+    return {"data": data, "layout": layout}
+
+
+def eval_heatmap_figure(
+    rows: Sequence[dict[str, Any]], dimension: str, small_n: int
+) -> dict[str, Any]:
+    """Evaluator x cohort value, coloured by fail rate, labelled with the rate, n and the
+    interval; cells under ``small_n`` evaluations are marked with an asterisk."""
+    evaluators = sorted({row["evaluator"] for row in rows})
+    values = sorted({str(row["group"]) for row in rows})
+    cells = {(row["evaluator"], str(row["group"])): row for row in rows}
+    z, text, custom = [], [], []
+    for evaluator in evaluators:
+        z_row, text_row, custom_row = [], [], []
+        for value in values:
+            row = cells.get((evaluator, value))
+            if row is None:
+                z_row.append(None)
+                text_row.append("")
+                custom_row.append([evaluator, value])
+                continue
+            mark = "*" if row["n"] < small_n else ""
+            z_row.append(row["rate"] * 100)
+            text_row.append(
+                f"{row['rate'] * 100:.1f}%{mark}<br>n={row['n']}<br>"
+                f"[{row['low'] * 100:.0f}-{row['high'] * 100:.0f}%]"
+            )
+            custom_row.append([evaluator, value])
+        z.append(z_row)
+        text.append(text_row)
+        custom.append(custom_row)
+    data = [
+        {
+            "type": "heatmap",
+            "x": [_name(v) for v in values],
+            "y": [_name(e) for e in evaluators],
+            "z": z,
+            "text": text,
+            "texttemplate": "%{text}",
+            "customdata": custom,
+            "colorscale": [[0, "#f3f8f4"], [0.5, "#f2c14e"], [1, "#d1343a"]],
+            "zmin": 0,
+            "hovertemplate": "%{y}, %{x}: %{text}<extra>click for failing traces</extra>",
+            "colorbar": {"title": {"text": "fail rate (%)"}},
+        }
+    ]
+    layout = _layout(
+        f"Eval fail rate by {escape(dimension)} (* fewer than {small_n} evaluations)",
+        escape(dimension),
+        "evaluator",
+    )
+    layout["height"] = max(300, 70 * len(evaluators) + 160)
+    return {"data": data, "layout": layout}

@@ -9,6 +9,9 @@ app_name = "dashboard"
 urlpatterns = [
     path("", views.trace_list, name="trace-list"),
     path("traces/<str:trace_id>/", views.trace_detail, name="trace-detail"),
+    path("overview/", views.overview, name="overview"),
+    path("micro-models/<path:name>/", views.micro_model, name="micro-model"),
+    path("cohorts/", views.cohorts, name="cohorts"),
     path(
         "login/",
         auth_views.LoginView.as_view(template_name="dashboard/login.html"),

@@ -12,10 +12,14 @@ from django.shortcuts import render
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 
+from evaluators.queries import evaluations_by_span, list_evaluations
 from tracestore.queries import get_trace
 
+from . import metrics, pages
 from .access import visible_project_ids
 from .charts import waterfall_figure
+from .metric_filters import MetricQuery, ProjectNotFound, parse_metric_query
+from .metrics.pricing import cost_breakdown
 from .pagination import InvalidCursor, trace_page
 from .span_tree import span_tree
 
@@ -26,9 +30,106 @@ PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 OTLP_GRPC_ENDPOINT = "localhost:4317"
 
 
+# Query parameters that switch the traces page from "recent" to a search of metric facts.
+TRACE_FILTERS = ("micro_model", "route", "model", "label", "fallback", "status", "min_ms",
+                 "min_cost", "failed", "range", "start", "end")  # fmt: skip
+
+
+def _metric_query(request: HttpRequest) -> MetricQuery:
+    try:
+        return parse_metric_query(request.GET, visible_project_ids(request.user))
+    except ProjectNotFound as exc:
+        raise Http404(str(exc)) from exc
+    except metrics.InvalidQuery as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+def _render_page(request: HttpRequest, template: str, page: pages.Page) -> HttpResponse:
+    return render(
+        request,
+        template,
+        {**page.context, "figures": page.figures, "query_string": request.GET.urlencode()},
+    )
+
+
+@require_GET
+@login_required(login_url=LOGIN_URL)
+def overview(request: HttpRequest) -> HttpResponse:
+    return _render_page(
+        request, "dashboard/overview.html", pages.overview_page(_metric_query(request))
+    )
+
+
+@require_GET
+@login_required(login_url=LOGIN_URL)
+def micro_model(request: HttpRequest, name: str) -> HttpResponse:
+    page = pages.micro_model_page(_metric_query(request), name, request.GET.get("dimension"))
+    return _render_page(request, "dashboard/micro_model.html", page)
+
+
+@require_GET
+@login_required(login_url=LOGIN_URL)
+def cohorts(request: HttpRequest) -> HttpResponse:
+    page = pages.cohorts_page(_metric_query(request), request.GET.get("dimension"))
+    return _render_page(request, "dashboard/cohorts.html", page)
+
+
+def _search_traces(request: HttpRequest) -> HttpResponse:
+    query = _metric_query(request)
+    params = request.GET
+    try:
+        min_ms = float(params["min_ms"]) if params.get("min_ms") else None
+        min_cost = float(params["min_cost"]) if params.get("min_cost") else None
+    except ValueError as exc:
+        raise BadRequest("min_ms and min_cost are numbers") from exc
+    trace_ids = None
+    if params.get("failed"):
+        trace_ids = failed_trace_ids(query, params.get("failed") or "")
+    rows = metrics.find_traces(
+        query.filters,
+        label=params.get("label") or None,
+        fallback={"yes": True, "no": False}.get(params.get("fallback", "")),
+        error={"error": True, "ok": False}.get(params.get("status", "")),
+        min_duration_ms=min_ms,
+        min_cost_usd=min_cost,
+        trace_ids=trace_ids,
+        limit=PAGE_SIZE,
+    )
+    return render(
+        request,
+        "dashboard/trace_search.html",
+        {
+            "rows": rows,
+            "params": params,
+            "filters": query.filters,
+            "range_name": query.range_name,
+            "ranges": pages.RANGES,
+            "dimensions": metrics.cohort_dimensions(),
+            "query_string": params.urlencode(),
+        },
+    )
+
+
+def failed_trace_ids(query: MetricQuery, evaluator: str) -> list[str]:
+    page = list_evaluations(
+        list(query.filters.project_ids),
+        limit=500,
+        micro_model=query.filters.micro_model,
+        evaluator=None if evaluator in ("any", "1", "yes") else evaluator,
+        passed=False,
+        start=query.filters.start,
+        end=query.filters.end,
+    )
+    return sorted({view.trace_id for view in page.results})
+
+
 @require_GET
 @login_required(login_url=LOGIN_URL)
 def trace_list(request: HttpRequest) -> HttpResponse:
+    if any(request.GET.get(key) for key in TRACE_FILTERS) or any(
+        key.startswith("cohort.") for key in request.GET
+    ):
+        return _search_traces(request)
     service = request.GET.get("service", "").strip()
     project_ids = visible_project_ids(request.user)
     try:
@@ -56,14 +157,25 @@ def trace_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required(login_url=LOGIN_URL)
 def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
-    trace = get_trace(visible_project_ids(request.user), trace_id)
+    project_ids = visible_project_ids(request.user)
+    trace = get_trace(project_ids, trace_id)
     if trace is None:
         raise Http404("No such trace in your projects.")
     rows = span_tree(trace.spans)
+    costs = cost_breakdown(trace.spans)
+    known = [c.cost_usd for c in costs if c.cost_usd is not None]
     return render(
         request,
         "dashboard/trace_detail.html",
-        {"trace": trace.summary, "rows": rows, "waterfall": waterfall_figure(rows)},
+        {
+            "trace": trace.summary,
+            "rows": rows,
+            "waterfall": waterfall_figure(rows),
+            "decisions": [s for s in trace.spans if s.micro_model],
+            "evaluations": evaluations_by_span(project_ids, trace.summary.trace_id),
+            "costs": costs,
+            "total_cost": sum(known) if len(known) == len(costs) else None,
+        },
     )
 
 

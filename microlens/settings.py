@@ -196,6 +196,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(CELERY_HEARTBEAT_SECONDS),
         "options": {"expires": float(CELERY_HEARTBEAT_SECONDS)},
     },
+    # Folds changed traces into the dashboard's metric rollups (idempotent, one at a time).
+    "dashboard-refresh-metrics": {
+        "task": "dashboard.refresh_metrics",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
 }
 
 # Ingest.

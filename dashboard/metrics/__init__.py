@@ -13,6 +13,7 @@ each trace once, under its first micro-model decision's micro model and route.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Callable
@@ -626,3 +627,90 @@ __all__ = [
     "compute",
     "wilson_interval",
 ]
+
+
+# -- finding traces by their metric facts ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRow:
+    project_id: int
+    trace_id: str
+    start_time: datetime
+    micro_model: str
+    route: str
+    label: str
+    confidence: float | None
+    is_fallback: bool
+    is_error: bool
+    duration_ms: float
+    cost_usd: float | None
+    cohort: dict[str, str]
+
+
+def find_traces(
+    filters: Filters,
+    *,
+    label: str | None = None,
+    fallback: bool | None = None,
+    error: bool | None = None,
+    min_duration_ms: float | None = None,
+    min_cost_usd: float | None = None,
+    trace_ids: list[str] | None = None,
+    limit: int = 50,
+) -> list[TraceRow]:
+    """Newest traces matching the filters, by their first micro-model decision (the
+    trace's primary fact row); ``trace_ids`` narrows to those traces (failed evaluations)."""
+    if not filters.project_ids:
+        return []
+    conditions = ["project_id = ANY(%s)", "is_primary", "start_time >= %s", "start_time < %s"]
+    params: list[Any] = [list(filters.project_ids), filters.start, filters.end]
+    for column, value in (
+        ("micro_model", filters.micro_model),
+        ("route", filters.route),
+        ("model", filters.model),
+        ("label", label),
+        ("is_fallback", fallback),
+        ("trace_error", error),
+    ):
+        if value is not None:
+            conditions.append(f"{column} = %s")
+            params.append(value)
+    if filters.cohort is not None:
+        conditions.append("cohort ->> %s = %s")
+        params += list(filters.cohort)
+    if min_duration_ms is not None:
+        conditions.append("trace_duration_ms >= %s")
+        params.append(min_duration_ms)
+    if min_cost_usd is not None:
+        conditions.append("cost >= %s")
+        params.append(min_cost_usd)
+    if trace_ids is not None:
+        conditions.append("trace_id = ANY(%s::bytea[])")
+        params.append([bytes.fromhex(t) for t in trace_ids])
+    sql = (
+        "SELECT project_id, trace_id, start_time, micro_model, route, label, confidence,"  # noqa: S608 (constant SQL; values are parameters)
+        " is_fallback, trace_error, trace_duration_ms, cost, cohort::text"
+        f" FROM dashboard_decisionfact WHERE {' AND '.join(conditions)}"
+        " ORDER BY start_time DESC LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        rows = cursor.fetchall()
+    return [
+        TraceRow(
+            project_id=r[0],
+            trace_id=bytes(r[1]).hex(),
+            start_time=r[2],
+            micro_model=r[3],
+            route=r[4],
+            label=r[5],
+            confidence=r[6],
+            is_fallback=r[7],
+            is_error=r[8],
+            duration_ms=r[9],
+            cost_usd=r[10],
+            cohort=json.loads(r[11]),
+        )
+        for r in rows
+    ]

@@ -12,7 +12,8 @@ import fnmatch
 from dataclasses import dataclass
 from datetime import date
 
-from tracestore.contracts import SpanUsage
+from tracestore.contracts import SpanUsage, SpanView
+from tracestore.queries import CACHED_TOKEN_KEYS, REPORTED_COST_KEYS
 
 from ..models import ModelPrice
 
@@ -92,3 +93,56 @@ class PriceBook:
         if unpriced:
             return TraceCost(cost=None, unpriced_models=tuple(sorted(unpriced)))
         return TraceCost(cost=total, unpriced_models=())
+
+
+@dataclass(frozen=True, slots=True)
+class SpanCost:
+    span_id: str
+    name: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+    source: str  # "reported", "price" or "no price"
+
+
+def _number(attributes: dict, keys: tuple[str, ...]) -> float | None:
+    for key in keys:
+        value = attributes.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def cost_breakdown(spans: list[SpanView], prices: PriceBook | None = None) -> list[SpanCost]:
+    """Per span with a model and tokens (or a reported cost): what it cost and why."""
+    prices = prices or PriceBook.load()
+    out = []
+    for span in spans:
+        reported = _number(span.attributes, REPORTED_COST_KEYS)
+        tokens = (span.prompt_tokens or 0) + (span.completion_tokens or 0)
+        if not span.model or (not tokens and reported is None):
+            continue
+        usage = SpanUsage(
+            model=span.model,
+            start_time=span.start_time,
+            prompt_tokens=span.prompt_tokens or 0,
+            completion_tokens=span.completion_tokens or 0,
+            cached_tokens=int(_number(span.attributes, CACHED_TOKEN_KEYS) or 0),
+            reported_cost=reported,
+        )
+        cost = prices.trace_cost([usage])
+        out.append(
+            SpanCost(
+                span_id=span.span_id,
+                name=span.name,
+                model=span.model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost_usd=cost.cost,
+                source="reported"
+                if reported is not None
+                else ("price" if cost.cost is not None else "no price"),
+            )
+        )
+    return out

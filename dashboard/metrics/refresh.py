@@ -163,10 +163,23 @@ def fact_rows(trace: TraceFacts, prices: PriceBook) -> list[tuple]:
     return rows
 
 
+def _array(values: list) -> str:
+    # An array literal in COPY text: psycopg's generic list dumper is ten times slower.
+    if values and type(values[0]) is int:
+        return "{" + ",".join(map(str, values)) + "}"
+    return "{" + ",".join(map(_element, values)) + "}"
+
+
+def _element(value: object) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
 def _copy(cursor, table: str, columns: Iterable[str], rows: Iterable[tuple]) -> None:
     with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(row)
+            copy.write_row(tuple(_array(v) if type(v) is list else v for v in row))
 
 
 def replace_facts(traces: list[TraceFacts], keys: list[tuple[int, str]], prices: PriceBook):

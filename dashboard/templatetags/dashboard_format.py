@@ -41,3 +41,18 @@ def pairs(mapping: dict[str, Any] | None) -> list[tuple[str, Any]]:
     """``(key, value)`` pairs of a mapping. ``{% for k, v in d.items %}`` would look up a key
     named "items" first, and span attributes are user data."""
     return list(mapping.items()) if mapping else []
+
+
+@register.filter
+def percent(value: float | None) -> str:
+    """A rate (0..1) as a percentage; a dash when there is no rate (n = 0)."""
+    if value is None:
+        return "\u2013"
+    return f"{value * 100:.1f}%"
+
+
+@register.filter
+def usd(value: float | None) -> str:
+    if value is None:
+        return "no price"
+    return f"${value:.5f}"

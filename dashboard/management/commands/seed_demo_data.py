@@ -1,0 +1,35 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from tracestore.services import create_project
+
+from ...demo_data import seed_demo_data
+from ...metrics.refresh import fold_changes
+
+
+class Command(BaseCommand):
+    help = (
+        "Generate a realistic micro-model data set (about 5 spans per trace, spread over the "
+        "last --days days) into a project, then fold it into the metric rollups."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--spans", type=int, default=100_000)
+        parser.add_argument("--days", type=float, default=30)
+        parser.add_argument("--project", default="demo", help="project name (created if new)")
+        parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument("--no-fold", action="store_true", help="leave the rollups to beat")
+
+    def handle(self, *args, **options) -> None:
+        if options["spans"] <= 0 or options["days"] <= 0:
+            raise CommandError("--spans and --days must be positive")
+        project = create_project(options["project"])
+        result = seed_demo_data(
+            project.id, spans=options["spans"], days=options["days"], seed=options["seed"]
+        )
+        self.stdout.write(
+            f"stored {result.spans} spans in {result.traces} traces "
+            f"in {result.seconds:.1f} s ({result.spans / result.seconds:,.0f} spans/s)"
+        )
+        if not options["no_fold"]:
+            fold = fold_changes()
+            self.stdout.write(f"folded {fold.traces} traces into {fold.hours} hour buckets")

@@ -1,0 +1,18 @@
+"""dashboard's Celery tasks."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from .metrics.refresh import fold_changes
+
+log = logging.getLogger(__name__)
+
+
+# Idempotent (re-folding a trace replaces its facts) and serialised by an advisory lock.
+@shared_task(name="dashboard.refresh_metrics", ignore_result=True)
+def refresh_metrics() -> None:
+    result = fold_changes()
+    log.info("metrics.folded traces=%s hours=%s days=%s", result.traces, result.hours, result.days)
