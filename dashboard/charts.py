@@ -256,7 +256,7 @@ def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> 
             "x": names,
             "y": names,
             "z": [list(row) for row in matrix],
-            "colorscale": "Blues",
+            "colorscale": [[0, "#f5f8fd"], [1, "#1f4e9c"]],
             "text": [[str(v) for v in row] for row in matrix],
             "texttemplate": "%{text}",
             "hovertemplate": "expected %{y}, predicted %{x}: %{z}<extra></extra>",

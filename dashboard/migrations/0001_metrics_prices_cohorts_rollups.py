@@ -5,131 +5,240 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='CohortDimension',
+            name="CohortDimension",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(help_text='Span attribute key.', max_length=200, unique=True)),
-                ('display_name', models.CharField(max_length=200)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "key",
+                    models.CharField(help_text="Span attribute key.", max_length=200, unique=True),
+                ),
+                ("display_name", models.CharField(max_length=200)),
             ],
             options={
-                'ordering': ('display_name',),
+                "ordering": ("display_name",),
             },
         ),
         migrations.CreateModel(
-            name='RollupWatermark',
+            name="RollupWatermark",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=50, unique=True)),
-                ('folded_until', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=50, unique=True)),
+                ("folded_until", models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
-            name='DecisionFact',
+            name="DecisionFact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('project_id', models.BigIntegerField()),
-                ('trace_id', models.BinaryField(max_length=16)),
-                ('span_id', models.BinaryField(max_length=8)),
-                ('hour', models.DateTimeField()),
-                ('start_time', models.DateTimeField()),
-                ('micro_model', models.TextField(default='')),
-                ('model', models.TextField(default='')),
-                ('route', models.TextField(default='')),
-                ('label', models.TextField(default='')),
-                ('expected_label', models.TextField(default='')),
-                ('confidence', models.FloatField(null=True)),
-                ('is_decision', models.BooleanField()),
-                ('is_primary', models.BooleanField()),
-                ('is_fallback', models.BooleanField()),
-                ('is_retry', models.BooleanField()),
-                ('cache_hit', models.BooleanField()),
-                ('is_error', models.BooleanField()),
-                ('latency_ms', models.FloatField()),
-                ('trace_duration_ms', models.FloatField()),
-                ('trace_error', models.BooleanField()),
-                ('cohort', models.JSONField(default=dict)),
-                ('cost', models.FloatField(null=True)),
-                ('unpriced_models', django.contrib.postgres.fields.ArrayField(base_field=models.TextField(), default=list, size=None)),
-                ('prompt_tokens', models.BigIntegerField(default=0)),
-                ('completion_tokens', models.BigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("project_id", models.BigIntegerField()),
+                ("trace_id", models.BinaryField(max_length=16)),
+                ("span_id", models.BinaryField(max_length=8)),
+                ("hour", models.DateTimeField()),
+                ("start_time", models.DateTimeField()),
+                ("micro_model", models.TextField(default="")),
+                ("model", models.TextField(default="")),
+                ("route", models.TextField(default="")),
+                ("label", models.TextField(default="")),
+                ("expected_label", models.TextField(default="")),
+                ("confidence", models.FloatField(null=True)),
+                ("is_decision", models.BooleanField()),
+                ("is_primary", models.BooleanField()),
+                ("is_fallback", models.BooleanField()),
+                ("is_retry", models.BooleanField()),
+                ("cache_hit", models.BooleanField()),
+                ("is_error", models.BooleanField()),
+                ("latency_ms", models.FloatField()),
+                ("trace_duration_ms", models.FloatField()),
+                ("trace_error", models.BooleanField()),
+                ("cohort", models.JSONField(default=dict)),
+                ("cost", models.FloatField(null=True)),
+                (
+                    "unpriced_models",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.TextField(), default=list, size=None
+                    ),
+                ),
+                ("prompt_tokens", models.BigIntegerField(default=0)),
+                ("completion_tokens", models.BigIntegerField(default=0)),
             ],
             options={
-                'indexes': [models.Index(fields=['project_id', 'hour'], name='decision_fact_hour_idx'), models.Index(condition=models.Q(('is_primary', True)), fields=['project_id', '-start_time'], name='decision_fact_trace_idx')],
-                'constraints': [models.UniqueConstraint(fields=('project_id', 'trace_id', 'span_id'), name='decision_fact_uniq')],
+                "indexes": [
+                    models.Index(fields=["project_id", "hour"], name="decision_fact_hour_idx"),
+                    models.Index(
+                        condition=models.Q(("is_primary", True)),
+                        fields=["project_id", "-start_time"],
+                        name="decision_fact_trace_idx",
+                    ),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("project_id", "trace_id", "span_id"), name="decision_fact_uniq"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='LabelRollup',
+            name="LabelRollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('width', models.CharField(max_length=1)),
-                ('bucket', models.DateTimeField()),
-                ('project_id', models.BigIntegerField()),
-                ('micro_model', models.TextField()),
-                ('model', models.TextField()),
-                ('route', models.TextField()),
-                ('label', models.TextField()),
-                ('expected_label', models.TextField()),
-                ('dim_key', models.TextField()),
-                ('dim_value', models.TextField()),
-                ('n', models.IntegerField()),
-                ('confidence_hist', django.contrib.postgres.fields.ArrayField(base_field=models.IntegerField(), size=None)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("width", models.CharField(max_length=1)),
+                ("bucket", models.DateTimeField()),
+                ("project_id", models.BigIntegerField()),
+                ("micro_model", models.TextField()),
+                ("model", models.TextField()),
+                ("route", models.TextField()),
+                ("label", models.TextField()),
+                ("expected_label", models.TextField()),
+                ("dim_key", models.TextField()),
+                ("dim_value", models.TextField()),
+                ("n", models.IntegerField()),
+                (
+                    "confidence_hist",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.IntegerField(), size=None
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['project_id', 'width', 'dim_key', 'bucket'], name='label_rollup_lookup_idx')],
+                "indexes": [
+                    models.Index(
+                        fields=["project_id", "width", "dim_key", "bucket"],
+                        name="label_rollup_lookup_idx",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ModelPrice',
+            name="ModelPrice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model_pattern', models.CharField(help_text="Model name, or a glob such as gpt-4o* (matched against the span's model).", max_length=200)),
-                ('input_per_million', models.DecimalField(decimal_places=6, help_text='USD per million input (prompt) tokens.', max_digits=14)),
-                ('output_per_million', models.DecimalField(decimal_places=6, help_text='USD per million output (completion) tokens.', max_digits=14)),
-                ('cached_input_per_million', models.DecimalField(blank=True, decimal_places=6, help_text='USD per million cached input tokens; empty means the input price.', max_digits=14, null=True)),
-                ('effective_from', models.DateField(help_text='Applies to spans from this day (UTC) on.')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "model_pattern",
+                    models.CharField(
+                        help_text="Model name, or a glob such as gpt-4o* (matched against the span's model).",
+                        max_length=200,
+                    ),
+                ),
+                (
+                    "input_per_million",
+                    models.DecimalField(
+                        decimal_places=6,
+                        help_text="USD per million input (prompt) tokens.",
+                        max_digits=14,
+                    ),
+                ),
+                (
+                    "output_per_million",
+                    models.DecimalField(
+                        decimal_places=6,
+                        help_text="USD per million output (completion) tokens.",
+                        max_digits=14,
+                    ),
+                ),
+                (
+                    "cached_input_per_million",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=6,
+                        help_text="USD per million cached input tokens; empty means the input price.",
+                        max_digits=14,
+                        null=True,
+                    ),
+                ),
+                (
+                    "effective_from",
+                    models.DateField(help_text="Applies to spans from this day (UTC) on."),
+                ),
             ],
             options={
-                'ordering': ('model_pattern', '-effective_from'),
-                'constraints': [models.UniqueConstraint(fields=('model_pattern', 'effective_from'), name='model_price_pattern_from_uniq')],
+                "ordering": ("model_pattern", "-effective_from"),
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("model_pattern", "effective_from"),
+                        name="model_price_pattern_from_uniq",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Rollup',
+            name="Rollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('width', models.CharField(max_length=1)),
-                ('bucket', models.DateTimeField()),
-                ('project_id', models.BigIntegerField()),
-                ('micro_model', models.TextField()),
-                ('model', models.TextField()),
-                ('route', models.TextField()),
-                ('dim_key', models.TextField()),
-                ('dim_value', models.TextField()),
-                ('decisions', models.IntegerField()),
-                ('fallbacks', models.IntegerField()),
-                ('retries', models.IntegerField()),
-                ('cache_hits', models.IntegerField()),
-                ('errors', models.IntegerField()),
-                ('traces', models.IntegerField()),
-                ('trace_errors', models.IntegerField()),
-                ('costed_traces', models.IntegerField()),
-                ('cost_sum', models.FloatField()),
-                ('prompt_tokens', models.BigIntegerField()),
-                ('completion_tokens', models.BigIntegerField()),
-                ('latency_hist', django.contrib.postgres.fields.ArrayField(base_field=models.IntegerField(), size=None)),
-                ('cost_hist', django.contrib.postgres.fields.ArrayField(base_field=models.IntegerField(), size=None)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("width", models.CharField(max_length=1)),
+                ("bucket", models.DateTimeField()),
+                ("project_id", models.BigIntegerField()),
+                ("micro_model", models.TextField()),
+                ("model", models.TextField()),
+                ("route", models.TextField()),
+                ("dim_key", models.TextField()),
+                ("dim_value", models.TextField()),
+                ("decisions", models.IntegerField()),
+                ("fallbacks", models.IntegerField()),
+                ("retries", models.IntegerField()),
+                ("cache_hits", models.IntegerField()),
+                ("errors", models.IntegerField()),
+                ("traces", models.IntegerField()),
+                ("trace_errors", models.IntegerField()),
+                ("costed_traces", models.IntegerField()),
+                ("cost_sum", models.FloatField()),
+                ("prompt_tokens", models.BigIntegerField()),
+                ("completion_tokens", models.BigIntegerField()),
+                (
+                    "latency_hist",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.IntegerField(), size=None
+                    ),
+                ),
+                (
+                    "cost_hist",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.IntegerField(), size=None
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['project_id', 'width', 'dim_key', 'bucket'], name='rollup_lookup_idx')],
+                "indexes": [
+                    models.Index(
+                        fields=["project_id", "width", "dim_key", "bucket"],
+                        name="rollup_lookup_idx",
+                    )
+                ],
             },
         ),
     ]

@@ -1,0 +1,114 @@
+"""The dashboard in a real headless browser: log in, open every page, check the charts
+drew (Plotly's ``.main-svg``), save screenshots under test-artifacts/.
+
+Playwright drives the system Chromium (its own browser download cannot work offline);
+``bin/test`` installs Debian's ``chromium`` when it is missing. Where there is no browser
+the test is skipped and says why.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from dashboard.metrics.refresh import fold_changes
+from tests.dashboard.metric_data import add_prices, build_trace
+from tracestore.services import create_project, store_spans
+
+CHROMIUM = Path(os.environ.get("MICROLENS_CHROMIUM", "/usr/bin/chromium"))
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "browser-test-pw-1"
+
+
+def _browser_or_skip():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright package is not installed")
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (bin/test installs it as root on Debian)")
+    return sync_playwright
+
+
+@pytest.fixture
+def seeded(transactional_db):
+    project = create_project("browser")
+    user = get_user_model().objects.create_user("bea", password=PASSWORD)
+    user.projects.add(project.id)
+    add_prices()
+    now = timezone.now()
+    traces = []
+    for i in range(24):
+        b = build_trace(
+            i,
+            start=now - timedelta(hours=1, minutes=9 * i),
+            route=("billing", "tech", "sales")[i % 3],
+            label=("billing", "tech", "sales")[i % 3],
+            expected=("billing", "tech", "sales")[(i // 2) % 3],
+            tier=("free", "pro", "enterprise")[i % 3],
+            fallback=i % 4 == 0,
+        )
+        for batch in b.batches:
+            store_spans(project.id, b.trace.records(batch))
+        traces.append(b.trace.trace_hex)
+    fold_changes()
+    return traces
+
+
+def test_every_page_draws_its_charts_in_a_real_browser(live_server, seeded, artifacts_dir):
+    sync_playwright = _browser_or_skip()
+    pages = [
+        ("overview", "/overview/", ["route-share", "fallback", "cost"]),
+        (
+            "micro-model",
+            "/micro-models/intent-mini/",
+            ["route-share", "confusion", "confidence", "fallback-by-cohort", "cost-by-route"],
+        ),
+        ("cohorts", "/cohorts/?dimension=user.tier", ["fallback-by-cohort"]),
+        ("traces", "/?micro_model=intent-mini&range=24h", []),
+        ("trace", f"/traces/{seeded[0]}/", []),
+    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(live_server.url + "/login/")
+            page.fill("input[name=username]", "bea")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_load_state("networkidle")
+            assert "/login/" not in page.url
+
+            for name, path, charts in pages:
+                response = page.goto(live_server.url + path)
+                assert response is not None and response.status == 200, name
+                for chart in charts:
+                    holder = page.locator(f'[data-figure="{chart}"]')
+                    holder.locator(".main-svg").first.wait_for(timeout=15_000)
+                    assert (
+                        holder.get_attribute("data-drawn") == "true"
+                        or holder.locator(".main-svg").count()
+                    )
+                if name == "trace":
+                    page.locator("#waterfall .main-svg").first.wait_for(timeout=15_000)
+                    assert page.locator("table.decisions tbody tr").count() == 1
+                if name == "traces":
+                    assert page.locator("table.traces tbody tr").count() == 24
+                page.screenshot(path=str(artifacts_dir / f"dashboard-{name}.png"), full_page=True)
+            assert errors == []
+        finally:
+            browser.close()
