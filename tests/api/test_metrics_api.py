@@ -110,3 +110,13 @@ def test_metrics_need_credentials(db) -> None:
     from rest_framework.test import APIClient
 
     assert APIClient().get("/api/v1/metrics/latency/").status_code == 401
+
+
+def test_the_schema_lists_every_metric(db) -> None:
+    from django.test import Client
+
+    schema = Client().get("/api/schema/?format=json").json()
+
+    operation = schema["paths"]["/api/v1/metrics/{name}/"]["get"]
+    name = next(p for p in operation["parameters"] if p["name"] == "name")
+    assert name["schema"]["enum"] == sorted(METRICS)

@@ -1,0 +1,47 @@
+"""Admin for what the dashboard's metrics are configured by: model prices and cohort
+dimensions. Both change how history is folded: after an edit, run
+``manage.py refresh_metrics --rebuild`` (prices apply from their date on)."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from .models import CohortDimension, ModelPrice
+
+_REBUILD_HINT = (
+    "Saved. Metrics already folded keep the old values until you run "
+    "`manage.py refresh_metrics --rebuild`."
+)
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = (
+        "model_pattern",
+        "effective_from",
+        "input_per_million",
+        "output_per_million",
+        "cached_input_per_million",
+    )
+    search_fields = ("model_pattern",)
+    list_filter = ("effective_from",)
+
+    def save_model(self, request: HttpRequest, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        messages.info(request, _REBUILD_HINT)
+
+
+@admin.register(CohortDimension)
+class CohortDimensionAdmin(admin.ModelAdmin):
+    list_display = ("display_name", "key")
+    search_fields = ("key", "display_name")
+
+    def save_model(self, request: HttpRequest, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        messages.info(request, _REBUILD_HINT)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().delete_queryset(request, queryset)
+        messages.info(request, _REBUILD_HINT)
