@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from .metrics.refresh import fold_changes
+from .metrics.refresh import expire_metrics, fold_changes
 
 log = logging.getLogger(__name__)
 
@@ -15,4 +15,5 @@ log = logging.getLogger(__name__)
 @shared_task(name="dashboard.refresh_metrics", ignore_result=True)
 def refresh_metrics() -> None:
     result = fold_changes()
+    expire_metrics()
     log.info("metrics.folded traces=%s hours=%s days=%s", result.traces, result.hours, result.days)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -385,6 +386,32 @@ def rebuild_days(buckets: set[tuple[int, datetime]]) -> None:
                 _LABEL_COLUMNS,
                 (("d", k[0], project_id, *k[1:], *acc) for k, acc in labels.items()),
             )
+
+
+def expire_metrics(now: datetime | None = None) -> None:
+    """Apply tracestore's retention setting to the derived rows (the beat task)."""
+    expire_before((now or timezone.now()) - timedelta(days=settings.MICROLENS_RETENTION_DAYS))
+
+
+def expire_before(cutoff: datetime) -> None:
+    """Drop facts and rollups of traces past tracestore's retention (their spans are gone,
+    so no change will ever fold them again). Day rows go once the whole day has expired."""
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM dashboard_decisionfact WHERE hour < %s", [_hour(cutoff)])
+        for table in ("dashboard_rollup", "dashboard_labelrollup"):
+            cursor.execute(
+                f"DELETE FROM {table} WHERE (width = 'h' AND bucket < %s)"  # noqa: S608 (constant table names)
+                " OR (width = 'd' AND bucket < %s)",
+                [_hour(cutoff), _day(cutoff)],
+            )
+        # The day the cutoff falls in keeps only its unexpired hours.
+        day = _day(cutoff)
+        cursor.execute(
+            "SELECT DISTINCT project_id FROM dashboard_rollup WHERE width = 'd' AND bucket = %s",
+            [day],
+        )
+        projects = [row[0] for row in cursor.fetchall()]
+    rebuild_days({(project_id, day) for project_id in projects})
 
 
 def fold_changes(now: datetime | None = None, *, since: datetime | None = None) -> FoldResult:

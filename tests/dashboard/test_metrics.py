@@ -273,3 +273,18 @@ def test_a_second_cohort_dimension_cannot_be_combined() -> None:
     with pytest.raises(metrics.InvalidQuery):
         metrics.compute("fallback-rate", filters, group_by="user.tier")
     assert math.isfinite(RESOLUTION_FACTOR)
+
+
+def test_expiry_drops_facts_and_rollups_past_retention(loaded) -> None:
+    from dashboard.metrics.refresh import expire_before
+
+    project_id, _ = loaded
+    cutoff = NOW - timedelta(hours=30)
+
+    expire_before(cutoff)
+
+    rows = metrics.compute("route-share", metrics.Filters((project_id,), *FULL)).rows
+    kept = metrics.compute(
+        "route-share", metrics.Filters((project_id,), metrics.floor_hour(cutoff), FULL[1])
+    ).rows
+    assert rows == kept and sum(r["count"] for r in rows) == 35
