@@ -173,8 +173,10 @@ def changed_trace_keys(
     if after is not None:
         params["after_time"], params["after_project"] = after[0], after[1]
         params["after_trace"] = bytes.fromhex(after[2])
+        # The plain bound lets the index scan start at the cursor; the row comparison
+        # then drops what the previous page already returned at that instant.
         cursor_sql = (
-            " AND (t.updated_at, t.project_id, t.trace_id)"
+            " AND t.updated_at >= %(after_time)s AND (t.updated_at, t.project_id, t.trace_id)"
             " > (%(after_time)s, %(after_project)s, %(after_trace)s)"
         )
     sql = (
