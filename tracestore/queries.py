@@ -185,7 +185,9 @@ def changed_trace_keys(
         " SELECT t.updated_at, t.project_id, t.trace_id FROM tracestore_trace t"
         " WHERE t.project_id = p.id AND t.updated_at >= %(since)s AND t.updated_at < %(until)s"
         f"{cursor_sql}"
-        " ORDER BY t.updated_at, t.trace_id LIMIT %(limit)s"
+        # Index order (updated_at only), but WITH TIES so the last instant comes whole
+        # and the outer sort by (updated_at, project, trace id) pages through it exactly.
+        " ORDER BY t.updated_at FETCH FIRST %(limit)s ROWS WITH TIES"
         ") AS head ORDER BY updated_at, project_id, trace_id LIMIT %(limit)s"
     )
     with connection.cursor() as cursor:
