@@ -82,3 +82,64 @@ class MetricView(APIView):
         except metrics.InvalidQuery as exc:
             raise exceptions.ValidationError({"query": [str(exc)]}) from exc
         return Response(MetricResultSerializer(result).data)
+
+
+class MicroModelSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    n = serializers.IntegerField(help_text="Decisions in range.")
+    fallbacks = serializers.IntegerField()
+    fallback_rate = serializers.FloatField()
+    errors = serializers.IntegerField()
+    routes = serializers.ListField(child=serializers.CharField())
+    models = serializers.ListField(child=serializers.CharField())
+    last_seen_bucket = serializers.DateTimeField(
+        help_text="Start of the last hour or day bucket it was seen in."
+    )
+
+
+class MicroModelListSerializer(serializers.Serializer):
+    results = MicroModelSerializer(many=True)
+
+
+_RANGE_PARAMETERS = [p for p in _PARAMETERS if p.name in ("start", "end", "range", "project")]
+
+
+def _micro_model_rows(request: Request, name: str | None) -> list[dict]:
+    params = request.query_params.copy()
+    params.setdefault("range", "30d")
+    try:
+        query = parse_metric_query(params, visible_project_ids(request.user))
+    except ProjectNotFound as exc:
+        raise exceptions.NotFound(str(exc)) from exc
+    except metrics.InvalidQuery as exc:
+        raise exceptions.ValidationError({"query": [str(exc)]}) from exc
+    return metrics.micro_models(query.filters, name)
+
+
+class MicroModelListView(APIView):
+    @extend_schema(
+        operation_id="micro_models_list",
+        summary="Micro models seen in your projects' traffic (default: the last 30 days)",
+        parameters=_RANGE_PARAMETERS,
+        responses={200: MicroModelListSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        rows = _micro_model_rows(request, None)
+        return Response(MicroModelListSerializer({"results": rows}).data)
+
+
+class MicroModelDetailView(APIView):
+    @extend_schema(
+        operation_id="micro_models_retrieve",
+        summary="One micro model's traffic in range",
+        parameters=[
+            OpenApiParameter("name", str, OpenApiParameter.PATH, description="Micro model name."),
+            *_RANGE_PARAMETERS,
+        ],
+        responses={200: MicroModelSerializer, 401: ErrorSerializer, 404: ErrorSerializer},
+    )
+    def get(self, request: Request, name: str) -> Response:
+        rows = _micro_model_rows(request, name)
+        if not rows:
+            raise exceptions.NotFound("No micro model with this name in your projects' traffic.")
+        return Response(MicroModelSerializer(rows[0]).data)

@@ -10,4 +10,10 @@ urlpatterns = [
     path("evaluations/", evaluations.EvaluationListView.as_view(), name="evaluation-list"),
     path("feedback/", evaluations.FeedbackView.as_view(), name="feedback"),
     path("metrics/<str:name>/", metrics.MetricView.as_view(), name="metric"),
+    path("micro-models/", metrics.MicroModelListView.as_view(), name="micro-model-list"),
+    path(
+        "micro-models/<path:name>/",
+        metrics.MicroModelDetailView.as_view(),
+        name="micro-model-detail",
+    ),
 ]

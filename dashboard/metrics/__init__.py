@@ -714,3 +714,31 @@ def find_traces(
         )
         for r in rows
     ]
+
+
+def micro_models(filters: Filters, name: str | None = None) -> list[dict[str, Any]]:
+    """The micro models seen in range (or one of them): decisions, fallbacks, the routes
+    and model versions they used, and the last hour they were seen in."""
+    where, params, _ = _where(filters.with_(micro_model=name), None, None)
+    sql = (
+        "SELECT micro_model, sum(decisions), sum(fallbacks), sum(errors),"  # noqa: S608 (constant SQL; values are parameters)
+        " array_agg(DISTINCT route), array_agg(DISTINCT model), max(bucket)"
+        f" FROM dashboard_rollup WHERE {where} AND decisions > 0 AND micro_model <> ''"
+        " GROUP BY micro_model ORDER BY micro_model"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [
+        {
+            "name": mm,
+            "n": int(n),
+            "fallbacks": int(fallbacks),
+            "fallback_rate": int(fallbacks) / int(n),
+            "errors": int(errors),
+            "routes": sorted(r for r in routes if r),
+            "models": sorted(m for m in models if m),
+            "last_seen_bucket": last.isoformat(),
+        }
+        for mm, n, fallbacks, errors, routes, models, last in rows
+    ]

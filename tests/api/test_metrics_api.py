@@ -120,3 +120,14 @@ def test_the_schema_lists_every_metric(db) -> None:
     operation = schema["paths"]["/api/v1/metrics/{name}/"]["get"]
     name = next(p for p in operation["parameters"] if p["name"] == "name")
     assert name["schema"]["enum"] == sorted(METRICS)
+
+
+def test_micro_models_are_listed_and_scoped_to_the_callers_projects(loaded, other_tenant) -> None:
+    listing = loaded.client().get("/api/v1/micro-models/", RANGE)
+    detail = loaded.client().get("/api/v1/micro-models/intent-mini/", RANGE)
+    theirs = other_tenant.client().get("/api/v1/micro-models/intent-mini/", RANGE)
+
+    assert [m["name"] for m in listing.json()["results"]] == ["intent-mini"]
+    assert detail.status_code == 200
+    assert detail.json()["n"] == 30 and detail.json()["routes"] == ["billing", "sales", "tech"]
+    assert theirs.status_code == 404
