@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from tests.builders import micro_model_trace
@@ -189,3 +190,40 @@ def test_merged_rollups_equal_a_rebuild_from_stored_spans_in_any_arrival_order(
     rebuild_trace_rollups(project_id, list(merged))
     assert _rollups() == merged
     assert sum(row[7] for row in merged.values()) == len(spans_by_trace)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_of_the_same_traces_lose_no_update() -> None:
+    """Four writers (as four receivers would) store interleaved pieces of the same traces
+    at once; the rollups must equal a rebuild from the stored spans."""
+    project_id = create_project("concurrent").id
+    traces = [micro_model_trace(fallback=i % 2 == 0, tier=f"t{i}") for i in range(30)]
+    pieces = [trace.records([span]) for trace in traces for span in trace.spans]
+    random.Random(7).shuffle(pieces)
+    lanes = [pieces[i::4] for i in range(4)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def write(lane: list) -> None:
+        try:
+            start.wait(timeout=10)
+            for position in range(0, len(lane), 3):
+                store_spans(
+                    project_id, [r for piece in lane[position : position + 3] for r in piece]
+                )
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=write, args=(lane,)) for lane in lanes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    merged = _rollups()
+    assert len(merged) == 30
+    assert sum(row[7] for row in merged.values()) == sum(len(t.spans) for t in traces)
+    rebuild_trace_rollups(project_id, list(merged))
+    assert _rollups() == merged
