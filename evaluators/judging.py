@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cache
 
@@ -12,10 +13,20 @@ from .judges.local import LexicalJudge
 from .judges.openai_compatible import OpenAICompatibleJudge
 from .models import Judge as JudgeConfig
 
+log = logging.getLogger(__name__)
+
 
 @cache
 def local_judge() -> Judge:
-    """Built once per worker process (a model-based judge would load its weights here)."""
+    """Loaded once per worker process: the MiniLM judge when its packages are installed
+    (and MICROLENS_LOCAL_JUDGE is not ``lexical``), else the lexical judge."""
+    if settings.MICROLENS_LOCAL_JUDGE != "lexical":
+        try:
+            from .judges.embedding import EmbeddingJudge
+
+            return EmbeddingJudge.load()
+        except Exception as exc:  # any load failure falls back to the lexical floor
+            log.info("judge.local_fallback judge=local-lexical reason=%s", exc)
     return LexicalJudge()
 
 

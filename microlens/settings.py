@@ -232,6 +232,10 @@ MICROLENS_EVAL_LEASE_SECONDS = env_int("MICROLENS_EVAL_LEASE_SECONDS", 300, mini
 MICROLENS_EVAL_REDISPATCH_SECONDS = env_int("MICROLENS_EVAL_REDISPATCH_SECONDS", 120, minimum=1)
 MICROLENS_EVAL_MAX_ATTEMPTS = env_int("MICROLENS_EVAL_MAX_ATTEMPTS", 5, minimum=1)
 MICROLENS_EVAL_SCHEDULE_SECONDS = env_int("MICROLENS_EVAL_SCHEDULE_SECONDS", 30, minimum=1)
+# `auto`: the MiniLM judge when its packages are installed, else lexical; `lexical`: always.
+MICROLENS_LOCAL_JUDGE = env_str("MICROLENS_LOCAL_JUDGE", "auto")
+if MICROLENS_LOCAL_JUDGE not in ("auto", "lexical"):
+    raise ImproperlyConfigured("MICROLENS_LOCAL_JUDGE must be auto or lexical")
 # Both expire after one period: a backlog of beat messages must not run them in a burst.
 CELERY_BEAT_SCHEDULE["evaluators-schedule"] = {
     "task": "evaluators.schedule",

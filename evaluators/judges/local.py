@@ -33,14 +33,10 @@ class LexicalJudge:
     name = "local-lexical"
 
     def task_completion(self, input_text: str, output_text: str) -> Score:
-        output = (output_text or "").strip()
-        if not output:
-            return Score(0.0, "empty output")
-        if _REFUSAL.search(output[:300]):
-            return Score(0.05, "the output refuses or declines the request")
-        format_problem = _format_problem(input_text, output)
-        if format_problem:
-            return Score(0.15, format_problem)
+        problem = blocking_problem(input_text, output_text)
+        if problem is not None:
+            return problem
+        output = output_text.strip()
         asked = lexical.content_words(input_text)
         if not asked:
             return Score(0.75, "no content words in the input to check the topic against")
@@ -84,6 +80,20 @@ class LexicalJudge:
         return Score(max(0.0, min(1.0, score)), reason)
 
 
+def blocking_problem(input_text: str, output_text: str) -> Score | None:
+    """What fails a task whatever the topic: an empty answer, a refusal, a requested format
+    (JSON, one word, yes/no) not followed."""
+    output = (output_text or "").strip()
+    if not output:
+        return Score(0.0, "empty output")
+    if _REFUSAL.search(output[:300]):
+        return Score(0.05, "the output refuses or declines the request")
+    format_problem = _format_problem(input_text, output)
+    if format_problem:
+        return Score(0.15, format_problem)
+    return None
+
+
 def _contradicts(
     claim: str, words: set[str], context_sentences: list[str], context_numbers: set[str]
 ) -> bool:
@@ -94,13 +104,19 @@ def _contradicts(
         overlap = lexical.support(words, lexical.content_words(sentence))
         if overlap > best_overlap:
             best, best_overlap = sentence, overlap
-    if best_overlap < 0.6:
-        return False
-    if lexical.negated(claim) != lexical.negated(best):
+    # Thresholds measured on HaluEval (bench/evaluators.py): a polarity flip only counts on
+    # a near-verbatim claim (negations elsewhere in a long context sentence are noise); a
+    # changed number on a claim sharing most of a sentence's words.
+    if best_overlap >= 0.9 and lexical.negated(claim) != lexical.negated(best):
         return True
     claim_numbers = lexical.numbers(claim)
     best_numbers = lexical.numbers(best)
-    return bool(claim_numbers and best_numbers and not claim_numbers <= context_numbers)
+    return bool(
+        best_overlap >= 0.8
+        and claim_numbers
+        and best_numbers
+        and not claim_numbers <= context_numbers
+    )
 
 
 def _format_problem(input_text: str, output: str) -> str:
