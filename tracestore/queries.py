@@ -402,6 +402,12 @@ def _traces_with_model_spans(
         keys = Q()
         for t in traces:
             keys |= Q(project_id=t["project_id"], trace_id=bytes(t["trace_id"]))
+        # The traces' time span bounds the spans' start times: only those day partitions
+        # are read.
+        starts = [t["start_time"] for t in traces if t["start_time"] is not None]
+        ends = [t["end_time"] for t in traces if t["end_time"] is not None]
+        if starts and ends and len(starts) == len(traces):
+            keys &= Q(start_time__gte=min(starts), start_time__lte=max(ends))
         spans = (
             Span.objects.filter(keys)
             .filter(Q(model__isnull=False) | Q(micro_model__isnull=False))
@@ -443,7 +449,7 @@ def quiet_traces_with_models(
         )
     rows = list(
         traces.order_by("updated_at", "project_id", "trace_id").values(
-            "project_id", "trace_id", "updated_at", "cohort"
+            "project_id", "trace_id", "updated_at", "start_time", "end_time", "cohort"
         )[:limit]
     )
     return _traces_with_model_spans(rows, "updated_at")
@@ -472,7 +478,7 @@ def traces_with_models_started_between(
         )
     rows = list(
         traces.order_by("start_time", "project_id", "trace_id").values(
-            "project_id", "trace_id", "start_time", "cohort"
+            "project_id", "trace_id", "start_time", "end_time", "cohort"
         )[:limit]
     )
     return _traces_with_model_spans(rows, "start_time")

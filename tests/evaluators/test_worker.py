@@ -18,7 +18,7 @@ from django.db import connection
 
 from evaluators.models import EvaluationJob, EvaluationResult, Judge
 from evaluators.services import sweep_evaluation_jobs
-from evaluators.tasks import dispatch
+from evaluators.tasks import dispatch, schedule, sweep
 
 from .conftest import Tenant, classifier_trace, configure, schedule_all
 from .judge_server import JudgeServer, Reply, judge_server, verdict
@@ -196,3 +196,32 @@ def test_messages_lost_with_the_broker_are_recovered_by_the_sweeper(
 
     _wait_for(_all_done, what="every job done")
     _one_result_per_job()
+
+
+def test_the_beat_tasks_schedule_and_the_worker_evaluates(
+    tenant: Tenant, start_worker, settings
+) -> None:
+    settings.MICROLENS_EVAL_QUIET_SECONDS = 0
+    configure(tenant.project_id, evaluators={"label_check": 1.0, "task_completion": 0.5})
+    for _ in range(2):
+        tenant.store(classifier_trace(expected="billing"))
+    start_worker()
+
+    schedule()  # what beat runs every MICROLENS_EVAL_SCHEDULE_SECONDS
+    sweep()
+
+    _wait_for(lambda: EvaluationJob.objects.count() == 4 and _all_done(), what="4 jobs done")
+    _one_result_per_job()
+
+
+def test_the_tasks_and_beat_entries_are_registered() -> None:
+    from microlens.celery import app
+
+    app.loader.import_default_modules()
+    assert {"evaluators.schedule", "evaluators.run_evaluation", "evaluators.sweep"} <= set(
+        app.tasks
+    )
+    run = app.tasks["evaluators.run_evaluation"]
+    assert (run.acks_late, run.reject_on_worker_lost) == (True, True)
+    beat = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"evaluators.schedule", "evaluators.sweep"} <= beat
