@@ -52,6 +52,16 @@ class EvaluationView:
 
 
 @dataclass(frozen=True, slots=True)
+class EvaluationCount:
+    """Applicable verdicts of one evaluator in one group (micro model or cohort value)."""
+
+    evaluator: str
+    group: str | None
+    failed: int
+    evaluated: int
+
+
+@dataclass(frozen=True, slots=True)
 class EvaluationPage:
     results: list[EvaluationView]
     next_cursor: str | None

@@ -7,9 +7,10 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, TextField, Value
+from django.db.models.fields.json import KT
 
-from .contracts import EvaluationPage, EvaluationView
+from .contracts import EvaluationCount, EvaluationPage, EvaluationView
 from .models import EvaluationJob, EvaluationResult
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -151,6 +152,49 @@ def list_evaluations(
     views = [_view(r) for r in page[:limit]]
     next_cursor = _encode(views[-1]) if len(page) > limit else None
     return EvaluationPage(results=views, next_cursor=next_cursor)
+
+
+def evaluation_counts(
+    project_ids: Sequence[int],
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    micro_model: str | None = None,
+    evaluator: str | None = None,
+    group_by: str | None = None,
+    cohort: tuple[str, str] | None = None,
+) -> list[EvaluationCount]:
+    """Failed and evaluated counts per evaluator, and per ``group_by`` ("micro_model" or a
+    cohort key; results without that key are left out), counted in the database. Not
+    applicable verdicts are neither. ``cohort`` keeps results with that (key, value)."""
+    rows = _filtered(
+        project_ids, micro_model=micro_model, evaluator=evaluator, start=start, end=end
+    ).filter(passed__isnull=False)
+    if cohort is not None:
+        rows = rows.filter(cohort__contains={cohort[0]: cohort[1]})
+    if group_by == "micro_model":
+        group = F("micro_model__name")
+    elif group_by:
+        group = KT(f"cohort__{group_by}")
+        rows = rows.filter(cohort__has_key=group_by)
+    else:
+        group = Value(None, output_field=TextField())
+    counted = (
+        rows.order_by()
+        .annotate(group=group)
+        .values("evaluator", "group")
+        .annotate(evaluated=Count("id"), failed=Count("id", filter=Q(passed=False)))
+        .order_by("evaluator", "group")
+    )
+    return [
+        EvaluationCount(
+            evaluator=row["evaluator"],
+            group=None if row["group"] is None else str(row["group"]),
+            failed=row["failed"],
+            evaluated=row["evaluated"],
+        )
+        for row in counted
+    ]
 
 
 def job_status_counts(project_ids: Sequence[int] | None = None) -> dict[str, int]:

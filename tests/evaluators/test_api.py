@@ -184,3 +184,31 @@ def test_feedback_cannot_reach_another_projects_trace(tenant: Tenant, other_tena
 
     assert response.status_code == 404
     assert not Feedback.objects.exists()
+
+
+def test_evaluation_counts_per_evaluator_micro_model_and_cohort(tenant: Tenant) -> None:
+    from evaluators.contracts import EvaluationCount
+    from evaluators.queries import evaluation_counts
+
+    configure(tenant.project_id, evaluators={"label_check": 1.0, "groundedness": 0.5})
+    _evaluate(
+        tenant,
+        [
+            classifier_trace(expected="billing"),
+            classifier_trace(expected="refund"),
+            classifier_trace(expected="refund", documents=()),  # groundedness n/a
+        ],
+    )
+
+    assert evaluation_counts([tenant.project_id]) == [
+        EvaluationCount("groundedness", None, failed=0, evaluated=2),
+        EvaluationCount("label_check", None, failed=2, evaluated=3),
+    ]
+    assert evaluation_counts(
+        [tenant.project_id], evaluator="label_check", group_by="user.tier"
+    ) == [EvaluationCount("label_check", "pro", failed=2, evaluated=3)]
+    assert evaluation_counts(
+        [tenant.project_id], evaluator="label_check", group_by="micro_model"
+    ) == [EvaluationCount("label_check", "intent-mini", failed=2, evaluated=3)]
+    assert evaluation_counts([tenant.project_id], cohort=("user.tier", "free")) == []
+    assert evaluation_counts([tenant.project_id + 1000]) == []
