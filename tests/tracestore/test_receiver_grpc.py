@@ -11,15 +11,14 @@ import pytest
 from django.db import connection
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from opentelemetry import trace as otel_trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from tests.builders import micro_model_trace
+from tests.sdk_traces import assert_classifier_trace_stored, export_classifier_trace
 from tracestore.contracts import FLAG_TRUNCATED
 from tracestore.decode import MAX_DEPTH
 from tracestore.models import Span, Trace
@@ -47,61 +46,16 @@ def _stub(address: str) -> trace_service_pb2_grpc.TraceServiceStub:
     return trace_service_pb2_grpc.TraceServiceStub(grpc.insecure_channel(address))
 
 
-def _sdk_provider(address: str, headers: dict[str, str], **exporter_kw) -> TracerProvider:
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": "checkout", "deployment.environment": "test"})
-    )
-    exporter = OTLPSpanExporter(endpoint=address, insecure=True, headers=headers, **exporter_kw)
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    return provider
-
-
 def test_spans_from_the_real_sdk_exporter_are_stored_field_for_field(
     receiver: str, api_key: str
 ) -> None:
-    provider = _sdk_provider(
-        receiver,
-        {"authorization": f"Bearer {api_key}"},
+    exporter = OTLPSpanExporter(
+        endpoint=receiver,
+        insecure=True,
+        headers={"authorization": f"Bearer {api_key}"},
         compression=grpc.Compression.Gzip,
     )
-    tracer = provider.get_tracer("checkout.router", "1.2.3")
-    with tracer.start_as_current_span("POST /chat", attributes={"user.tier": "pro"}) as root:
-        with tracer.start_as_current_span(
-            "intent-classifier",
-            kind=otel_trace.SpanKind.CLIENT,
-            attributes={
-                "micro_model.name": "intent-mini",
-                "micro_model.label": "refund",
-                "micro_model.confidence": 0.71,
-                "route.name": "refunds",
-                "llm.token_count.prompt": 12,
-                "llm.token_count.completion": 1,
-                "tags": ["a", "b"],
-            },
-        ) as child:
-            child.add_event("decided", {"label": "refund"})
-    assert provider.force_flush(10_000)
-    provider.shutdown()
-
-    trace_id = root.get_span_context().trace_id.to_bytes(16, "big")
-    child_id = child.get_span_context().span_id.to_bytes(8, "big")
-    stored = Span.objects.get(trace_id=trace_id, span_id=child_id)
-    assert stored.name == "intent-classifier"
-    assert stored.kind == 3  # SPAN_KIND_CLIENT in OTLP numbering
-    assert stored.parent_span_id == root.get_span_context().span_id.to_bytes(8, "big")
-    assert stored.service_name == "checkout"
-    assert (stored.scope_name, stored.scope_version) == ("checkout.router", "1.2.3")
-    assert stored.resource_attributes["deployment.environment"] == "test"
-    assert stored.attributes["tags"] == ["a", "b"]
-    assert (stored.micro_model, stored.label, stored.route) == ("intent-mini", "refund", "refunds")
-    assert stored.confidence == 0.71
-    assert stored.events[0]["name"] == "decided"
-    assert stored.events[0]["attributes"] == {"label": "refund"}
-    assert stored.start_time.timestamp() == pytest.approx(child.start_time / 1e9, abs=1e-6)
-    assert stored.duration_ns == child.end_time - child.start_time
-    rollup = Trace.objects.get(trace_id=trace_id)
-    assert (rollup.span_count, rollup.root_name) == (2, "POST /chat")
-    assert rollup.cohort == {"user.tier": "pro"}
+    assert_classifier_trace_stored(*export_classifier_trace(exporter))
 
 
 @pytest.mark.parametrize(

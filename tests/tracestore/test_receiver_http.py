@@ -28,18 +28,15 @@ import pytest
 import requests
 from django.db import connection, connections
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry import trace as otel_trace
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from tests.builders import TraceBuilder, micro_model_trace
+from tests.sdk_traces import assert_classifier_trace_stored, export_classifier_trace
 from tracestore.contracts import FLAG_TRUNCATED
 from tracestore.http_receiver import build_app
 from tracestore.models import Span, Trace
@@ -123,65 +120,19 @@ def _assert_still_serving(url: str, key: str) -> None:
 # -- the real SDK exporter ----------------------------------------------------------------
 
 
-def _export_with_the_sdk(endpoint: str, headers: dict[str, str]) -> tuple[Any, Any]:
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": "checkout", "deployment.environment": "test"})
-    )
-    exporter = OTLPSpanExporter(
+def _http_exporter(endpoint: str, headers: dict[str, str]) -> OTLPSpanExporter:
+    return OTLPSpanExporter(
         endpoint=endpoint, headers=headers, compression=Compression.Gzip, timeout=10
     )
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    tracer = provider.get_tracer("checkout.router", "1.2.3")
-    with tracer.start_as_current_span("POST /chat", attributes={"user.tier": "pro"}) as root:
-        with tracer.start_as_current_span(
-            "intent-classifier",
-            kind=otel_trace.SpanKind.CLIENT,
-            attributes={
-                "micro_model.name": "intent-mini",
-                "micro_model.label": "refund",
-                "micro_model.confidence": 0.71,
-                "route.name": "refunds",
-                "llm.token_count.prompt": 12,
-                "llm.token_count.completion": 1,
-                "tags": ["a", "b"],
-            },
-        ) as child:
-            child.add_event("decided", {"label": "refund"})
-    assert provider.force_flush(10_000)
-    provider.shutdown()
-    return root, child
-
-
-def _assert_sdk_spans_stored(root: Any, child: Any) -> None:
-    trace_id = root.get_span_context().trace_id.to_bytes(16, "big")
-    child_id = child.get_span_context().span_id.to_bytes(8, "big")
-    stored = Span.objects.get(trace_id=trace_id, span_id=child_id)
-    assert stored.name == "intent-classifier"
-    assert stored.kind == 3  # SPAN_KIND_CLIENT in OTLP numbering
-    assert stored.parent_span_id == root.get_span_context().span_id.to_bytes(8, "big")
-    assert stored.service_name == "checkout"
-    assert (stored.scope_name, stored.scope_version) == ("checkout.router", "1.2.3")
-    assert stored.resource_attributes["deployment.environment"] == "test"
-    assert stored.attributes["tags"] == ["a", "b"]
-    assert (stored.micro_model, stored.label, stored.route) == ("intent-mini", "refund", "refunds")
-    assert stored.confidence == 0.71
-    assert (stored.prompt_tokens, stored.completion_tokens) == (12, 1)
-    assert stored.events[0]["name"] == "decided"
-    assert stored.events[0]["attributes"] == {"label": "refund"}
-    assert stored.start_time.timestamp() == pytest.approx(child.start_time / 1e9, abs=1e-6)
-    assert stored.duration_ns == child.end_time - child.start_time
-    rollup = Trace.objects.get(trace_id=trace_id)
-    assert (rollup.span_count, rollup.root_name) == (2, "POST /chat")
-    assert rollup.cohort == {"user.tier": "pro"}
 
 
 def test_spans_from_the_real_sdk_exporter_with_gzip_are_stored_field_for_field(
     receiver: str, api_key: str
 ) -> None:
-    root, child = _export_with_the_sdk(
-        f"{receiver}/v1/traces", {"authorization": f"Bearer {api_key}"}
+    root, child = export_classifier_trace(
+        _http_exporter(f"{receiver}/v1/traces", {"authorization": f"Bearer {api_key}"})
     )
-    _assert_sdk_spans_stored(root, child)
+    assert_classifier_trace_stored(root, child)
 
 
 def test_the_recorded_sdk_payload_is_accepted_as_sent(receiver: str, api_key: str) -> None:
@@ -588,8 +539,10 @@ def test_the_gunicorn_receiver_stores_what_the_sdk_exports(
     start_gunicorn: Callable[[str], str], api_key: str
 ) -> None:
     url = start_gunicorn(_database_url())
-    root, child = _export_with_the_sdk(f"{url}/v1/traces", {"x-api-key": api_key})
-    _assert_sdk_spans_stored(root, child)
+    root, child = export_classifier_trace(
+        _http_exporter(f"{url}/v1/traces", {"x-api-key": api_key})
+    )
+    assert_classifier_trace_stored(root, child)
     bomb = _post(url, _gzip_bomb(), api_key, encoding="gzip")
     assert bomb.status_code == 413
     _assert_still_serving(url, api_key)
