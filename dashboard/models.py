@@ -138,6 +138,8 @@ class Rollup(models.Model):
     completion_tokens = models.BigIntegerField()
     latency_hist = ArrayField(models.IntegerField())
     cost_hist = ArrayField(models.IntegerField())
+    # Models that left traces in this bucket uncosted (no price): listed, never zero.
+    unpriced_models = ArrayField(models.TextField(), default=list)
 
     class Meta:
         indexes = [

@@ -148,7 +148,7 @@ def _where(
         return "FALSE", [], None
     start, end = floor_hour(filters.start), ceil_hour(filters.end)
     bucket_sql, params = _bucket_condition(start, end, interval)
-    conditions = ["project_id = ANY(%s)", bucket_sql]
+    conditions = ["project_id = ANY(%s::bigint[])", bucket_sql]
     params = [list(filters.project_ids), *params]
     for column in COLUMN_GROUPS:
         value = getattr(filters, column)
@@ -419,15 +419,13 @@ def cost_per_trace(
 
 def unpriced_models(filters: Filters) -> list[str]:
     """Models that left traces in range uncosted (add a ModelPrice, then rebuild)."""
-    if not filters.project_ids:
-        return []
+    where, params, _ = _where(filters, None, None)
+    sql = (
+        "SELECT DISTINCT unnest(unpriced_models) FROM dashboard_rollup"  # noqa: S608 (constant SQL; values are parameters)
+        f" WHERE {where} AND costed_traces < traces ORDER BY 1 LIMIT 50"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT DISTINCT unnest(unpriced_models) FROM dashboard_decisionfact"
-            " WHERE project_id = ANY(%s) AND is_primary AND cost IS NULL"
-            " AND start_time >= %s AND start_time < %s ORDER BY 1 LIMIT 50",
-            [list(filters.project_ids), floor_hour(filters.start), ceil_hour(filters.end)],
-        )
+        cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -663,8 +661,8 @@ def find_traces(
     trace's primary fact row); ``trace_ids`` narrows to those traces (failed evaluations)."""
     if not filters.project_ids:
         return []
-    conditions = ["project_id = ANY(%s)", "is_primary", "start_time >= %s", "start_time < %s"]
-    params: list[Any] = [list(filters.project_ids), filters.start, filters.end]
+    conditions = ["f.project_id = p.id", "is_primary", "start_time >= %s", "start_time < %s"]
+    params: list[Any] = [filters.start, filters.end]
     for column, value in (
         ("micro_model", filters.micro_model),
         ("route", filters.route),
@@ -688,14 +686,20 @@ def find_traces(
     if trace_ids is not None:
         conditions.append("trace_id = ANY(%s::bytea[])")
         params.append([bytes.fromhex(t) for t in trace_ids])
+    # Per project, newest first down its (project, start_time) index, then merged: no
+    # sort of every matching fact.
+    columns = (
+        "project_id, trace_id, start_time, micro_model, route, label, confidence,"
+        " is_fallback, trace_error, trace_duration_ms, cost, cohort"
+    )
     sql = (
-        "SELECT project_id, trace_id, start_time, micro_model, route, label, confidence,"  # noqa: S608 (constant SQL; values are parameters)
-        " is_fallback, trace_error, trace_duration_ms, cost, cohort::text"
-        f" FROM dashboard_decisionfact WHERE {' AND '.join(conditions)}"
-        " ORDER BY start_time DESC LIMIT %s"
+        f"SELECT {columns.replace('cohort', 'cohort::text')} FROM"  # noqa: S608 (constant SQL; values are parameters)
+        " unnest(%s::bigint[]) AS p(id) CROSS JOIN LATERAL ("
+        f" SELECT {columns} FROM dashboard_decisionfact f WHERE {' AND '.join(conditions)}"
+        " ORDER BY start_time DESC LIMIT %s) AS head ORDER BY start_time DESC LIMIT %s"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, limit])
+        cursor.execute(sql, [list(filters.project_ids), *params, limit, limit])
         rows = cursor.fetchall()
     return [
         TraceRow(

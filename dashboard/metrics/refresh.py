@@ -206,8 +206,9 @@ def replace_facts(traces: list[TraceFacts], keys: list[tuple[int, str]], prices:
 
 def _new_rollup() -> list:
     # decisions, fallbacks, retries, cache_hits, errors, traces, trace_errors,
-    # costed_traces, cost_sum, prompt_tokens, completion_tokens, latency, cost hist
-    return [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, [0] * LATENCY_BINS, [0] * COST_BINS]
+    # costed_traces, cost_sum, prompt_tokens, completion_tokens, latency, cost hist,
+    # unpriced models
+    return [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, [0] * LATENCY_BINS, [0] * COST_BINS, set()]
 
 
 def _add_fact(acc: list, f: tuple) -> None:
@@ -229,6 +230,8 @@ def _add_fact(acc: list, f: tuple) -> None:
             acc[7] += 1
             acc[8] += cost
             acc[12][log_bin(cost, COST_BASE_USD, COST_BINS)] += 1
+        else:
+            acc[13].update(f[11])
 
 
 _ROLLUP_COLUMNS = (
@@ -253,6 +256,7 @@ _ROLLUP_COLUMNS = (
     "completion_tokens",
     "latency_hist",
     "cost_hist",
+    "unpriced_models",
 )
 _LABEL_COLUMNS = (
     "width",
@@ -289,7 +293,8 @@ def rebuild_hours(buckets: set[tuple[int, datetime]], keys: list[str]) -> None:
             cursor.execute(
                 "SELECT hour, micro_model, model, route, label, expected_label, confidence,"
                 " cohort::text, is_decision, is_primary, is_fallback, is_retry, cache_hit,"
-                " is_error, latency_ms, trace_error, cost, prompt_tokens, completion_tokens"
+                " is_error, latency_ms, trace_error, cost, prompt_tokens, completion_tokens,"
+                " unpriced_models"
                 " FROM dashboard_decisionfact"
                 " WHERE project_id = %s AND hour = ANY(%s::timestamptz[])",
                 [project_id, hours],
@@ -317,7 +322,10 @@ def rebuild_hours(buckets: set[tuple[int, datetime]], keys: list[str]) -> None:
                 cursor,
                 "dashboard_rollup",
                 _ROLLUP_COLUMNS,
-                (("h", k[0], project_id, *k[1:], *acc) for k, acc in rollups.items()),
+                (
+                    ("h", k[0], project_id, *k[1:], *acc[:13], sorted(acc[13]))
+                    for k, acc in rollups.items()
+                ),
             )
             _copy(
                 cursor,
@@ -352,7 +360,7 @@ def rebuild_days(buckets: set[tuple[int, datetime]]) -> None:
                 key = (day, *row[2:7])
                 acc = rollups.get(key)
                 if acc is None:
-                    acc = rollups[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, None, None]
+                    acc = rollups[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, None, None, set()]
                 for i in range(11):
                     acc[i] += row[7 + i]
                 for i in (11, 12):
@@ -360,6 +368,7 @@ def rebuild_days(buckets: set[tuple[int, datetime]]) -> None:
                         acc[i] = list(row[7 + i])
                     else:
                         add_into(acc[i], row[7 + i])
+                acc[13].update(row[20])
             cursor.execute(
                 f"SELECT {', '.join(_LABEL_COLUMNS[1:])}"
                 + day_filter.format(table="dashboard_labelrollup"),
@@ -378,7 +387,10 @@ def rebuild_days(buckets: set[tuple[int, datetime]]) -> None:
                 cursor,
                 "dashboard_rollup",
                 _ROLLUP_COLUMNS,
-                (("d", k[0], project_id, *k[1:], *acc) for k, acc in rollups.items()),
+                (
+                    ("d", k[0], project_id, *k[1:], *acc[:13], sorted(acc[13]))
+                    for k, acc in rollups.items()
+                ),
             )
             _copy(
                 cursor,
@@ -453,3 +465,21 @@ def rebuild_all_rollups() -> FoldResult:
         Rollup.objects.all().delete()
         LabelRollup.objects.all().delete()
     return fold_changes(since=_EPOCH)
+
+
+def resum_rollups() -> FoldResult:
+    """Re-sum every rollup from the facts, without re-reading spans: enough after a cohort
+    dimension change (facts keep every cohort key tracestore reads), not after a price
+    change (costs are in the facts; use ``rebuild_all_rollups``)."""
+    keys_config = cohort_keys()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_ID])
+            cursor.execute("SELECT DISTINCT project_id, hour FROM dashboard_decisionfact")
+            touched = set(cursor.fetchall())
+            cursor.execute("DELETE FROM dashboard_rollup")
+            cursor.execute("DELETE FROM dashboard_labelrollup")
+        rebuild_hours(touched, keys_config)
+        days = {(project_id, _day(hour)) for project_id, hour in touched}
+        rebuild_days(days)
+    return FoldResult(traces=0, hours=len(touched), days=len(days), folded_until=timezone.now())

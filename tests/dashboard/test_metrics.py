@@ -288,3 +288,21 @@ def test_expiry_drops_facts_and_rollups_past_retention(loaded) -> None:
         "route-share", metrics.Filters((project_id,), metrics.floor_hour(cutoff), FULL[1])
     ).rows
     assert rows == kept and sum(r["count"] for r in rows) == 35
+
+
+def test_resumming_from_facts_picks_up_a_new_cohort_dimension(loaded) -> None:
+    from dashboard.metrics.refresh import resum_rollups
+    from dashboard.models import CohortDimension
+
+    project_id, _ = loaded
+    CohortDimension.objects.filter(key="language").delete()
+    resum_rollups()
+    filters = metrics.Filters((project_id,), *FULL)
+    with pytest.raises(metrics.InvalidQuery):
+        metrics.compute("fallback-rate", filters, group_by="language")
+
+    CohortDimension.objects.create(key="language", display_name="Language")
+    resum_rollups()
+
+    rows = metrics.compute("fallback-rate", filters, group_by="language").rows
+    assert {row["group"]: row["n"] for row in rows} == {"de": 30, "en": 30}

@@ -1,20 +1,28 @@
 from django.core.management.base import BaseCommand
 
-from ...metrics.refresh import fold_changes, rebuild_all_rollups
+from ...metrics.refresh import fold_changes, rebuild_all_rollups, resum_rollups
 
 
 class Command(BaseCommand):
     help = (
         "Fold traces changed since the last run into the metric rollups (beat does this "
-        "every minute). --rebuild recomputes all history: run it after changing model "
-        "prices or cohort dimensions."
+        "every minute). --rebuild recomputes all history from the spans (after a model "
+        "price change); --resum re-sums the rollups from the folded facts (after a cohort "
+        "dimension change, much faster)."
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--rebuild", action="store_true")
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument("--rebuild", action="store_true")
+        group.add_argument("--resum", action="store_true")
 
     def handle(self, *args, **options) -> None:
-        result = rebuild_all_rollups() if options["rebuild"] else fold_changes()
+        if options["rebuild"]:
+            result = rebuild_all_rollups()
+        elif options["resum"]:
+            result = resum_rollups()
+        else:
+            result = fold_changes()
         self.stdout.write(
             f"folded {result.traces} traces: {result.hours} hour and {result.days} day buckets"
         )
