@@ -14,9 +14,12 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 
 from tracestore.contracts import SpanRecord
 from tracestore.services import store_spans
+
+from .models import ModelPrice
 
 MICRO_MODELS = {
     # name: (model version, routes/labels, base fallback probability, median latency ms)
@@ -34,6 +37,30 @@ TASKS = (("support", 0.6), ("sales", 0.25), ("search", 0.15))
 FALLBACK_BOOST = {"ja": 3.0, "de": 1.6, "free": 1.3, "v4": 0.7}
 BIG_MODELS = ("gpt-large", "claude-big")
 ANSWER_MODEL = "gpt-mini"
+
+
+# Demo prices (USD per million input / output tokens), created when the table has none
+# for the model, so demo traces have costs.
+DEMO_PRICES = {
+    "gpt-large": (2.50, 10.00),
+    "claude-big": (3.00, 15.00),
+    "gpt-mini": (0.15, 0.60),
+    "*-mini-v*": (0.02, 0.02),
+    "*-v[0-9]": (0.01, 0.01),
+}
+
+
+def ensure_demo_prices() -> int:
+    """Add the demo prices that are missing (from 2020-01-01); returns how many."""
+    created = 0
+    for pattern, (price_in, price_out) in DEMO_PRICES.items():
+        _, new = ModelPrice.objects.get_or_create(
+            model_pattern=pattern,
+            effective_from=date(2020, 1, 1),
+            defaults={"input_per_million": price_in, "output_per_million": price_out},
+        )
+        created += new
+    return created
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tracestore.services import create_project
 
-from ...demo_data import seed_demo_data
+from ...demo_data import ensure_demo_prices, seed_demo_data
 from ...metrics.refresh import fold_changes
 
 
@@ -23,6 +23,7 @@ class Command(BaseCommand):
         if options["spans"] <= 0 or options["days"] <= 0:
             raise CommandError("--spans and --days must be positive")
         project = create_project(options["project"])
+        ensure_demo_prices()
         result = seed_demo_data(
             project.id, spans=options["spans"], days=options["days"], seed=options["seed"]
         )
