@@ -13,7 +13,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -141,6 +141,18 @@ def _predicted_label(span: ModelSpan, model: MicroModel) -> str | None:
     return None if value is None else str(value)
 
 
+def _with_confidence(span: ModelSpan, model: MicroModel) -> ModelSpan:
+    """The span with its confidence read from the micro model's configured attribute."""
+    if model.confidence_attribute in ("", "micro_model.confidence"):
+        return span
+    value = span.attributes.get(model.confidence_attribute)
+    try:
+        confidence = None if value is None else float(value)
+    except (TypeError, ValueError):
+        confidence = None
+    return replace(span, confidence=confidence)
+
+
 @dataclass
 class _Plan:
     rows: list[EvaluationJob]
@@ -172,7 +184,7 @@ def _plan_jobs(
             model = models[matcher.id]
             if micro_model is not None and model.row.name != micro_model:
                 continue
-            always = always_reason(span, trace.spans, model.rules)
+            always = always_reason(_with_confidence(span, model.row), trace.spans, model.rules)
             sampled = in_sample(trace.trace_id, model.row.sample_rate)
             for name in model.configs:
                 if evaluator is not None and name != evaluator:

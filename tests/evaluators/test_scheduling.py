@@ -9,6 +9,7 @@ from evaluators.judging import local_judge
 from evaluators.models import EvaluationJob, EvaluationResult, MicroModel, SchedulerCursor
 from evaluators.sampling import in_sample
 from evaluators.services import run_evaluation_job, schedule_evaluations
+from tests.builders import key_values
 
 from .conftest import Tenant, after_quiet, classifier_trace, configure, schedule_all
 
@@ -160,3 +161,25 @@ def test_run_on_a_trace_scheduled_by_start_time_uses_the_routing_root(tenant: Te
     result = EvaluationResult.objects.get()
     assert (result.passed, result.cohort) == (False, {"user.tier": "pro"})
     assert "refuses" in result.reason
+
+
+def test_custom_label_and_confidence_attributes_are_read(tenant: Tenant) -> None:
+    configure(
+        tenant.project_id,
+        sample_rate=0.0,
+        evaluators={"label_check": 1.0, "task_completion": 0.5},
+        label_attribute="intent.predicted",
+        confidence_attribute="intent.score",
+        always_below_confidence=0.5,
+    )
+    trace = classifier_trace(expected="billing", confidence=0.99)
+    trace.spans[1].attributes.extend(
+        key_values({"intent.predicted": "Billing", "intent.score": 0.1})
+    )
+    tenant.store(trace)
+
+    for job_id in schedule_all().job_ids:
+        run_evaluation_job(job_id)
+
+    results = dict(EvaluationResult.objects.values_list("evaluator", "predicted_label"))
+    assert results == {"label_check": "Billing", "task_completion": None}
