@@ -330,6 +330,7 @@ def eval_heatmap_figure(
             "customdata": custom,
             "colorscale": [[0, "#f3f8f4"], [0.5, "#f2c14e"], [1, "#d1343a"]],
             "zmin": 0,
+            "zmax": 100,
             "hovertemplate": "%{y}, %{x}: %{text}<extra>click for failing traces</extra>",
             "colorbar": {"title": {"text": "fail rate (%)"}},
         }

@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from dashboard.metrics.refresh import fold_changes
+from evaluators.services import run_evaluation_job, schedule_evaluations
 from tests.dashboard.metric_data import add_prices, build_trace
 from tracestore.services import create_project, store_spans
 
@@ -64,6 +65,9 @@ def seeded(transactional_db):
             store_spans(project.id, b.trace.records(batch))
         traces.append(b.trace.trace_hex)
     fold_changes()
+    result = schedule_evaluations(now=now + timedelta(minutes=10))
+    for job_id in result.job_ids:
+        run_evaluation_job(job_id)
     return traces
 
 
@@ -76,7 +80,7 @@ def test_every_page_draws_its_charts_in_a_real_browser(live_server, seeded, arti
             "/micro-models/intent-mini/",
             ["route-share", "confusion", "confidence", "fallback-by-cohort", "cost-by-route"],
         ),
-        ("cohorts", "/cohorts/?dimension=user.tier", ["fallback-by-cohort"]),
+        ("cohorts", "/cohorts/?dimension=user.tier", ["eval-heatmap", "fallback-by-cohort"]),
         ("traces", "/?micro_model=intent-mini&range=24h", []),
         ("trace", f"/traces/{seeded[0]}/", []),
     ]

@@ -1,0 +1,53 @@
+"""Eval fail rate by cohort from real evaluation results (evaluators' scheduler, jobs and
+the offline local judge), through the metrics module, the API and the Cohorts page."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from dashboard import metrics
+from evaluators.services import run_evaluation_job, schedule_evaluations
+from tests.builders import micro_model_trace
+from tracestore.services import store_spans
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def evaluated(project):
+    for i in range(6):
+        # Fallback traces are always sampled; labels that disagree fail LabelCheck.
+        trace = micro_model_trace(
+            tier=("free", "pro")[i % 2], fallback=True, label="billing", route="billing"
+        )
+        store_spans(project.id, trace.records())
+    result = schedule_evaluations(now=timezone.now() + timedelta(minutes=10))
+    for job_id in result.job_ids:
+        run_evaluation_job(job_id)
+    return project
+
+
+def test_fail_rates_come_per_evaluator_and_cohort_value_with_n(evaluated) -> None:
+    now = timezone.now()
+    filters = metrics.Filters((evaluated.id,), now - timedelta(hours=2), now + timedelta(hours=1))
+
+    result = metrics.compute("eval-fail-rate", filters, group_by="user.tier")
+
+    assert result.rows, result.notes
+    assert {row["group"] for row in result.rows} == {"free", "pro"}
+    for row in result.rows:
+        assert row["n"] == 3
+        assert 0 <= row["failed"] <= row["n"]
+        assert row["low"] <= row["rate"] <= row["high"]
+        assert row["small_n"] is True
+
+
+def test_the_cohorts_page_draws_the_heatmap(evaluated, member_client: Client) -> None:
+    html = member_client.get("/cohorts/?dimension=user.tier&range=24h").content.decode()
+
+    assert 'id="eval-heatmap" type="application/json"' in html
+    assert "n=3" in html
