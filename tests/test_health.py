@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from microlens.health import read_health, record_heartbeat
+from microlens.postgres import free_port
 from microlens.tasks import heartbeat
 
 pytestmark = pytest.mark.django_db
@@ -50,3 +52,25 @@ def test_healthz_with_a_fresh_worker_heartbeat_is_ok() -> None:
 
     assert body["status"] == "ok" and body["worker_alive"] is True
     assert 0 <= body["worker_heartbeat_age_seconds"] < 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_healthz_answers_503_when_the_database_is_unreachable() -> None:
+    original = dict(connection.settings_dict)
+    connection.close()
+    connection.settings_dict.update(HOST="127.0.0.1", PORT=str(free_port()))
+    try:
+        response = Client().get("/healthz")
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(original)
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "down",
+        "database": "unreachable (OperationalError)",
+        "worker_heartbeat_age_seconds": None,
+        "worker_alive": False,
+    }
+    assert Client().get("/healthz").status_code == 200  # and back once it answers
