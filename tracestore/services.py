@@ -159,15 +159,13 @@ SELECT
     _epoch + d.start_us * _us, _epoch + d.end_us * _us, d.duration_ns,
     decode(d.root_span_id, 'hex'), _epoch + d.root_start_us * _us,
     d.root_name, d.service_name, d.span_count, d.error_count,
-    ARRAY(SELECT jsonb_array_elements_text(d.models)),
-    ARRAY(SELECT jsonb_array_elements_text(d.micro_models)),
-    ARRAY(SELECT jsonb_array_elements_text(d.routes)),
+    d.models, d.micro_models, d.routes,
     d.is_fallback, d.prompt_tokens, d.completion_tokens, d.root_cohort, d.cohort_sources,
     tracestore_cohort_values(d.cohort_sources, d.root_cohort), now()
 FROM jsonb_to_recordset(%(deltas)s::jsonb) AS d(
     trace_id text, start_us bigint, end_us bigint, duration_ns bigint, root_span_id text,
     root_start_us bigint, root_name text, service_name text, span_count int, error_count int,
-    models jsonb, micro_models jsonb, routes jsonb, is_fallback bool, prompt_tokens bigint,
+    models text[], micro_models text[], routes text[], is_fallback bool, prompt_tokens bigint,
     completion_tokens bigint, root_cohort jsonb, cohort_sources jsonb
 ),
 LATERAL (SELECT timestamptz 'epoch' AS _epoch, interval '1 microsecond' AS _us) AS units
