@@ -11,10 +11,9 @@ from ..judges import Judge
 # Bump when an evaluator's logic changes: results are unique per (span, evaluator, version),
 # so a new version is evaluated afresh and the old results stay comparable.
 VERSIONS = {"task_completion": 1, "groundedness": 1, "label_check": 1}
-# Pass thresholds of a newly registered micro model. Groundedness: three quarters of the
-# output's content must be supported (the best balanced accuracy over HaluEval's two sets,
-# docs/benchmarks.md).
-DEFAULT_THRESHOLDS = {"label_check": 1.0, "task_completion": 0.5, "groundedness": 0.75}
+# Pass thresholds of a newly registered micro model. The local Groundedness score is a
+# probability of being grounded (a model trained on HaluEval, docs/benchmarks.md).
+DEFAULT_THRESHOLDS = {"label_check": 1.0, "task_completion": 0.5, "groundedness": 0.5}
 
 
 def task_completion(

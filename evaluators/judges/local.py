@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import json
 import re
+from functools import cache
+from pathlib import Path
+from typing import Any
 
 from ..checks import lexical
 from . import Score
+from .grounding_features import grounding_features, probability
+
+_MODEL_PATH = Path(__file__).with_name("groundedness_model.json")
 
 _REFUSAL = re.compile(
     r"\b(i\s*(?:am|'m)\s+(?:sorry|afraid|unable|not able)|i\s+(?:can(?:no|')t|cannot|won't|"
@@ -29,8 +35,22 @@ CONTRADICTION_WEIGHT = 2.0
 _RELEVANCE_FLOOR = 0.3
 
 
+@cache
+def shipped_groundedness_model() -> dict[str, Any] | None:
+    try:
+        return json.loads(_MODEL_PATH.read_text())
+    except FileNotFoundError:
+        return None
+
+
 class LexicalJudge:
+    """``model``: the learned Groundedness weights (default: the shipped file; None: the
+    rule score alone)."""
+
     name = "local-lexical"
+
+    def __init__(self, model: dict[str, Any] | str | None = "shipped") -> None:
+        self._model = shipped_groundedness_model() if model == "shipped" else model
 
     def task_completion(self, input_text: str, output_text: str) -> Score:
         problem = blocking_problem(input_text, output_text)
@@ -49,9 +69,20 @@ class LexicalJudge:
         return Score(score, f"on topic ({overlap:.0%} of the input's content words: {shared})")
 
     def groundedness(self, output_text: str, documents: list[str]) -> Score:
+        rule, kept = self.claim_groundedness(output_text, documents)
+        if self._model is None:
+            return rule
+        features = grounding_features(output_text, "\n".join(documents), rule.score)
+        # The learned model ranks unsupported content; contradictions (which HaluEval barely
+        # rewards) keep their double weight: the score keeps only the non-contradicted
+        # claims' share of the weight.
+        return Score(probability(self._model, features) * kept, rule.reason)
+
+    def claim_groundedness(self, output_text: str, documents: list[str]) -> tuple[Score, float]:
+        """The rule score, and the share of claim weight not contradicted."""
         claims = lexical.sentences(output_text)
         if not claims:
-            return Score(1.0, "no claims in the output")
+            return Score(1.0, "no claims in the output"), 1.0
         context_sentences = [s for doc in documents for s in lexical.sentences(doc)]
         context_words = set().union(*(lexical.content_words(d) for d in documents))
         context_numbers = set().union(*(lexical.numbers(d) for d in documents))
@@ -77,7 +108,8 @@ class LexicalJudge:
             reason = f"{unsupported} of {len(claims)} claims not supported by the context"
         else:
             reason = f"all {len(claims)} claims supported by the context"
-        return Score(max(0.0, min(1.0, score)), reason)
+        kept = 1.0 - CONTRADICTION_WEIGHT * contradicted / total if total else 1.0
+        return Score(max(0.0, min(1.0, score)), reason), kept
 
 
 def blocking_problem(input_text: str, output_text: str) -> Score | None:

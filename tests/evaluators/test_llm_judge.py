@@ -12,7 +12,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from evaluators.judges.openai_compatible import parse_retry_after
-from evaluators.models import EvaluationJob, EvaluationResult, Judge
+from evaluators.models import EvaluationJob, EvaluationResult, Judge, SchedulerCursor
 from evaluators.services import run_evaluation_job
 
 from .conftest import Tenant, classifier_trace, configure, schedule_all
@@ -166,6 +166,8 @@ def test_the_judge_concurrency_limit_holds_across_workers(
     llm_judge.concurrency = 1
     llm_judge.save(update_fields=["concurrency"])
     tenant.store(classifier_trace())
+    # Same transaction, same updated_at as the first trace: read from the start again.
+    SchedulerCursor.objects.all().delete()
     [other] = schedule_all().job_ids
     # Another worker holds a live claim on the judge's only slot.
     EvaluationJob.objects.filter(id=other).update(

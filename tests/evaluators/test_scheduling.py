@@ -35,7 +35,7 @@ def test_an_unknown_micro_model_registers_itself_with_defaults(tenant: Tenant) -
         10.0,
     )
     assert sorted(model.evaluators.values_list("evaluator", "threshold", "enabled")) == [
-        ("groundedness", 0.75, True),
+        ("groundedness", 0.5, True),
         ("label_check", 1.0, True),
         ("task_completion", 0.5, True),
     ]
