@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import models
 
 from .models import (
     EvaluationJob,
@@ -17,6 +18,7 @@ class JudgeAdmin(admin.ModelAdmin):
     # The API key is never stored: the row only names the environment variable holding it.
     list_display = ("name", "kind", "base_url", "model", "timeout_seconds", "concurrency")
     fields = ("name", "kind", "base_url", "model", "api_key_env", "timeout_seconds", "concurrency")
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 class EvaluatorConfigInline(admin.TabularInline):
