@@ -11,7 +11,7 @@ from django.db.models import Count, F, Q, QuerySet, TextField, Value
 from django.db.models.fields.json import KT
 
 from .contracts import EvaluationCount, EvaluationPage, EvaluationView
-from .models import EvaluationJob, EvaluationResult
+from .models import EvaluationResult
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _CURSOR = re.compile(r"(-?\d{1,20})\.(\d{1,20})")
@@ -195,15 +195,3 @@ def evaluation_counts(
         )
         for row in counted
     ]
-
-
-def job_status_counts(project_ids: Sequence[int] | None = None) -> dict[str, int]:
-    jobs = EvaluationJob.objects.all()
-    if project_ids is not None:
-        jobs = jobs.filter(project_id__in=list(project_ids))
-    counts = {row["status"]: row["n"] for row in _count_by_status(jobs)}
-    return {status: counts.get(status, 0) for status in ("pending", "running", "done", "failed")}
-
-
-def _count_by_status(jobs: QuerySet[EvaluationJob]) -> list[dict]:
-    return list(jobs.order_by().values("status").annotate(n=Count("id")))

@@ -603,10 +603,6 @@ def sweep_evaluation_jobs(*, now: datetime | None = None, limit: int = 1000) -> 
     return ids
 
 
-def mark_dispatched(job_ids: Sequence[int]) -> None:
-    EvaluationJob.objects.filter(id__in=list(job_ids)).update(dispatched_at=timezone.now())
-
-
 # -- feedback --------------------------------------------------------------------------------
 
 
