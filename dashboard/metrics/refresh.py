@@ -41,6 +41,7 @@ WATERMARK = "metrics"
 # end may commit after it. Re-reading this margin catches every batch shorter than it.
 LATE_COMMIT_MARGIN = timedelta(minutes=5)
 CHUNK = 2000
+ANALYZE_EVERY = 50_000  # traces
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LOCK_ID = 0x6D6C_6D65  # pg advisory lock: one fold at a time
 
@@ -187,18 +188,21 @@ def replace_facts(traces: list[TraceFacts], keys: list[tuple[int, str]], prices:
     """Replace the facts of ``keys`` (traces gone from tracestore just lose theirs);
     returns the (project, hour) buckets touched before and after."""
     touched: set[tuple[int, datetime]] = set()
-    project_ids = [p for p, _ in keys]
-    trace_ids = [bytes.fromhex(t) for _, t in keys]
+    by_project: dict[int, list[bytes]] = defaultdict(list)
+    for project_id, trace_hex in keys:
+        by_project[project_id].append(bytes.fromhex(trace_hex))
     rows = [row for trace in traces for row in fact_rows(trace, prices)]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM dashboard_decisionfact f USING unnest(%s::bigint[], %s::bytea[])"
-            " AS k(project_id, trace_id)"
-            " WHERE f.project_id = k.project_id AND f.trace_id = k.trace_id"
-            " RETURNING f.project_id, f.hour",
-            [project_ids, trace_ids],
-        )
-        touched.update(cursor.fetchall())
+        for project_id, trace_ids in by_project.items():
+            # = ANY on the unique index's leading columns: an index lookup per trace (a
+            # join against unnest() was planned as a scan of the whole fact table).
+            cursor.execute(
+                "DELETE FROM dashboard_decisionfact"
+                " WHERE project_id = %s AND trace_id = ANY(%s::bytea[])"
+                " RETURNING project_id, hour",
+                [project_id, trace_ids],
+            )
+            touched.update(cursor.fetchall())
         _copy(cursor, "dashboard_decisionfact", _FACT_COLUMNS, rows)
     touched.update((row[0], row[3]) for row in rows)
     return touched
@@ -450,6 +454,12 @@ def fold_changes(now: datetime | None = None, *, since: datetime | None = None) 
             touched |= replace_facts(trace_facts(keys), keys, prices)
             count += len(keys)
             after = changed[-1]
+            if count % ANALYZE_EVERY < len(keys):
+                # A big fold (a rebuild, a backlog) grows the fact table from what the
+                # planner last saw as empty: without fresh statistics it looks facts up
+                # by scanning a whole project's rows.
+                with connection.cursor() as cursor:
+                    cursor.execute("ANALYZE dashboard_decisionfact")
         rebuild_hours(touched, keys_config)
         days = {(project_id, _day(hour)) for project_id, hour in touched}
         rebuild_days(days)
