@@ -1,0 +1,130 @@
+"""Dashboard benchmark: p50/p95 (warm) of every metric page and metrics endpoint for a
+24-hour and a 30-day range, over whatever data the database holds.
+
+    DATABASE_URL=... .venv/bin/python bench/dashboard.py [--seed-spans N --days 30] [--runs 20]
+
+With --seed-spans the data set is generated first (manage.py seed_demo_data: about 4 spans
+per trace over --days days) and folded into the rollups. Requests go through Django's test
+client in this process (session login, no network), so the figures are the server's time
+to answer: URL routing, the metric queries, figures and templates or JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "microlens.settings")
+
+import django
+
+METRICS = [
+    "route-share",
+    "fallback-rate",
+    "retry-rate",
+    "cache-hit-rate",
+    "error-rate",
+    "latency",
+    "cost-per-trace",
+    "eval-fail-rate",
+    "label-quality",
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed-spans", type=int, default=0)
+    parser.add_argument("--days", type=float, default=30)
+    parser.add_argument("--project", default="bench")
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    options = parser.parse_args()
+    if not os.environ.get("DATABASE_URL"):
+        parser.error("set DATABASE_URL (a PostgreSQL with the data set, or to seed into)")
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import setup_test_environment
+
+    from tracestore.services import create_project
+
+    setup_test_environment()  # lets the test client's host through ALLOWED_HOSTS
+    call_command("migrate", verbosity=0)
+    if options.seed_spans:
+        call_command(
+            "seed_demo_data",
+            spans=options.seed_spans,
+            days=options.days,
+            project=options.project,
+        )
+    project = create_project(options.project)
+    user, _ = get_user_model().objects.get_or_create(username="bench-viewer")
+    user.projects.add(project.id)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM tracestore_span WHERE project_id = %s", [project.id])
+        spans = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM tracestore_trace WHERE project_id = %s", [project.id])
+        traces = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM dashboard_rollup WHERE project_id = %s", [project.id])
+        rollups = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT encode(trace_id, 'hex') FROM dashboard_decisionfact"
+            " WHERE project_id = %s AND is_primary ORDER BY start_time DESC LIMIT 1",
+            [project.id],
+        )
+        row = cursor.fetchone()
+    print(f"data: {spans:,} spans, {traces:,} traces, {rollups:,} rollup rows")
+    client = Client()
+    client.force_login(user)
+    urls = []
+    for range_name in ("24h", "30d"):
+        r = f"range={range_name}"
+        urls += [
+            (f"page overview {range_name}", f"/overview/?{r}"),
+            (f"page micro model {range_name}", f"/micro-models/intent-mini/?{r}"),
+            (f"page cohorts {range_name}", f"/cohorts/?dimension=user.tier&{r}"),
+            (f"page traces {range_name}", f"/?micro_model=intent-mini&{r}"),
+        ]
+        urls += [(f"api {m} {range_name}", f"/api/v1/metrics/{m}/?{r}") for m in METRICS]
+        urls += [
+            (
+                f"api fallback-rate by user.tier per day {range_name}",
+                f"/api/v1/metrics/fallback-rate/?{r}&group_by=user.tier&interval=day",
+            ),
+            (
+                f"api latency cohort.language=ja {range_name}",
+                f"/api/v1/metrics/latency/?{r}&cohort.language=ja",
+            ),
+        ]
+    if row:
+        urls.append(("page trace detail", f"/traces/{row[0]}/"))
+    print(f"{'request':58} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    worst = 0.0
+    for name, url in urls:
+        timings = []
+        for i in range(options.warmup + options.runs):
+            started = time.perf_counter()
+            response = client.get(url)
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status_code != 200:
+                raise SystemExit(f"{url}: HTTP {response.status_code}")
+            if i >= options.warmup:
+                timings.append(elapsed)
+        timings.sort()
+        p95 = timings[max(0, math.ceil(0.95 * len(timings)) - 1)]
+        worst = max(worst, p95)
+        print(f"{name:58} {statistics.median(timings):8.1f} {p95:8.1f} {timings[-1]:8.1f}")
+    print(f"worst p95: {worst:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
