@@ -130,6 +130,9 @@ class Trace(models.Model):
         indexes = [
             models.Index(fields=["project", "-start_time"], name="trace_project_recent_idx"),
             models.Index(fields=["project", "-updated_at"], name="trace_project_updated_idx"),
+            # Readers that follow every project's traces as they change (the evaluation
+            # scheduler) walk this order from a watermark.
+            models.Index(fields=["updated_at", "project", "trace_id"], name="trace_updated_idx"),
         ]
 
     def __str__(self) -> str:
