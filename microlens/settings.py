@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "tracestore",
     "evaluators",
     "dashboard",
+    "dashboard.alerts",
     "microlens",
 ]
 
@@ -246,6 +247,33 @@ CELERY_BEAT_SCHEDULE["evaluators-sweep"] = {
     "task": "evaluators.sweep",
     "schedule": float(MICROLENS_EVAL_SCHEDULE_SECONDS),
     "options": {"expires": float(MICROLENS_EVAL_SCHEDULE_SECONDS)},
+}
+
+# Alerts: rules are evaluated every EVAL seconds; a delivery's claim lasts LEASE seconds
+# (longer than the webhook timeout); a delivery fails after MAX_ATTEMPTS.
+MICROLENS_ALERT_EVAL_SECONDS = env_int("MICROLENS_ALERT_EVAL_SECONDS", 60, minimum=1)
+MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS = env_bool("MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS")
+MICROLENS_ALERT_WEBHOOK_TIMEOUT_SECONDS = env_int(
+    "MICROLENS_ALERT_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1
+)
+MICROLENS_ALERT_DELIVERY_LEASE_SECONDS = env_int(
+    "MICROLENS_ALERT_DELIVERY_LEASE_SECONDS", 60, minimum=1
+)
+if MICROLENS_ALERT_DELIVERY_LEASE_SECONDS <= MICROLENS_ALERT_WEBHOOK_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured(
+        "MICROLENS_ALERT_DELIVERY_LEASE_SECONDS must exceed MICROLENS_ALERT_WEBHOOK_TIMEOUT_SECONDS"
+    )
+MICROLENS_ALERT_MAX_ATTEMPTS = env_int("MICROLENS_ALERT_MAX_ATTEMPTS", 8, minimum=1)
+# The dashboard's address as people reach it, for links in notifications.
+MICROLENS_PUBLIC_URL = env_str("MICROLENS_PUBLIC_URL", "http://localhost:8000")
+EMAIL_HOST = env_str("MICROLENS_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("MICROLENS_EMAIL_PORT", 25, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("MICROLENS_EMAIL_FROM", "microlens@localhost")
+# Expires after one period: a backlog must not evaluate in a burst (a run is idempotent).
+CELERY_BEAT_SCHEDULE["alerts-evaluate"] = {
+    "task": "alerts.evaluate",
+    "schedule": float(MICROLENS_ALERT_EVAL_SECONDS),
+    "options": {"expires": float(MICROLENS_ALERT_EVAL_SECONDS)},
 }
 
 LOGGING = {

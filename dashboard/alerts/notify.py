@@ -1,0 +1,203 @@
+"""Sending one claimed delivery: the webhook POST (JSON, idempotency key header) or the
+email, and what a failure means (transient: retried with backoff; permanent: failed)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import requests
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.utils import timezone
+
+from .models import AlertDelivery, AlertEvent
+
+BACKOFF_BASE_SECONDS = 5.0
+BACKOFF_CAP_SECONDS = 3600.0
+
+
+class UnsafeTarget(ValueError):
+    """A webhook URL that is not http(s) or resolves to a non-public address."""
+
+
+def check_webhook_url(url: str, *, resolve: bool = True) -> None:
+    """Refuse non-http(s) URLs and, unless MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS, hosts
+    that resolve to any private, loopback, link-local or otherwise non-public address
+    (every address the name resolves to is checked)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeTarget(f"{url!r}: a webhook is an http:// or https:// URL with a host")
+    if settings.MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS:
+        return
+    host = parts.hostname
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        if not resolve:
+            return
+        try:
+            infos = socket.getaddrinfo(host, parts.port or 80, type=socket.SOCK_STREAM)
+        except OSError:
+            return  # checked again before every send
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    for address in addresses:
+        mapped = getattr(address, "ipv4_mapped", None)
+        checked = mapped or address
+        if not checked.is_global or checked.is_multicast:
+            raise UnsafeTarget(
+                f"{url!r} resolves to {address}, a private, loopback or link-local address;"
+                " set MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS=true to allow it"
+            )
+
+
+def dashboard_link(event: AlertEvent) -> str:
+    """The dashboard's overview with the rule's filters and window."""
+    rule = event.rule
+    end = event.created_at
+    start = end.timestamp() - rule.window_seconds
+    params: dict[str, str] = {
+        "project": str(rule.project_id),
+        "start": timezone.datetime.fromtimestamp(start, tz=timezone.UTC).isoformat(),
+        "end": end.isoformat(),
+    }
+    for key in ("micro_model", "route"):
+        if getattr(rule, key):
+            params[key] = getattr(rule, key)
+    if rule.cohort_key:
+        params[f"cohort.{rule.cohort_key}"] = rule.cohort_value
+    if rule.split_by:
+        if event.split_value:
+            params[f"cohort.{rule.split_by}"] = event.split_value
+        else:
+            params["group_by"] = rule.split_by
+    base = settings.MICROLENS_PUBLIC_URL.rstrip("/")
+    return f"{base}/overview/?{urlencode(params)}"
+
+
+def event_payload(event: AlertEvent, delivery_id: int) -> dict[str, Any]:
+    rule = event.rule
+    return {
+        "idempotency_key": event_idempotency_key(event),
+        "delivery_id": delivery_id,
+        "event_id": event.id,
+        "state": "firing" if event.kind == "fired" else "ok",
+        "transition": event.kind,
+        "rule": {
+            "id": rule.id,
+            "name": rule.name,
+            "project_id": rule.project_id,
+            "severity": rule.severity,
+            "comparator": rule.comparator,
+            "window_seconds": rule.window_seconds,
+            "compare_to": rule.compare_to or None,
+            "statistical": rule.statistical,
+        },
+        "metric": rule.metric,
+        "split_by": rule.split_by or None,
+        "split_value": event.split_value or None,
+        "value": event.value,
+        "n": event.n,
+        "interval": [event.low, event.high] if event.low is not None else None,
+        "threshold": event.threshold,
+        "at": event.created_at.isoformat(),
+        "link": dashboard_link(event),
+    }
+
+
+def event_idempotency_key(event: AlertEvent) -> str:
+    """Stable for the transition (rule, split value, kind, evaluation period): every retry
+    of every delivery of it carries the same key, so a receiver can drop repeats."""
+    return f"alert-{event.rule_id}-{event.split_value}-{event.kind}-{event.tick}"
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    ok: bool
+    error: str = ""
+    retry_in: float | None = None  # None: permanent (do not retry)
+
+
+def backoff(attempt: int) -> float:
+    return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+
+
+def _retry_after(response: requests.Response, attempt: int) -> float:
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return min(BACKOFF_CAP_SECONDS, float(value))
+    if value:
+        try:
+            at = parsedate_to_datetime(value)
+            return min(BACKOFF_CAP_SECONDS, max(0.0, (at - timezone.now()).total_seconds()))
+        except (TypeError, ValueError):
+            pass
+    return backoff(attempt)
+
+
+def send_delivery(delivery_id: int, attempt: int) -> SendOutcome:
+    delivery = AlertDelivery.objects.select_related("event__rule").get(pk=delivery_id)
+    if delivery.channel == "email":
+        return _send_email(delivery, attempt)
+    return _send_webhook(delivery, attempt)
+
+
+def _send_webhook(delivery: AlertDelivery, attempt: int) -> SendOutcome:
+    try:
+        check_webhook_url(delivery.target)
+    except UnsafeTarget as exc:
+        return SendOutcome(False, f"refused: {exc}")
+    payload = event_payload(delivery.event, delivery.id)
+    try:
+        response = requests.post(
+            delivery.target,
+            json=payload,
+            headers={
+                "Idempotency-Key": payload["idempotency_key"],
+                "User-Agent": "microlens-alerts",
+            },
+            timeout=settings.MICROLENS_ALERT_WEBHOOK_TIMEOUT_SECONDS,
+            allow_redirects=False,  # a redirect could point at a refused address
+        )
+    except requests.RequestException as exc:
+        return SendOutcome(False, f"{type(exc).__name__}", backoff(attempt))
+    if 200 <= response.status_code < 300:
+        return SendOutcome(True)
+    error = f"HTTP {response.status_code}"
+    if response.status_code == 429:
+        return SendOutcome(False, error, _retry_after(response, attempt))
+    if response.status_code >= 500 or response.status_code == 408:
+        return SendOutcome(False, error, backoff(attempt))
+    return SendOutcome(False, error)
+
+
+def _send_email(delivery: AlertDelivery, attempt: int) -> SendOutcome:
+    event = delivery.event
+    payload = event_payload(event, delivery.id)
+    rule = event.rule
+    split = f" [{rule.split_by}={event.split_value}]" if event.split_value else ""
+    verb = "FIRING" if event.kind == "fired" else "resolved"
+    interval = payload["interval"]
+    lines = [
+        f"{rule.name}{split}: {verb}",
+        f"metric: {rule.metric}, {rule.comparator} {rule.threshold}",
+        f"value: {event.value} (n={event.n}"
+        + (f", 95 % interval {interval[0]:.4g} to {interval[1]:.4g})" if interval else ")"),
+        f"window: {rule.window_seconds} s",
+        f"dashboard: {payload['link']}",
+    ]
+    message = EmailMessage(
+        subject=f"[microlens {rule.severity}] {rule.name}{split}: {verb}",
+        body="\n".join(lines) + "\n",
+        to=[delivery.target],
+        headers={"X-Microlens-Idempotency-Key": payload["idempotency_key"]},
+    )
+    try:
+        message.send()
+    except OSError as exc:
+        return SendOutcome(False, type(exc).__name__, backoff(attempt))
+    return SendOutcome(True)
