@@ -230,3 +230,15 @@ def next_state(rule: Any, state: str, streak: int, reading: Reading) -> Step:
     if streak >= rule.consecutive:
         return Step("firing", streak, "fired")
     return Step("pending", streak, None)
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewRow:
+    reading: Reading
+    breached: bool | None
+
+
+def preview_rule(rule: Any, now: datetime) -> list[PreviewRow]:
+    """What the rule reads right now (it need not be saved): value, n, interval and whether
+    it is beyond the threshold, per split value."""
+    return [PreviewRow(reading, breached(rule, reading)) for reading in read_rule(rule, now)]

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from ..alerts import api as alerts
 from . import evaluations, metrics, views
 
 app_name = "api"
@@ -16,4 +17,7 @@ urlpatterns = [
         metrics.MicroModelDetailView.as_view(),
         name="micro-model-detail",
     ),
+    path("alert-rules/", alerts.AlertRuleListView.as_view(), name="alert-rule-list"),
+    path("alert-rules/<int:pk>/", alerts.AlertRuleDetailView.as_view(), name="alert-rule-detail"),
+    path("alert-events/", alerts.AlertEventListView.as_view(), name="alert-event-list"),
 ]

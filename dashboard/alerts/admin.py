@@ -1,0 +1,120 @@
+"""Alert rules in the admin, with a preview of the rule as configured (before saving)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils import timezone
+
+from tracestore.queries import list_projects, project_ids_for_user
+
+from ..metrics import InvalidQuery
+from .evaluation import preview_rule
+from .models import AlertDelivery, AlertEvent, AlertRule, AlertState
+from .services import RULE_FIELDS
+
+PREVIEW = "_preview"
+
+
+class AlertRuleForm(forms.ModelForm):
+    project_id = forms.TypedChoiceField(coerce=int, label="Project")
+
+    class Meta:
+        model = AlertRule
+        fields = RULE_FIELDS
+
+    def is_valid(self) -> bool:
+        # The Preview button validates and reads the rule, then answers "not valid" so the
+        # admin re-renders the form (with the preview) instead of saving it.
+        valid = super().is_valid()
+        if valid and PREVIEW in self.data:
+            try:
+                self.preview = preview_rule(self.instance, timezone.now())
+            except InvalidQuery as exc:
+                self.add_error(None, str(exc))
+            return False
+        return valid
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    form = AlertRuleForm
+    change_form_template = "admin/alerts/alertrule/change_form.html"
+    list_display = ("name", "project_id", "metric", "comparator", "threshold", "severity")
+    list_filter = ("enabled", "severity", "metric")
+    search_fields = ("name", "micro_model", "route")
+    fieldsets = (
+        (None, {"fields": ("name", "project_id", "enabled", "severity")}),
+        (
+            "What is measured",
+            {
+                "fields": (
+                    "metric",
+                    "micro_model",
+                    "route",
+                    "evaluator",
+                    "label",
+                    ("cohort_key", "cohort_value"),
+                    "split_by",
+                )
+            },
+        ),
+        (
+            "When it fires",
+            {
+                "fields": (
+                    ("comparator", "threshold"),
+                    "window_seconds",
+                    "min_n",
+                    "compare_to",
+                    "statistical",
+                    ("consecutive", "hysteresis"),
+                )
+            },
+        ),
+        ("Notifications", {"fields": ("webhook_urls", "email_addresses")}),
+    )
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        user = request.user
+        projects = list_projects(project_ids_for_user(user.pk, user.is_superuser))
+        form.base_fields["project_id"].choices = [(p.id, p.name) for p in projects]
+        return form
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["preview"] = getattr(context["adminform"].form, "preview", None)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+@admin.register(AlertState)
+class AlertStateAdmin(admin.ModelAdmin):
+    list_display = ("rule", "split_value", "state", "since", "last_value", "last_n")
+    list_filter = ("state",)
+    readonly_fields = [f.name for f in AlertState._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(AlertEvent)
+class AlertEventAdmin(admin.ModelAdmin):
+    list_display = ("rule", "split_value", "kind", "value", "n", "threshold", "created_at")
+    list_filter = ("kind",)
+    readonly_fields = [f.name for f in AlertEvent._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(admin.ModelAdmin):
+    list_display = ("event", "channel", "target", "status", "attempts", "delivered_at")
+    list_filter = ("status", "channel")
+    readonly_fields = [f.name for f in AlertDelivery._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

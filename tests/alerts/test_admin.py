@@ -1,0 +1,119 @@
+"""The alert rule admin: a logged-in superuser previews a rule (value, n, interval) before
+saving it, and gets clear errors for a rule the metrics cannot answer."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.utils import timezone
+
+from dashboard.alerts.models import AlertRule
+
+from .conftest import decisions
+
+pytestmark = pytest.mark.django_db
+
+ADD = "/admin/alerts/alertrule/add/"
+
+
+@pytest.fixture
+def admin_client() -> Client:
+    user = get_user_model().objects.create_superuser("root", password="pw-for-tests-1")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _form(project_id: int, **changes: str) -> dict[str, str]:
+    data = {
+        "name": "fallbacks of intent-mini",
+        "project_id": str(project_id),
+        "enabled": "on",
+        "severity": "warning",
+        "metric": "fallback-rate",
+        "micro_model": "intent-mini",
+        "comparator": "above",
+        "threshold": "0.1",
+        "window_seconds": "3600",
+        "min_n": "10",
+        "compare_to": "",
+        "consecutive": "1",
+        "hysteresis": "0",
+        "webhook_urls": "",
+        "email_addresses": "oncall@example.com",
+    }
+    data.update(changes)
+    return data
+
+
+def test_the_preview_shows_value_n_and_interval_without_saving(admin_client, project) -> None:
+    decisions(project.id, 40, fallbacks=10, at=timezone.now() - timedelta(minutes=5))
+
+    response = admin_client.post(ADD, {**_form(project.id), "_preview": "Preview"})
+
+    assert response.status_code == 200
+    rows = response.context["preview"]
+    assert [(r.reading.value, r.reading.n, r.breached) for r in rows] == [(0.25, 40, True)]
+    assert 0.14 < rows[0].reading.low < 0.25 < rows[0].reading.high < 0.41
+    html = response.content.decode()
+    assert "0.2500" in html and "yes: would fire" in html
+    assert AlertRule.objects.count() == 0
+
+
+def test_the_preview_splits_by_cohort_value(admin_client, project) -> None:
+    now = timezone.now()
+    decisions(project.id, 20, fallbacks=10, tier="enterprise", at=now - timedelta(minutes=5))
+    decisions(project.id, 20, tier="free", at=now - timedelta(minutes=5), first=100)
+
+    response = admin_client.post(
+        ADD, {**_form(project.id, split_by="user.tier"), "_preview": "Preview"}
+    )
+
+    rows = {
+        r.reading.split_value: (r.reading.value, r.reading.n) for r in response.context["preview"]
+    }
+    assert rows == {"enterprise": (0.5, 20), "free": (0.0, 20)}
+
+
+def test_saving_the_form_creates_the_rule(admin_client, project) -> None:
+    response = admin_client.post(ADD, {**_form(project.id), "_save": "Save"})
+
+    assert response.status_code == 302
+    rule = AlertRule.objects.get()
+    assert (rule.metric, rule.threshold, rule.email_addresses) == (
+        "fallback-rate",
+        0.1,
+        ["oncall@example.com"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"metric": "route-share"}, "route", "route share needs the route"),
+        ({"window_seconds": "60"}, "window_seconds", "greater than or equal to 300"),
+        ({"split_by": "shoe.size"}, "split_by", "unknown cohort dimension"),
+        (
+            {"metric": "latency-p90", "statistical": "on"},
+            "statistical",
+            "statistical mode needs a proportion",
+        ),
+        (
+            {"webhook_urls": "http://169.254.169.254/latest"},
+            "webhook_urls",
+            "private, loopback or link-local",
+        ),
+    ],
+)
+def test_a_rule_the_metrics_cannot_answer_is_refused_with_a_clear_error(
+    admin_client, project, changes, field, message
+) -> None:
+    response = admin_client.post(ADD, {**_form(project.id, **changes), "_preview": "Preview"})
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert message in " ".join(errors[field])
+    assert AlertRule.objects.count() == 0

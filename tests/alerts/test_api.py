@@ -1,0 +1,97 @@
+"""/api/v1/alert-rules/ and /api/v1/alert-events/ scoped to the caller's projects."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from dashboard.alerts.models import AlertRule
+from dashboard.alerts.services import evaluate_alert_rule
+from tests.dashboard.metric_data import NOW
+from tracestore.services import create_project, issue_api_key
+
+from .conftest import decisions, rule
+
+pytestmark = pytest.mark.django_db
+
+RULES = "/api/v1/alert-rules/"
+
+
+def _client(project_id: int) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_api_key(project_id)}")
+    return client
+
+
+BODY = {
+    "name": "enterprise billing recall",
+    "metric": "label-recall",
+    "micro_model": "intent-mini",
+    "label": "billing",
+    "cohort_key": "user.tier",
+    "cohort_value": "enterprise",
+    "comparator": "below",
+    "threshold": 0.9,
+    "window_seconds": 86400,
+    "min_n": 20,
+    "statistical": True,
+    "webhook_urls": [],
+    "email_addresses": ["oncall@example.com"],
+}
+
+
+def test_create_read_update_and_delete_a_rule(project) -> None:
+    client = _client(project.id)
+
+    created = client.post(RULES, BODY, format="json")
+    assert created.status_code == 201, created.content
+    rule_id = created.json()["id"]
+    assert created.json()["project_id"] == project.id
+    assert client.get(RULES).json()["results"][0]["name"] == "enterprise billing recall"
+
+    patched = client.patch(f"{RULES}{rule_id}/", {"threshold": 0.85}, format="json")
+    assert patched.status_code == 200
+    assert AlertRule.objects.get().threshold == 0.85
+
+    assert client.delete(f"{RULES}{rule_id}/").status_code == 204
+    assert AlertRule.objects.count() == 0
+
+
+def test_another_projects_rule_is_not_found(project) -> None:
+    other = create_project("elsewhere")
+    theirs = rule(other.id)
+    client = _client(project.id)
+
+    assert client.get(f"{RULES}{theirs.id}/").status_code == 404
+    assert client.patch(f"{RULES}{theirs.id}/", {"threshold": 1}, format="json").status_code == 404
+    assert client.delete(f"{RULES}{theirs.id}/").status_code == 404
+    assert client.get(RULES).json()["results"] == []
+    refused = client.post(RULES, {**BODY, "project_id": other.id}, format="json")
+    assert refused.status_code == 400
+    assert "project_id: not one of your projects" in refused.json()["error"]["message"]
+
+
+def test_an_invalid_rule_answers_400_with_the_reason(project) -> None:
+    response = _client(project.id).post(RULES, {**BODY, "label": ""}, format="json")
+
+    assert response.status_code == 400
+    assert (
+        "label: label recall / precision / F1 need the label" in response.json()["error"]["message"]
+    )
+
+
+def test_events_are_listed_for_the_callers_projects_only(project) -> None:
+    other = create_project("elsewhere")
+    decisions(project.id, 40, fallbacks=10)
+    decisions(other.id, 40, fallbacks=10, first=100)
+    mine, theirs = rule(project.id), rule(other.id)
+    evaluate_alert_rule(mine.id, NOW)
+    evaluate_alert_rule(theirs.id, NOW)
+
+    events = _client(project.id).get("/api/v1/alert-events/").json()["results"]
+
+    assert [(e["rule"], e["kind"], e["value"], e["n"]) for e in events] == [
+        (mine.id, "fired", 0.25, 40)
+    ]
+    rules = _client(project.id).get(RULES).json()["results"]
+    assert rules[0]["states"][0]["state"] == "firing"
