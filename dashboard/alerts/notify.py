@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -59,10 +60,9 @@ def dashboard_link(event: AlertEvent) -> str:
     """The dashboard's overview with the rule's filters and window."""
     rule = event.rule
     end = event.created_at
-    start = end.timestamp() - rule.window_seconds
     params: dict[str, str] = {
         "project": str(rule.project_id),
-        "start": timezone.datetime.fromtimestamp(start, tz=timezone.UTC).isoformat(),
+        "start": (end - timedelta(seconds=rule.window_seconds)).isoformat(),
         "end": end.isoformat(),
     }
     for key in ("micro_model", "route"):

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 
 from dashboard.alerts.models import AlertRule
 from dashboard.metrics.refresh import fold_changes
@@ -16,6 +18,19 @@ from tracestore.services import create_project, store_spans
 @pytest.fixture
 def project() -> ProjectRef:
     return create_project("shop")
+
+
+@pytest.fixture
+def broker() -> Path:
+    """kombu's filesystem broker folders, emptied (retries are sent with a countdown)."""
+    assert settings.CELERY_BROKER_URL == "filesystem://"
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    for key in ("data_folder_in", "processed_folder", "control_folder"):
+        Path(options[key]).mkdir(parents=True, exist_ok=True)
+    queue = Path(options["data_folder_in"])
+    for stale in queue.glob("*"):
+        stale.unlink()
+    return queue
 
 
 @pytest.fixture(autouse=True)

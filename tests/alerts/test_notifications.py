@@ -1,0 +1,151 @@
+"""Webhooks and emails of transitions: one per transition and target, retried with backoff
+(the receiver's Retry-After on 429), refused for private addresses unless allowed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from dashboard.alerts.models import AlertDelivery
+from dashboard.alerts.notify import UnsafeTarget, check_webhook_url
+from dashboard.alerts.services import evaluate_alert_rule
+from dashboard.alerts.tasks import deliver
+from tests.dashboard.metric_data import NOW
+
+from .conftest import decisions, rule
+from .webhook_server import Reply, webhook_server
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("broker")]
+
+
+@pytest.fixture
+def loopback_allowed(settings) -> None:
+    settings.MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS = True
+
+
+def _fire(project_id: int, **fields) -> list[int]:
+    decisions(project_id, 40, fallbacks=10)
+    r = rule(project_id, **fields)
+    return evaluate_alert_rule(r.id, NOW).deliveries
+
+
+def test_an_email_is_sent_once_per_transition(project, settings) -> None:
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    [delivery_id] = _fire(project.id, email_addresses=["oncall@example.com"])
+
+    deliver(delivery_id)
+    deliver(delivery_id)  # a duplicate message finds the delivery done
+
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["oncall@example.com"]
+    assert message.subject == "[microlens warning] fallbacks: FIRING"
+    assert "value: 0.25 (n=40, 95 % interval" in message.body
+    assert "/overview/?project=" in message.body
+    assert AlertDelivery.objects.get().status == "done"
+
+
+def test_a_webhook_carries_the_transition_and_a_link(project, loopback_allowed) -> None:
+    with webhook_server() as server:
+        [delivery_id] = _fire(project.id, webhook_urls=[server.url], split_by="user.tier")
+        deliver(delivery_id)
+
+    [received] = server.requests
+    body = received.body
+    assert received.idempotency_key == body["idempotency_key"]
+    assert (body["metric"], body["value"], body["n"], body["threshold"]) == (
+        "fallback-rate",
+        0.25,
+        40,
+        0.1,
+    )
+    assert (body["state"], body["split_by"], body["split_value"]) == ("firing", "user.tier", "pro")
+    low, high = body["interval"]
+    assert low < 0.25 < high
+    assert "micro_model=intent-mini" in body["link"]
+    assert "cohort.user.tier=pro" in body["link"]
+    assert AlertDelivery.objects.get().status == "done"
+
+
+def test_a_429_is_retried_after_the_receivers_retry_after(project, loopback_allowed) -> None:
+    with webhook_server() as server:
+        server.then(Reply(429, {"Retry-After": "120"}))
+        [delivery_id] = _fire(project.id, webhook_urls=[server.url])
+        before = timezone.now()
+        deliver(delivery_id)
+
+        delivery = AlertDelivery.objects.get()
+        assert (delivery.status, delivery.attempts, delivery.last_error) == (
+            "pending",
+            1,
+            "HTTP 429",
+        )
+        wait = delivery.next_attempt_at - before
+        assert timedelta(seconds=119) <= wait <= timedelta(seconds=125)
+        deliver(delivery_id)  # not due yet: nothing is sent
+        assert len(server.requests) == 1
+
+        AlertDelivery.objects.filter(pk=delivery_id).update(next_attempt_at=timezone.now())
+        deliver(delivery_id)
+
+    assert AlertDelivery.objects.get().status == "done"
+    assert len(server.requests) == 2 and len(server.keys()) == 1
+
+
+def test_a_server_error_backs_off_and_a_client_error_fails_for_good(
+    project, loopback_allowed
+) -> None:
+    with webhook_server() as server:
+        server.then(Reply(503), Reply(410))
+        [delivery_id] = _fire(project.id, webhook_urls=[server.url])
+        deliver(delivery_id)
+        first = AlertDelivery.objects.get()
+        assert (first.status, first.last_error) == ("pending", "HTTP 503")
+        AlertDelivery.objects.filter(pk=delivery_id).update(next_attempt_at=timezone.now())
+        deliver(delivery_id)
+
+    final = AlertDelivery.objects.get()
+    assert (final.status, final.attempts, final.last_error) == ("failed", 2, "HTTP 410")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[fe80::1]/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+def test_private_loopback_and_link_local_targets_are_refused(url, settings) -> None:
+    with pytest.raises(UnsafeTarget, match="private, loopback or link-local"):
+        check_webhook_url(url)
+    settings.MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS = True
+    check_webhook_url(url)
+
+
+def test_a_public_address_and_a_bad_scheme(settings) -> None:
+    check_webhook_url("https://93.184.216.34/hook")
+    with pytest.raises(UnsafeTarget, match="http:// or https://"):
+        check_webhook_url("file:///etc/passwd")
+
+
+def test_a_delivery_to_a_now_refused_address_fails_without_sending(project, settings) -> None:
+    settings.MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS = True
+    with webhook_server() as server:
+        [delivery_id] = _fire(project.id, webhook_urls=[server.url])
+        settings.MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS = False
+        deliver(delivery_id)
+
+    delivery = AlertDelivery.objects.get()
+    assert delivery.status == "failed"
+    assert delivery.last_error.startswith("refused:")
+    assert server.requests == []
