@@ -470,11 +470,14 @@ def fold_changes(now: datetime | None = None, *, since: datetime | None = None) 
 
 def rebuild_all_rollups() -> FoldResult:
     """Re-fold everything (after a price change or a new cohort dimension)."""
+    # One transaction: readers keep the old rollups until the new ones commit, and an
+    # interrupted rebuild leaves the old ones in place (the watermark would not re-read
+    # history on its own).
     with transaction.atomic():
         DecisionFact.objects.all().delete()
         Rollup.objects.all().delete()
         LabelRollup.objects.all().delete()
-    return fold_changes(since=_EPOCH)
+        return fold_changes(since=_EPOCH)
 
 
 def resum_rollups() -> FoldResult:
