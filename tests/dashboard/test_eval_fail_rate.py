@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from dashboard import metrics
+from dashboard.metrics.refresh import fold_changes
 from evaluators.services import run_evaluation_job, schedule_evaluations
 from tests.builders import micro_model_trace
 from tracestore.services import store_spans
@@ -25,6 +26,7 @@ def evaluated(project):
             tier=("free", "pro")[i % 2], fallback=True, label="billing", route="billing"
         )
         store_spans(project.id, trace.records())
+    fold_changes()
     result = schedule_evaluations(now=timezone.now() + timedelta(minutes=10))
     for job_id in result.job_ids:
         run_evaluation_job(job_id)
@@ -51,3 +53,33 @@ def test_the_cohorts_page_draws_the_heatmap(evaluated, member_client: Client) ->
 
     assert 'id="eval-heatmap" type="application/json"' in html
     assert "n=3" in html
+
+
+def test_a_heatmap_cell_links_to_its_failing_traces(evaluated, member_client: Client) -> None:
+    from evaluators.queries import list_evaluations
+
+    failing = {
+        view.trace_id
+        for view in list_evaluations([evaluated.id], limit=100, passed=False).results
+        if view.cohort.get("user.tier") == "free"
+    }
+    assert failing
+
+    html = member_client.get("/?failed=any&cohort.user.tier=free&range=24h").content.decode()
+
+    listed = {t for t in failing if f"/traces/{t}/" in html}
+    assert listed == failing
+    assert html.count('href="/traces/') == len(failing)
+
+
+def test_the_trace_page_shows_its_evaluations_with_reasons(
+    evaluated, member_client: Client
+) -> None:
+    from evaluators.queries import list_evaluations
+
+    view = list_evaluations([evaluated.id], limit=1).results[0]
+
+    html = member_client.get(f"/traces/{view.trace_id}/").content.decode()
+
+    assert f"{view.evaluator}: " in html
+    assert view.reason.replace("'", "&#x27;").replace('"', "&quot;") in html
