@@ -10,5 +10,6 @@ urlpatterns = [
     path("api/v1/", include("dashboard.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("alerts/", include("dashboard.alerts.urls")),
     path("", include("dashboard.urls")),
 ]
