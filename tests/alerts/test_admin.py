@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from dashboard.alerts.models import AlertRule
 
-from .conftest import decisions
+from .conftest import decisions, rule
 
 pytestmark = pytest.mark.django_db
 
@@ -117,3 +117,16 @@ def test_a_rule_the_metrics_cannot_answer_is_refused_with_a_clear_error(
     errors = response.context["adminform"].form.errors
     assert message in " ".join(errors[field])
     assert AlertRule.objects.count() == 0
+
+
+def test_the_change_page_of_a_saved_rule_renders_with_its_preview_button(
+    admin_client, project
+) -> None:
+    saved = rule(project.id, name="saved rule")
+
+    response = admin_client.get(f"/admin/alerts/alertrule/{saved.id}/change/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'name="_preview"' in html and "saved rule" in html
+    assert response.context["preview"] is None

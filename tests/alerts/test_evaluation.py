@@ -215,3 +215,17 @@ def test_route_share_and_label_recall_read_the_named_row(project) -> None:
     recall_eval = AlertEvaluation.objects.get(rule=recall)
     assert (recall_eval.value, recall_eval.n) == (1.0, 30)
     assert _state(recall.id) == "ok"
+
+
+def test_a_latency_percentile_rule_reads_its_micro_models_histogram(project) -> None:
+    decisions(project.id, 40)  # 30 ms decisions
+    slow = rule(project.id, name="p90 over 20 ms", metric="latency-p90", threshold=20.0)
+    fast = rule(project.id, name="p90 over 100 ms", metric="latency-p90", threshold=100.0)
+
+    evaluate_alert_rule(slow.id, NOW)
+    evaluate_alert_rule(fast.id, NOW)
+
+    evaluation = AlertEvaluation.objects.get(rule=slow)
+    assert evaluation.n == 40
+    assert evaluation.value == pytest.approx(30, rel=0.1)  # log buckets: within ±9.1 %
+    assert (_state(slow.id), _state(fast.id)) == ("firing", "ok")
