@@ -1,0 +1,59 @@
+"""An eval-fail-rate rule reads the very rows the metrics module answers, from real
+evaluation results (evaluators' scheduler, jobs and the offline local judge)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from dashboard import metrics
+from dashboard.alerts.models import AlertEvaluation
+from dashboard.alerts.services import evaluate_alert_rule
+from dashboard.metrics.refresh import fold_changes
+from evaluators.services import run_evaluation_job, schedule_evaluations
+from tests.builders import micro_model_trace
+from tracestore.services import store_spans
+
+from .conftest import rule
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_split_eval_fail_rate_rule_equals_the_metric_per_cohort_value(project) -> None:
+    for i in range(6):
+        trace = micro_model_trace(
+            tier=("free", "pro")[i % 2], fallback=True, label="billing", route="billing"
+        )
+        store_spans(project.id, trace.records())
+    fold_changes()
+    for job_id in schedule_evaluations(now=timezone.now() + timedelta(minutes=10)).job_ids:
+        run_evaluation_job(job_id)
+    now = timezone.now() + timedelta(minutes=1)
+    expected = metrics.compute(
+        "eval-fail-rate",
+        metrics.Filters((project.id,), now - timedelta(hours=1), now),
+        group_by="user.tier",
+    ).rows
+    evaluator = expected[0]["evaluator"]
+    r = rule(
+        project.id,
+        metric="eval-fail-rate",
+        evaluator=evaluator,
+        split_by="user.tier",
+        min_n=1,
+        threshold=0.5,
+    )
+
+    evaluate_alert_rule(r.id, now)
+
+    got = {
+        e.split_value: (e.value, e.n, e.low, e.high) for e in AlertEvaluation.objects.filter(rule=r)
+    }
+    assert got == {
+        row["group"]: (row["rate"], row["n"], row["low"], row["high"])
+        for row in expected
+        if row["evaluator"] == evaluator
+    }
+    assert set(got) == {"free", "pro"}
