@@ -1,7 +1,8 @@
 """Query parameters -> a metrics query, the same for pages and the API (so a page's URL
 and the API call behind a chart read alike).
 
-``start``/``end`` (ISO 8601; default the last 24 hours; or ``range=24h|7d|30d``),
+``start``/``end`` (ISO 8601; default the last 24 hours) or ``range=1h|24h|7d|30d``
+(which wins over both),
 ``project`` (one of the caller's), ``micro_model``, ``route``, ``model``,
 ``cohort.<key>=<value>`` (one), ``group_by``, ``interval`` (hour or day).
 """
@@ -55,13 +56,16 @@ def parse_metric_query(
     range_name = params.get("range") or None
     if range_name is not None and range_name not in RANGES:
         raise InvalidQuery(f"range: one of {', '.join(RANGES)}")
-    end = _time(params["end"], "end") if params.get("end") else now
-    if params.get("start"):
-        start = _time(params["start"], "start")
-        range_name = None
+    if range_name is not None:
+        # A named range wins over start/end (the page form sends both).
+        end, start = now, now - RANGES[range_name]
     else:
-        start = end - RANGES[range_name or DEFAULT_RANGE]
-        range_name = range_name or (None if params.get("end") else DEFAULT_RANGE)
+        end = _time(params["end"], "end") if params.get("end") else now
+        if params.get("start"):
+            start = _time(params["start"], "start")
+        else:
+            start = end - RANGES[DEFAULT_RANGE]
+            range_name = None if params.get("end") else DEFAULT_RANGE
     if end <= start:
         raise InvalidQuery("end must be after start")
     if end - start > MAX_RANGE:

@@ -106,7 +106,8 @@ _RANGE_PARAMETERS = [p for p in _PARAMETERS if p.name in ("start", "end", "range
 
 def _micro_model_rows(request: Request, name: str | None) -> list[dict]:
     params = request.query_params.copy()
-    params.setdefault("range", "30d")
+    if not (params.get("start") or params.get("end")):
+        params.setdefault("range", "30d")
     try:
         query = parse_metric_query(params, visible_project_ids(request.user))
     except ProjectNotFound as exc:
