@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .evaluation import Reading, next_state, read_rule
+from .evaluation import Reading, breached, next_state, read_rule
 from .models import AlertDelivery, AlertEvaluation, AlertEvent, AlertRule, AlertState
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def _apply_reading(
             n=reading.n,
             low=reading.low,
             high=reading.high,
-            breached=step.state in ("pending", "firing") and step.transition != "resolved",
+            breached=bool(breached(rule, reading)),
             state=step.state,
         )
         if step.state != state.state:
