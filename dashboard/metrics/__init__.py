@@ -512,44 +512,21 @@ def confidence_histogram(filters: Filters) -> dict[str, list[int]]:
 
 # Evaluation results are read page by page from evaluators' public list until evaluators
 # exposes counts; past this many results the answer is marked as partial.
-EVAL_SCAN_LIMIT = 20_000
+def _evaluation_counts(filters: Filters, group_by: str | None) -> dict[tuple[str, Any], list[int]]:
+    """(evaluator, group) -> [failed, evaluated], counted in the database by evaluators."""
+    from evaluators.queries import evaluation_counts
 
-
-def _evaluation_counts(
-    filters: Filters, group_by: str | None
-) -> tuple[dict[tuple[str, Any], list[int]], bool]:
-    """(evaluator, group) -> [failed, evaluated], and whether the scan was cut short."""
-    from evaluators.queries import list_evaluations
-
-    counts: dict[tuple[str, Any], list[int]] = defaultdict(lambda: [0, 0])
-    cursor, seen = None, 0
-    while True:
-        page = list_evaluations(
+    return {
+        (row.evaluator, row.group): [row.failed, row.evaluated]
+        for row in evaluation_counts(
             list(filters.project_ids),
-            limit=500,
-            cursor=cursor,
-            micro_model=filters.micro_model,
             start=floor_hour(filters.start),
             end=ceil_hour(filters.end),
+            micro_model=filters.micro_model,
+            group_by=group_by,
+            cohort=filters.cohort,
         )
-        for view in page.results:
-            if view.passed is None:
-                continue  # not applicable is neither a pass nor a failure
-            if filters.cohort and view.cohort.get(filters.cohort[0]) != filters.cohort[1]:
-                continue
-            if group_by in (None, "micro_model"):
-                grp = view.micro_model if group_by else None
-            else:
-                grp = view.cohort.get(group_by)
-                if grp is None:
-                    continue
-            cell = counts[(view.evaluator, grp)]
-            cell[0] += not view.passed
-            cell[1] += 1
-        seen += len(page.results)
-        cursor = page.next_cursor
-        if cursor is None or seen >= EVAL_SCAN_LIMIT:
-            return counts, cursor is not None
+    }
 
 
 def eval_fail_rate(
@@ -565,7 +542,7 @@ def eval_fail_rate(
         raise InvalidQuery("group eval-fail-rate by micro_model or a cohort dimension")
     if filters.route is not None or filters.model is not None:
         raise InvalidQuery("eval-fail-rate is filtered by micro model and cohort, not route")
-    counts, partial = _evaluation_counts(filters, group_by)
+    counts = _evaluation_counts(filters, group_by)
     rows = []
     for (evaluator, grp), (failed, evaluated) in sorted(
         counts.items(), key=lambda item: (item[0][0], str(item[0][1]))
@@ -584,8 +561,6 @@ def eval_fail_rate(
             }
         )
     notes = [] if rows else ["no evaluations yet"]
-    if partial:
-        notes.append(f"partial: the newest {EVAL_SCAN_LIMIT} evaluations only")
     return _result("eval-fail-rate", filters, group_by, None, rows, notes)
 
 
