@@ -199,6 +199,15 @@ def evaluate_alert_rules(now: datetime | None = None) -> list[RuleOutcome]:
     return outcomes
 
 
+def expire_alert_evaluations(now: datetime | None = None) -> int:
+    """Drop evaluations older than MICROLENS_RETENTION_DAYS (one row per rule, split value
+    and period would otherwise grow without bound); events and states are kept."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.MICROLENS_RETENTION_DAYS)
+    deleted, _ = AlertEvaluation.objects.filter(evaluated_at__lt=cutoff).delete()
+    return deleted
+
+
 # -- deliveries -------------------------------------------------------------------------
 
 

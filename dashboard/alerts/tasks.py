@@ -12,6 +12,7 @@ from .services import (
     complete_alert_delivery,
     due_alert_deliveries,
     evaluate_alert_rules,
+    expire_alert_evaluations,
     fail_alert_delivery,
 )
 
@@ -26,6 +27,7 @@ def evaluate() -> None:
     # Lost messages and expired claims are found again here every period.
     for delivery_id in dict.fromkeys([*created, *due_alert_deliveries()]):
         deliver.delay(delivery_id)
+    expire_alert_evaluations()
     log.info(
         "alerts.evaluated rules=%s events=%s deliveries=%s",
         len(outcomes),
