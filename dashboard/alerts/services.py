@@ -124,8 +124,10 @@ def _apply_reading(
         state = AlertState.objects.select_for_update().get(
             rule=rule, split_value=reading.split_value
         )
-        if state.last_tick is not None and state.last_tick >= tick:
-            return None  # this period was already evaluated
+        # This period was already evaluated. Compared through the last evaluation's time,
+        # not its stored tick, so a changed MICROLENS_ALERT_EVAL_SECONDS cannot stall rules.
+        if state.last_evaluated_at is not None and evaluation_tick(state.last_evaluated_at) >= tick:
+            return None
         step = next_state(rule, state.state, state.streak, reading)
         AlertEvaluation.objects.create(
             rule=rule,

@@ -229,3 +229,17 @@ def test_a_latency_percentile_rule_reads_its_micro_models_histogram(project) -> 
     assert evaluation.n == 40
     assert evaluation.value == pytest.approx(30, rel=0.1)  # log buckets: within ±9.1 %
     assert (_state(slow.id), _state(fast.id)) == ("firing", "ok")
+
+
+def test_a_longer_evaluation_period_does_not_stall_the_rule(project, settings) -> None:
+    decisions(project.id, 40, fallbacks=10)
+    r = rule(project.id, consecutive=3)
+    settings.MICROLENS_ALERT_EVAL_SECONDS = 30
+    evaluate_alert_rule(r.id, NOW)
+    settings.MICROLENS_ALERT_EVAL_SECONDS = 300  # ticks are now 10 times smaller numbers
+
+    evaluate_alert_rule(r.id, NOW + 5 * MINUTE)
+    evaluate_alert_rule(r.id, NOW + 10 * MINUTE)
+
+    assert AlertEvaluation.objects.filter(rule=r).count() == 3
+    assert _state(r.id) == "firing"
