@@ -11,7 +11,12 @@ from django.utils import timezone
 
 from dashboard.alerts.models import AlertDelivery
 from dashboard.alerts.notify import UnsafeTarget, check_webhook_url
-from dashboard.alerts.services import evaluate_alert_rule
+from dashboard.alerts.services import (
+    claim_alert_delivery,
+    complete_alert_delivery,
+    due_alert_deliveries,
+    evaluate_alert_rule,
+)
 from dashboard.alerts.tasks import deliver
 from tests.dashboard.metric_data import NOW
 
@@ -149,3 +154,24 @@ def test_a_delivery_to_a_now_refused_address_fails_without_sending(project, sett
     assert delivery.status == "failed"
     assert delivery.last_error.startswith("refused:")
     assert server.requests == []
+
+
+def test_deliveries_whose_message_or_worker_was_lost_are_found_again(project, settings) -> None:
+    settings.MICROLENS_ALERT_DELIVERY_LEASE_SECONDS = 60
+    # Evaluated, committed, then the process died before sending any message.
+    [delivery_id] = _fire(project.id, email_addresses=["oncall@example.com"])
+    now = timezone.now()
+    assert due_alert_deliveries(now) == [delivery_id]
+
+    claim = claim_alert_delivery(delivery_id, now)
+    assert claim is not None and claim.attempt == 1
+    assert due_alert_deliveries(now) == []  # a live claim is left alone
+    assert claim_alert_delivery(delivery_id, now) is None
+
+    # The claiming worker died: once its claim expires the delivery is due again.
+    later = now + timedelta(seconds=61)
+    assert due_alert_deliveries(later) == [delivery_id]
+    retaken = claim_alert_delivery(delivery_id, later)
+    assert retaken is not None and retaken.attempt == 2
+    assert complete_alert_delivery(claim) is False  # the stale claim cannot finish it
+    assert complete_alert_delivery(retaken) is True
