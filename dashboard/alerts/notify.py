@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from django.conf import settings
@@ -57,7 +57,7 @@ def check_webhook_url(url: str, *, resolve: bool = True) -> None:
 
 
 def dashboard_link(event: AlertEvent) -> str:
-    """The dashboard's overview with the rule's filters and window."""
+    """The dashboard page showing the rule's metric, with its filters and window."""
     rule = event.rule
     end = event.created_at
     params: dict[str, str] = {
@@ -76,7 +76,17 @@ def dashboard_link(event: AlertEvent) -> str:
         else:
             params["group_by"] = rule.split_by
     base = settings.MICROLENS_PUBLIC_URL.rstrip("/")
-    return f"{base}/overview/?{urlencode(params)}"
+    # The page that shows the rule's metric: eval fail rates per cohort on Cohorts, label
+    # quality and latency on the micro model's page, the rest on the overview.
+    if rule.metric == "eval-fail-rate" and (rule.split_by or rule.cohort_key):
+        params["dimension"] = rule.split_by or rule.cohort_key
+        path = "/cohorts/"
+    elif rule.micro_model and rule.metric.startswith(("label-", "latency-")):
+        params.pop("micro_model", None)
+        path = f"/micro-models/{quote(rule.micro_model, safe='')}/"
+    else:
+        path = "/overview/"
+    return f"{base}{path}?{urlencode(params)}"
 
 
 def event_payload(event: AlertEvent, delivery_id: int) -> dict[str, Any]:

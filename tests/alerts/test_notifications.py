@@ -175,3 +175,20 @@ def test_deliveries_whose_message_or_worker_was_lost_are_found_again(project, se
     assert retaken is not None and retaken.attempt == 2
     assert complete_alert_delivery(claim) is False  # the stale claim cannot finish it
     assert complete_alert_delivery(retaken) is True
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({}, "/overview/?project="),
+        ({"metric": "latency-p90", "threshold": 20.0}, "/micro-models/intent-mini/?project="),
+    ],
+)
+def test_the_link_opens_the_page_of_the_rules_metric(project, settings, fields, path) -> None:
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.MICROLENS_PUBLIC_URL = "https://microlens.example.com/"
+    [delivery_id] = _fire(project.id, email_addresses=["oncall@example.com"], **fields)
+
+    deliver(delivery_id)
+
+    assert f"dashboard: https://microlens.example.com{path}" in mail.outbox[0].body
