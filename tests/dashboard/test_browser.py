@@ -8,7 +8,6 @@ the test is skipped and says why.
 
 from __future__ import annotations
 
-import importlib
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +17,6 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from dashboard.metrics.refresh import fold_changes
-from dashboard.models import CohortDimension
 from evaluators.services import run_evaluation_job, schedule_evaluations
 from tests.dashboard.metric_data import add_prices, build_trace
 from tracestore.services import create_project, store_spans
@@ -35,11 +33,6 @@ ARGS = [
 PASSWORD = "browser-test-pw-1"
 
 
-DEFAULT_DIMENSIONS = importlib.import_module(
-    "dashboard.migrations.0002_default_cohort_dimensions"
-).DEFAULTS
-
-
 def _browser_or_skip():
     try:
         from playwright.sync_api import sync_playwright
@@ -52,10 +45,6 @@ def _browser_or_skip():
 
 @pytest.fixture
 def seeded(transactional_db):
-    # A transactional test's database is flushed between tests, which also removes the rows
-    # the data migration created: put the default cohort dimensions back.
-    for key, display_name in DEFAULT_DIMENSIONS:
-        CohortDimension.objects.get_or_create(key=key, defaults={"display_name": display_name})
     project = create_project("browser")
     user = get_user_model().objects.create_user("bea", password=PASSWORD)
     user.projects.add(project.id)

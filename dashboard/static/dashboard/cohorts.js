@@ -3,21 +3,7 @@
 // cohort.
 (function () {
   "use strict";
-  if (typeof Plotly === "undefined") {
-    return;
-  }
-  document.querySelectorAll("[data-figure]").forEach(function (holder) {
-    var source = document.getElementById(holder.dataset.figure);
-    if (!source) {
-      return;
-    }
-    var figure = JSON.parse(source.textContent);
-    Plotly.newPlot(holder, figure.data, figure.layout, {
-      displaylogo: false,
-      responsive: true,
-    }).then(function () {
-      holder.dataset.drawn = "true";
-    });
+  microlensFigures.draw().forEach(function (holder) {
     if (holder.dataset.tracesUrl) {
       holder.on("plotly_click", function (event) {
         var point = event.points && event.points[0];
