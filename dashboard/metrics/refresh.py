@@ -322,21 +322,28 @@ def rebuild_hours(buckets: set[tuple[int, datetime]], keys: list[str]) -> None:
                         lacc[0] += 1
                         if confidence is not None:
                             lacc[1][confidence_bin(confidence)] += 1
-            _copy(
-                cursor,
-                "dashboard_rollup",
-                _ROLLUP_COLUMNS,
-                (
-                    ("h", k[0], project_id, *k[1:], *acc[:13], sorted(acc[13]))
-                    for k, acc in rollups.items()
-                ),
-            )
-            _copy(
-                cursor,
-                "dashboard_labelrollup",
-                _LABEL_COLUMNS,
-                (("h", k[0], project_id, *k[1:], *acc) for k, acc in labels.items()),
-            )
+            _write_rows(cursor, "h", project_id, rollups, labels)
+
+
+def _write_rows(
+    cursor, width: str, project_id: int, rollups: dict[tuple, list], labels: dict[tuple, list]
+) -> None:
+    """COPY accumulated rollup and label rows of one width ("h" or "d")."""
+    _copy(
+        cursor,
+        "dashboard_rollup",
+        _ROLLUP_COLUMNS,
+        (
+            (width, k[0], project_id, *k[1:], *acc[:13], sorted(acc[13]))
+            for k, acc in rollups.items()
+        ),
+    )
+    _copy(
+        cursor,
+        "dashboard_labelrollup",
+        _LABEL_COLUMNS,
+        ((width, k[0], project_id, *k[1:], *acc) for k, acc in labels.items()),
+    )
 
 
 def rebuild_days(buckets: set[tuple[int, datetime]]) -> None:
@@ -387,21 +394,7 @@ def rebuild_days(buckets: set[tuple[int, datetime]]) -> None:
                 else:
                     acc[0] += row[9]
                     add_into(acc[1], row[10])
-            _copy(
-                cursor,
-                "dashboard_rollup",
-                _ROLLUP_COLUMNS,
-                (
-                    ("d", k[0], project_id, *k[1:], *acc[:13], sorted(acc[13]))
-                    for k, acc in rollups.items()
-                ),
-            )
-            _copy(
-                cursor,
-                "dashboard_labelrollup",
-                _LABEL_COLUMNS,
-                (("d", k[0], project_id, *k[1:], *acc) for k, acc in labels.items()),
-            )
+            _write_rows(cursor, "d", project_id, rollups, labels)
 
 
 def expire_metrics(now: datetime | None = None) -> None:
