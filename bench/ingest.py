@@ -336,11 +336,13 @@ class RssSampler(threading.Thread):
         return self.peak
 
 
-def start_receivers(protocol: str, count: int, port: int, env: dict[str, str]) -> list:
+def start_receivers(
+    protocol: str, count: int, port: int, env: dict[str, str], threads: int = 8
+) -> list:
     procs = []
     for _ in range(count):
         if protocol == "grpc":
-            cmd = ["run_receiver", "--port", str(port)]
+            cmd = ["run_receiver", "--port", str(port), "--workers", str(threads)]
         else:
             cmd = ["run_http_receiver", "--port", str(port), "--workers", "1"]
         procs.append(
@@ -399,7 +401,12 @@ def drive(
             ok = False
             if protocol == "grpc":
                 if not hasattr(local, "call"):
-                    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+                    # A connection per client thread, as separate exporters would have
+                    # (gRPC otherwise shares one connection among channels to one
+                    # target, and SO_REUSEPORT could then feed only one receiver).
+                    channel = grpc.insecure_channel(
+                        f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+                    )
                     local.call = channel.unary_unary(
                         "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
                         request_serializer=None,
@@ -454,6 +461,9 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--protocols", default="grpc,http")
     parser.add_argument("--receivers", type=int, default=2, help="receiver processes per port")
+    parser.add_argument(
+        "--grpc-workers", type=int, default=8, help="exports at once per gRPC receiver process"
+    )
     parser.add_argument("--json", action="store_true", help="print results as JSON too")
     args = parser.parse_args()
 
@@ -488,7 +498,7 @@ def main() -> None:
                 # fresh trace ids for every run so every span is new
                 run_requests = build_requests(args.spans, args.batch, seed=random.randint(2, 10**9))
                 port = free_port()
-                procs = start_receivers(protocol, args.receivers, port, env)
+                procs = start_receivers(protocol, args.receivers, port, env, args.grpc_workers)
                 sampler = RssSampler([p.pid for p in procs])
                 sampler.start()
                 try:
