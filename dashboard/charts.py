@@ -8,7 +8,7 @@ came from a span is HTML-escaped here: ``<script>`` in a span name shows as text
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -269,7 +269,7 @@ def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> 
     return {"data": data, "layout": layout}
 
 
-def confidence_figure(hists: dict[str, Sequence[int]]) -> dict[str, Any]:
+def confidence_figure(hists: Mapping[str, Sequence[int]]) -> dict[str, Any]:
     bins = len(next(iter(hists.values()))) if hists else 0
     x = [(i + 0.5) / bins for i in range(bins)]
     colours = {"pass": _PALETTE[1], "fail": _PALETTE[4], "unknown": "#aab3c5"}
@@ -301,7 +301,9 @@ def eval_heatmap_figure(
     cells = {(row["evaluator"], str(row["group"])): row for row in rows}
     z, text, custom = [], [], []
     for evaluator in evaluators:
-        z_row, text_row, custom_row = [], [], []
+        z_row: list[float | None] = []
+        text_row: list[str] = []
+        custom_row: list[Any] = []
         for value in values:
             row = cells.get((evaluator, value))
             if row is None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
+from django.core.management.base import OutputWrapper
+
 _WIDTH = 30
 
 
 class ProgressBar:
-    def __init__(self, stream: TextIO, label: str, total: int) -> None:
+    def __init__(self, stream: TextIO | OutputWrapper, label: str, total: int) -> None:
         self._stream = stream
         self._label = label
         self._total = max(total, 0)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, F, Q, QuerySet, TextField, Value
+from django.db.models import Count, Expression, F, Q, QuerySet, TextField, Value
 from django.db.models.fields.json import KT
 
 from .contracts import EvaluationCount, EvaluationPage, EvaluationView
@@ -172,6 +172,7 @@ def evaluation_counts(
     ).filter(passed__isnull=False)
     if cohort is not None:
         rows = rows.filter(cohort__contains={cohort[0]: cohort[1]})
+    group: Expression | F
     if group_by == "micro_model":
         group = F("micro_model__name")
     elif group_by:

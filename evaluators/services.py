@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -333,7 +334,7 @@ RETURNING attempts
 def _claim(job: EvaluationJob, config: EvaluatorConfig | None, token: str) -> str | int:
     """Claim the job; returns the attempt number, or why it was not claimed."""
     judge = config.judge if config is not None else None
-    params = {
+    params: dict[str, Any] = {
         "token": token,
         "id": job.id,
         "lease": float(settings.MICROLENS_EVAL_LEASE_SECONDS),
@@ -589,7 +590,7 @@ def sweep_evaluation_jobs(*, now: datetime | None = None, limit: int = 1000) -> 
     """Jobs whose wake-up message was lost (still pending long after they were due, or
     running under a claim that expired): returns their ids to dispatch again. A job that
     is delivered twice is still run once (see the claim)."""
-    params = {
+    params: dict[str, Any] = {
         "now": now or timezone.now(),
         "grace": float(settings.MICROLENS_EVAL_REDISPATCH_SECONDS),
         "lease": float(settings.MICROLENS_EVAL_LEASE_SECONDS),

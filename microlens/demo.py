@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .credentials import read_credentials
 
@@ -214,7 +214,7 @@ def _record_trace(tracer: Tracer, rng: random.Random, t: int) -> None:
         cursor = _child(tracer, ctx, "retrieve-docs", cursor, rng.uniform(15, 60), retriever)
 
         prompt = f"{question}\n\nContext:\n" + "\n".join(documents)
-        generation = {
+        generation: dict[str, Any] = {
             "openinference.span.kind": "LLM",
             "llm.model_name": route_model,
             "llm.provider": "self-hosted",

@@ -41,6 +41,7 @@ from .supervisor import Supervisor, describe_exit
 
 if TYPE_CHECKING:
     from .bootstrap import BootstrapResult
+    from .postgres import EmbeddedPostgres
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Secrets `up` consumes itself; children do not need them in their environment.
@@ -196,7 +197,7 @@ class Up:
         self.stopping = threading.Event()
         self.hurry = threading.Event()
         self.preparing = True
-        self.postgres = None
+        self.postgres: EmbeddedPostgres | None = None
         self.supervisor: Supervisor | None = None
         self.database_url_file = run_dir(options.home) / "database_url"
         self.state_file = run_dir(options.home) / "up.json"

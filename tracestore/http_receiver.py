@@ -133,7 +133,7 @@ class OtlpHttpApp:
                 code_pb2.INVALID_ARGUMENT,
                 "content encoding must be gzip, deflate or identity",
             )
-        headers = {
+        auth_headers = {
             "authorization": environ.get("HTTP_AUTHORIZATION", ""),
             "x-api-key": environ.get("HTTP_X_API_KEY", ""),
         }
@@ -150,7 +150,7 @@ class OtlpHttpApp:
             except OtlpProtobufError as exc:
                 raise RequestRejected(str(exc)) from None
 
-        return _outcome_reply(media, self.ingest.export(headers, load))
+        return _outcome_reply(media, self.ingest.export(auth_headers, load))
 
 
 # -- reading the body ---------------------------------------------------------------------

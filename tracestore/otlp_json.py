@@ -112,7 +112,7 @@ def _span(src: dict[str, Any], dst: Span) -> None:
     dst.trace_state = _str(_field(src, "traceState", "trace_state"), "traceState")
     dst.flags = _uint(src.get("flags"), "flags")
     dst.name = _str(src.get("name"), "name")
-    dst.kind = _enum(src.get("kind"), Span.SpanKind, "kind")
+    dst.kind = _enum(src.get("kind"), Span.SpanKind, "kind")  # type: ignore[assignment]
     dst.start_time_unix_nano = _uint(
         _field(src, "startTimeUnixNano", "start_time_unix_nano"), "startTimeUnixNano"
     )
@@ -150,7 +150,9 @@ def _span(src: dict[str, Any], dst: Span) -> None:
         status = _object(status, "status")
         dst.status.SetInParent()
         dst.status.message = _str(status.get("message"), "status.message")
-        dst.status.code = _enum(status.get("code"), Status.StatusCode, "status.code")
+        dst.status.code = _enum(  # type: ignore[assignment]
+            status.get("code"), Status.StatusCode, "status.code"
+        )
 
 
 def _attributes(src: dict[str, Any], dst: Any) -> None:

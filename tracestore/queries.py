@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -395,7 +396,7 @@ def _model_span(row: dict[str, Any]) -> contracts.ModelSpan:
 
 
 def _traces_with_model_spans(
-    traces: list[dict[str, Any]], order_field: str
+    traces: Sequence[Mapping[str, Any]], order_field: str
 ) -> list[contracts.TraceModelSpans]:
     by_trace: dict[tuple[int, bytes], list[contracts.ModelSpan]] = {}
     if traces:

@@ -7,6 +7,7 @@ import json
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -460,7 +461,7 @@ def store_spans(project_id: int, records: Sequence[SpanRecord]) -> StoreResult:
 
 def rebuild_trace_rollups(project_id: int, trace_ids: Sequence[bytes]) -> None:
     """Recompute rollups from the stored spans (repair, and the reference in tests)."""
-    params = {"project_id": project_id, "trace_ids": sorted(trace_ids)}
+    params: dict[str, Any] = {"project_id": project_id, "trace_ids": sorted(trace_ids)}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_RECOMPUTE_ROLLUP, params)
 

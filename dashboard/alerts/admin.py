@@ -81,8 +81,10 @@ class AlertRuleAdmin(admin.ModelAdmin):
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
         user = request.user
-        projects = list_projects(project_ids_for_user(user.pk, user.is_superuser))
-        form.base_fields["project_id"].choices = [(p.id, p.name) for p in projects]
+        projects = list_projects(project_ids_for_user(int(user.pk or 0), user.is_superuser))
+        field = form.base_fields["project_id"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [(p.id, p.name) for p in projects]
         return form
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from rest_framework import exceptions, generics, serializers
 from rest_framework.pagination import CursorPagination
+from rest_framework.serializers import BaseSerializer
 
 from ..access import visible_project_ids
 from .models import AlertEvent, AlertRule, AlertState
@@ -85,7 +86,7 @@ class AlertRuleListView(generics.ListCreateAPIView):
             project_id__in=visible_project_ids(self.request.user)
         ).prefetch_related("states")
 
-    def perform_create(self, serializer: AlertRuleSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer) -> None:
         data = dict(serializer.validated_data)
         data["project_id"] = _project_for(self.request, data)
         try:
@@ -102,11 +103,12 @@ class AlertRuleDetailView(generics.RetrieveUpdateDestroyAPIView):
             project_id__in=visible_project_ids(self.request.user)
         ).prefetch_related("states")
 
-    def perform_update(self, serializer: AlertRuleSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer) -> None:
         data = dict(serializer.validated_data)
         if "project_id" in data:
             data["project_id"] = _project_for(self.request, data)
         try:
+            assert serializer.instance is not None
             serializer.instance = update_alert_rule(serializer.instance.pk, data)
         except DjangoValidationError as exc:
             raise _django_errors(exc) from exc

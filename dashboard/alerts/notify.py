@@ -75,7 +75,7 @@ def dashboard_link(event: AlertEvent) -> str:
             params[f"cohort.{rule.split_by}"] = event.split_value
         else:
             params["group_by"] = rule.split_by
-    base = settings.MICROLENS_PUBLIC_URL.rstrip("/")
+    base = (settings.MICROLENS_PUBLIC_URL or "").rstrip("/")
     # The page that shows the rule's metric: eval fail rates per cohort on Cohorts, label
     # quality and latency on the micro model's page, the rest on the overview.
     if rule.metric == "eval-fail-rate" and (rule.split_by or rule.cohort_key):

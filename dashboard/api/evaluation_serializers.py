@@ -27,7 +27,7 @@ class EvaluationSerializer(serializers.Serializer):
     )
     predicted_label = serializers.CharField(allow_null=True)
     expected_label = serializers.CharField(allow_null=True)
-    source = serializers.ChoiceField(choices=["scheduled", "feedback"])
+    source = serializers.ChoiceField(choices=["scheduled", "feedback"])  # type: ignore[assignment]  # a field named like a Field attribute
     cohort = serializers.DictField(child=serializers.CharField())
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()

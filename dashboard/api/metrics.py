@@ -89,7 +89,7 @@ class MicroModelSerializer(serializers.Serializer):
     n = serializers.IntegerField(help_text="Decisions in range.")
     fallbacks = serializers.IntegerField()
     fallback_rate = serializers.FloatField()
-    errors = serializers.IntegerField()
+    errors = serializers.IntegerField()  # type: ignore[assignment]  # a field named like a Field attribute
     routes = serializers.ListField(child=serializers.CharField())
     models = serializers.ListField(child=serializers.CharField())
     last_seen_bucket = serializers.DateTimeField(

@@ -67,7 +67,7 @@ class SpanSerializer(serializers.Serializer):
     input_text = serializers.CharField(allow_null=True)
     output_text = serializers.CharField(allow_null=True)
     route = serializers.CharField(allow_null=True)
-    label = serializers.CharField(allow_null=True)
+    label = serializers.CharField(allow_null=True)  # type: ignore[assignment]  # a field named like a Field attribute
     confidence = serializers.FloatField(allow_null=True)
     expected_label = serializers.CharField(allow_null=True)
     is_fallback = serializers.BooleanField()

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -350,7 +351,7 @@ def rebuild_days(buckets: set[tuple[int, datetime]]) -> None:
     """Day rows are the sums of their hours' rows."""
     with connection.cursor() as cursor:
         for project_id, day in sorted(buckets):
-            span = [project_id, day, day + timedelta(days=1)]
+            span: list[Any] = [project_id, day, day + timedelta(days=1)]
             for table in ("dashboard_rollup", "dashboard_labelrollup"):
                 cursor.execute(
                     f"DELETE FROM {table} WHERE project_id = %s AND width = 'd'"  # noqa: S608 (constant table names)

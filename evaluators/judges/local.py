@@ -50,7 +50,9 @@ class LexicalJudge:
     name = "local-lexical"
 
     def __init__(self, model: dict[str, Any] | str | None = "shipped") -> None:
-        self._model = shipped_groundedness_model() if model == "shipped" else model
+        self._model: dict[str, Any] | None = (
+            shipped_groundedness_model() if isinstance(model, str) else model
+        )
 
     def task_completion(self, input_text: str, output_text: str) -> Score:
         problem = blocking_problem(input_text, output_text)
