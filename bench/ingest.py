@@ -504,8 +504,10 @@ def main() -> None:
                 try:
                     result = drive(protocol, port, key, run_requests, concurrency)
                 finally:
-                    peak = sampler.stop()
-                    stop_receivers(procs)
+                    try:
+                        peak = sampler.stop()
+                    finally:
+                        stop_receivers(procs)  # never leave receivers behind
                 in_db = stored_spans(project_id)
                 result.update(
                     protocol=protocol,
