@@ -15,7 +15,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from .decode import Limits
-from .servicer import CachedAuthenticator, TraceServicer
+from .ingest import CachedAuthenticator
+from .servicer import TraceServicer
 from .services import authenticate_api_key, store_spans
 
 log = logging.getLogger(__name__)

@@ -10,24 +10,13 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from .decode import Limits
 from .ingest import (
     Authenticator,
-    CachedAuthenticator,
     Counters,
     Ingest,
     RequestRejected,
     SpanSink,
     Status,
-    api_key_from_headers,
 )
 from .otlp_protobuf import OtlpProtobufError, parse_protobuf
-
-__all__ = [
-    "Authenticator",
-    "CachedAuthenticator",
-    "Counters",
-    "SpanSink",
-    "TraceServicer",
-    "api_key_from_headers",
-]
 
 _GRPC_CODES = {
     Status.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
