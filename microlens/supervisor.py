@@ -64,6 +64,26 @@ def describe_exit(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
+class StopFlag:
+    """A flag a signal handler may set. ``threading.Event.set()`` takes a lock: called from a
+    handler that interrupts the main thread while it holds that lock (inside ``wait``), it
+    deadlocks. Here ``set`` is a plain store and ``wait`` a sleep that signals cut short."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        if not self._set:
+            time.sleep(timeout)
+        return self._set
+
+
 @dataclass
 class Child:
     role: str
@@ -145,7 +165,7 @@ class Supervisor:
                 return child
         return None
 
-    def stop(self, hurry: threading.Event | None = None) -> None:
+    def stop(self, hurry: StopFlag | None = None) -> None:
         """Stop every child within ``grace_seconds`` (sooner when ``hurry`` is set)."""
         running = [child for child in self.children if child.poll() is None]
         for child in running:

@@ -26,7 +26,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -37,7 +36,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING
 
 from .credentials import credentials_path
-from .supervisor import Supervisor, describe_exit
+from .supervisor import StopFlag, Supervisor, describe_exit
 
 if TYPE_CHECKING:
     from .bootstrap import BootstrapResult
@@ -194,8 +193,9 @@ class Up:
     def __init__(self, options: UpOptions, out: IO[str] | None = None) -> None:
         self.options = options
         self.out = out or sys.stdout
-        self.stopping = threading.Event()
-        self.hurry = threading.Event()
+        # Set from signal handlers, so not threading.Event (see StopFlag).
+        self.stopping = StopFlag()
+        self.hurry = StopFlag()
         self.preparing = True
         self.postgres: EmbeddedPostgres | None = None
         self.supervisor: Supervisor | None = None

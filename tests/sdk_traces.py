@@ -4,15 +4,17 @@ tests, whatever the protocol)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from tracestore.models import Span, Trace
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def export_classifier_trace(exporter: SpanExporter) -> tuple[Any, Any]:
@@ -58,7 +60,8 @@ def assert_classifier_trace_stored(root: Any, child: Any) -> None:
     assert (stored.prompt_tokens, stored.completion_tokens) == (12, 1)
     assert stored.events[0]["name"] == "decided"
     assert stored.events[0]["attributes"] == {"label": "refund"}
-    assert stored.start_time.timestamp() == pytest.approx(child.start_time / 1e9, abs=1e-6)
+    # stored to the microsecond PostgreSQL keeps, truncated
+    assert stored.start_time == EPOCH + timedelta(microseconds=child.start_time // 1000)
     assert stored.duration_ns == child.end_time - child.start_time
     rollup = Trace.objects.get(trace_id=trace_id)
     assert (rollup.span_count, rollup.root_name) == (2, "POST /chat")

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -100,13 +101,16 @@ def build_server(host: str, port: int, workers: int = 8) -> Receiver:
 def serve(host: str, port: int, workers: int = 8, grace: float = 5.0) -> None:
     """Serve until SIGTERM or SIGINT, then finish in-flight exports within ``grace``."""
     receiver = build_server(host, port, workers)
-    stop = threading.Event()
+    # A plain list, not threading.Event: Event.set() takes a lock, and a handler that
+    # interrupts the main thread while it holds that lock inside Event.wait() deadlocks.
+    stop_requested: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda signum, _frame: stop_requested.append(signum))
     receiver.start()
     log.info(
         "receiver.started protocol=grpc address=%s:%s workers=%s", host, receiver.port, workers
     )
-    stop.wait()
+    while not stop_requested:
+        time.sleep(0.2)  # a signal cuts the sleep short
     log.info("receiver.stopping grace=%ss", grace)
     receiver.stop(grace)

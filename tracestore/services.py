@@ -306,8 +306,13 @@ def _us(ns: int) -> int:
     return ns // 1000
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _timestamp(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns // 1000 / 1e6, tz=UTC)
+    # Integer arithmetic: through a float, a timestamp can land a microsecond off, and
+    # PostgreSQL keeps microseconds exactly.
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def _json(value: object) -> str:
