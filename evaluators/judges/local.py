@@ -3,8 +3,13 @@
 Groundedness: each sentence of the output is a claim; its support is the share of its
 content words found in the context; a claim whose best-matching context sentence shares
 most of its words but flips a negation or changes a number is contradicted, and weighs
-double at score 0. TaskCompletion: refusals, empty answers and broken requested formats
-fail; otherwise the answer must be on the input's topic (content-word overlap).
+double at score 0. That rule and richer lexical evidence (``grounding_features``: support
+of words, n-grams and copied fragments, and which words the output invents) feed a small
+logistic model shipped as JSON (``groundedness_model.json``); its probability of the
+output being grounded, times the share of claim weight not contradicted, is the score.
+The reason names the least supported claim and the invented words held most against it.
+TaskCompletion: refusals, empty answers and broken requested formats fail; otherwise the
+answer must be on the input's topic (content-word overlap).
 """
 
 from __future__ import annotations
@@ -17,7 +22,12 @@ from typing import Any
 
 from ..checks import lexical
 from . import Score
-from .grounding_features import grounding_features, probability
+from .grounding_features import (
+    DENSE_FEATURES,
+    grounding_features,
+    invented_words,
+    probability,
+)
 
 _MODEL_PATH = Path(__file__).with_name("groundedness_model.json")
 
@@ -38,9 +48,15 @@ _RELEVANCE_FLOOR = 0.3
 @cache
 def shipped_groundedness_model() -> dict[str, Any] | None:
     try:
-        return json.loads(_MODEL_PATH.read_text())
+        model: dict[str, Any] = json.loads(_MODEL_PATH.read_text())
     except FileNotFoundError:
         return None
+    if tuple(model.get("features", ())) != DENSE_FEATURES:
+        raise ValueError(
+            f"{_MODEL_PATH.name} was trained on other features than grounding_features "
+            "computes: re-train it with bench/train_groundedness.py"
+        )
+    return model
 
 
 class LexicalJudge:
@@ -75,13 +91,18 @@ class LexicalJudge:
         if self._model is None:
             return rule
         features = grounding_features(output_text, "\n".join(documents), rule.score)
-        # The learned model ranks unsupported content; contradictions (which HaluEval barely
+        # The learned model ranks invented content; contradictions (which HaluEval barely
         # rewards) keep their double weight: the score keeps only the non-contradicted
         # claims' share of the weight.
-        return Score(probability(self._model, features) * kept, rule.reason)
+        reason = rule.reason
+        invented = invented_words(self._model, features)
+        if invented:
+            reason += "; invented: " + ", ".join(invented)
+        return Score(probability(self._model, features) * kept, reason)
 
     def claim_groundedness(self, output_text: str, documents: list[str]) -> tuple[Score, float]:
-        """The rule score, and the share of claim weight not contradicted."""
+        """The rule score (its reason names the least supported claim), and the share of
+        claim weight not contradicted."""
         claims = lexical.sentences(output_text)
         if not claims:
             return Score(1.0, "no claims in the output"), 1.0
@@ -90,13 +111,17 @@ class LexicalJudge:
         context_numbers = set().union(*(lexical.numbers(d) for d in documents))
         weighted = total = 0.0
         unsupported = contradicted = 0
+        weakest, weakest_support, first_contradicted = "", 2.0, ""
         for claim in claims:
             words = lexical.content_words(claim)
             claim_support = lexical.support(words, context_words)
             if _contradicts(claim, words, context_sentences, context_numbers):
                 contradicted += 1
+                first_contradicted = first_contradicted or claim
                 total += CONTRADICTION_WEIGHT
                 continue
+            if claim_support < weakest_support:
+                weakest, weakest_support = claim, claim_support
             if claim_support < 0.5:
                 unsupported += 1
             weighted += claim_support
@@ -106,12 +131,20 @@ class LexicalJudge:
             reason = f"{contradicted} of {len(claims)} claims contradict the context"
             if unsupported:
                 reason += f", {unsupported} unsupported"
+            reason += f"; contradicted: {_quote(first_contradicted)}"
         elif unsupported:
             reason = f"{unsupported} of {len(claims)} claims not supported by the context"
         else:
             reason = f"all {len(claims)} claims supported by the context"
+        if weakest and weakest_support < 1.0 and not contradicted:
+            reason += f"; least supported ({weakest_support:.0%}): {_quote(weakest)}"
         kept = 1.0 - CONTRADICTION_WEIGHT * contradicted / total if total else 1.0
         return Score(max(0.0, min(1.0, score)), reason), kept
+
+
+def _quote(claim: str, limit: int = 120) -> str:
+    claim = " ".join(claim.split())
+    return f'"{claim if len(claim) <= limit else claim[: limit - 3] + "..."}"'
 
 
 def blocking_problem(input_text: str, output_text: str) -> Score | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from evaluators.checks import verdicts
-from evaluators.judges.local import LexicalJudge
+from evaluators.judges.grounding_features import DENSE_FEATURES
+from evaluators.judges.local import LexicalJudge, shipped_groundedness_model
 
 JUDGE = LexicalJudge()
 CONTEXT = [
@@ -78,6 +79,55 @@ def test_a_contradiction_weighs_more_than_an_unsupported_claim() -> None:
 
     assert contradicted_score.score < unsupported_score.score < 1.0
     assert "contradict" in contradicted_score.reason
+
+
+def test_an_invented_claim_fails_and_the_reason_names_it_and_its_invented_words() -> None:
+    answer = (
+        "Premium plans cost 20 dollars a month. Despite this, Steven Spielberg recommends the "
+        "premium plan."
+    )
+
+    verdict = verdicts.groundedness(answer, CONTEXT, judge=JUDGE, threshold=0.5)
+
+    assert verdict.passed is False
+    assert verdict.score < 0.2
+    assert verdict.reason.startswith(
+        "1 of 2 claims not supported by the context; least supported (33%): "
+        '"Despite this, Steven Spielberg recommends the premium plan."; invented: '
+    )
+    assert "Spielberg" in verdict.reason
+
+
+def test_a_supported_output_passes_and_says_so() -> None:
+    answer = "Premium plans cost 20 dollars a month and include phone support."
+
+    verdict = verdicts.groundedness(answer, CONTEXT, judge=JUDGE, threshold=0.5)
+
+    assert verdict.passed is True
+    assert verdict.score > 0.8
+    assert verdict.reason == "all 1 claims supported by the context"
+
+
+def test_a_contradicted_claim_scores_zero_and_is_quoted() -> None:
+    verdict = verdicts.groundedness(
+        "Duplicate charges are refunded within 10 days.", CONTEXT, judge=JUDGE, threshold=0.5
+    )
+
+    assert (verdict.score, verdict.passed) == (0.0, False)
+    assert verdict.reason == (
+        "1 of 1 claims contradict the context; contradicted: "
+        '"Duplicate charges are refunded within 10 days."'
+    )
+
+
+def test_the_shipped_groundedness_model_matches_the_features_and_stays_small() -> None:
+    model = shipped_groundedness_model()
+
+    assert model is not None
+    assert tuple(model["features"]) == DENSE_FEATURES
+    assert len(model["weights"]) == len(model["mean"]) == len(model["std"]) == len(DENSE_FEATURES)
+    assert 1000 < len(model["tokens"]) < 50000
+    assert all(key.startswith(("n:", "nb:")) for key in model["tokens"])
 
 
 def test_groundedness_without_context_is_not_applicable_not_a_pass() -> None:
