@@ -31,6 +31,7 @@ _REPLACEMENT = "\ufffd"
 # Far-future timestamps (a clock in nanoseconds read as microseconds, say) are clamped so
 # they stay inside the time range the tables and their partitions accept.
 _MAX_FUTURE_NS = 24 * 3600 * 10**9
+_INT2 = 2**15
 
 
 @dataclass
@@ -214,6 +215,13 @@ def _record(
         }
         for link in span.links
     ]
+    kind = span.kind
+    status_code = span.status.code
+    if not (0 <= kind < _INT2 and 0 <= status_code < _INT2):
+        # Enums are open in protobuf: a value the smallint columns cannot hold becomes 0.
+        kind = kind if 0 <= kind < _INT2 else 0
+        status_code = status_code if 0 <= status_code < _INT2 else 0
+        sanitiser.truncated = True
     if sanitiser.truncated:
         flags |= FLAG_TRUNCATED
     return SpanRecord(
@@ -221,10 +229,10 @@ def _record(
         span_id=span.span_id,
         parent_span_id=span.parent_span_id or None,
         name=sanitiser.text(span.name),
-        kind=span.kind,
+        kind=kind,
         start_time_ns=start,
         end_time_ns=end,
-        status_code=span.status.code,
+        status_code=status_code,
         status_message=sanitiser.text(span.status.message),
         service_name=service,
         scope_name=scope[0],

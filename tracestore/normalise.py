@@ -140,6 +140,15 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
+_INT4 = 2**31
+
+
+def _as_count(value: Any) -> int | None:
+    """A token count the (32-bit) column can hold; anything else is no count at all."""
+    count = _as_int(value)
+    return count if count is not None and -_INT4 <= count < _INT4 else None
+
+
 def _as_float(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
@@ -332,12 +341,12 @@ def canonical_fields(
         "provider": provider.lower() if provider is not None else None,
         "micro_model": _as_text(micro_model) if micro_model not in (None, "") else None,
         "prompt_tokens": (
-            _as_int(_first(attrs, PROMPT_TOKEN_KEYS))
+            _as_count(_first(attrs, PROMPT_TOKEN_KEYS))
             if not _PROMPT_TOKEN_SET.isdisjoint(present)
             else None
         ),
         "completion_tokens": (
-            _as_int(_first(attrs, COMPLETION_TOKEN_KEYS))
+            _as_count(_first(attrs, COMPLETION_TOKEN_KEYS))
             if not _COMPLETION_TOKEN_SET.isdisjoint(present)
             else None
         ),

@@ -10,9 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
+from psycopg import postgres
+from psycopg.adapt import Dumper
 from psycopg.errors import UniqueViolation
+from psycopg.pq import Format
 
 from .contracts import ProjectRef, SpanRecord, StoreResult
 from .models import ApiKey, Project
@@ -123,9 +126,53 @@ _SPAN_COLUMNS = (
     "mirror_of",
     "cohort",
 )
+# Binary COPY: the server reads numbers and timestamps as they are instead of parsing
+# text. Its types must match the columns exactly (psycopg's binary integer dumpers wrap
+# silently on overflow, so _rows keeps every integer within its column's range).
+_SPAN_COPY_TYPES = (
+    "int8",  # project_id
+    "bytea",
+    "bytea",
+    "bytea",
+    "text",  # name
+    "int2",  # kind
+    "timestamptz",
+    "timestamptz",
+    "int8",  # duration_ns
+    "int2",  # status_code
+    "text",
+    "text",
+    "text",
+    "text",
+    "jsonb",  # attributes
+    "jsonb",
+    "jsonb",
+    "jsonb",  # links
+    "int4",  # flags
+    "text",
+    "text",
+    "text",
+    "text",  # micro_model
+    "int4",  # prompt_tokens
+    "int4",
+    "text",
+    "text",
+    "text",
+    "text",  # label
+    "float8",
+    "text",
+    "bool",
+    "bool",
+    "bool",
+    "bool",
+    "text",  # mirror_of
+    "jsonb",  # cohort
+)
 _COLUMN_LIST = ", ".join(_SPAN_COLUMNS)
-_COPY_SPANS = f"COPY tracestore_span ({_COLUMN_LIST}) FROM STDIN"
-_COPY_STAGE = f"COPY tracestore_span_stage ({_COLUMN_LIST}) FROM STDIN"
+_COPY_SPANS = f"COPY tracestore_span ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+_COPY_STAGE = f"COPY tracestore_span_stage ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+_INT2 = 2**15
+_INT4 = 2**31
 
 _STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS tracestore_span_stage "
@@ -319,15 +366,50 @@ def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
+class _JsonbTextDumper(Dumper):
+    """jsonb in binary COPY from JSON text already serialised by _rows: the format is a
+    version byte then the text, which the server parses once, as it would in text COPY."""
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: str) -> bytes:
+        return b"\x01" + obj.encode()
+
+
+def _copy_rows(cursor: Any, statement: str, rows: list[tuple]) -> None:
+    cursor.adapters.register_dumper(None, _JsonbTextDumper)
+    with cursor.copy(statement) as copy:
+        copy.set_types(_SPAN_COPY_TYPES)
+        for row in rows:
+            copy.write_row(row)
+
+
+def _fits(value: int | None, bound: int) -> bool:
+    return value is None or -bound <= value < bound
+
+
 def _rows(project_id: int, records: Sequence[SpanRecord]) -> list[tuple]:
-    """COPY rows. JSON is dumped here as text (COPY parses it): once per resource, not per
-    span, and not at all for the usual empty events, links and cohort."""
+    """COPY rows. JSON is dumped here as text: once per resource, not per span, and not at
+    all for the usual empty events, links and cohort. Decoding keeps hostile integers
+    within their columns; a record built elsewhere that does not fit is refused here, as
+    the database would refuse it, instead of being wrapped around by the binary format."""
     resources: dict[int, str] = {}
     rows = []
     for r in records:
         resource = resources.get(id(r.resource_attributes))
         if resource is None:
             resource = resources[id(r.resource_attributes)] = _json(r.resource_attributes)
+        if not (
+            _fits(r.kind, _INT2)
+            and _fits(r.status_code, _INT2)
+            and _fits(r.prompt_tokens, _INT4)
+            and _fits(r.completion_tokens, _INT4)
+            and _fits(r.flags, _INT4)
+        ):
+            raise DataError(
+                f"span {r.span_id.hex()}: kind, status code, flags or token count out of range"
+            )
         rows.append(
             (
                 project_id,
@@ -434,16 +516,13 @@ def store_spans(project_id: int, records: Sequence[SpanRecord]) -> StoreResult:
     with transaction.atomic(), connection.cursor() as cursor:
         try:
             # Fast path: almost every batch is new, so COPY straight into the table.
-            with transaction.atomic(), cursor.copy(_COPY_SPANS) as copy:
-                for row in rows:
-                    copy.write_row(row)
+            with transaction.atomic():
+                _copy_rows(cursor, _COPY_SPANS, rows)
             new = list(records)
         except (IntegrityError, UniqueViolation):
             # A retry or an overlapping batch: stage it and keep only the unseen spans.
             cursor.execute(_STAGE_DDL)
-            with cursor.copy(_COPY_STAGE) as copy:
-                for row in rows:
-                    copy.write_row(row)
+            _copy_rows(cursor, _COPY_STAGE, rows)
             cursor.execute(_INSERT_NEW_FROM_STAGE)
             inserted_keys = {(bytes(t), bytes(s)) for t, s in cursor.fetchall()}
             new = []

@@ -247,3 +247,25 @@ def _raw_export(address: str):
         request_serializer=None,
         response_deserializer=None,
     )
+
+
+def test_integers_too_large_for_their_columns_are_stored_as_zero_or_null_and_flagged(
+    receiver: str, api_key: str
+) -> None:
+    # Protobuf enums are open and token counts are int64 attributes; the columns are
+    # smallint and integer. The span is stored (and the rest of the batch with it).
+    trace = micro_model_trace()
+    request = trace.request()
+    classifier = request.resource_spans[0].scope_spans[0].spans[1]
+    classifier.kind = 70_000
+    classifier.status.code = 2**31 - 1
+    for kv in classifier.attributes:
+        if kv.key == "llm.token_count.prompt":
+            kv.value.int_value = 10**12
+    _stub(receiver).Export(request, metadata=(("authorization", f"Bearer {api_key}"),), timeout=5)
+    stored = Span.objects.get(name="intent-classifier")
+    assert (stored.kind, stored.status_code, stored.prompt_tokens) == (0, 0, None)
+    assert stored.completion_tokens == 3
+    assert stored.flags & FLAG_TRUNCATED
+    assert Span.objects.count() == 3
+    assert Trace.objects.get().prompt_tokens == 0

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import DataError, connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from tests.builders import micro_model_trace
@@ -227,3 +228,13 @@ def test_concurrent_writers_of_the_same_traces_lose_no_update() -> None:
     assert sum(row[7] for row in merged.values()) == sum(len(t.spans) for t in traces)
     rebuild_trace_rollups(project_id, list(merged))
     assert _rollups() == merged
+
+
+def test_a_record_whose_integers_do_not_fit_their_columns_is_refused_not_wrapped(
+    project_id: int,
+) -> None:
+    records = micro_model_trace().records()
+    records[1] = dataclasses.replace(records[1], prompt_tokens=2**31)
+    with pytest.raises(DataError, match="out of range"):
+        store_spans(project_id, records)
+    assert Span.objects.count() == 0
