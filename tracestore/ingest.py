@@ -28,8 +28,8 @@ from django.db import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from .contracts import ProjectRef, SpanRecord, StoreResult
-from .decode import Limits, decode_request
+from .contracts import ProjectRef, StoreResult
+from .decode import Limits, SpanRow, decode_request
 from .services import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,10 @@ SATURATED_RETRY_AFTER_SECONDS = 1
 
 
 class SpanSink(Protocol):
-    def __call__(self, project_id: int, records: Sequence[SpanRecord]) -> StoreResult: ...
+    """Stores decoded spans (``SpanRow``: a SpanRecord's fields as a tuple), e.g.
+    ``services.store_span_rows``."""
+
+    def __call__(self, project_id: int, spans: Sequence[SpanRow]) -> StoreResult: ...
 
 
 Authenticator = Callable[[str], ProjectRef | None]
@@ -190,11 +193,11 @@ class Ingest:
             return Outcome(exc.status, str(exc))
 
         decoded = decode_request(request, self._limits)
-        self.counters.add("spans_received", len(decoded.records) + decoded.rejected)
+        self.counters.add("spans_received", len(decoded.rows) + decoded.rejected)
         self.counters.add("spans_rejected", decoded.rejected)
         self.counters.add("values_truncated", decoded.truncated_values)
         try:
-            result = self._sink(project.id, decoded.records)
+            result = self._sink(project.id, decoded.rows)
         except (OperationalError, InterfaceError, StorageUnavailable) as exc:
             return self._unavailable(exc)
         except DatabaseError as exc:

@@ -318,12 +318,45 @@ _INPUT_SET = frozenset((*INPUT_KEYS, *(probe for probe, _, _ in _INPUT_PROBES)))
 _OUTPUT_SET = frozenset((*OUTPUT_KEYS, *(probe for probe, _, _ in _OUTPUT_PROBES)))
 
 
+# The canonical fields in SpanRecord's order (it ends with them): canonical_values returns
+# them as a tuple, which the decoder appends to a span's row.
+CANONICAL_FIELDS = (
+    "span_kind",
+    "model",
+    "provider",
+    "micro_model",
+    "prompt_tokens",
+    "completion_tokens",
+    "input_text",
+    "output_text",
+    "route",
+    "label",
+    "confidence",
+    "expected_label",
+    "is_fallback",
+    "is_retry",
+    "cache_hit",
+    "is_mirrored",
+    "mirror_of",
+    "cohort",
+)
+
+
 def canonical_fields(
     attrs: Mapping[str, Any],
     resource: Mapping[str, Any],
     cohort_keys: Sequence[str] = DEFAULT_COHORT_KEYS,
 ) -> dict[str, Any]:
     """Every canonical field of one span, as keyword arguments for SpanRecord."""
+    return dict(zip(CANONICAL_FIELDS, canonical_values(attrs, resource, cohort_keys), strict=True))
+
+
+def canonical_values(
+    attrs: Mapping[str, Any],
+    resource: Mapping[str, Any],
+    cohort_keys: Sequence[str] = DEFAULT_COHORT_KEYS,
+) -> tuple[Any, ...]:
+    """The canonical fields of one span, in the order of CANONICAL_FIELDS."""
     # Same rules as reading every key in turn; keys the span does not carry are skipped.
     present = _KNOWN_KEYS.intersection(attrs)
     get = attrs.get
@@ -334,33 +367,32 @@ def canonical_fields(
     provider = (
         _as_text(_first(attrs, PROVIDER_KEYS)) if not _PROVIDER_SET.isdisjoint(present) else None
     )
-    return {
-        "span_kind": span_kind(attrs) if not _SPAN_KIND_SET.isdisjoint(present) else None,
-        "model": _as_text(model),
+    return (
+        span_kind(attrs) if not _SPAN_KIND_SET.isdisjoint(present) else None,
+        _as_text(model),
         # OpenLLMetry said "OpenAI", the GenAI conventions say "openai": one spelling.
-        "provider": provider.lower() if provider is not None else None,
-        "micro_model": _as_text(micro_model) if micro_model not in (None, "") else None,
-        "prompt_tokens": (
+        provider.lower() if provider is not None else None,
+        _as_text(micro_model) if micro_model not in (None, "") else None,
+        (
             _as_count(_first(attrs, PROMPT_TOKEN_KEYS))
             if not _PROMPT_TOKEN_SET.isdisjoint(present)
             else None
         ),
-        "completion_tokens": (
+        (
             _as_count(_first(attrs, COMPLETION_TOKEN_KEYS))
             if not _COMPLETION_TOKEN_SET.isdisjoint(present)
             else None
         ),
-        "input_text": input_text(attrs) if not _INPUT_SET.isdisjoint(present) else None,
-        "output_text": output_text(attrs) if not _OUTPUT_SET.isdisjoint(present) else None,
-        "route": _as_text(get("route.name")),
-        "label": _as_text(get("micro_model.label")),
-        "confidence": _as_float(get("micro_model.confidence")),
-        "expected_label": _as_text(get("micro_model.expected_label")),
-        "is_fallback": "route.fallback" in present and _as_bool(attrs["route.fallback"]),
-        "is_retry": ("route.retry" in present and _as_bool(attrs["route.retry"]))
-        or (retry_attempt or 0) > 0,
-        "cache_hit": "cache.hit" in present and _as_bool(attrs["cache.hit"]),
-        "is_mirrored": "route.mirrored" in present and _as_bool(attrs["route.mirrored"]),
-        "mirror_of": _as_text(mirror_of) if mirror_of not in (None, "") else None,
-        "cohort": cohort_values(attrs, resource, cohort_keys),
-    }
+        input_text(attrs) if not _INPUT_SET.isdisjoint(present) else None,
+        output_text(attrs) if not _OUTPUT_SET.isdisjoint(present) else None,
+        _as_text(get("route.name")),
+        _as_text(get("micro_model.label")),
+        _as_float(get("micro_model.confidence")),
+        _as_text(get("micro_model.expected_label")),
+        "route.fallback" in present and _as_bool(attrs["route.fallback"]),
+        ("route.retry" in present and _as_bool(attrs["route.retry"])) or (retry_attempt or 0) > 0,
+        "cache.hit" in present and _as_bool(attrs["cache.hit"]),
+        "route.mirrored" in present and _as_bool(attrs["route.mirrored"]),
+        _as_text(mirror_of) if mirror_of not in (None, "") else None,
+        cohort_values(attrs, resource, cohort_keys),
+    )

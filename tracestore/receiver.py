@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from .decode import Limits
 from .ingest import CachedAuthenticator
 from .servicer import TraceServicer
-from .services import authenticate_api_key, store_spans
+from .services import authenticate_api_key, store_span_rows
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def build_server(host: str, port: int, workers: int = 8) -> Receiver:
         max_attributes=settings.MICROLENS_MAX_ATTRIBUTES,
     )
     servicer = TraceServicer(
-        store_spans, CachedAuthenticator(authenticate_api_key), limits, max_in_flight=workers
+        store_span_rows, CachedAuthenticator(authenticate_api_key), limits, max_in_flight=workers
     )
     # The request reaches the servicer as bytes: it is parsed after authentication, and by
     # our parser, so a malformed or too-deep body is INVALID_ARGUMENT or capped, not an
