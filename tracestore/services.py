@@ -14,10 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
-from psycopg import postgres
-from psycopg.adapt import Dumper
 from psycopg.errors import UniqueViolation
-from psycopg.pq import Format
 
 from .contracts import ProjectRef, SpanRecord, StoreResult
 from .decode import SpanRow
@@ -131,7 +128,11 @@ _SPAN_COLUMNS = (
 )
 # Binary COPY: the server reads numbers and timestamps as they are instead of parsing
 # text. Its types must match the columns exactly (psycopg's binary integer dumpers wrap
-# silently on overflow, so _rows keeps every integer within its column's range).
+# silently on overflow, so _rows keeps every integer within its column's range). A jsonb
+# value in binary is a version byte then the JSON text, which _rows prepares as bytes, so
+# those columns are written with the (raw bytes) bytea dumper: the server, which knows the
+# column is jsonb, parses the text exactly as in a text COPY.
+_JSONB = "bytea"
 _SPAN_COPY_TYPES = (
     "int8",  # project_id
     "bytea",
@@ -147,10 +148,10 @@ _SPAN_COPY_TYPES = (
     "text",
     "text",
     "text",
-    "jsonb",  # attributes
-    "jsonb",
-    "jsonb",
-    "jsonb",  # links
+    _JSONB,  # attributes
+    _JSONB,
+    _JSONB,
+    _JSONB,  # links
     "int4",  # flags
     "text",
     "text",
@@ -169,7 +170,7 @@ _SPAN_COPY_TYPES = (
     "bool",
     "bool",
     "text",  # mirror_of
-    "jsonb",  # cohort
+    _JSONB,  # cohort
 )
 _COLUMN_LIST = ", ".join(_SPAN_COLUMNS)
 _COPY_SPANS = f"COPY tracestore_span ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
@@ -212,12 +213,12 @@ SELECT
     d.root_name, d.service_name, d.span_count, d.error_count,
     d.models, d.micro_models, d.routes,
     d.is_fallback, d.prompt_tokens, d.completion_tokens, d.root_cohort, d.cohort_sources,
-    tracestore_cohort_values(d.cohort_sources, d.root_cohort), now()
+    d.cohort, now()
 FROM jsonb_to_recordset(%(deltas)s::jsonb) AS d(
     trace_id text, start_us bigint, end_us bigint, duration_ns bigint, root_span_id text,
     root_start_us bigint, root_name text, service_name text, span_count int, error_count int,
     models text[], micro_models text[], routes text[], is_fallback bool, prompt_tokens bigint,
-    completion_tokens bigint, root_cohort jsonb, cohort_sources jsonb
+    completion_tokens bigint, root_cohort jsonb, cohort_sources jsonb, cohort jsonb
 ),
 LATERAL (SELECT timestamptz 'epoch' AS _epoch, interval '1 microsecond' AS _us) AS units
 ORDER BY d.trace_id
@@ -348,8 +349,8 @@ ON CONFLICT (project_id, trace_id) DO UPDATE SET
 """
 
 
-_EMPTY_LIST = "[]"
-_EMPTY_OBJECT = "{}"
+_EMPTY_LIST = b"\x01[]"
+_EMPTY_OBJECT = b"\x01{}"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -363,19 +364,12 @@ def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-class _JsonbTextDumper(Dumper):
-    """jsonb in binary COPY from JSON text already serialised by _rows: the format is a
-    version byte then the text, which the server parses once, as it would in text COPY."""
-
-    format = Format.BINARY
-    oid = postgres.types["jsonb"].oid
-
-    def dump(self, obj: str) -> bytes:
-        return b"\x01" + obj.encode()
+def _jsonb(value: object) -> bytes:
+    """A jsonb value as binary COPY sends it: format version 1, then the JSON text."""
+    return b"\x01" + _json(value).encode()
 
 
 def _copy_rows(cursor: Any, statement: str, rows: list[tuple]) -> None:
-    cursor.adapters.register_dumper(None, _JsonbTextDumper)
     with cursor.copy(statement) as copy:
         copy.set_types(_SPAN_COPY_TYPES)
         for row in rows:
@@ -383,11 +377,11 @@ def _copy_rows(cursor: Any, statement: str, rows: list[tuple]) -> None:
 
 
 def _rows(project_id: int, spans: Sequence[SpanRow]) -> list[tuple]:
-    """COPY rows. JSON is dumped here as text: once per resource, not per span, and not at
+    """COPY rows. JSON is serialised here: once per resource, not per span, and not at
     all for the usual empty events, links and cohort. Decoding keeps hostile integers
     within their columns; a span built elsewhere that does not fit is refused here, as
     the database would refuse it, instead of being wrapped around by the binary format."""
-    resources: dict[int, str] = {}
+    resources: dict[int, bytes] = {}
     rows = []
     for (
         trace_id,
@@ -428,7 +422,7 @@ def _rows(project_id: int, spans: Sequence[SpanRow]) -> list[tuple]:
     ) in spans:
         resource = resources.get(id(resource_attributes))
         if resource is None:
-            resource = resources[id(resource_attributes)] = _json(resource_attributes)
+            resource = resources[id(resource_attributes)] = _jsonb(resource_attributes)
         if not (
             -_INT2 <= kind < _INT2
             and -_INT2 <= status_code < _INT2
@@ -455,10 +449,10 @@ def _rows(project_id: int, spans: Sequence[SpanRow]) -> list[tuple]:
                 service_name,
                 scope_name,
                 scope_version,
-                _json(attributes),
+                _jsonb(attributes),
                 resource,
-                _json(events) if events else _EMPTY_LIST,
-                _json(links) if links else _EMPTY_LIST,
+                _jsonb(events) if events else _EMPTY_LIST,
+                _jsonb(links) if links else _EMPTY_LIST,
                 flags,
                 span_kind,
                 model,
@@ -477,7 +471,7 @@ def _rows(project_id: int, spans: Sequence[SpanRow]) -> list[tuple]:
                 cache_hit,
                 is_mirrored,
                 mirror_of,
-                _json(cohort) if cohort else _EMPTY_OBJECT,
+                _jsonb(cohort) if cohort else _EMPTY_OBJECT,
             )
         )
     return rows
@@ -622,6 +616,9 @@ def _rollup_deltas(spans: Sequence[SpanRow]) -> str:
                 "completion_tokens": d.completion_tokens,
                 "root_cohort": root[5] if root else None,
                 "cohort_sources": {k: list(v) for k, v in d.sources.items()},
+                # tracestore_cohort_values(cohort_sources, root_cohort) of this batch alone,
+                # the rollup's cohort when the trace is new (merges recompute it).
+                "cohort": {k: v for k, (_, v) in d.sources.items()} | (root[5] if root else {}),
             }
         )
     return _json(deltas)
