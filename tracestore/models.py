@@ -102,7 +102,10 @@ class Trace(models.Model):
     """Per-trace rollup, recomputed from the trace's spans on every batch that touches it."""
 
     pk = models.CompositePrimaryKey("project_id", "trace_id")
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, db_constraint=False)
+    # No index of its own: the primary key (project_id, trace_id) serves project lookups.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, db_constraint=False, db_index=False
+    )
     trace_id = models.BinaryField(max_length=16)
     start_time = models.DateTimeField(null=True)
     end_time = models.DateTimeField(null=True)
