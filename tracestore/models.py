@@ -84,15 +84,8 @@ class Span(models.Model):
     cohort = models.JSONField(db_default={})
     received_at = models.DateTimeField(db_default=Now())
 
-    class Meta:
-        indexes = [
-            models.Index(fields=["project", "start_time"], name="span_project_start_idx"),
-            models.Index(
-                fields=["project", "micro_model", "start_time"],
-                name="span_micro_model_idx",
-                condition=models.Q(micro_model__isnull=False),
-            ),
-        ]
+    # No secondary indexes: every read of spans goes by (project_id, trace_id), the primary
+    # key's prefix (queries.py), and each index costs every ingested span an insert.
 
     def __str__(self) -> str:
         return f"{self.name} ({bytes(self.span_id).hex()})"
