@@ -145,8 +145,8 @@ class _Sanitiser:
         return out
 
 
-def _valid_id(raw: bytes, length: int) -> bool:
-    return len(raw) == length and any(raw)
+_ZERO_TRACE_ID = bytes(16)
+_ZERO_SPAN_ID = bytes(8)
 
 
 def decode_request(
@@ -155,40 +155,52 @@ def decode_request(
     limits = limits or Limits()
     result = DecodeResult()
     now_ns = now_ns if now_ns is not None else time.time_ns()
+    rows = result.rows
+    sanitiser = _Sanitiser(limits, result)
     for resource_spans in request.resource_spans:
-        resource_sanitiser = _Sanitiser(limits, result)
-        resource = resource_sanitiser.key_values(resource_spans.resource.attributes)
+        resource = sanitiser.key_values(resource_spans.resource.attributes)
         service_name = resource.get("service.name")
         service = service_name if isinstance(service_name, str) else ""
         for scope_spans in resource_spans.scope_spans:
-            scope_name = resource_sanitiser.text(scope_spans.scope.name)
-            scope_version = resource_sanitiser.text(scope_spans.scope.version)
+            scope = scope_spans.scope
+            scope_name = sanitiser.text(scope.name)
+            scope_version = sanitiser.text(scope.version)
             for span in scope_spans.spans:
-                if not _valid_id(span.trace_id, 16):
+                # Each field read from a protobuf message is a new object: read ids once.
+                trace_id = span.trace_id
+                if len(trace_id) != 16 or trace_id == _ZERO_TRACE_ID:
                     result.reject("trace_id must be 16 bytes and not all zero")
                     continue
-                if not _valid_id(span.span_id, 8):
+                span_id = span.span_id
+                if len(span_id) != 8 or span_id == _ZERO_SPAN_ID:
                     result.reject("span_id must be 8 bytes and not all zero")
                     continue
                 parent = span.parent_span_id or None
-                if parent is not None and not _valid_id(parent, 8):
+                if parent is not None and (len(parent) != 8 or parent == _ZERO_SPAN_ID):
                     result.reject("parent_span_id must be empty or 8 bytes and not all zero")
                     continue
-                scope = (scope_name, scope_version)
-                result.rows.append(_row(span, resource, service, scope, limits, result, now_ns))
+                sanitiser.truncated = False
+                rows.append(
+                    _row(
+                        span,
+                        (trace_id, span_id, parent),
+                        resource,
+                        (service, scope_name, scope_version),
+                        sanitiser,
+                        now_ns,
+                    )
+                )
     return result
 
 
 def _row(
     span: Any,
+    ids: tuple[bytes, bytes, bytes | None],
     resource: dict[str, Any],
-    service: str,
-    scope: tuple[str, str],
-    limits: Limits,
-    result: DecodeResult,
+    source: tuple[str, str, str],
+    sanitiser: _Sanitiser,
     now_ns: int,
 ) -> SpanRow:
-    sanitiser = _Sanitiser(limits, result)
     attrs = sanitiser.key_values(span.attributes)
     flags = 0
     start = span.start_time_unix_nano
@@ -206,24 +218,35 @@ def _row(
     if end > now_ns + _MAX_FUTURE_NS:
         flags |= FLAG_ZERO_TIMESTAMP
         end = start
-    events = [
-        {
-            "name": sanitiser.text(event.name),
-            "time_unix_nano": event.time_unix_nano,
-            "attributes": sanitiser.key_values(event.attributes),
-        }
-        for event in span.events
-    ]
-    links = [
-        {
-            "trace_id": link.trace_id.hex(),
-            "span_id": link.span_id.hex(),
-            "attributes": sanitiser.key_values(link.attributes),
-        }
-        for link in span.links
-    ]
+    span_events = span.events
+    events = (
+        [
+            {
+                "name": sanitiser.text(event.name),
+                "time_unix_nano": event.time_unix_nano,
+                "attributes": sanitiser.key_values(event.attributes),
+            }
+            for event in span_events
+        ]
+        if span_events
+        else []
+    )
+    span_links = span.links
+    links = (
+        [
+            {
+                "trace_id": link.trace_id.hex(),
+                "span_id": link.span_id.hex(),
+                "attributes": sanitiser.key_values(link.attributes),
+            }
+            for link in span_links
+        ]
+        if span_links
+        else []
+    )
     kind = span.kind
-    status_code = span.status.code
+    status = span.status
+    status_code = status.code
     if not (0 <= kind < _INT2 and 0 <= status_code < _INT2):
         # Enums are open in protobuf: a value the smallint columns cannot hold becomes 0.
         kind = kind if 0 <= kind < _INT2 else 0
@@ -232,22 +255,18 @@ def _row(
     if sanitiser.truncated:
         flags |= FLAG_TRUNCATED
     return (
-        span.trace_id,
-        span.span_id,
-        span.parent_span_id or None,
+        *ids,
         sanitiser.text(span.name),
         kind,
         start,
         end,
         status_code,
-        sanitiser.text(span.status.message),
-        service,
-        scope[0],
-        scope[1],
+        sanitiser.text(status.message),
+        *source,
         attrs,
         resource,
         events,
         links,
         flags,
-        *canonical_values(attrs, resource, limits.cohort_keys),
+        *canonical_values(attrs, resource, sanitiser.limits.cohort_keys),
     )

@@ -360,8 +360,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # microsecond off, and PostgreSQL keeps microseconds exactly.
 
 
-def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# One encoder for every value: json.dumps with options builds a new encoder per call.
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 def _jsonb(value: object) -> bytes:
