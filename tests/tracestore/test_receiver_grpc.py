@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterator
 
@@ -21,6 +22,7 @@ from tests.builders import micro_model_trace
 from tests.sdk_traces import assert_classifier_trace_stored, export_classifier_trace
 from tracestore.contracts import FLAG_TRUNCATED
 from tracestore.decode import MAX_DEPTH
+from tracestore.ingest import GC_THRESHOLDS, tune_garbage_collector
 from tracestore.models import Span, Trace
 from tracestore.receiver import build_server
 from tracestore.services import create_project, issue_api_key, revoke_api_key
@@ -269,3 +271,15 @@ def test_integers_too_large_for_their_columns_are_stored_as_zero_or_null_and_fla
     assert stored.flags & FLAG_TRUNCATED
     assert Span.objects.count() == 3
     assert Trace.objects.get().prompt_tokens == 0
+
+
+def test_a_receiver_process_freezes_its_startup_objects_and_collects_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collector()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] > before[0]
+        assert gc.get_freeze_count() > 1000  # Django, gRPC and protobuf, at least
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
