@@ -644,14 +644,20 @@ def store_span_rows(project_id: int, spans: Sequence[SpanRow]) -> StoreResult:
     if not spans:
         return StoreResult(accepted=0, inserted=0, duplicates=0, traces=0)
     rows = _rows(project_id, spans)
-    with transaction.atomic(), connection.cursor() as cursor:
-        try:
-            # Fast path: almost every batch is new, so COPY straight into the table.
-            with transaction.atomic():
-                _copy_rows(cursor, _COPY_SPANS, rows)
-            new = spans
-        except (IntegrityError, UniqueViolation):
-            # A retry or an overlapping batch: stage it and keep only the unseen spans.
+    new: Sequence[SpanRow]
+    try:
+        # Fast path: almost every batch is new, so COPY straight into the table and merge
+        # the whole batch into the rollups (no savepoint: a conflict undoes it all).
+        with transaction.atomic(), connection.cursor() as cursor:
+            _copy_rows(cursor, _COPY_SPANS, rows)
+            cursor.execute(
+                _UPSERT_ROLLUPS, {"project_id": project_id, "deltas": _rollup_deltas(spans)}
+            )
+        new = spans
+    except (IntegrityError, UniqueViolation):
+        # A retry or an overlapping batch, rolled back: stage it and keep only the unseen
+        # spans, in a transaction of its own.
+        with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(_STAGE_DDL)
             _copy_rows(cursor, _COPY_STAGE, rows)
             cursor.execute(_INSERT_NEW_FROM_STAGE)
@@ -662,10 +668,10 @@ def store_span_rows(project_id: int, spans: Sequence[SpanRow]) -> StoreResult:
                 if key in inserted_keys:
                     inserted_keys.discard(key)  # a span twice in one batch counts once
                     new.append(span)
-        if new:
-            cursor.execute(
-                _UPSERT_ROLLUPS, {"project_id": project_id, "deltas": _rollup_deltas(new)}
-            )
+            if new:
+                cursor.execute(
+                    _UPSERT_ROLLUPS, {"project_id": project_id, "deltas": _rollup_deltas(new)}
+                )
     return StoreResult(
         accepted=len(spans),
         inserted=len(new),
