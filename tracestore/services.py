@@ -356,10 +356,6 @@ _EMPTY_OBJECT = b"\x01{}"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-# Timestamps from integer arithmetic: through a float, a timestamp can land a
-# microsecond off, and PostgreSQL keeps microseconds exactly.
-
-
 # One encoder for every value: json.dumps with options builds a new encoder per call.
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -441,6 +437,8 @@ def _rows(project_id: int, spans: Sequence[SpanRow]) -> list[tuple]:
                 parent_span_id,
                 name,
                 kind,
+                # Integer arithmetic: through a float, a timestamp can land a microsecond
+                # off, and PostgreSQL keeps microseconds exactly.
                 _EPOCH + timedelta(microseconds=start_ns // 1000),
                 _EPOCH + timedelta(microseconds=end_ns // 1000),
                 end_ns - start_ns,

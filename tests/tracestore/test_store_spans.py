@@ -9,6 +9,7 @@ from django.db import DataError, connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from tests.builders import micro_model_trace
+from tracestore import services
 from tracestore.models import Span, Trace
 from tracestore.services import create_project, rebuild_trace_rollups, store_spans
 
@@ -238,3 +239,29 @@ def test_a_record_whose_integers_do_not_fit_their_columns_is_refused_not_wrapped
     with pytest.raises(DataError, match="out of range"):
         store_spans(project_id, records)
     assert Span.objects.count() == 0
+
+
+def test_the_binary_copy_types_are_the_span_table_column_types() -> None:
+    # Binary COPY sends each value in the format of the type named here; a mismatch
+    # would be refused, or, between integer widths, stored wrapped around.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute"
+            " WHERE attrelid = 'tracestore_span'::regclass AND attnum > 0"
+            " AND NOT attisdropped"
+        )
+        column_types = dict(cursor.fetchall())
+    expected = [
+        {"jsonb": "bytea"}.get(column_types[name], column_types[name])
+        for name in services._SPAN_COLUMNS
+    ]
+    canonical = {
+        "bigint": "int8",
+        "smallint": "int2",
+        "integer": "int4",
+        "double precision": "float8",
+        "boolean": "bool",
+        "timestamp with time zone": "timestamptz",
+    }
+    assert [canonical.get(t, t) for t in expected] == list(services._SPAN_COPY_TYPES)
+    assert len(services._SPAN_COPY_TYPES) == len(services._SPAN_COLUMNS) == 37
