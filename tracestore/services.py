@@ -8,7 +8,7 @@ import json
 import operator
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -131,8 +131,13 @@ _SPAN_COLUMNS = (
 # silently on overflow, so _rows keeps every integer within its column's range). A jsonb
 # value in binary is a version byte then the JSON text, which _rows prepares as bytes, so
 # those columns are written with the (raw bytes) bytea dumper: the server, which knows the
-# column is jsonb, parses the text exactly as in a text COPY.
+# column is jsonb, parses the text exactly as in a text COPY. Likewise a timestamptz in
+# binary is a 64-bit count of microseconds since 2000-01-01 UTC: _rows computes it from
+# the span's nanoseconds with integers and sends it with the int8 dumper, instead of
+# building a datetime that psycopg would turn back into that count.
 _JSONB = "bytea"
+_TIMESTAMPTZ = "int8"
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in Unix microseconds
 _SPAN_COPY_TYPES = (
     "int8",  # project_id
     "bytea",
@@ -140,8 +145,8 @@ _SPAN_COPY_TYPES = (
     "bytea",
     "text",  # name
     "int2",  # kind
-    "timestamptz",
-    "timestamptz",
+    _TIMESTAMPTZ,  # start_time
+    _TIMESTAMPTZ,  # end_time
     "int8",  # duration_ns
     "int2",  # status_code
     "text",
@@ -353,9 +358,6 @@ _EMPTY_LIST = b"\x01[]"
 _EMPTY_OBJECT = b"\x01{}"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 # One encoder for every value: json.dumps with options builds a new encoder per call.
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -439,8 +441,8 @@ def _rows(project_id: int, spans: Sequence[SpanRow]) -> list[tuple]:
                 kind,
                 # Integer arithmetic: through a float, a timestamp can land a microsecond
                 # off, and PostgreSQL keeps microseconds exactly.
-                _EPOCH + timedelta(microseconds=start_ns // 1000),
-                _EPOCH + timedelta(microseconds=end_ns // 1000),
+                start_ns // 1000 - _PG_EPOCH_US,
+                end_ns // 1000 - _PG_EPOCH_US,
                 end_ns - start_ns,
                 status_code,
                 status_message,

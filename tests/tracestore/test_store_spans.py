@@ -252,7 +252,10 @@ def test_the_binary_copy_types_are_the_span_table_column_types() -> None:
         )
         column_types = dict(cursor.fetchall())
     expected = [
-        {"jsonb": "bytea"}.get(column_types[name], column_types[name])
+        # jsonb and timestamptz go out as their binary formats' bytes and int8
+        {"jsonb": "bytea", "timestamp with time zone": "bigint"}.get(
+            column_types[name], column_types[name]
+        )
         for name in services._SPAN_COLUMNS
     ]
     canonical = {
@@ -261,7 +264,27 @@ def test_the_binary_copy_types_are_the_span_table_column_types() -> None:
         "integer": "int4",
         "double precision": "float8",
         "boolean": "bool",
-        "timestamp with time zone": "timestamptz",
     }
     assert [canonical.get(t, t) for t in expected] == list(services._SPAN_COPY_TYPES)
     assert len(services._SPAN_COPY_TYPES) == len(services._SPAN_COLUMNS) == 37
+
+
+def test_timestamps_are_stored_to_the_microsecond_either_side_of_2000(project_id: int) -> None:
+    # Binary COPY counts timestamps in microseconds from 2000-01-01 UTC.
+    records = micro_model_trace().records()
+    starts = {
+        records[0].span_id: 946_684_799_999_999_999,  # 1999-12-31T23:59:59.999999999Z
+        records[1].span_id: 1_000,  # 1970-01-01T00:00:00.000001Z
+        records[2].span_id: 1_795_000_000_123_456_789,
+    }
+    records = [
+        dataclasses.replace(r, start_time_ns=starts[r.span_id], end_time_ns=starts[r.span_id])
+        for r in records
+    ]
+    store_spans(project_id, records)
+    stored = {bytes(s.span_id): s.start_time for s in Span.objects.all()}
+    assert {k: v.isoformat() for k, v in stored.items()} == {
+        records[0].span_id: "1999-12-31T23:59:59.999999+00:00",
+        records[1].span_id: "1970-01-01T00:00:00.000001+00:00",
+        records[2].span_id: "2026-11-18T11:06:40.123456+00:00",
+    }
