@@ -45,7 +45,7 @@ from .ingest import (
 )
 from .otlp_json import OtlpJsonError, parse_export_request
 from .otlp_protobuf import OtlpProtobufError, parse_protobuf
-from .services import authenticate_api_key, store_spans
+from .services import authenticate_api_key, store_span_rows
 
 log = logging.getLogger(__name__)
 
@@ -314,5 +314,5 @@ def build_app() -> OtlpHttpApp:
         max_value_bytes=settings.MICROLENS_MAX_ATTRIBUTE_VALUE_BYTES,
         max_attributes=settings.MICROLENS_MAX_ATTRIBUTES,
     )
-    ingest = Ingest(store_spans, CachedAuthenticator(authenticate_api_key), limits)
+    ingest = Ingest(store_span_rows, CachedAuthenticator(authenticate_api_key), limits)
     return OtlpHttpApp(ingest, settings.MICROLENS_HTTP_MAX_BODY_BYTES)

@@ -84,15 +84,8 @@ class Span(models.Model):
     cohort = models.JSONField(db_default={})
     received_at = models.DateTimeField(db_default=Now())
 
-    class Meta:
-        indexes = [
-            models.Index(fields=["project", "start_time"], name="span_project_start_idx"),
-            models.Index(
-                fields=["project", "micro_model", "start_time"],
-                name="span_micro_model_idx",
-                condition=models.Q(micro_model__isnull=False),
-            ),
-        ]
+    # No secondary indexes: every read of spans goes by (project_id, trace_id), the primary
+    # key's prefix (queries.py), and each index costs every ingested span an insert.
 
     def __str__(self) -> str:
         return f"{self.name} ({bytes(self.span_id).hex()})"
@@ -102,7 +95,10 @@ class Trace(models.Model):
     """Per-trace rollup, recomputed from the trace's spans on every batch that touches it."""
 
     pk = models.CompositePrimaryKey("project_id", "trace_id")
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, db_constraint=False)
+    # No index of its own: the primary key (project_id, trace_id) serves project lookups.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, db_constraint=False, db_index=False
+    )
     trace_id = models.BinaryField(max_length=16)
     start_time = models.DateTimeField(null=True)
     end_time = models.DateTimeField(null=True)

@@ -140,6 +140,15 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
+_INT4 = 2**31
+
+
+def _as_count(value: Any) -> int | None:
+    """A token count the (32-bit) column can hold; anything else is no count at all."""
+    count = _as_int(value)
+    return count if count is not None and -_INT4 <= count < _INT4 else None
+
+
 def _as_float(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
@@ -272,35 +281,118 @@ def cohort_values(
     return cohort
 
 
+_SCALAR_KEYS = (
+    "retry.attempt",
+    "micro_model.name",
+    "route.mirror_of",
+    "route.name",
+    "micro_model.label",
+    "micro_model.confidence",
+    "micro_model.expected_label",
+    "route.fallback",
+    "route.retry",
+    "cache.hit",
+    "route.mirrored",
+)
+# Every key canonical_fields reads (message lists through their index-0 probe). Most spans
+# carry only a few of them, so one C-level set intersection decides which lookups to make.
+_KNOWN_KEYS = frozenset(
+    (
+        *MODEL_KEYS,
+        *PROVIDER_KEYS,
+        *SPAN_KIND_KEYS,
+        *PROMPT_TOKEN_KEYS,
+        *COMPLETION_TOKEN_KEYS,
+        *INPUT_KEYS,
+        *OUTPUT_KEYS,
+        *(probe for probe, _, _ in _INPUT_PROBES + _OUTPUT_PROBES),
+        *_SCALAR_KEYS,
+    )
+)
+_MODEL_SET = frozenset(MODEL_KEYS)
+_PROVIDER_SET = frozenset(PROVIDER_KEYS)
+_SPAN_KIND_SET = frozenset(SPAN_KIND_KEYS)
+_PROMPT_TOKEN_SET = frozenset(PROMPT_TOKEN_KEYS)
+_COMPLETION_TOKEN_SET = frozenset(COMPLETION_TOKEN_KEYS)
+_INPUT_SET = frozenset((*INPUT_KEYS, *(probe for probe, _, _ in _INPUT_PROBES)))
+_OUTPUT_SET = frozenset((*OUTPUT_KEYS, *(probe for probe, _, _ in _OUTPUT_PROBES)))
+
+
+# The canonical fields in SpanRecord's order (it ends with them): canonical_values returns
+# them as a tuple, which the decoder appends to a span's row.
+CANONICAL_FIELDS = (
+    "span_kind",
+    "model",
+    "provider",
+    "micro_model",
+    "prompt_tokens",
+    "completion_tokens",
+    "input_text",
+    "output_text",
+    "route",
+    "label",
+    "confidence",
+    "expected_label",
+    "is_fallback",
+    "is_retry",
+    "cache_hit",
+    "is_mirrored",
+    "mirror_of",
+    "cohort",
+)
+
+
 def canonical_fields(
     attrs: Mapping[str, Any],
     resource: Mapping[str, Any],
     cohort_keys: Sequence[str] = DEFAULT_COHORT_KEYS,
 ) -> dict[str, Any]:
     """Every canonical field of one span, as keyword arguments for SpanRecord."""
-    retry_attempt = _as_int(attrs.get("retry.attempt"))
-    model = _first(attrs, MODEL_KEYS)
-    micro_model = attrs.get("micro_model.name")
-    mirror_of = attrs.get("route.mirror_of")
-    provider = _as_text(_first(attrs, PROVIDER_KEYS))
-    return {
-        "span_kind": span_kind(attrs),
-        "model": _as_text(model),
+    return dict(zip(CANONICAL_FIELDS, canonical_values(attrs, resource, cohort_keys), strict=True))
+
+
+def canonical_values(
+    attrs: Mapping[str, Any],
+    resource: Mapping[str, Any],
+    cohort_keys: Sequence[str] = DEFAULT_COHORT_KEYS,
+) -> tuple[Any, ...]:
+    """The canonical fields of one span, in the order of CANONICAL_FIELDS."""
+    # Same rules as reading every key in turn; keys the span does not carry are skipped.
+    present = _KNOWN_KEYS.intersection(attrs)
+    get = attrs.get
+    retry_attempt = _as_int(get("retry.attempt")) if "retry.attempt" in present else None
+    model = _first(attrs, MODEL_KEYS) if not _MODEL_SET.isdisjoint(present) else None
+    micro_model = get("micro_model.name")
+    mirror_of = get("route.mirror_of")
+    provider = (
+        _as_text(_first(attrs, PROVIDER_KEYS)) if not _PROVIDER_SET.isdisjoint(present) else None
+    )
+    return (
+        span_kind(attrs) if not _SPAN_KIND_SET.isdisjoint(present) else None,
+        _as_text(model),
         # OpenLLMetry said "OpenAI", the GenAI conventions say "openai": one spelling.
-        "provider": provider.lower() if provider is not None else None,
-        "micro_model": _as_text(micro_model) if micro_model not in (None, "") else None,
-        "prompt_tokens": _as_int(_first(attrs, PROMPT_TOKEN_KEYS)),
-        "completion_tokens": _as_int(_first(attrs, COMPLETION_TOKEN_KEYS)),
-        "input_text": input_text(attrs),
-        "output_text": output_text(attrs),
-        "route": _as_text(attrs.get("route.name")),
-        "label": _as_text(attrs.get("micro_model.label")),
-        "confidence": _as_float(attrs.get("micro_model.confidence")),
-        "expected_label": _as_text(attrs.get("micro_model.expected_label")),
-        "is_fallback": _as_bool(attrs.get("route.fallback")),
-        "is_retry": _as_bool(attrs.get("route.retry")) or (retry_attempt or 0) > 0,
-        "cache_hit": _as_bool(attrs.get("cache.hit")),
-        "is_mirrored": _as_bool(attrs.get("route.mirrored")),
-        "mirror_of": _as_text(mirror_of) if mirror_of not in (None, "") else None,
-        "cohort": cohort_values(attrs, resource, cohort_keys),
-    }
+        provider.lower() if provider is not None else None,
+        _as_text(micro_model) if micro_model not in (None, "") else None,
+        (
+            _as_count(_first(attrs, PROMPT_TOKEN_KEYS))
+            if not _PROMPT_TOKEN_SET.isdisjoint(present)
+            else None
+        ),
+        (
+            _as_count(_first(attrs, COMPLETION_TOKEN_KEYS))
+            if not _COMPLETION_TOKEN_SET.isdisjoint(present)
+            else None
+        ),
+        input_text(attrs) if not _INPUT_SET.isdisjoint(present) else None,
+        output_text(attrs) if not _OUTPUT_SET.isdisjoint(present) else None,
+        _as_text(get("route.name")),
+        _as_text(get("micro_model.label")),
+        _as_float(get("micro_model.confidence")),
+        _as_text(get("micro_model.expected_label")),
+        "route.fallback" in present and _as_bool(attrs["route.fallback"]),
+        ("route.retry" in present and _as_bool(attrs["route.retry"])) or (retry_attempt or 0) > 0,
+        "cache.hit" in present and _as_bool(attrs["cache.hit"]),
+        "route.mirrored" in present and _as_bool(attrs["route.mirrored"]),
+        _as_text(mirror_of) if mirror_of not in (None, "") else None,
+        cohort_values(attrs, resource, cohort_keys),
+    )

@@ -16,9 +16,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from .decode import Limits
-from .ingest import CachedAuthenticator
+from .ingest import CachedAuthenticator, tune_garbage_collector
 from .servicer import TraceServicer
-from .services import authenticate_api_key, store_spans
+from .services import authenticate_api_key, store_span_rows
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def build_server(host: str, port: int, workers: int = 8) -> Receiver:
         max_attributes=settings.MICROLENS_MAX_ATTRIBUTES,
     )
     servicer = TraceServicer(
-        store_spans, CachedAuthenticator(authenticate_api_key), limits, max_in_flight=workers
+        store_span_rows, CachedAuthenticator(authenticate_api_key), limits, max_in_flight=workers
     )
     # The request reaches the servicer as bytes: it is parsed after authentication, and by
     # our parser, so a malformed or too-deep body is INVALID_ARGUMENT or capped, not an
@@ -101,6 +101,7 @@ def build_server(host: str, port: int, workers: int = 8) -> Receiver:
 def serve(host: str, port: int, workers: int = 8, grace: float = 5.0) -> None:
     """Serve until SIGTERM or SIGINT, then finish in-flight exports within ``grace``."""
     receiver = build_server(host, port, workers)
+    tune_garbage_collector()
     # A plain list, not threading.Event: Event.set() takes a lock, and a handler that
     # interrupts the main thread while it holds that lock inside Event.wait() deadlocks.
     stop_requested: list[int] = []

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import operator
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 from psycopg.errors import UniqueViolation
+from psycopg.types.string import BytesBinaryDumper
 
 from .contracts import ProjectRef, SpanRecord, StoreResult
+from .decode import SpanRow
 from .models import ApiKey, Project
 from .partitions import RetentionResult, apply_retention
 
@@ -123,9 +127,62 @@ _SPAN_COLUMNS = (
     "mirror_of",
     "cohort",
 )
+# Binary COPY: the server reads numbers and timestamps as they are instead of parsing
+# text. Its types must match the columns exactly (psycopg's binary integer dumpers wrap
+# silently on overflow, so _rows keeps every integer within its column's range). A jsonb
+# value in binary is a version byte then the JSON text, which _rows prepares as bytes, so
+# those columns are written with the (raw bytes) bytea dumper: the server, which knows the
+# column is jsonb, parses the text exactly as in a text COPY. Likewise a timestamptz in
+# binary is a 64-bit count of microseconds since 2000-01-01 UTC: _rows computes it from
+# the span's nanoseconds with integers and sends it with the int8 dumper, instead of
+# building a datetime that psycopg would turn back into that count.
+_JSONB = "bytea"
+_TIMESTAMPTZ = "int8"
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in Unix microseconds
+_SPAN_COPY_TYPES = (
+    "int8",  # project_id
+    "bytea",
+    "bytea",
+    "bytea",
+    "text",  # name
+    "int2",  # kind
+    _TIMESTAMPTZ,  # start_time
+    _TIMESTAMPTZ,  # end_time
+    "int8",  # duration_ns
+    "int2",  # status_code
+    "text",
+    "text",
+    "text",
+    "text",
+    _JSONB,  # attributes
+    _JSONB,
+    _JSONB,
+    _JSONB,  # links
+    "int4",  # flags
+    "text",
+    "text",
+    "text",
+    "text",  # micro_model
+    "int4",  # prompt_tokens
+    "int4",
+    "text",
+    "text",
+    "text",
+    "text",  # label
+    "float8",
+    "text",
+    "bool",
+    "bool",
+    "bool",
+    "bool",
+    "text",  # mirror_of
+    _JSONB,  # cohort
+)
 _COLUMN_LIST = ", ".join(_SPAN_COLUMNS)
-_COPY_SPANS = f"COPY tracestore_span ({_COLUMN_LIST}) FROM STDIN"
-_COPY_STAGE = f"COPY tracestore_span_stage ({_COLUMN_LIST}) FROM STDIN"
+_COPY_SPANS = f"COPY tracestore_span ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+_COPY_STAGE = f"COPY tracestore_span_stage ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+_INT2 = 2**15
+_INT4 = 2**31
 
 _STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS tracestore_span_stage "
@@ -162,12 +219,12 @@ SELECT
     d.root_name, d.service_name, d.span_count, d.error_count,
     d.models, d.micro_models, d.routes,
     d.is_fallback, d.prompt_tokens, d.completion_tokens, d.root_cohort, d.cohort_sources,
-    tracestore_cohort_values(d.cohort_sources, d.root_cohort), now()
+    d.cohort, now()
 FROM jsonb_to_recordset(%(deltas)s::jsonb) AS d(
     trace_id text, start_us bigint, end_us bigint, duration_ns bigint, root_span_id text,
     root_start_us bigint, root_name text, service_name text, span_count int, error_count int,
     models text[], micro_models text[], routes text[], is_fallback bool, prompt_tokens bigint,
-    completion_tokens bigint, root_cohort jsonb, cohort_sources jsonb
+    completion_tokens bigint, root_cohort jsonb, cohort_sources jsonb, cohort jsonb
 ),
 LATERAL (SELECT timestamptz 'epoch' AS _epoch, interval '1 microsecond' AS _us) AS units
 ORDER BY d.trace_id
@@ -298,127 +355,281 @@ ON CONFLICT (project_id, trace_id) DO UPDATE SET
 """
 
 
-_EMPTY_LIST = "[]"
-_EMPTY_OBJECT = "{}"
+_EMPTY_LIST = b"\x01[]"
+_EMPTY_OBJECT = b"\x01{}"
 
 
-def _us(ns: int) -> int:
-    return ns // 1000
+# One encoder for every value: json.dumps with options builds a new encoder per call.
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+def _jsonb(value: object) -> bytes:
+    """A jsonb value as binary COPY sends it: format version 1, then the JSON text."""
+    return b"\x01" + _json(value).encode()
 
 
-def _timestamp(ns: int) -> datetime:
-    # Integer arithmetic: through a float, a timestamp can land a microsecond off, and
-    # PostgreSQL keeps microseconds exactly.
-    return _EPOCH + timedelta(microseconds=ns // 1000)
+def _copy_rows(cursor: Any, statement: str, rows: list[tuple]) -> None:
+    # For "bytea" psycopg looks up by type the DB-API ``Binary`` dumper, written in Python
+    # (a call per value, eight per span here); the plain bytes dumper is compiled.
+    cursor.adapters.register_dumper(None, BytesBinaryDumper)
+    with cursor.copy(statement) as copy:
+        copy.set_types(_SPAN_COPY_TYPES)
+        for row in rows:
+            copy.write_row(row)
 
 
-def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _rows(project_id: int, records: Sequence[SpanRecord]) -> list[tuple]:
-    """COPY rows. JSON is dumped here as text (COPY parses it): once per resource, not per
-    span, and not at all for the usual empty events, links and cohort."""
-    resources: dict[int, str] = {}
+def _rows(project_id: int, spans: Sequence[SpanRow]) -> list[tuple]:
+    """COPY rows. JSON is serialised here: once per resource, not per span, and not at
+    all for the usual empty events, links and cohort. Decoding keeps hostile integers
+    within their columns; a span built elsewhere that does not fit is refused here, as
+    the database would refuse it, instead of being wrapped around by the binary format."""
+    resources: dict[int, bytes] = {}
     rows = []
-    for r in records:
-        resource = resources.get(id(r.resource_attributes))
+    for (
+        trace_id,
+        span_id,
+        parent_span_id,
+        name,
+        kind,
+        start_ns,
+        end_ns,
+        status_code,
+        status_message,
+        service_name,
+        scope_name,
+        scope_version,
+        attributes,
+        resource_attributes,
+        events,
+        links,
+        flags,
+        span_kind,
+        model,
+        provider,
+        micro_model,
+        prompt_tokens,
+        completion_tokens,
+        input_text,
+        output_text,
+        route,
+        label,
+        confidence,
+        expected_label,
+        is_fallback,
+        is_retry,
+        cache_hit,
+        is_mirrored,
+        mirror_of,
+        cohort,
+    ) in spans:
+        resource = resources.get(id(resource_attributes))
         if resource is None:
-            resource = resources[id(r.resource_attributes)] = _json(r.resource_attributes)
+            resource = resources[id(resource_attributes)] = _jsonb(resource_attributes)
+        if not (
+            -_INT2 <= kind < _INT2
+            and -_INT2 <= status_code < _INT2
+            and -_INT4 <= flags < _INT4
+            and (prompt_tokens is None or -_INT4 <= prompt_tokens < _INT4)
+            and (completion_tokens is None or -_INT4 <= completion_tokens < _INT4)
+        ):
+            raise DataError(
+                f"span {span_id.hex()}: kind, status code, flags or token count out of range"
+            )
         rows.append(
             (
                 project_id,
-                r.trace_id,
-                r.span_id,
-                r.parent_span_id,
-                r.name,
-                r.kind,
-                _timestamp(r.start_time_ns),
-                _timestamp(r.end_time_ns),
-                r.end_time_ns - r.start_time_ns,
-                r.status_code,
-                r.status_message,
-                r.service_name,
-                r.scope_name,
-                r.scope_version,
-                _json(r.attributes),
+                trace_id,
+                span_id,
+                parent_span_id,
+                name,
+                kind,
+                # Integer arithmetic: through a float, a timestamp can land a microsecond
+                # off, and PostgreSQL keeps microseconds exactly.
+                start_ns // 1000 - _PG_EPOCH_US,
+                end_ns // 1000 - _PG_EPOCH_US,
+                end_ns - start_ns,
+                status_code,
+                status_message,
+                service_name,
+                scope_name,
+                scope_version,
+                _jsonb(attributes),
                 resource,
-                _json(r.events) if r.events else _EMPTY_LIST,
-                _json(r.links) if r.links else _EMPTY_LIST,
-                r.flags,
-                r.span_kind,
-                r.model,
-                r.provider,
-                r.micro_model,
-                r.prompt_tokens,
-                r.completion_tokens,
-                r.input_text,
-                r.output_text,
-                r.route,
-                r.label,
-                r.confidence,
-                r.expected_label,
-                r.is_fallback,
-                r.is_retry,
-                r.cache_hit,
-                r.is_mirrored,
-                r.mirror_of,
-                _json(r.cohort) if r.cohort else _EMPTY_OBJECT,
+                _jsonb(events) if events else _EMPTY_LIST,
+                _jsonb(links) if links else _EMPTY_LIST,
+                flags,
+                span_kind,
+                model,
+                provider,
+                micro_model,
+                prompt_tokens,
+                completion_tokens,
+                input_text,
+                output_text,
+                route,
+                label,
+                confidence,
+                expected_label,
+                is_fallback,
+                is_retry,
+                cache_hit,
+                is_mirrored,
+                mirror_of,
+                _jsonb(cohort) if cohort else _EMPTY_OBJECT,
             )
         )
     return rows
 
 
-def _rollup_deltas(records: Sequence[SpanRecord]) -> str:
+class _TraceDelta:
+    """One trace's aggregates over the spans of one batch (see _UPSERT_ROLLUPS)."""
+
+    __slots__ = (
+        "completion_tokens",
+        "earliest",
+        "end_us",
+        "error_count",
+        "is_fallback",
+        "micro_models",
+        "models",
+        "prompt_tokens",
+        "root",
+        "routes",
+        "sources",
+        "span_count",
+        "start_us",
+    )
+
+    def __init__(self, start_us: int, end_us: int, first: tuple[Any, ...]) -> None:
+        self.start_us = start_us
+        self.end_us = end_us
+        # (start_us, span_id, end_us, name, service_name, cohort) of the span with the
+        # smallest (start, span_id): among parentless spans (root), and among all.
+        self.root: tuple[Any, ...] | None = None
+        self.earliest = first
+        self.span_count = 0
+        self.error_count = 0
+        self.models: set[str] = set()
+        self.micro_models: set[str] = set()
+        self.routes: set[str] = set()
+        self.is_fallback = False
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.sources: dict[str, tuple[int, str]] = {}
+
+
+def _rollup_deltas(spans: Sequence[SpanRow]) -> str:
     """Per-trace aggregates of the spans this batch inserted, as one JSON document
-    (one parameter, read with jsonb_to_recordset; timestamps as integer microseconds)."""
-    by_trace: dict[bytes, list[SpanRecord]] = {}
-    for r in records:
-        by_trace.setdefault(r.trace_id, []).append(r)
+    (one parameter, read with jsonb_to_recordset; timestamps as integer microseconds).
+    One pass over the spans."""
+    by_trace: dict[bytes, _TraceDelta] = {}
+    for (
+        trace_id,
+        span_id,
+        parent_span_id,
+        name,
+        _kind,
+        start_ns,
+        end_ns,
+        status_code,
+        _status_message,
+        service_name,
+        _scope_name,
+        _scope_version,
+        _attributes,
+        _resource_attributes,
+        _events,
+        _links,
+        _flags,
+        _span_kind,
+        model,
+        _provider,
+        micro_model,
+        prompt_tokens,
+        completion_tokens,
+        _input_text,
+        _output_text,
+        route,
+        _label,
+        _confidence,
+        _expected_label,
+        is_fallback,
+        _is_retry,
+        _cache_hit,
+        _is_mirrored,
+        _mirror_of,
+        cohort,
+    ) in spans:
+        start_us, end_us = start_ns // 1000, end_ns // 1000
+        candidate = (start_us, span_id, end_us, name, service_name, cohort)
+        d = by_trace.get(trace_id)
+        if d is None:
+            d = by_trace[trace_id] = _TraceDelta(start_us, end_us, candidate)
+        else:
+            if start_us < d.start_us:
+                d.start_us = start_us
+            if end_us > d.end_us:
+                d.end_us = end_us
+            if (start_us, span_id) < d.earliest[:2]:
+                d.earliest = candidate
+        if parent_span_id is None and (d.root is None or (start_us, span_id) < d.root[:2]):
+            d.root = candidate
+        d.span_count += 1
+        if status_code == 2:
+            d.error_count += 1
+        if model:
+            d.models.add(model)
+        if micro_model:
+            d.micro_models.add(micro_model)
+        if route:
+            d.routes.add(route)
+        if is_fallback:
+            d.is_fallback = True
+        if prompt_tokens:
+            d.prompt_tokens += prompt_tokens
+        if completion_tokens:
+            d.completion_tokens += completion_tokens
+        if cohort:
+            sources = d.sources
+            for key, value in cohort.items():
+                if key not in sources or (start_us, value) < sources[key]:
+                    sources[key] = (start_us, value)
     deltas = []
     for trace_id in sorted(by_trace):
-        spans = by_trace[trace_id]
-        start_us = min(_us(s.start_time_ns) for s in spans)
-        end_us = max(_us(s.end_time_ns) for s in spans)
-        roots = [s for s in spans if s.parent_span_id is None]
-        root = min(roots, key=lambda s: (_us(s.start_time_ns), s.span_id)) if roots else None
-        earliest = min(spans, key=lambda s: (_us(s.start_time_ns), s.span_id))
-        sources: dict[str, tuple[int, str]] = {}
-        for s in spans:
-            at = _us(s.start_time_ns)
-            for key, value in s.cohort.items():
-                if key not in sources or (at, value) < sources[key]:
-                    sources[key] = (at, value)
+        d = by_trace[trace_id]
+        root = d.root
         deltas.append(
             {
                 "trace_id": trace_id.hex(),
-                "start_us": start_us,
-                "end_us": end_us,
+                "start_us": d.start_us,
+                "end_us": d.end_us,
                 "duration_ns": (
-                    (_us(root.end_time_ns) - _us(root.start_time_ns)) * 1000
-                    if root
-                    else (end_us - start_us) * 1000
+                    (root[2] - root[0]) * 1000 if root else (d.end_us - d.start_us) * 1000
                 ),
-                "root_span_id": root.span_id.hex() if root else None,
-                "root_start_us": _us(root.start_time_ns) if root else None,
-                "root_name": root.name if root else None,
-                "service_name": (root or earliest).service_name,
-                "span_count": len(spans),
-                "error_count": sum(1 for s in spans if s.status_code == 2),
-                "models": sorted({s.model for s in spans if s.model}),
-                "micro_models": sorted({s.micro_model for s in spans if s.micro_model}),
-                "routes": sorted({s.route for s in spans if s.route}),
-                "is_fallback": any(s.is_fallback for s in spans),
-                "prompt_tokens": sum(s.prompt_tokens or 0 for s in spans),
-                "completion_tokens": sum(s.completion_tokens or 0 for s in spans),
-                "root_cohort": root.cohort if root else None,
-                "cohort_sources": {k: list(v) for k, v in sources.items()},
+                "root_span_id": root[1].hex() if root else None,
+                "root_start_us": root[0] if root else None,
+                "root_name": root[3] if root else None,
+                "service_name": (root or d.earliest)[4],
+                "span_count": d.span_count,
+                "error_count": d.error_count,
+                "models": sorted(d.models),
+                "micro_models": sorted(d.micro_models),
+                "routes": sorted(d.routes),
+                "is_fallback": d.is_fallback,
+                "prompt_tokens": d.prompt_tokens,
+                "completion_tokens": d.completion_tokens,
+                "root_cohort": root[5] if root else None,
+                "cohort_sources": {k: list(v) for k, v in d.sources.items()},
+                # tracestore_cohort_values(cohort_sources, root_cohort) of this batch alone,
+                # the rollup's cohort when the trace is new (merges recompute it).
+                "cohort": {k: v for k, (_, v) in d.sources.items()} | (root[5] if root else {}),
             }
         )
     return _json(deltas)
+
+
+# SpanRecord -> the same span as a row (its fields in order).
+_record_row = operator.attrgetter(*(f.name for f in dataclasses.fields(SpanRecord)))
 
 
 def store_spans(project_id: int, records: Sequence[SpanRecord]) -> StoreResult:
@@ -428,39 +639,48 @@ def store_spans(project_id: int, records: Sequence[SpanRecord]) -> StoreResult:
     stored once and merged into the rollup once. Returns only after the commit, so the
     caller may acknowledge.
     """
-    if not records:
+    return store_span_rows(project_id, [_record_row(r) for r in records])
+
+
+def store_span_rows(project_id: int, spans: Sequence[SpanRow]) -> StoreResult:
+    """``store_spans`` for spans as rows (``SpanRow``: a SpanRecord's fields in order), as
+    the receivers decode them."""
+    if not spans:
         return StoreResult(accepted=0, inserted=0, duplicates=0, traces=0)
-    rows = _rows(project_id, records)
-    with transaction.atomic(), connection.cursor() as cursor:
-        try:
-            # Fast path: almost every batch is new, so COPY straight into the table.
-            with transaction.atomic(), cursor.copy(_COPY_SPANS) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            new = list(records)
-        except (IntegrityError, UniqueViolation):
-            # A retry or an overlapping batch: stage it and keep only the unseen spans.
+    rows = _rows(project_id, spans)
+    new: Sequence[SpanRow]
+    try:
+        # Fast path: almost every batch is new, so COPY straight into the table and merge
+        # the whole batch into the rollups (no savepoint: a conflict undoes it all).
+        with transaction.atomic(), connection.cursor() as cursor:
+            _copy_rows(cursor, _COPY_SPANS, rows)
+            cursor.execute(
+                _UPSERT_ROLLUPS, {"project_id": project_id, "deltas": _rollup_deltas(spans)}
+            )
+        new = spans
+    except (IntegrityError, UniqueViolation):
+        # A retry or an overlapping batch, rolled back: stage it and keep only the unseen
+        # spans, in a transaction of its own.
+        with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(_STAGE_DDL)
-            with cursor.copy(_COPY_STAGE) as copy:
-                for row in rows:
-                    copy.write_row(row)
+            _copy_rows(cursor, _COPY_STAGE, rows)
             cursor.execute(_INSERT_NEW_FROM_STAGE)
             inserted_keys = {(bytes(t), bytes(s)) for t, s in cursor.fetchall()}
             new = []
-            for r in records:
-                key = (r.trace_id, r.span_id)
+            for span in spans:
+                key = (span[0], span[1])
                 if key in inserted_keys:
                     inserted_keys.discard(key)  # a span twice in one batch counts once
-                    new.append(r)
-        if new:
-            cursor.execute(
-                _UPSERT_ROLLUPS, {"project_id": project_id, "deltas": _rollup_deltas(new)}
-            )
+                    new.append(span)
+            if new:
+                cursor.execute(
+                    _UPSERT_ROLLUPS, {"project_id": project_id, "deltas": _rollup_deltas(new)}
+                )
     return StoreResult(
-        accepted=len(records),
+        accepted=len(spans),
         inserted=len(new),
-        duplicates=len(records) - len(new),
-        traces=len({r.trace_id for r in records}),
+        duplicates=len(spans) - len(new),
+        traces=len({span[0] for span in spans}),
     )
 
 

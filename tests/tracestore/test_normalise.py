@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
-from tracestore.normalise import canonical_fields
+from tests.builders import micro_model_trace
+from tracestore.contracts import SpanRecord
+from tracestore.decode import decode_request
+from tracestore.normalise import CANONICAL_FIELDS, canonical_fields
 
 
 @pytest.mark.parametrize(
@@ -157,3 +161,22 @@ def test_an_unusable_confidence_is_absent_not_an_error(confidence: object) -> No
 def test_span_attributes_win_over_resource_for_cohorts() -> None:
     fields = canonical_fields({"language": "en"}, {"language": "de", "task.type": "faq"})
     assert fields["cohort"] == {"language": "en", "task.type": "faq"}
+
+
+def test_decoded_rows_are_span_record_fields_in_order() -> None:
+    names = tuple(f.name for f in dataclasses.fields(SpanRecord))
+    assert names[-len(CANONICAL_FIELDS) :] == CANONICAL_FIELDS
+    decoded = decode_request(micro_model_trace().request())
+    classifier = decoded.records[1]
+    assert (classifier.name, classifier.micro_model, classifier.prompt_tokens) == (
+        "intent-classifier",
+        "intent-mini",
+        42,
+    )
+    assert decoded.records[0].cohort == {
+        "user.tier": "enterprise",
+        "language": "en",
+        "prompt.version": "v3",
+        "task.type": "support",
+    }
+    assert decoded.rows[1] == tuple(getattr(classifier, name) for name in names)

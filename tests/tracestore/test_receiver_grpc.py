@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterator
 
@@ -21,6 +22,7 @@ from tests.builders import micro_model_trace
 from tests.sdk_traces import assert_classifier_trace_stored, export_classifier_trace
 from tracestore.contracts import FLAG_TRUNCATED
 from tracestore.decode import MAX_DEPTH
+from tracestore.ingest import GC_THRESHOLDS, tune_garbage_collector
 from tracestore.models import Span, Trace
 from tracestore.receiver import build_server
 from tracestore.services import create_project, issue_api_key, revoke_api_key
@@ -247,3 +249,37 @@ def _raw_export(address: str):
         request_serializer=None,
         response_deserializer=None,
     )
+
+
+def test_integers_too_large_for_their_columns_are_stored_as_zero_or_null_and_flagged(
+    receiver: str, api_key: str
+) -> None:
+    # Protobuf enums are open and token counts are int64 attributes; the columns are
+    # smallint and integer. The span is stored (and the rest of the batch with it).
+    trace = micro_model_trace()
+    request = trace.request()
+    classifier = request.resource_spans[0].scope_spans[0].spans[1]
+    classifier.kind = 70_000
+    classifier.status.code = 2**31 - 1
+    for kv in classifier.attributes:
+        if kv.key == "llm.token_count.prompt":
+            kv.value.int_value = 10**12
+    _stub(receiver).Export(request, metadata=(("authorization", f"Bearer {api_key}"),), timeout=5)
+    stored = Span.objects.get(name="intent-classifier")
+    assert (stored.kind, stored.status_code, stored.prompt_tokens) == (0, 0, None)
+    assert stored.completion_tokens == 3
+    assert stored.flags & FLAG_TRUNCATED
+    assert Span.objects.count() == 3
+    assert Trace.objects.get().prompt_tokens == 0
+
+
+def test_a_receiver_process_freezes_its_startup_objects_and_collects_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collector()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] > before[0]
+        assert gc.get_freeze_count() > 1000  # Django, gRPC and protobuf, at least
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import DataError, connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from tests.builders import micro_model_trace
+from tracestore import services
 from tracestore.models import Span, Trace
 from tracestore.services import create_project, rebuild_trace_rollups, store_spans
 
@@ -227,3 +229,62 @@ def test_concurrent_writers_of_the_same_traces_lose_no_update() -> None:
     assert sum(row[7] for row in merged.values()) == sum(len(t.spans) for t in traces)
     rebuild_trace_rollups(project_id, list(merged))
     assert _rollups() == merged
+
+
+def test_a_record_whose_integers_do_not_fit_their_columns_is_refused_not_wrapped(
+    project_id: int,
+) -> None:
+    records = micro_model_trace().records()
+    records[1] = dataclasses.replace(records[1], prompt_tokens=2**31)
+    with pytest.raises(DataError, match="out of range"):
+        store_spans(project_id, records)
+    assert Span.objects.count() == 0
+
+
+def test_the_binary_copy_types_are_the_span_table_column_types() -> None:
+    # Binary COPY sends each value in the format of the type named here; a mismatch
+    # would be refused, or, between integer widths, stored wrapped around.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute"
+            " WHERE attrelid = 'tracestore_span'::regclass AND attnum > 0"
+            " AND NOT attisdropped"
+        )
+        column_types = dict(cursor.fetchall())
+    expected = [
+        # jsonb and timestamptz go out as their binary formats' bytes and int8
+        {"jsonb": "bytea", "timestamp with time zone": "bigint"}.get(
+            column_types[name], column_types[name]
+        )
+        for name in services._SPAN_COLUMNS
+    ]
+    canonical = {
+        "bigint": "int8",
+        "smallint": "int2",
+        "integer": "int4",
+        "double precision": "float8",
+        "boolean": "bool",
+    }
+    assert [canonical.get(t, t) for t in expected] == list(services._SPAN_COPY_TYPES)
+    assert len(services._SPAN_COPY_TYPES) == len(services._SPAN_COLUMNS) == 37
+
+
+def test_timestamps_are_stored_to_the_microsecond_either_side_of_2000(project_id: int) -> None:
+    # Binary COPY counts timestamps in microseconds from 2000-01-01 UTC.
+    records = micro_model_trace().records()
+    starts = {
+        records[0].span_id: 946_684_799_999_999_999,  # 1999-12-31T23:59:59.999999999Z
+        records[1].span_id: 1_000,  # 1970-01-01T00:00:00.000001Z
+        records[2].span_id: 1_795_000_000_123_456_789,
+    }
+    records = [
+        dataclasses.replace(r, start_time_ns=starts[r.span_id], end_time_ns=starts[r.span_id])
+        for r in records
+    ]
+    store_spans(project_id, records)
+    stored = {bytes(s.span_id): s.start_time for s in Span.objects.all()}
+    assert {k: v.isoformat() for k, v in stored.items()} == {
+        records[0].span_id: "1999-12-31T23:59:59.999999+00:00",
+        records[1].span_id: "1970-01-01T00:00:00.000001+00:00",
+        records[2].span_id: "2026-11-18T11:06:40.123456+00:00",
+    }

@@ -20,8 +20,11 @@ def create_app() -> OtlpHttpApp:
 
     django.setup()
     from tracestore.http_receiver import build_app
+    from tracestore.ingest import tune_garbage_collector
 
-    return build_app()
+    app = build_app()
+    tune_garbage_collector()
+    return app
 
 
 class Command(BaseCommand):
