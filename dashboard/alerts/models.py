@@ -208,7 +208,8 @@ class AlertEvent(models.Model):
 
 class AlertDelivery(models.Model):
     """One notification of one event to one target, claimed in the database by the worker
-    that sends it (status pending -> running -> done | failed)."""
+    that sends it (status pending -> running -> done | failed). ``sending_at`` is set,
+    committed, just before the request leaves: while it is empty a claim has sent nothing."""
 
     class Channel(models.TextChoices):
         WEBHOOK = "webhook", "webhook"
@@ -227,6 +228,7 @@ class AlertDelivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
     claimed_until = models.DateTimeField(null=True, blank=True)
+    sending_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
 
