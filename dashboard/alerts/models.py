@@ -70,7 +70,7 @@ class AlertRule(models.Model):
     window_seconds = models.PositiveIntegerField(
         default=3600,
         validators=[MinValueValidator(MIN_WINDOW_SECONDS), MaxValueValidator(MAX_WINDOW_SECONDS)],
-        help_text="Evaluation window, 300 (5 min) to 604800 (7 days); metrics read whole hours.",
+        help_text="Evaluation window, 300 (5 min) to 604800 (7 days), read exactly.",
     )
     min_n = models.PositiveIntegerField(
         default=30, help_text="Below this sample count the rule neither fires nor resolves."
