@@ -36,7 +36,7 @@ from .histograms import (
     add_into,
     percentile,
 )
-from .windows import EDGE_WIDTH, partial_hour_records, partial_hours, source, whole_hours
+from .windows import EDGE_WIDTH, partial_hours, source, whole_hours
 
 COLUMN_GROUPS = ("micro_model", "route", "model")
 INTERVALS = ("hour", "day")
@@ -188,12 +188,8 @@ def _where(
         raise InvalidQuery(f"unknown cohort dimension {filters.cohort[0]!r}")
     conditions.append("dim_key = %s")
     params.append(dim_key)
-    records: list[dict[str, Any]] = []
-    if edges:
-        columns = {c: getattr(filters, c) for c in COLUMN_GROUPS if getattr(filters, c) is not None}
-        rollups, labels = partial_hour_records(list(filters.project_ids), edges, dim_key, columns)
-        records = rollups if table == "dashboard_rollup" else labels
-    from_sql, from_params = source(table, records)
+    columns = {c: getattr(filters, c) for c in COLUMN_GROUPS if getattr(filters, c) is not None}
+    from_sql, from_params = source(table, list(filters.project_ids), edges, dim_key, columns)
     return (
         f"FROM {from_sql} WHERE {' AND '.join(conditions)}",
         [*from_params, *params],

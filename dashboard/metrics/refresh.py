@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -296,69 +296,55 @@ def rebuild_hours(buckets: set[tuple[int, datetime]], keys: list[str]) -> None:
                     [project_id, hours],
                 )
             cursor.execute(
-                f"SELECT {SUMMED_FACT_COLUMNS} FROM dashboard_decisionfact"  # noqa: S608 (constant SQL; values are parameters)
+                "SELECT hour, micro_model, model, route, label, expected_label, confidence,"
+                " cohort::text, is_decision, is_primary, is_fallback, is_retry, cache_hit,"
+                " is_error, latency_ms, trace_error, cost, prompt_tokens, completion_tokens,"
+                " unpriced_models"
+                " FROM dashboard_decisionfact"
                 " WHERE project_id = %s AND hour = ANY(%s::timestamptz[])",
                 [project_id, hours],
             )
-            rollups, labels = sum_facts(cursor.fetchall(), keys)
+            rollups: dict[tuple, list] = {}
+            labels: dict[tuple, list] = {}
+            for row in cursor.fetchall():
+                hour, micro_model, model, route, label, expected, confidence, cohort = row[:8]
+                dims = _dims(json.loads(cohort), keys)
+                for dim in dims:
+                    key = (hour, micro_model, model, route, *dim)
+                    acc = rollups.get(key)
+                    if acc is None:
+                        acc = rollups[key] = _new_rollup()
+                    _add_fact(acc, row[8:])
+                    if row[8]:  # a decision
+                        lkey = (hour, micro_model, model, route, label, expected, *dim)
+                        lacc = labels.get(lkey)
+                        if lacc is None:
+                            lacc = labels[lkey] = [0, [0] * CONFIDENCE_BINS]
+                        lacc[0] += 1
+                        if confidence is not None:
+                            lacc[1][confidence_bin(confidence)] += 1
             _write_rows(cursor, "h", project_id, rollups, labels)
-
-
-# What sum_facts reads of a fact row, in order.
-SUMMED_FACT_COLUMNS = (
-    "hour, micro_model, model, route, label, expected_label, confidence, cohort::text,"
-    " is_decision, is_primary, is_fallback, is_retry, cache_hit, is_error, latency_ms,"
-    " trace_error, cost, prompt_tokens, completion_tokens, unpriced_models"
-)
-
-
-def sum_facts(
-    rows: Iterable[tuple], keys: list[str]
-) -> tuple[dict[tuple, list], dict[tuple, list]]:
-    """Fact rows (SUMMED_FACT_COLUMNS) of one project summed per hour x micro model x
-    model x route x cohort value (all cohorts, and each of ``keys`` the trace has): the
-    rollup and label accumulators. The hour rows are these sums, and so are the partial
-    hours a window that does not fall on whole hours reads (metrics.windows)."""
-    rollups: dict[tuple, list] = {}
-    labels: dict[tuple, list] = {}
-    for row in rows:
-        hour, micro_model, model, route, label, expected, confidence, cohort = row[:8]
-        dims = _dims(json.loads(cohort), keys)
-        for dim in dims:
-            key = (hour, micro_model, model, route, *dim)
-            acc = rollups.get(key)
-            if acc is None:
-                acc = rollups[key] = _new_rollup()
-            _add_fact(acc, row[8:])
-            if row[8]:  # a decision
-                lkey = (hour, micro_model, model, route, label, expected, *dim)
-                lacc = labels.get(lkey)
-                if lacc is None:
-                    lacc = labels[lkey] = [0, [0] * CONFIDENCE_BINS]
-                lacc[0] += 1
-                if confidence is not None:
-                    lacc[1][confidence_bin(confidence)] += 1
-    return rollups, labels
-
-
-def rollup_records(width: str, project_id: int, rollups: dict[tuple, list]) -> Iterator[tuple]:
-    """Accumulated rollup rows as dashboard_rollup rows (_ROLLUP_COLUMNS)."""
-    return (
-        (width, k[0], project_id, *k[1:], *acc[:13], sorted(acc[13])) for k, acc in rollups.items()
-    )
-
-
-def label_records(width: str, project_id: int, labels: dict[tuple, list]) -> Iterator[tuple]:
-    """Accumulated label rows as dashboard_labelrollup rows (_LABEL_COLUMNS)."""
-    return ((width, k[0], project_id, *k[1:], *acc) for k, acc in labels.items())
 
 
 def _write_rows(
     cursor, width: str, project_id: int, rollups: dict[tuple, list], labels: dict[tuple, list]
 ) -> None:
     """COPY accumulated rollup and label rows of one width ("h" or "d")."""
-    _copy(cursor, "dashboard_rollup", _ROLLUP_COLUMNS, rollup_records(width, project_id, rollups))
-    _copy(cursor, "dashboard_labelrollup", _LABEL_COLUMNS, label_records(width, project_id, labels))
+    _copy(
+        cursor,
+        "dashboard_rollup",
+        _ROLLUP_COLUMNS,
+        (
+            (width, k[0], project_id, *k[1:], *acc[:13], sorted(acc[13]))
+            for k, acc in rollups.items()
+        ),
+    )
+    _copy(
+        cursor,
+        "dashboard_labelrollup",
+        _LABEL_COLUMNS,
+        ((width, k[0], project_id, *k[1:], *acc) for k, acc in labels.items()),
+    )
 
 
 def rebuild_days(buckets: set[tuple[int, datetime]]) -> None:
