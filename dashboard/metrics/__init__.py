@@ -148,10 +148,13 @@ def _where(
     group_by: str | None,
     interval: str | None,
     table: str = "dashboard_rollup",
+    *,
+    histograms: bool = True,
 ) -> tuple[str, list, str | None]:
     """``FROM <table> WHERE <the filters>`` for either rollup table, and the group column
     expression. The window's whole hours are read from the table's rows, the partial
-    hours at its ends (windows.py) from the facts, as rows of width 'e'."""
+    hours at its ends (windows.py) from the facts, as rows of width 'e' (whose histograms
+    and unpriced models are NULL unless ``histograms``: sums-only queries say so)."""
     if not filters.project_ids:
         return f"FROM {table} WHERE FALSE", [], None
     hours = whole_hours(filters.start, filters.end)
@@ -189,7 +192,9 @@ def _where(
     conditions.append("dim_key = %s")
     params.append(dim_key)
     columns = {c: getattr(filters, c) for c in COLUMN_GROUPS if getattr(filters, c) is not None}
-    from_sql, from_params = source(table, list(filters.project_ids), edges, dim_key, columns)
+    from_sql, from_params = source(
+        table, list(filters.project_ids), edges, dim_key, columns, histograms=histograms
+    )
     return (
         f"FROM {from_sql} WHERE {' AND '.join(conditions)}",
         [*from_params, *params],
@@ -206,7 +211,7 @@ def _time_sql(interval: str | None) -> str:
 def _sums(
     filters: Filters, group_by: str | None, interval: str | None, columns: list[str]
 ) -> list[dict[str, Any]]:
-    where, params, group_sql = _where(filters, group_by, interval)
+    where, params, group_sql = _where(filters, group_by, interval, histograms=False)
     select = [f"{group_sql or 'NULL::text'} AS grp", f"{_time_sql(interval)} AS t"]
     select += [f"{_SUMS[c]} AS {c}" for c in columns]
     sql = f"SELECT {', '.join(select)} {where} GROUP BY 1, 2 ORDER BY 2 NULLS FIRST, 1 NULLS FIRST"
@@ -297,7 +302,7 @@ def route_share(
     """Micro-model decisions per route / all decisions in the same window (and group)."""
     if group_by == "route":
         group_by = None
-    where, params, group_sql = _where(filters, group_by, interval)
+    where, params, group_sql = _where(filters, group_by, interval, histograms=False)
     sql = (
         f"SELECT {group_sql or 'NULL::text'}, {_time_sql(interval)}, route, sum(decisions)"
         f" {where} AND decisions > 0 GROUP BY 1, 2, 3"
@@ -712,7 +717,7 @@ def find_traces(
 def micro_models(filters: Filters, name: str | None = None) -> list[dict[str, Any]]:
     """The micro models seen in range (or one of them): decisions, fallbacks, the routes
     and model versions they used, and the last hour they were seen in."""
-    where, params, _ = _where(filters.with_(micro_model=name), None, None)
+    where, params, _ = _where(filters.with_(micro_model=name), None, None, histograms=False)
     sql = (
         "SELECT micro_model, sum(decisions), sum(fallbacks), sum(errors),"
         " array_agg(DISTINCT route), array_agg(DISTINCT model), max(bucket)"

@@ -99,11 +99,34 @@ def _facts(
     return sql, params
 
 
-def _rollup_rows(facts: str) -> str:
+def _rollup_rows(facts: str, histograms: bool) -> str:
     latency = lower_bounds(LATENCY_BASE_MS, LATENCY_BINS)
     cost = lower_bounds(COST_BASE_USD, COST_BINS)
     primary = "is_primary"
     priced = "is_primary AND cost IS NOT NULL"
+    if not histograms:
+        # The histograms and unpriced models are most of the work; sums-only queries
+        # (rates, shares, the micro model list) leave them out.
+        return (
+            f"SELECT '{EDGE_WIDTH}'::text AS width, hour AS bucket, project_id, micro_model,"
+            " model, route, dim_key, dim_value,"
+            " (count(*) FILTER (WHERE is_decision))::int AS decisions,"
+            " (count(*) FILTER (WHERE is_decision AND is_fallback))::int AS fallbacks,"
+            " (count(*) FILTER (WHERE is_decision AND is_retry))::int AS retries,"
+            " (count(*) FILTER (WHERE is_decision AND cache_hit))::int AS cache_hits,"
+            " (count(*) FILTER (WHERE is_decision AND is_error))::int AS errors,"
+            f" (count(*) FILTER (WHERE {primary}))::int AS traces,"
+            f" (count(*) FILTER (WHERE {primary} AND trace_error))::int AS trace_errors,"
+            f" (count(*) FILTER (WHERE {priced}))::int AS costed_traces,"
+            f" coalesce(sum(cost) FILTER (WHERE {priced}), 0)::float8 AS cost_sum,"
+            f" coalesce(sum(prompt_tokens) FILTER (WHERE {primary}), 0)::bigint"
+            " AS prompt_tokens,"
+            f" coalesce(sum(completion_tokens) FILTER (WHERE {primary}), 0)::bigint"
+            " AS completion_tokens,"
+            " NULL::integer[] AS latency_hist, NULL::integer[] AS cost_hist,"
+            " NULL::text[] AS unpriced_models"
+            f"{facts} GROUP BY 2, 3, 4, 5, 6, 7, 8"
+        )
     return (
         f"SELECT '{EDGE_WIDTH}'::text AS width, g.bucket, g.project_id, g.micro_model,"  # noqa: S608 (constant SQL; values are parameters)
         " g.model, g.route, g.dim_key, g.dim_value, g.decisions, g.fallbacks, g.retries,"
@@ -176,13 +199,16 @@ def partial_hour_rows(
     edges: list[tuple[datetime, datetime]],
     dim_key: str,
     columns: dict[str, str],
+    *,
+    histograms: bool = True,
 ) -> tuple[str, list[Any]]:
     """A SELECT of ``table``-shaped rows (width 'e') summing the facts in ``edges``, for
     the all-cohorts rows (``dim_key`` '') or ``dim_key``'s values; ``columns`` narrows the
-    facts by micro_model / route / model, which the rows carry unchanged."""
+    facts by micro_model / route / model, which the rows carry unchanged. Without
+    ``histograms`` the rollup rows' histograms and unpriced models are NULL."""
     facts, params = _facts(project_ids, edges, dim_key, columns)
     if table == "dashboard_rollup":
-        return _rollup_rows(facts), params
+        return _rollup_rows(facts, histograms), params
     return _label_rows(facts), params
 
 
@@ -192,12 +218,16 @@ def source(
     edges: list[tuple[datetime, datetime]],
     dim_key: str,
     columns: dict[str, str],
+    *,
+    histograms: bool = True,
 ) -> tuple[str, list[Any]]:
     """``table``, or when the window has partial hours the union of its rows and theirs,
     as a FROM item the metric queries read like the table itself."""
     if not edges:
         return table, []
-    rows, params = partial_hour_rows(table, project_ids, edges, dim_key, columns)
+    rows, params = partial_hour_rows(
+        table, project_ids, edges, dim_key, columns, histograms=histograms
+    )
     names = _COLUMNS[table]
     union = f"(SELECT {names} FROM {table} UNION ALL {rows}) AS {table}"  # noqa: S608 (constant SQL; values are parameters)
     return union, params

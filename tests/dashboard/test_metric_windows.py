@@ -177,6 +177,10 @@ def _normalised(table: str, rows: list[tuple]) -> list[tuple]:
     return sorted((*row[1:16], round(row[16], 12), *row[17:21], sorted(row[21])) for row in rows)
 
 
+def _sums(rows: list[tuple]) -> list[tuple]:
+    return sorted((*row[1:16], round(row[16], 12), *row[17:19]) for row in rows)
+
+
 @pytest.mark.parametrize("dim_key", ["", "user.tier"])
 @pytest.mark.parametrize("table", ["dashboard_rollup", "dashboard_labelrollup"])
 def test_partial_hours_are_summed_as_the_hour_rows_are(table, dim_key) -> None:
@@ -210,5 +214,19 @@ def test_partial_hours_are_summed_as_the_hour_rows_are(table, dim_key) -> None:
             )
             stored = cursor.fetchall()
             assert _normalised(table, summed) == _normalised(table, stored), hour
+            if table == "dashboard_rollup":
+                # Sums-only rows (rates, shares): the same sums, no histograms.
+                sql, params = partial_hour_rows(
+                    table,
+                    [project.id],
+                    [(hour, hour + timedelta(hours=1))],
+                    dim_key,
+                    {},
+                    histograms=False,
+                )
+                cursor.execute(sql, params)
+                sums_only = cursor.fetchall()
+                assert {row[19:] for row in sums_only} == {(None, None, None)}
+                assert _sums(sums_only) == _sums(stored)
             compared += len(stored)
     assert compared >= 53
