@@ -70,7 +70,7 @@ class AlertRule(models.Model):
     window_seconds = models.PositiveIntegerField(
         default=3600,
         validators=[MinValueValidator(MIN_WINDOW_SECONDS), MaxValueValidator(MAX_WINDOW_SECONDS)],
-        help_text="Evaluation window, 300 (5 min) to 604800 (7 days); metrics read whole hours.",
+        help_text="Evaluation window, 300 (5 min) to 604800 (7 days), read exactly.",
     )
     min_n = models.PositiveIntegerField(
         default=30, help_text="Below this sample count the rule neither fires nor resolves."
@@ -208,7 +208,8 @@ class AlertEvent(models.Model):
 
 class AlertDelivery(models.Model):
     """One notification of one event to one target, claimed in the database by the worker
-    that sends it (status pending -> running -> done | failed)."""
+    that sends it (status pending -> running -> done | failed). ``sending_at`` is set,
+    committed, just before the request leaves: while it is empty a claim has sent nothing."""
 
     class Channel(models.TextChoices):
         WEBHOOK = "webhook", "webhook"
@@ -227,6 +228,7 @@ class AlertDelivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
     claimed_until = models.DateTimeField(null=True, blank=True)
+    sending_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
 

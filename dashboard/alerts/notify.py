@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
@@ -149,19 +150,28 @@ def _retry_after(response: requests.Response, attempt: int) -> float:
     return backoff(attempt)
 
 
-def send_delivery(delivery_id: int, attempt: int) -> SendOutcome:
+def send_delivery(
+    delivery_id: int, attempt: int, before_sending: Callable[[], bool]
+) -> SendOutcome | None:
+    """Send one claimed delivery. ``before_sending`` commits the claim's sending mark and
+    is called last before the request or email leaves (everything that can be prepared
+    is); when it returns False the claim is lost, nothing is sent and the result is None."""
     delivery = AlertDelivery.objects.select_related("event__rule").get(pk=delivery_id)
     if delivery.channel == "email":
-        return _send_email(delivery, attempt)
-    return _send_webhook(delivery, attempt)
+        return _send_email(delivery, attempt, before_sending)
+    return _send_webhook(delivery, attempt, before_sending)
 
 
-def _send_webhook(delivery: AlertDelivery, attempt: int) -> SendOutcome:
+def _send_webhook(
+    delivery: AlertDelivery, attempt: int, before_sending: Callable[[], bool]
+) -> SendOutcome | None:
     try:
         check_webhook_url(delivery.target)
     except UnsafeTarget as exc:
         return SendOutcome(False, f"refused: {exc}")
     payload = event_payload(delivery.event, delivery.id)
+    if not before_sending():
+        return None
     try:
         response = requests.post(
             delivery.target,
@@ -185,7 +195,9 @@ def _send_webhook(delivery: AlertDelivery, attempt: int) -> SendOutcome:
     return SendOutcome(False, error)
 
 
-def _send_email(delivery: AlertDelivery, attempt: int) -> SendOutcome:
+def _send_email(
+    delivery: AlertDelivery, attempt: int, before_sending: Callable[[], bool]
+) -> SendOutcome | None:
     event = delivery.event
     payload = event_payload(event, delivery.id)
     rule = event.rule
@@ -206,6 +218,8 @@ def _send_email(delivery: AlertDelivery, attempt: int) -> SendOutcome:
         to=[delivery.target],
         headers={"X-Microlens-Idempotency-Key": payload["idempotency_key"]},
     )
+    if not before_sending():
+        return None
     try:
         message.send()
     except OSError as exc:

@@ -233,7 +233,12 @@ def claim_alert_delivery(delivery_id: int, now: datetime | None = None) -> Claim
             Q(status="pending", next_attempt_at__lte=now + timedelta(seconds=1))
             | Q(status="running", claimed_until__lt=now)
         )
-        .update(status="running", attempts=F("attempts") + 1, claimed_until=now + lease)
+        .update(
+            status="running",
+            attempts=F("attempts") + 1,
+            claimed_until=now + lease,
+            sending_at=None,
+        )
     )
     if not claimed:
         return None
@@ -242,6 +247,21 @@ def claim_alert_delivery(delivery_id: int, now: datetime | None = None) -> Claim
     )
     return ClaimedDelivery(
         delivery_id, row["attempts"], row["channel"], row["target"], row["event_id"]
+    )
+
+
+def mark_alert_delivery_sending(claim: ClaimedDelivery, now: datetime | None = None) -> bool:
+    """Commit that this claim's request is about to leave, if the claim is still ours and
+    alive, and renew its lease for the request. False: the claim expired (the worker
+    stalled past it) or was retaken, and the request must not be sent; whoever holds the
+    delivery now sends it. Until this mark a crash cannot have sent anything, so the next
+    claim's request is the first the receiver sees."""
+    now = now or timezone.now()
+    lease = timedelta(seconds=settings.MICROLENS_ALERT_DELIVERY_LEASE_SECONDS)
+    return bool(
+        AlertDelivery.objects.filter(
+            pk=claim.id, status="running", attempts=claim.attempt, claimed_until__gt=now
+        ).update(sending_at=now, claimed_until=now + lease)
     )
 
 

@@ -14,6 +14,7 @@ from .services import (
     evaluate_alert_rules,
     expire_alert_evaluations,
     fail_alert_delivery,
+    mark_alert_delivery_sending,
 )
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,10 @@ def deliver(delivery_id: int) -> None:
     claim = claim_alert_delivery(delivery_id)
     if claim is None:
         return
-    outcome = send_delivery(claim.id, claim.attempt)
+    outcome = send_delivery(claim.id, claim.attempt, lambda: mark_alert_delivery_sending(claim))
+    if outcome is None:
+        log.warning("alerts.claim_lost delivery=%s attempt=%s", claim.id, claim.attempt)
+        return
     if outcome.ok:
         complete_alert_delivery(claim)
         log.info("alerts.delivered delivery=%s attempt=%s", claim.id, claim.attempt)

@@ -17,8 +17,8 @@ from .serializers import ErrorSerializer
 
 class MetricResultSerializer(serializers.Serializer):
     metric = serializers.CharField()
-    start = serializers.DateTimeField(help_text="Range start, rounded down to the hour (UTC).")
-    end = serializers.DateTimeField(help_text="Range end (exclusive), rounded up to the hour.")
+    start = serializers.DateTimeField(help_text="Range start (inclusive), exactly as asked.")
+    end = serializers.DateTimeField(help_text="Range end (exclusive), exactly as asked.")
     group_by = serializers.CharField(allow_null=True)
     interval = serializers.CharField(allow_null=True)
     results = serializers.ListField(

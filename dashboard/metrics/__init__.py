@@ -1,10 +1,12 @@
 """Every metric microlens shows, defined once (DESIGN.md "Metrics"). Pages, the API and
-alert rules call these functions; they read only the rollups (see refresh.py), never spans.
+alert rules call these functions; they read the rollups (see refresh.py) and, for the
+partial hours of a range, the decision facts the rollups are summed from; never spans.
 
 A query is a ``Filters`` (projects, time range, micro model, route, model, one cohort
 value) plus an optional ``group_by`` (micro_model, route, model or a cohort key) and an
-optional ``interval`` (hour or day) for time series. Time ranges resolve to whole UTC
-hours: ``start`` is rounded down and ``end`` up. Every value comes with its n.
+optional ``interval`` (hour or day) for time series. A range is read exactly,
+``[start, end)``: its whole UTC hours from the rollups, the partial hours at its ends from
+the decision facts (windows.py). Every value comes with its n.
 
 Decisions are micro-model spans; a decision counts as escalated (fallback) when its
 trace went to a fallback model. Trace metrics (cost, tokens, error rate of traces) count
@@ -34,6 +36,7 @@ from .histograms import (
     add_into,
     percentile,
 )
+from .windows import EDGE_WIDTH, partial_hours, source, whole_hours
 
 COLUMN_GROUPS = ("micro_model", "route", "model")
 INTERVALS = ("hour", "day")
@@ -141,13 +144,24 @@ def _bucket_condition(start: datetime, end: datetime, interval: str | None) -> t
 
 
 def _where(
-    filters: Filters, group_by: str | None, interval: str | None
+    filters: Filters,
+    group_by: str | None,
+    interval: str | None,
+    table: str = "dashboard_rollup",
+    *,
+    histograms: bool = True,
 ) -> tuple[str, list, str | None]:
-    """The WHERE clause shared by both rollup tables, and the group column expression."""
+    """``FROM <table> WHERE <the filters>`` for either rollup table, and the group column
+    expression. The window's whole hours are read from the table's rows, the partial
+    hours at its ends (windows.py) from the facts, as rows of width 'e' (whose histograms
+    and unpriced models are NULL unless ``histograms``: sums-only queries say so)."""
     if not filters.project_ids:
-        return "FALSE", [], None
-    start, end = floor_hour(filters.start), ceil_hour(filters.end)
-    bucket_sql, params = _bucket_condition(start, end, interval)
+        return f"FROM {table} WHERE FALSE", [], None
+    hours = whole_hours(filters.start, filters.end)
+    bucket_sql, params = _bucket_condition(*hours, interval) if hours else ("FALSE", [])
+    edges = partial_hours(filters.start, filters.end)
+    if edges:
+        bucket_sql = f"({bucket_sql} OR width = '{EDGE_WIDTH}')"
     conditions = ["project_id = ANY(%s::bigint[])", bucket_sql]
     params = [list(filters.project_ids), *params]
     for column in COLUMN_GROUPS:
@@ -177,7 +191,15 @@ def _where(
         raise InvalidQuery(f"unknown cohort dimension {filters.cohort[0]!r}")
     conditions.append("dim_key = %s")
     params.append(dim_key)
-    return " AND ".join(conditions), params, group_sql
+    columns = {c: getattr(filters, c) for c in COLUMN_GROUPS if getattr(filters, c) is not None}
+    from_sql, from_params = source(
+        table, list(filters.project_ids), edges, dim_key, columns, histograms=histograms
+    )
+    return (
+        f"FROM {from_sql} WHERE {' AND '.join(conditions)}",
+        [*from_params, *params],
+        group_sql,
+    )
 
 
 def _time_sql(interval: str | None) -> str:
@@ -189,13 +211,10 @@ def _time_sql(interval: str | None) -> str:
 def _sums(
     filters: Filters, group_by: str | None, interval: str | None, columns: list[str]
 ) -> list[dict[str, Any]]:
-    where, params, group_sql = _where(filters, group_by, interval)
+    where, params, group_sql = _where(filters, group_by, interval, histograms=False)
     select = [f"{group_sql or 'NULL::text'} AS grp", f"{_time_sql(interval)} AS t"]
     select += [f"{_SUMS[c]} AS {c}" for c in columns]
-    sql = (
-        f"SELECT {', '.join(select)} FROM dashboard_rollup WHERE {where}"  # noqa: S608 (constant SQL; values are parameters)
-        " GROUP BY 1, 2 ORDER BY 2 NULLS FIRST, 1 NULLS FIRST"
-    )
+    sql = f"SELECT {', '.join(select)} {where} GROUP BY 1, 2 ORDER BY 2 NULLS FIRST, 1 NULLS FIRST"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         names = ["group", "time", *columns]
@@ -210,7 +229,7 @@ def _histograms(
     where, params, group_sql = _where(filters, group_by, None)
     group_cols = extra or (group_sql or "NULL::text")
     sql = (
-        f"SELECT {group_cols}, {column} FROM dashboard_rollup WHERE {where}"  # noqa: S608 (constant SQL; values are parameters)
+        f"SELECT {group_cols}, {column} {where}"
         f" AND {'decisions' if column == 'latency_hist' else 'costed_traces'} > 0"
     )
     totals: dict[tuple, list[int]] = {}
@@ -232,8 +251,8 @@ def _iso(value: datetime | None) -> str | None:
 def _result(name: str, filters: Filters, group_by, interval, rows, notes=()) -> MetricResult:
     return MetricResult(
         metric=name,
-        start=floor_hour(filters.start),
-        end=ceil_hour(filters.end),
+        start=filters.start,
+        end=filters.end,
         group_by=group_by,
         interval=interval,
         rows=rows,
@@ -283,10 +302,10 @@ def route_share(
     """Micro-model decisions per route / all decisions in the same window (and group)."""
     if group_by == "route":
         group_by = None
-    where, params, group_sql = _where(filters, group_by, interval)
+    where, params, group_sql = _where(filters, group_by, interval, histograms=False)
     sql = (
-        f"SELECT {group_sql or 'NULL::text'}, {_time_sql(interval)}, route, sum(decisions)"  # noqa: S608 (constant SQL; values are parameters)
-        f" FROM dashboard_rollup WHERE {where} AND decisions > 0 GROUP BY 1, 2, 3"
+        f"SELECT {group_sql or 'NULL::text'}, {_time_sql(interval)}, route, sum(decisions)"
+        f" {where} AND decisions > 0 GROUP BY 1, 2, 3"
         " ORDER BY 2 NULLS FIRST, 1 NULLS FIRST, 3"
     )
     with connection.cursor() as cursor:
@@ -344,8 +363,8 @@ def latency(
 def _latency_series(filters: Filters, group_by: str | None, interval: str) -> list[dict]:
     where, params, group_sql = _where(filters, group_by, interval)
     sql = (
-        f"SELECT {group_sql or 'NULL::text'}, {_time_sql(interval)}, latency_hist"  # noqa: S608 (constant SQL; values are parameters)
-        f" FROM dashboard_rollup WHERE {where} AND decisions > 0"
+        f"SELECT {group_sql or 'NULL::text'}, {_time_sql(interval)}, latency_hist"
+        f" {where} AND decisions > 0"
     )
     totals: dict[tuple, list[int]] = {}
     with connection.cursor() as cursor:
@@ -421,8 +440,8 @@ def unpriced_models(filters: Filters) -> list[str]:
     """Models that left traces in range uncosted (add a ModelPrice, then rebuild)."""
     where, params, _ = _where(filters, None, None)
     sql = (
-        "SELECT DISTINCT unnest(unpriced_models) FROM dashboard_rollup"  # noqa: S608 (constant SQL; values are parameters)
-        f" WHERE {where} AND costed_traces < traces ORDER BY 1 LIMIT 50"
+        "SELECT DISTINCT unnest(unpriced_models)"
+        f" {where} AND costed_traces < traces ORDER BY 1 LIMIT 50"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -430,11 +449,11 @@ def unpriced_models(filters: Filters) -> list[str]:
 
 
 def _label_rows(filters: Filters, group_by: str | None) -> list[tuple]:
-    where, params, group_sql = _where(filters, group_by, None)
+    where, params, group_sql = _where(filters, group_by, None, "dashboard_labelrollup")
     sql = (
-        f"SELECT {group_sql or 'NULL::text'}, label, expected_label, sum(n),"  # noqa: S608 (constant SQL; values are parameters)
+        f"SELECT {group_sql or 'NULL::text'}, label, expected_label, sum(n),"
         " array_agg(confidence_hist)"
-        f" FROM dashboard_labelrollup WHERE {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        f" {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -520,8 +539,8 @@ def _evaluation_counts(filters: Filters, group_by: str | None) -> dict[tuple[str
         (row.evaluator, row.group): [row.failed, row.evaluated]
         for row in evaluation_counts(
             list(filters.project_ids),
-            start=floor_hour(filters.start),
-            end=ceil_hour(filters.end),
+            start=filters.start,
+            end=filters.end,
             micro_model=filters.micro_model,
             group_by=group_by,
             cohort=filters.cohort,
@@ -698,11 +717,11 @@ def find_traces(
 def micro_models(filters: Filters, name: str | None = None) -> list[dict[str, Any]]:
     """The micro models seen in range (or one of them): decisions, fallbacks, the routes
     and model versions they used, and the last hour they were seen in."""
-    where, params, _ = _where(filters.with_(micro_model=name), None, None)
+    where, params, _ = _where(filters.with_(micro_model=name), None, None, histograms=False)
     sql = (
-        "SELECT micro_model, sum(decisions), sum(fallbacks), sum(errors),"  # noqa: S608 (constant SQL; values are parameters)
+        "SELECT micro_model, sum(decisions), sum(fallbacks), sum(errors),"
         " array_agg(DISTINCT route), array_agg(DISTINCT model), max(bucket)"
-        f" FROM dashboard_rollup WHERE {where} AND decisions > 0 AND micro_model <> ''"
+        f" {where} AND decisions > 0 AND micro_model <> ''"
         " GROUP BY micro_model ORDER BY micro_model"
     )
     with connection.cursor() as cursor:

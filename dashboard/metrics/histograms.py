@@ -9,7 +9,9 @@ holds everything below the base (read as 0); the last bin everything above the t
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
+from functools import cache
 
 BINS_PER_DOUBLING = 4
 # Latency in ms: 0.1 ms .. 0.1 * 2**24 ms (28 minutes).
@@ -23,11 +25,16 @@ CONFIDENCE_BINS = 20
 RESOLUTION_FACTOR = 2 ** (1 / (2 * BINS_PER_DOUBLING))
 
 
+@cache
+def lower_bounds(base: float, bins: int) -> tuple[float, ...]:
+    """The lower bound of bins 1 .. bins-1: bin i holds [bound i-1, bound i)."""
+    return tuple(base * 2 ** (i / BINS_PER_DOUBLING) for i in range(bins - 1))
+
+
 def log_bin(value: float, base: float, bins: int) -> int:
-    if value < base:
-        return 0
-    index = 1 + math.floor(math.log2(value / base) * BINS_PER_DOUBLING)
-    return min(index, bins - 1)
+    """The number of lower bounds at or below ``value``: PostgreSQL's ``width_bucket``
+    with the same bounds gives the same bin (metrics.windows sums partial hours so)."""
+    return bisect_right(lower_bounds(base, bins), value)
 
 
 def log_bin_value(index: int, base: float) -> float:

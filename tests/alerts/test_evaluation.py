@@ -243,3 +243,28 @@ def test_a_longer_evaluation_period_does_not_stall_the_rule(project, settings) -
 
     assert AlertEvaluation.objects.filter(rule=r).count() == 3
     assert _state(r.id) == "firing"
+
+
+def test_a_five_minute_rule_reads_exactly_its_five_minutes(project) -> None:
+    # 12:05: 100 decisions, none escalated; 12:26: 20 decisions, 10 escalated. One hour
+    # bucket holds both; each rule reads its own window of it.
+    decisions(project.id, 100, fallbacks=0, at=NOW - 25 * MINUTE)
+    decisions(project.id, 20, fallbacks=10, at=NOW - 4 * MINUTE, first=100)
+    five = rule(project.id, name="5 min", window_seconds=300)
+    quarter = rule(project.id, name="15 min", window_seconds=900)
+    hour = rule(project.id, name="1 h", window_seconds=3600)
+
+    # Ten minutes earlier the 15-minute window (12:05 to 12:20) holds only the quiet ones.
+    evaluate_alert_rule(quarter.id, NOW - 10 * MINUTE)
+    earlier = AlertEvaluation.objects.get(rule=quarter)
+    assert (earlier.value, earlier.n) == (0.0, 100)
+
+    for r in (five, quarter, hour):
+        evaluate_alert_rule(r.id, NOW)
+
+    readings = {
+        r.name: AlertEvaluation.objects.values_list("value", "n").get(rule=r, evaluated_at=NOW)
+        for r in (five, quarter, hour)
+    }
+    assert readings == {"5 min": (0.5, 20), "15 min": (0.5, 20), "1 h": (10 / 120, 120)}
+    assert (_state(five.id), _state(quarter.id), _state(hour.id)) == ("firing", "firing", "ok")

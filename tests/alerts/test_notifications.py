@@ -10,12 +10,13 @@ from django.core import mail
 from django.utils import timezone
 
 from dashboard.alerts.models import AlertDelivery
-from dashboard.alerts.notify import UnsafeTarget, check_webhook_url
+from dashboard.alerts.notify import UnsafeTarget, check_webhook_url, send_delivery
 from dashboard.alerts.services import (
     claim_alert_delivery,
     complete_alert_delivery,
     due_alert_deliveries,
     evaluate_alert_rule,
+    mark_alert_delivery_sending,
 )
 from dashboard.alerts.tasks import deliver
 from tests.dashboard.metric_data import NOW
@@ -175,6 +176,31 @@ def test_deliveries_whose_message_or_worker_was_lost_are_found_again(project, se
     assert retaken is not None and retaken.attempt == 2
     assert complete_alert_delivery(claim) is False  # the stale claim cannot finish it
     assert complete_alert_delivery(retaken) is True
+
+
+def test_a_worker_that_stalled_past_its_claim_sends_nothing(project, settings) -> None:
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.MICROLENS_ALERT_DELIVERY_LEASE_SECONDS = 60
+    [delivery_id] = _fire(project.id, email_addresses=["oncall@example.com"])
+    now = timezone.now()
+    # Claimed 61 s ago; the worker stalled (or its host paused) before sending.
+    stale = claim_alert_delivery(delivery_id, now - timedelta(seconds=61))
+    assert stale is not None
+
+    assert (
+        send_delivery(delivery_id, stale.attempt, lambda: mark_alert_delivery_sending(stale, now))
+        is None
+    )
+    assert mail.outbox == []
+    assert AlertDelivery.objects.get().sending_at is None
+
+    retaken = claim_alert_delivery(delivery_id, now)
+    assert retaken is not None and retaken.attempt == 2
+    assert mark_alert_delivery_sending(stale, now) is False  # no longer its delivery
+    assert mark_alert_delivery_sending(retaken, now) is True
+    marked = AlertDelivery.objects.get()
+    # The mark renews the lease for the request.
+    assert (marked.sending_at, marked.claimed_until) == (now, now + timedelta(seconds=60))
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,14 @@ def test_the_banner_lists_firing_alerts_of_the_viewers_projects(project, member_
     assert [(f["rule"], f["value"], f["n"]) for f in firing] == [("mine is firing", 0.25, 40)]
 
 
+@pytest.mark.parametrize("path", ["/", "/overview/", "/cohorts/", "/alerts/"])
+def test_every_page_links_the_alerts_page_in_its_navigation(member_client, path) -> None:
+    html = member_client.get(path).content.decode()
+
+    nav = html[html.index('<nav class="nav">') : html.index("</nav>")]
+    assert '<a href="/alerts/">Alerts</a>' in nav
+
+
 def test_nothing_fires_nothing_in_the_banner(project, member_client) -> None:
     decisions(project.id, 40, fallbacks=1)
     r = rule(project.id)

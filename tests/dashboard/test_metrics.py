@@ -44,8 +44,8 @@ def loaded():
 
 
 def _in_range(decisions, start, end):
-    lo, hi = metrics.floor_hour(start), metrics.ceil_hour(end)
-    return [d for d in decisions if lo <= d.trace.summary.start_time < hi]
+    # Exactly the window: a ragged window's partial hours are read from the facts.
+    return [d for d in decisions if start <= d.trace.summary.start_time < end]
 
 
 def _primary(decisions):
@@ -190,13 +190,14 @@ def test_unknown_prices_are_listed_and_never_costed_as_zero(loaded) -> None:
     assert any("mystery-xl" in note for note in result.notes)
 
 
+@pytest.mark.parametrize("window", [FULL, RAGGED], ids=["full", "ragged"])
 @pytest.mark.parametrize("group_by", [None, "user.tier"])
-def test_label_quality_matches_raw_rows(loaded, group_by) -> None:
+def test_label_quality_matches_raw_rows(loaded, window, group_by) -> None:
     project_id, built = loaded
-    decisions = raw_decisions(project_id, built)
+    decisions = _in_range(raw_decisions(project_id, built), *window)
 
     result = metrics.compute(
-        "label-quality", metrics.Filters((project_id,), *FULL), group_by=group_by
+        "label-quality", metrics.Filters((project_id,), *window), group_by=group_by
     )
 
     key = (lambda d: None) if group_by is None else (lambda d: d.trace.summary.cohort["user.tier"])

@@ -1,0 +1,233 @@
+"""Windows that do not fall on whole UTC hours, read exactly.
+
+A window ``[start, end)`` is its whole hours ``[ceil_hour(start), floor_hour(end))``,
+read from the hour and day rollups, plus at most two partial hours at its ends (one, when
+the window lies inside a single hour). A partial hour is summed in the database from the
+``DecisionFact`` rows whose trace started inside it (through the ``(project, hour)``
+index) into rows shaped like the rollup rows, of width ``'e'``, that every metric query
+reads together with the rollup rows: a metric has one definition whatever the window.
+
+The sums are those ``refresh.rebuild_hours`` makes of an hour's facts (a decision counts
+in decisions, fallbacks, retries, cache hits, errors and the latency histogram; a
+trace's primary row in traces, trace errors, cost, tokens and the cost histogram; the
+label rows count decisions per label and expected label with a confidence histogram),
+with the same bins (``histograms.lower_bounds`` via ``width_bucket``);
+``tests/dashboard/test_metric_windows.py`` checks that over a whole hour they equal the
+stored hour rows.
+
+A 5-minute window ending 10:53 reads the facts of 10:48 to 10:53 and no rollup row; a
+24-hour window ending 10:53 reads 10:53 to 11:00 a day earlier and 10:00 to 10:53 from
+the facts, and the 23 hours between from the rollups.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .histograms import (
+    CONFIDENCE_BINS,
+    COST_BASE_USD,
+    COST_BINS,
+    LATENCY_BASE_MS,
+    LATENCY_BINS,
+    lower_bounds,
+)
+
+EDGE_WIDTH = "e"
+COLUMN_FILTERS = ("micro_model", "route", "model")
+
+
+def _floor_hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(at: datetime) -> datetime:
+    floored = _floor_hour(at)
+    return floored if floored == at else floored + timedelta(hours=1)
+
+
+def whole_hours(start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
+    """The whole UTC hours inside ``[start, end)``, or None when there are none."""
+    first, last = _ceil_hour(start), _floor_hour(end)
+    return (first, last) if first < last else None
+
+
+def partial_hours(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The parts of ``[start, end)`` outside its whole hours, each inside one hour."""
+    first, last = _ceil_hour(start), _floor_hour(end)
+    if first > last:  # start and end inside the same hour
+        return [(start, end)] if start < end else []
+    edges = []
+    if start < first:
+        edges.append((start, first))
+    if last < end:
+        edges.append((last, end))
+    return edges
+
+
+def _histogram(bins: str, size: int) -> str:
+    """A dense ``size``-long count array from an array of bin numbers."""
+    return (
+        f"(SELECT array_agg(coalesce(c.n, 0) ORDER BY i) FROM generate_series(0, {size - 1}) i"  # noqa: S608 (constant SQL; values are parameters)
+        f" LEFT JOIN (SELECT b, count(*)::int AS n FROM unnest({bins}) b GROUP BY b) c"
+        " ON c.b = i)"
+    )
+
+
+def _facts(
+    project_ids: list[int],
+    edges: list[tuple[datetime, datetime]],
+    dim_key: str,
+    columns: dict[str, str],
+) -> tuple[str, list[Any]]:
+    """FROM/WHERE over the facts of ``edges``, with ``dim_key``'s value (or '' for the
+    all-cohorts rows) as ``dim_value``; facts without that cohort key are left out."""
+    spans = " OR ".join("(hour = %s AND start_time >= %s AND start_time < %s)" for _ in edges)
+    conditions = "".join(f" AND {column} = %s" for column in columns)
+    params: list[Any] = [dim_key, dim_key, dim_key, list(project_ids)]
+    for edge_start, edge_end in edges:
+        params += [_floor_hour(edge_start), edge_start, edge_end]
+    params += list(columns.values())
+    sql = (
+        " FROM (SELECT f.*, %s::text AS dim_key,"  # noqa: S608 (constant SQL; values are parameters)
+        " CASE WHEN %s = '' THEN '' ELSE f.cohort ->> %s END AS dim_value"
+        " FROM dashboard_decisionfact f"
+        f" WHERE project_id = ANY(%s::bigint[]) AND ({spans}){conditions}) AS f"
+        " WHERE dim_value IS NOT NULL"
+    )
+    return sql, params
+
+
+def _rollup_rows(facts: str, histograms: bool) -> str:
+    latency = lower_bounds(LATENCY_BASE_MS, LATENCY_BINS)
+    cost = lower_bounds(COST_BASE_USD, COST_BINS)
+    primary = "is_primary"
+    priced = "is_primary AND cost IS NOT NULL"
+    if not histograms:
+        # The histograms and unpriced models are most of the work; sums-only queries
+        # (rates, shares, the micro model list) leave them out.
+        return (
+            f"SELECT '{EDGE_WIDTH}'::text AS width, hour AS bucket, project_id, micro_model,"
+            " model, route, dim_key, dim_value,"
+            " (count(*) FILTER (WHERE is_decision))::int AS decisions,"
+            " (count(*) FILTER (WHERE is_decision AND is_fallback))::int AS fallbacks,"
+            " (count(*) FILTER (WHERE is_decision AND is_retry))::int AS retries,"
+            " (count(*) FILTER (WHERE is_decision AND cache_hit))::int AS cache_hits,"
+            " (count(*) FILTER (WHERE is_decision AND is_error))::int AS errors,"
+            f" (count(*) FILTER (WHERE {primary}))::int AS traces,"
+            f" (count(*) FILTER (WHERE {primary} AND trace_error))::int AS trace_errors,"
+            f" (count(*) FILTER (WHERE {priced}))::int AS costed_traces,"
+            f" coalesce(sum(cost) FILTER (WHERE {priced}), 0)::float8 AS cost_sum,"
+            f" coalesce(sum(prompt_tokens) FILTER (WHERE {primary}), 0)::bigint"
+            " AS prompt_tokens,"
+            f" coalesce(sum(completion_tokens) FILTER (WHERE {primary}), 0)::bigint"
+            " AS completion_tokens,"
+            " NULL::integer[] AS latency_hist, NULL::integer[] AS cost_hist,"
+            " NULL::text[] AS unpriced_models"
+            f"{facts} GROUP BY 2, 3, 4, 5, 6, 7, 8"
+        )
+    return (
+        f"SELECT '{EDGE_WIDTH}'::text AS width, g.bucket, g.project_id, g.micro_model,"  # noqa: S608 (constant SQL; values are parameters)
+        " g.model, g.route, g.dim_key, g.dim_value, g.decisions, g.fallbacks, g.retries,"
+        " g.cache_hits, g.errors, g.traces, g.trace_errors, g.costed_traces, g.cost_sum,"
+        " g.prompt_tokens, g.completion_tokens,"
+        f" {_histogram('g.latency_bins', LATENCY_BINS)} AS latency_hist,"
+        f" {_histogram('g.cost_bins', COST_BINS)} AS cost_hist,"
+        " ARRAY(SELECT DISTINCT m FROM jsonb_array_elements(coalesce(g.unpriced, '[]')) a,"
+        " jsonb_array_elements_text(a) m) AS unpriced_models"
+        " FROM (SELECT hour AS bucket, project_id, micro_model, model, route, dim_key,"
+        " dim_value,"
+        " (count(*) FILTER (WHERE is_decision))::int AS decisions,"
+        " (count(*) FILTER (WHERE is_decision AND is_fallback))::int AS fallbacks,"
+        " (count(*) FILTER (WHERE is_decision AND is_retry))::int AS retries,"
+        " (count(*) FILTER (WHERE is_decision AND cache_hit))::int AS cache_hits,"
+        " (count(*) FILTER (WHERE is_decision AND is_error))::int AS errors,"
+        f" (count(*) FILTER (WHERE {primary}))::int AS traces,"
+        f" (count(*) FILTER (WHERE {primary} AND trace_error))::int AS trace_errors,"
+        f" (count(*) FILTER (WHERE {priced}))::int AS costed_traces,"
+        f" coalesce(sum(cost) FILTER (WHERE {priced}), 0)::float8 AS cost_sum,"
+        f" coalesce(sum(prompt_tokens) FILTER (WHERE {primary}), 0)::bigint AS prompt_tokens,"
+        f" coalesce(sum(completion_tokens) FILTER (WHERE {primary}), 0)::bigint"
+        " AS completion_tokens,"
+        f" array_agg(width_bucket(latency_ms, '{_array(latency)}'::float8[]))"
+        " FILTER (WHERE is_decision) AS latency_bins,"
+        f" array_agg(width_bucket(cost, '{_array(cost)}'::float8[]))"
+        f" FILTER (WHERE {priced}) AS cost_bins,"
+        f" jsonb_agg(to_jsonb(unpriced_models)) FILTER (WHERE {primary} AND cost IS NULL)"
+        " AS unpriced"
+        f"{facts} GROUP BY 1, 2, 3, 4, 5, 6, 7) AS g"
+    )
+
+
+def _label_rows(facts: str) -> str:
+    confidence = (
+        f"least(greatest(floor(confidence * {CONFIDENCE_BINS})::int, 0), {CONFIDENCE_BINS - 1})"
+    )
+    return (
+        f"SELECT '{EDGE_WIDTH}'::text AS width, g.bucket, g.project_id, g.micro_model,"  # noqa: S608 (constant SQL; values are parameters)
+        " g.model, g.route, g.label, g.expected_label, g.dim_key, g.dim_value, g.n,"
+        f" {_histogram('g.confidence_bins', CONFIDENCE_BINS)} AS confidence_hist"
+        " FROM (SELECT hour AS bucket, project_id, micro_model, model, route, label,"
+        " expected_label, dim_key, dim_value, count(*)::int AS n,"
+        f" array_agg({confidence}) FILTER (WHERE confidence IS NOT NULL) AS confidence_bins"
+        f"{facts} AND is_decision GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9) AS g"
+    )
+
+
+def _array(values: tuple[float, ...]) -> str:
+    # repr() is the shortest string that reads back as the same double.
+    return "{" + ",".join(repr(v) for v in values) + "}"
+
+
+_COLUMNS = {
+    "dashboard_rollup": (
+        "width, bucket, project_id, micro_model, model, route, dim_key, dim_value, decisions,"
+        " fallbacks, retries, cache_hits, errors, traces, trace_errors, costed_traces,"
+        " cost_sum, prompt_tokens, completion_tokens, latency_hist, cost_hist, unpriced_models"
+    ),
+    "dashboard_labelrollup": (
+        "width, bucket, project_id, micro_model, model, route, label, expected_label, dim_key,"
+        " dim_value, n, confidence_hist"
+    ),
+}
+
+
+def partial_hour_rows(
+    table: str,
+    project_ids: list[int],
+    edges: list[tuple[datetime, datetime]],
+    dim_key: str,
+    columns: dict[str, str],
+    *,
+    histograms: bool = True,
+) -> tuple[str, list[Any]]:
+    """A SELECT of ``table``-shaped rows (width 'e') summing the facts in ``edges``, for
+    the all-cohorts rows (``dim_key`` '') or ``dim_key``'s values; ``columns`` narrows the
+    facts by micro_model / route / model, which the rows carry unchanged. Without
+    ``histograms`` the rollup rows' histograms and unpriced models are NULL."""
+    facts, params = _facts(project_ids, edges, dim_key, columns)
+    if table == "dashboard_rollup":
+        return _rollup_rows(facts, histograms), params
+    return _label_rows(facts), params
+
+
+def source(
+    table: str,
+    project_ids: list[int],
+    edges: list[tuple[datetime, datetime]],
+    dim_key: str,
+    columns: dict[str, str],
+    *,
+    histograms: bool = True,
+) -> tuple[str, list[Any]]:
+    """``table``, or when the window has partial hours the union of its rows and theirs,
+    as a FROM item the metric queries read like the table itself."""
+    if not edges:
+        return table, []
+    rows, params = partial_hour_rows(
+        table, project_ids, edges, dim_key, columns, histograms=histograms
+    )
+    names = _COLUMNS[table]
+    union = f"(SELECT {names} FROM {table} UNION ALL {rows}) AS {table}"  # noqa: S608 (constant SQL; values are parameters)
+    return union, params
