@@ -62,6 +62,28 @@ class EvaluationCount:
 
 
 @dataclass(frozen=True, slots=True)
+class EvaluationRecord:
+    """A finished verdict to import as is (``import_evaluation_results``): a demo data set,
+    or results scored elsewhere. ``micro_model`` is the micro model's name."""
+
+    trace_id: bytes
+    span_id: bytes
+    span_start_time: datetime
+    micro_model: str
+    evaluator: str
+    score: float | None
+    passed: bool | None
+    threshold: float
+    reason: str
+    judge: str
+    latency_ms: float
+    sampling_probability: float
+    predicted_label: str | None = None
+    expected_label: str | None = None
+    cohort: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class EvaluationPage:
     results: list[EvaluationView]
     next_cursor: str | None
