@@ -226,7 +226,7 @@ def _trace(
             span_kind="GUARDRAIL",
         )
         offset += guard_ms
-    decision_attrs = {
+    decision_attrs: dict[str, object] = {
         "micro_model.name": name,
         "llm.model_name": version,
         "micro_model.label": label,
@@ -236,8 +236,9 @@ def _trace(
     prompt_tokens = rng.randint(20, 120)
     retry = rng.random() < 0.04
     cache = rng.random() < 0.1
-    if rng.random() < 0.35:
-        decision_attrs["micro_model.expected_label"] = expected
+    known = expected if rng.random() < 0.35 else None
+    if known is not None:
+        decision_attrs["micro_model.expected_label"] = known
     decision_id = sid()
     decision_start = span(
         decision_id,
@@ -254,7 +255,7 @@ def _trace(
         route=label,
         label=label,
         confidence=round(confidence, 3),
-        expected_label=decision_attrs.get("micro_model.expected_label"),
+        expected_label=known,
         is_retry=retry,
         cache_hit=cache,
         status_code=2 if error and rng.random() < 0.5 else 0,
@@ -330,7 +331,7 @@ def _trace(
         name=name,
         cohort=cohort,
         label=label,
-        expected=decision_attrs.get("micro_model.expected_label"),
+        expected=known,
         fallback=fallback,
         error=error,
         retrieves=retrieves,
@@ -409,17 +410,27 @@ def _evaluations(
         rng.uniform(2, 15),
         probability,
     )
+    grounded_score: float | None = None
+    grounded: bool | None = None
+    reason = "not applicable: no retrieved context"
     if retrieves:
         fail_p = GROUNDED_FAIL[name] * _boost(GROUNDED_FAIL_BOOST, cohort)
-        score, passed = _judged(rng, fail_p, 0.5)
+        grounded_score, grounded = _judged(rng, fail_p, 0.5)
         reason = (
             "every claim is supported by the retrieved context"
-            if passed
+            if grounded
             else "claims not found in the retrieved context"
         )
-    else:
-        score, passed, reason = None, None, "not applicable: no retrieved context"
-    add(GROUNDEDNESS, score, passed, 0.5, reason, "local-lexical", rng.uniform(2, 15), probability)
+    add(
+        GROUNDEDNESS,
+        grounded_score,
+        grounded,
+        0.5,
+        reason,
+        "local-lexical",
+        rng.uniform(2, 15),
+        probability,
+    )
     return out
 
 

@@ -84,6 +84,22 @@ class EvaluationRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class EvaluationHourCount:
+    """Applicable verdicts of one hour x micro model x evaluator x cohort value (dim_key ''
+    for all cohorts), with the sums of 1 / sampling probability (the reweighted counts)."""
+
+    hour: datetime
+    micro_model: str
+    evaluator: str
+    dim_key: str
+    dim_value: str
+    evaluated: int
+    failed: int
+    weighted_evaluated: float
+    weighted_failed: float
+
+
+@dataclass(frozen=True, slots=True)
 class EvaluationPage:
     results: list[EvaluationView]
     next_cursor: str | None

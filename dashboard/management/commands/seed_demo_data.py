@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tracestore.services import create_project
 
 from ...demo_data import ensure_demo_prices, seed_demo_data
+from ...metrics.evaluations import fold_evaluations
 from ...metrics.refresh import fold_changes
 
 
@@ -40,5 +41,11 @@ class Command(BaseCommand):
             fold = fold_changes()
             self.stdout.write(
                 f"folded {fold.traces} traces into {fold.hours} hour buckets"
+                f" in {time.perf_counter() - started:.1f} s"
+            )
+            started = time.perf_counter()
+            hours, _ = fold_evaluations()
+            self.stdout.write(
+                f"counted evaluations into {hours} hour buckets"
                 f" in {time.perf_counter() - started:.1f} s"
             )
