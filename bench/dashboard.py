@@ -4,7 +4,7 @@
     DATABASE_URL=... .venv/bin/python bench/dashboard.py [--seed-spans N --days 30] [--runs 20]
 
 With --seed-spans the data set is generated first (manage.py seed_demo_data: --seed-spans
-// 5 traces of about 5.4 spans over --days days, with evaluation results on a sample) and
+// 5 traces of about 5.2 spans over --days days, with evaluation results on a sample) and
 folded into the rollups. After the timed requests it times evaluators' request-time count
 over the raw results (what eval-fail-rate read before the evaluation rollup). Requests go
 through Django's test client in this process (session login, no network), so the figures

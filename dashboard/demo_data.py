@@ -2,7 +2,7 @@
 
 Traces are generated as tracestore ``SpanRecord``s (already normalised: no OTLP encoding
 to pay for) and written with ``store_spans`` -- the same COPY path the receivers use, so
-the rollups the data lands in are the ones real traffic builds. 5.4 spans per trace on
+the rollups the data lands in are the ones real traffic builds. 5.2 spans per trace on
 average: the request root (carrying the cohort), an input guardrail (40 %), one
 micro-model decision, a query embedding and retrieval (80 %), a tool call (15 %), the
 answer LLM call and, when the micro model is not confident enough, a fallback call to a

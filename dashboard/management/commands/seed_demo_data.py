@@ -11,7 +11,7 @@ from ...metrics.refresh import fold_changes
 
 class Command(BaseCommand):
     help = (
-        "Generate a realistic micro-model data set (--spans // 5 traces of about 5.4 spans, "
+        "Generate a realistic micro-model data set (--spans // 5 traces of about 5.2 spans, "
         "spread over the last --days days, with evaluation results on a sample) into a "
         "project, then fold it into the metric rollups."
     )
