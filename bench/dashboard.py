@@ -3,10 +3,12 @@
 
     DATABASE_URL=... .venv/bin/python bench/dashboard.py [--seed-spans N --days 30] [--runs 20]
 
-With --seed-spans the data set is generated first (manage.py seed_demo_data: about 4 spans
-per trace over --days days) and folded into the rollups. Requests go through Django's test
-client in this process (session login, no network), so the figures are the server's time
-to answer: URL routing, the metric queries, figures and templates or JSON.
+With --seed-spans the data set is generated first (manage.py seed_demo_data: --seed-spans
+// 5 traces of about 5.2 spans over --days days, with evaluation results on a sample) and
+folded into the rollups. After the timed requests it times evaluators' request-time count
+over the raw results (what eval-fail-rate read before the evaluation rollup). Requests go
+through Django's test client in this process (session login, no network), so the figures
+are the server's time to answer: URL routing, the metric queries, figures and templates or JSON.
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ def main() -> int:
     parser.add_argument("--project", default="bench")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--raw-eval-runs",
+        type=int,
+        default=5,
+        help="also time evaluators' request-time count (the path before the evaluation rollup)",
+    )
     options = parser.parse_args()
     if not os.environ.get("DATABASE_URL"):
         parser.error("set DATABASE_URL (a PostgreSQL with the data set, or to seed into)")
@@ -76,12 +84,26 @@ def main() -> int:
         cursor.execute("SELECT count(*) FROM dashboard_rollup WHERE project_id = %s", [project.id])
         rollups = cursor.fetchone()[0]
         cursor.execute(
+            "SELECT count(*), count(*) FILTER (WHERE passed IS NOT NULL)"
+            " FROM evaluators_evaluationresult WHERE project_id = %s",
+            [project.id],
+        )
+        evaluations, applicable = cursor.fetchone()
+        cursor.execute(
+            "SELECT count(*) FROM dashboard_evalrollup WHERE project_id = %s", [project.id]
+        )
+        eval_rollups = cursor.fetchone()[0]
+        cursor.execute(
             "SELECT encode(trace_id, 'hex') FROM dashboard_decisionfact"
             " WHERE project_id = %s AND is_primary ORDER BY start_time DESC LIMIT 1",
             [project.id],
         )
         row = cursor.fetchone()
     print(f"data: {spans:,} spans, {traces:,} traces, {rollups:,} rollup rows")
+    print(
+        f"      {evaluations:,} evaluation results ({applicable:,} applicable),"
+        f" {eval_rollups:,} evaluation rollup rows"
+    )
     client = Client()
     client.force_login(user)
     urls = []
@@ -91,6 +113,7 @@ def main() -> int:
             (f"page overview {range_name}", f"/overview/?{r}"),
             (f"page micro model {range_name}", f"/micro-models/intent-mini/?{r}"),
             (f"page cohorts {range_name}", f"/cohorts/?dimension=user.tier&{r}"),
+            (f"page cohorts language {range_name}", f"/cohorts/?dimension=language&{r}"),
             (f"page traces {range_name}", f"/?micro_model=intent-mini&{r}"),
         ]
         urls += [(f"api {m} {range_name}", f"/api/v1/metrics/{m}/?{r}") for m in METRICS]
@@ -102,6 +125,18 @@ def main() -> int:
             (
                 f"api latency cohort.language=ja {range_name}",
                 f"/api/v1/metrics/latency/?{r}&cohort.language=ja",
+            ),
+            (
+                f"api eval-fail-rate by language {range_name}",
+                f"/api/v1/metrics/eval-fail-rate/?{r}&group_by=language",
+            ),
+            (
+                f"api eval-fail-rate by micro_model, user.tier=free {range_name}",
+                f"/api/v1/metrics/eval-fail-rate/?{r}&group_by=micro_model&cohort.user.tier=free",
+            ),
+            (
+                f"api label-quality by language {range_name}",
+                f"/api/v1/metrics/label-quality/?{r}&group_by=language",
             ),
         ]
     if row:
@@ -123,7 +158,37 @@ def main() -> int:
         worst = max(worst, p95)
         print(f"{name:58} {statistics.median(timings):8.1f} {p95:8.1f} {timings[-1]:8.1f}")
     print(f"worst p95: {worst:.1f} ms")
+    for range_name in ("24h", "30d"):
+        check = client.get(f"/api/v1/metrics/eval-fail-rate/?range={range_name}").json()
+        evaluated = sum(row["n"] for row in check["results"])
+        print(f"eval-fail-rate {range_name}: {len(check['results'])} rows, n = {evaluated:,}")
+    if options.raw_eval_runs:
+        _time_raw_evaluation_counts(project.id, options.raw_eval_runs)
     return 0
+
+
+def _time_raw_evaluation_counts(project_id: int, runs: int) -> None:
+    """evaluators' grouped COUNT over the raw results, as eval-fail-rate used to run it
+    on every request."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from evaluators.queries import evaluation_counts
+
+    now = timezone.now()
+    print(f"request-time count over raw results ({runs} runs after 1 warm-up):")
+    for range_name, width in (("24h", timedelta(hours=24)), ("30d", timedelta(days=30))):
+        for group_by in (None, "language"):
+            timings = []
+            for i in range(runs + 1):
+                started = time.perf_counter()
+                evaluation_counts([project_id], start=now - width, end=now, group_by=group_by)
+                if i:
+                    timings.append((time.perf_counter() - started) * 1000)
+            timings.sort()
+            label = f"raw evaluation_counts group_by={group_by} {range_name}"
+            print(f"{label:58} {statistics.median(timings):8.1f} {'':>8} {timings[-1]:8.1f}")
 
 
 if __name__ == "__main__":

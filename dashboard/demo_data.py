@@ -2,10 +2,17 @@
 
 Traces are generated as tracestore ``SpanRecord``s (already normalised: no OTLP encoding
 to pay for) and written with ``store_spans`` -- the same COPY path the receivers use, so
-the rollups the data lands in are the ones real traffic builds. About 5 spans per trace:
-the request root (carrying the cohort), one micro-model decision, a retriever or tool
-span, the answer LLM call and, when the micro model is not confident enough, a fallback
-call to a large model.
+the rollups the data lands in are the ones real traffic builds. 5.2 spans per trace on
+average: the request root (carrying the cohort), an input guardrail (40 %), one
+micro-model decision, a query embedding and retrieval (80 %), a tool call (15 %), the
+answer LLM call and, when the micro model is not confident enough, a fallback call to a
+large model.
+
+Evaluation results are written with them, through evaluators' bulk import: LabelCheck on
+every decision with an expected label, TaskCompletion and Groundedness on each micro
+model's sample of traces (5-20 %, and always on fallback or error), with pass/fail rates
+that differ by micro model and cohort (Japanese and German traffic and the free tier fail
+more).
 """
 
 from __future__ import annotations
@@ -14,8 +21,11 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
+from evaluators.contracts import GROUNDEDNESS, LABEL_CHECK, TASK_COMPLETION, EvaluationRecord
+from evaluators.sampling import in_sample
+from evaluators.services import import_evaluation_results
 from tracestore.contracts import SpanRecord
 from tracestore.services import store_spans
 
@@ -37,6 +47,42 @@ TASKS = (("support", 0.6), ("sales", 0.25), ("search", 0.15))
 FALLBACK_BOOST = {"ja": 3.0, "de": 1.6, "free": 1.3, "v4": 0.7}
 BIG_MODELS = ("gpt-large", "claude-big")
 ANSWER_MODEL = "gpt-mini"
+EMBEDDING_MODEL = "text-embed-small"
+# Spans beyond root, decision and answer: an input guardrail, query embedding + retrieval,
+# a tool call (and the fallback call): a little over 5 spans per trace on average.
+GUARDRAIL_SHARE = 0.4
+RETRIEVAL_SHARE = 0.8
+TOOL_SHARE = 0.15
+# Some cohorts are harder for every micro model (multiplies the label accuracy).
+LABEL_ACCURACY = {"ja": 0.88, "de": 0.95, "enterprise": 1.03}
+
+# Evaluations: percent of traces each micro model's model-based evaluators score, and the
+# base fail probabilities, skewed by cohort.
+SAMPLE_RATES = {
+    "intent-mini": 10.0,
+    "safety-screen": 20.0,
+    "router-tiny": 10.0,
+    "reranker-small": 5.0,
+    "lang-detect": 5.0,
+}
+TASK_FAIL = {
+    "intent-mini": 0.07,
+    "safety-screen": 0.04,
+    "router-tiny": 0.10,
+    "reranker-small": 0.12,
+    "lang-detect": 0.03,
+}
+TASK_FAIL_BOOST = {"ja": 2.2, "de": 1.4, "free": 1.2, "enterprise": 0.8, "v4": 0.75}
+GROUNDED_FAIL = {
+    "intent-mini": 0.05,
+    "safety-screen": 0.03,
+    "router-tiny": 0.06,
+    "reranker-small": 0.15,
+    "lang-detect": 0.04,
+}
+GROUNDED_FAIL_BOOST = {"ja": 1.8, "fr": 1.2, "search": 1.5}
+EVALUATION_BATCH = 50_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # Demo prices (USD per million input / output tokens), created when the table has none
@@ -45,6 +91,7 @@ DEMO_PRICES = {
     "gpt-large": (2.50, 10.00),
     "claude-big": (3.00, 15.00),
     "gpt-mini": (0.15, 0.60),
+    "text-embed-small": (0.02, 0.0),
     "*-mini-v*": (0.02, 0.02),
     "*-v[0-9]": (0.01, 0.01),
 }
@@ -67,6 +114,7 @@ def ensure_demo_prices() -> int:
 class SeedResult:
     spans: int
     traces: int
+    evaluations: int
     seconds: float
 
 
@@ -79,7 +127,27 @@ def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
     return weighted[-1][0]
 
 
-def _trace(rng: random.Random, start_ns: int, span_counter: Iterator[int]) -> list[SpanRecord]:
+def _span_time(ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def _judged(rng: random.Random, fail_p: float, threshold: float) -> tuple[float, bool]:
+    """A model-based score on the failing or passing side of ``threshold``."""
+    if rng.random() < min(0.95, fail_p):
+        return round(rng.uniform(0.02, threshold - 0.01), 3), False
+    return round(rng.uniform(threshold, 1.0), 3), True
+
+
+def _boost(table: dict[str, float], cohort: dict[str, str]) -> float:
+    factor = 1.0
+    for value in cohort.values():
+        factor *= table.get(value, 1.0)
+    return factor
+
+
+def _trace(
+    rng: random.Random, start_ns: int, span_counter: Iterator[int]
+) -> tuple[list[SpanRecord], list[EvaluationRecord]]:
     trace_id = rng.getrandbits(128).to_bytes(16, "big")
 
     def sid() -> bytes:
@@ -93,22 +161,27 @@ def _trace(rng: random.Random, start_ns: int, span_counter: Iterator[int]) -> li
     }
     name = rng.choice(tuple(MICRO_MODELS))
     version, labels, fallback_p, median_ms = MICRO_MODELS[name]
-    for value in cohort.values():
-        fallback_p *= FALLBACK_BOOST.get(value, 1.0)
+    fallback_p *= _boost(FALLBACK_BOOST, cohort)
     confidence = min(1.0, max(0.05, rng.betavariate(6, 1.6)))
     fallback = rng.random() < fallback_p * (2.5 if confidence < 0.6 else 0.7)
     expected = rng.choice(labels)
-    correct = rng.random() < (0.93 if confidence > 0.7 else 0.7)
+    accuracy = (0.93 if confidence > 0.7 else 0.7) * _boost(LABEL_ACCURACY, cohort)
+    correct = rng.random() < accuracy
     label = expected if correct else rng.choice(labels)
     root_id, ms = sid(), 1_000_000
+    guarded = rng.random() < GUARDRAIL_SHARE
+    guard_ms = rng.lognormvariate(0, 0.3) * 8 if guarded else 0.0
     decision_ms = rng.lognormvariate(0, 0.5) * median_ms
+    retrieves = rng.random() < RETRIEVAL_SHARE
+    tool = rng.random() < TOOL_SHARE
     answer_ms = rng.lognormvariate(0, 0.4) * 600
     fallback_ms = rng.lognormvariate(0, 0.4) * 1400 if fallback else 0.0
-    total_ms = decision_ms + 60 + answer_ms + fallback_ms + 10
+    tool_ms = rng.lognormvariate(0, 0.5) * 120 if tool else 0.0
+    total_ms = guard_ms + decision_ms + 60 + tool_ms + answer_ms + fallback_ms + 10
     error = rng.random() < 0.01
     spans: list[SpanRecord] = []
 
-    def span(span_id, parent, name_, offset_ms, dur_ms, attrs, **canonical) -> None:
+    def span(span_id, parent, name_, offset_ms, dur_ms, attrs, **canonical) -> int:
         start = start_ns + int(offset_ms * ms)
         spans.append(
             SpanRecord(
@@ -129,6 +202,7 @@ def _trace(rng: random.Random, start_ns: int, span_counter: Iterator[int]) -> li
                 **canonical,
             )
         )
+        return start
 
     span(
         root_id,
@@ -140,7 +214,19 @@ def _trace(rng: random.Random, start_ns: int, span_counter: Iterator[int]) -> li
         cohort=cohort,
         status_code=2 if error else 0,
     )
-    decision_attrs = {
+    offset = 1.0
+    if guarded:
+        span(
+            sid(),
+            root_id,
+            "guardrail.input",
+            offset,
+            guard_ms,
+            {"openinference.span.kind": "GUARDRAIL", "guardrail.name": "pii-screen"},
+            span_kind="GUARDRAIL",
+        )
+        offset += guard_ms
+    decision_attrs: dict[str, object] = {
         "micro_model.name": name,
         "llm.model_name": version,
         "micro_model.label": label,
@@ -150,13 +236,15 @@ def _trace(rng: random.Random, start_ns: int, span_counter: Iterator[int]) -> li
     prompt_tokens = rng.randint(20, 120)
     retry = rng.random() < 0.04
     cache = rng.random() < 0.1
-    if rng.random() < 0.35:
-        decision_attrs["micro_model.expected_label"] = expected
-    span(
-        sid(),
+    known = expected if rng.random() < 0.35 else None
+    if known is not None:
+        decision_attrs["micro_model.expected_label"] = known
+    decision_id = sid()
+    decision_start = span(
+        decision_id,
         root_id,
         name,
-        2,
+        offset + 1,
         decision_ms,
         decision_attrs,
         span_kind="LLM",
@@ -167,21 +255,46 @@ def _trace(rng: random.Random, start_ns: int, span_counter: Iterator[int]) -> li
         route=label,
         label=label,
         confidence=round(confidence, 3),
-        expected_label=decision_attrs.get("micro_model.expected_label"),
+        expected_label=known,
         is_retry=retry,
         cache_hit=cache,
         status_code=2 if error and rng.random() < 0.5 else 0,
     )
-    span(
-        sid(),
-        root_id,
-        "retrieve",
-        decision_ms + 5,
-        50,
-        {"openinference.span.kind": "RETRIEVER"},
-        span_kind="RETRIEVER",
-    )
-    offset = decision_ms + 60
+    offset += decision_ms + 5
+    if retrieves:
+        span(
+            sid(),
+            root_id,
+            "embed query",
+            offset,
+            12,
+            {"openinference.span.kind": "EMBEDDING", "embedding.model_name": EMBEDDING_MODEL},
+            span_kind="EMBEDDING",
+            model=EMBEDDING_MODEL,
+            prompt_tokens=rng.randint(10, 80),
+            completion_tokens=0,
+        )
+        span(
+            sid(),
+            root_id,
+            "retrieve",
+            offset + 13,
+            40,
+            {"openinference.span.kind": "RETRIEVER"},
+            span_kind="RETRIEVER",
+        )
+    offset += 55
+    if tool:
+        span(
+            sid(),
+            root_id,
+            "tool.lookup_account",
+            offset,
+            tool_ms,
+            {"openinference.span.kind": "TOOL", "tool.name": "lookup_account"},
+            span_kind="TOOL",
+        )
+        offset += tool_ms
     if fallback:
         big = rng.choice(BIG_MODELS)
         span(
@@ -210,7 +323,115 @@ def _trace(rng: random.Random, start_ns: int, span_counter: Iterator[int]) -> li
         prompt_tokens=rng.randint(300, 1500),
         completion_tokens=rng.randint(40, 300),
     )
-    return spans
+    evaluations = _evaluations(
+        rng,
+        trace_id=trace_id,
+        span_id=decision_id,
+        at=_span_time(decision_start),
+        name=name,
+        cohort=cohort,
+        label=label,
+        expected=known,
+        fallback=fallback,
+        error=error,
+        retrieves=retrieves,
+    )
+    return spans, evaluations
+
+
+def _evaluations(
+    rng: random.Random,
+    *,
+    trace_id: bytes,
+    span_id: bytes,
+    at: datetime,
+    name: str,
+    cohort: dict[str, str],
+    label: str,
+    expected: str | None,
+    fallback: bool,
+    error: bool,
+    retrieves: bool,
+) -> list[EvaluationRecord]:
+    """What evaluators would have stored for this decision: LabelCheck whenever the expected
+    label is known, TaskCompletion and Groundedness on the micro model's sample of traces
+    (hash of the trace id, as the scheduler samples) and always on fallback or error."""
+    out = []
+
+    def add(evaluator: str, score, passed, threshold, reason, judge, latency, p, **labels):
+        out.append(
+            EvaluationRecord(
+                trace_id=trace_id,
+                span_id=span_id,
+                span_start_time=at,
+                micro_model=name,
+                evaluator=evaluator,
+                score=score,
+                passed=passed,
+                threshold=threshold,
+                reason=reason,
+                judge=judge,
+                latency_ms=latency,
+                sampling_probability=p,
+                cohort=cohort,
+                **labels,
+            )
+        )
+
+    if expected is not None:
+        ok = label == expected
+        add(
+            LABEL_CHECK,
+            1.0 if ok else 0.0,
+            ok,
+            1.0,
+            f"predicted {label!r}, expected {expected!r}",
+            "label-check",
+            0.05,
+            1.0,
+            predicted_label=label,
+            expected_label=expected,
+        )
+    always = fallback or error
+    if not always and not in_sample(trace_id.hex(), SAMPLE_RATES[name]):
+        return out
+    probability = 1.0 if always else SAMPLE_RATES[name] / 100
+    fail_p = TASK_FAIL[name] * _boost(TASK_FAIL_BOOST, cohort)
+    fail_p *= 3.0 if error else (0.6 if fallback else 1.0)
+    score, passed = _judged(rng, fail_p, 0.5)
+    reason = "the answer completes the request" if passed else "the request is left unanswered"
+    add(
+        TASK_COMPLETION,
+        score,
+        passed,
+        0.5,
+        reason,
+        "local-lexical",
+        rng.uniform(2, 15),
+        probability,
+    )
+    grounded_score: float | None = None
+    grounded: bool | None = None
+    reason = "not applicable: no retrieved context"
+    if retrieves:
+        fail_p = GROUNDED_FAIL[name] * _boost(GROUNDED_FAIL_BOOST, cohort)
+        grounded_score, grounded = _judged(rng, fail_p, 0.5)
+        reason = (
+            "every claim is supported by the retrieved context"
+            if grounded
+            else "claims not found in the retrieved context"
+        )
+    add(
+        GROUNDEDNESS,
+        grounded_score,
+        grounded,
+        0.5,
+        reason,
+        "local-lexical",
+        rng.uniform(2, 15),
+        probability,
+    )
+    return out
 
 
 RESOURCE = {"service.name": "support-bot", "deployment.environment": "demo"}
@@ -219,8 +440,9 @@ RESOURCE = {"service.name": "support-bot", "deployment.environment": "demo"}
 def seed_demo_data(
     project_id: int, *, spans: int, days: float, seed: int = 7, end_ns: int | None = None
 ) -> SeedResult:
-    """About ``spans`` spans (whole traces) spread evenly over the last ``days`` days,
-    written in batches of about 5000 spans in time order (as live traffic would be)."""
+    """About ``spans`` spans (``spans // 5`` whole traces, a little over 5 spans each)
+    spread evenly over the last ``days`` days, written in batches of about 5000 spans in
+    time order (as live traffic would be), with their evaluation results in bulk."""
     rng = random.Random(seed)
     end_ns = end_ns or time.time_ns()
     traces = max(1, spans // 5)
@@ -230,12 +452,27 @@ def seed_demo_data(
     counter = iter(range(1, 1 << 62))
     started = time.perf_counter()
     batch: list[SpanRecord] = []
-    written = 0
+    verdicts: list[EvaluationRecord] = []
+    written = evaluated = 0
     for i in range(traces):
-        batch += _trace(rng, begin + int(i * step + rng.random() * step), counter)
+        trace_spans, trace_verdicts = _trace(
+            rng, begin + int(i * step + rng.random() * step), counter
+        )
+        batch += trace_spans
+        verdicts += trace_verdicts
         if len(batch) >= 5000:
             written += store_spans(project_id, batch).inserted
             batch = []
+        if len(verdicts) >= EVALUATION_BATCH:
+            evaluated += import_evaluation_results(project_id, verdicts)
+            verdicts = []
     if batch:
         written += store_spans(project_id, batch).inserted
-    return SeedResult(spans=written, traces=traces, seconds=time.perf_counter() - started)
+    if verdicts:
+        evaluated += import_evaluation_results(project_id, verdicts)
+    return SeedResult(
+        spans=written,
+        traces=traces,
+        evaluations=evaluated,
+        seconds=time.perf_counter() - started,
+    )

@@ -4,7 +4,8 @@ and the API call behind a chart read alike).
 ``start``/``end`` (ISO 8601; default the last 24 hours) or ``range=1h|24h|7d|30d``
 (which wins over both),
 ``project`` (one of the caller's), ``micro_model``, ``route``, ``model``,
-``cohort.<key>=<value>`` (one), ``group_by``, ``interval`` (hour or day).
+``cohort.<key>=<value>`` (one: two dimensions, or two values of one, answer 400),
+``group_by``, ``interval`` (hour or day).
 """
 
 from __future__ import annotations
@@ -84,7 +85,15 @@ def parse_metric_query(
     ]
     cohorts = [(k, v) for k, v in cohorts if v != ""]
     if len(cohorts) > 1:
-        raise InvalidQuery("filter by one cohort dimension at a time")
+        names = " and ".join(sorted(k for k, _ in cohorts))
+        raise InvalidQuery(
+            f"filter by one cohort dimension at a time (asked for {names}): metrics are"
+            " pre-aggregated per cohort dimension, so two cannot be combined; keep one"
+            " cohort filter (and group by micro_model, route or model if needed)"
+        )
+    getlist = getattr(params, "getlist", None)
+    if cohorts and getlist is not None and len(getlist(COHORT_PREFIX + cohorts[0][0])) > 1:
+        raise InvalidQuery(f"cohort.{cohorts[0][0]}: give one value, not several")
     interval = params.get("interval") or None
     return MetricQuery(
         filters=Filters(

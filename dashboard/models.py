@@ -188,3 +188,32 @@ class RollupWatermark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} until {self.folded_until}"
+
+
+class EvalRollup(models.Model):
+    """Applicable evaluation verdicts per bucket (an hour, or a whole UTC day) x project x
+    micro model x evaluator x cohort value (``dim_key`` '' for all cohorts), re-summed from
+    evaluators' results by ``metrics.evaluations``. The weighted sums add 1 / sampling
+    probability per verdict: the counts the whole traffic would have had."""
+
+    width = models.CharField(max_length=1)
+    bucket = models.DateTimeField()
+    project_id = models.BigIntegerField()
+    micro_model = models.TextField()
+    evaluator = models.TextField()
+    dim_key = models.TextField()
+    dim_value = models.TextField()
+    evaluated = models.IntegerField()
+    failed = models.IntegerField()
+    weighted_evaluated = models.FloatField()
+    weighted_failed = models.FloatField()
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["project_id", "width", "dim_key", "bucket"], name="eval_rollup_lookup_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.width}:{self.bucket:%Y-%m-%d %H}h {self.micro_model}/{self.evaluator}"

@@ -44,6 +44,12 @@ def _metric_query(request: HttpRequest) -> MetricQuery:
         raise BadRequest(str(exc)) from exc
 
 
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """400 page (the project's handler400): says what was wrong with the query."""
+    message = str(exception) if isinstance(exception, BadRequest) else "Bad request."
+    return render(request, "dashboard/bad_request.html", {"message": message}, status=400)
+
+
 def _render_page(request: HttpRequest, template: str, page: pages.Page) -> HttpResponse:
     return render(
         request,

@@ -53,12 +53,53 @@ class EvaluationView:
 
 @dataclass(frozen=True, slots=True)
 class EvaluationCount:
-    """Applicable verdicts of one evaluator in one group (micro model or cohort value)."""
+    """Applicable verdicts of one evaluator in one group (micro model or cohort value);
+    the weighted counts weigh each verdict by 1 / its sampling probability."""
 
     evaluator: str
     group: str | None
     failed: int
     evaluated: int
+    weighted_failed: float
+    weighted_evaluated: float
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationRecord:
+    """A finished verdict to import as is (``import_evaluation_results``): a demo data set,
+    or results scored elsewhere. ``micro_model`` is the micro model's name."""
+
+    trace_id: bytes
+    span_id: bytes
+    span_start_time: datetime
+    micro_model: str
+    evaluator: str
+    score: float | None
+    passed: bool | None
+    threshold: float
+    reason: str
+    judge: str
+    latency_ms: float
+    sampling_probability: float
+    predicted_label: str | None = None
+    expected_label: str | None = None
+    cohort: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationHourCount:
+    """Applicable verdicts of one hour x micro model x evaluator x cohort value (dim_key ''
+    for all cohorts), with the sums of 1 / sampling probability (the reweighted counts)."""
+
+    hour: datetime
+    micro_model: str
+    evaluator: str
+    dim_key: str
+    dim_value: str
+    evaluated: int
+    failed: int
+    weighted_evaluated: float
+    weighted_failed: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,6 +229,8 @@ class EvaluationResult(models.Model):
                 fields=["project", "-span_start_time", "-id"], name="evalresult_recent_idx"
             ),
             models.Index(fields=["project", "trace_id"], name="evalresult_trace_idx"),
+            # The dashboard's rollups fold the results changed since their watermark.
+            models.Index(fields=["updated_at"], name="evalresult_updated_idx"),
         ]
 
     def __str__(self) -> str:

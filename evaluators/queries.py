@@ -7,15 +7,18 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, Expression, F, Q, QuerySet, TextField, Value
+from django.db import connection
+from django.db.models import Count, Expression, F, FloatField, Q, QuerySet, Sum, TextField, Value
 from django.db.models.fields.json import KT
 
-from .contracts import EvaluationCount, EvaluationPage, EvaluationView
+from .contracts import EvaluationCount, EvaluationHourCount, EvaluationPage, EvaluationView
 from .models import EvaluationResult
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _CURSOR = re.compile(r"(-?\d{1,20})\.(\d{1,20})")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A verdict weighs 1 / its sampling probability in the whole traffic.
+_WEIGHT = Value(1.0, output_field=FloatField()) / F("sampling_probability")
 
 
 class InvalidCursor(ValueError):
@@ -184,7 +187,12 @@ def evaluation_counts(
         rows.order_by()
         .annotate(group=group)
         .values("evaluator", "group")
-        .annotate(evaluated=Count("id"), failed=Count("id", filter=Q(passed=False)))
+        .annotate(
+            evaluated=Count("id"),
+            failed=Count("id", filter=Q(passed=False)),
+            weighted_evaluated=Sum(_WEIGHT),
+            weighted_failed=Sum(_WEIGHT, filter=Q(passed=False), default=0.0),
+        )
         .order_by("evaluator", "group")
     )
     return [
@@ -193,6 +201,63 @@ def evaluation_counts(
             group=None if row["group"] is None else str(row["group"]),
             failed=row["failed"],
             evaluated=row["evaluated"],
+            weighted_failed=float(row["weighted_failed"]),
+            weighted_evaluated=float(row["weighted_evaluated"]),
         )
         for row in counted
     ]
+
+
+# -- for rollups kept by other apps ----------------------------------------------------------
+
+_HOUR = "date_trunc('hour', span_start_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+
+
+def changed_evaluation_hours(since: datetime) -> set[tuple[int, datetime]]:
+    """(project id, UTC hour of the span) of every result written or updated since
+    ``since`` (a new verdict, a re-run, late feedback): the hours whose counts changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT project_id, {_HOUR} FROM evaluators_evaluationresult"  # noqa: S608 (constant SQL; values are parameters)
+            " WHERE updated_at >= %s",
+            [since],
+        )
+        return set(cursor.fetchall())
+
+
+def evaluation_hour_counts(
+    project_id: int, hours: Sequence[datetime], cohort_keys: Sequence[str]
+) -> list[EvaluationHourCount]:
+    """Applicable verdicts of ``hours`` (UTC hour starts) per hour x micro model x evaluator,
+    for all cohorts (dim_key '') and per value of each of ``cohort_keys`` the result's
+    cohort has. Counted in the database, down the (project, span start) index."""
+    sql = (
+        "SELECT h.hour, m.name, r.evaluator, d.key, d.value, count(*),"
+        " count(*) FILTER (WHERE NOT r.passed), sum(1.0 / r.sampling_probability),"
+        " coalesce(sum(1.0 / r.sampling_probability) FILTER (WHERE NOT r.passed), 0)"
+        " FROM unnest(%s::timestamptz[]) AS h(hour)"
+        " JOIN evaluators_evaluationresult r ON r.project_id = %s"
+        " AND r.span_start_time >= h.hour AND r.span_start_time < h.hour + interval '1 hour'"
+        " JOIN evaluators_micromodel m ON m.id = r.micro_model_id"
+        " CROSS JOIN LATERAL (SELECT '' AS key, '' AS value UNION ALL"
+        " SELECT e.key, e.value FROM jsonb_each_text(r.cohort) AS e"
+        " WHERE e.key = ANY(%s::text[]) AND e.value IS NOT NULL) AS d"
+        " WHERE r.passed IS NOT NULL"
+        " GROUP BY 1, 2, 3, 4, 5"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(hours), project_id, list(cohort_keys)])
+        return [
+            EvaluationHourCount(
+                hour=row[0],
+                micro_model=row[1],
+                evaluator=row[2],
+                dim_key=row[3],
+                dim_value=row[4],
+                evaluated=row[5],
+                failed=row[6],
+                weighted_evaluated=float(row[7]),
+                weighted_failed=float(row[8]),
+            )
+            for row in cursor.fetchall()
+        ]

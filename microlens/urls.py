@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .health import healthz
 
+handler400 = "dashboard.views.bad_request"
+
 urlpatterns = [
     path("healthz", healthz),
     path("admin/", admin.site.urls),

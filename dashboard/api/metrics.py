@@ -49,7 +49,10 @@ _PARAMETERS = [
     OpenApiParameter(
         "cohort.<key>",
         str,
-        description="One cohort filter, e.g. `cohort.user.tier=enterprise`.",
+        description=(
+            "One cohort filter, e.g. `cohort.user.tier=enterprise`; two dimensions at once"
+            " (or two values of one) answer 400."
+        ),
     ),
     OpenApiParameter(
         "group_by", str, description="micro_model, route, model or a cohort dimension key."

@@ -529,30 +529,21 @@ def confidence_histogram(filters: Filters) -> dict[str, list[int]]:
     return out
 
 
-# Evaluation results are read page by page from evaluators' public list until evaluators
-# exposes counts; past this many results the answer is marked as partial.
-def _evaluation_counts(filters: Filters, group_by: str | None) -> dict[tuple[str, Any], list[int]]:
-    """(evaluator, group) -> [failed, evaluated], counted in the database by evaluators."""
-    from evaluators.queries import evaluation_counts
+def _evaluation_counts(filters: Filters, group_by: str | None) -> dict[tuple[str, Any], list]:
+    """(evaluator, group) -> [failed, evaluated, weighted failed, weighted evaluated]: whole
+    hours from the evaluation rollup, partial hours from the results (see evaluations.py)."""
+    from .evaluations import rollup_counts
 
-    return {
-        (row.evaluator, row.group): [row.failed, row.evaluated]
-        for row in evaluation_counts(
-            list(filters.project_ids),
-            start=filters.start,
-            end=filters.end,
-            micro_model=filters.micro_model,
-            group_by=group_by,
-            cohort=filters.cohort,
-        )
-    }
+    return rollup_counts(filters, group_by)
 
 
 def eval_fail_rate(
     filters: Filters, group_by: str | None = None, interval: str | None = None
 ) -> MetricResult:
     """Failed / evaluated per evaluator x group (micro_model or a cohort key), with n and a
-    Wilson 95 % interval; evaluations that do not apply are left out."""
+    Wilson 95 % interval, and the rate reweighted by 1 / sampling probability; evaluations
+    that do not apply are left out. The window's whole hours are read from the evaluation
+    rollup, the partial hours at its ends counted from the results."""
     if interval is not None:
         raise InvalidQuery("eval-fail-rate is not a time series: leave out interval")
     if group_by not in (None, "micro_model") and group_by not in {
@@ -563,7 +554,7 @@ def eval_fail_rate(
         raise InvalidQuery("eval-fail-rate is filtered by micro model and cohort, not route")
     counts = _evaluation_counts(filters, group_by)
     rows = []
-    for (evaluator, grp), (failed, evaluated) in sorted(
+    for (evaluator, grp), (failed, evaluated, w_failed, w_evaluated) in sorted(
         counts.items(), key=lambda item: (item[0][0], str(item[0][1]))
     ):
         interval_ = wilson_interval(failed, evaluated)
@@ -574,6 +565,9 @@ def eval_fail_rate(
                 "n": evaluated,
                 "failed": failed,
                 "rate": failed / evaluated if evaluated else None,
+                # Reweighted by 1 / sampling probability: always-evaluated traces
+                # (fallbacks, errors) count for what they are in the whole traffic.
+                "weighted_rate": w_failed / w_evaluated if w_evaluated else None,
                 "low": interval_[0] if interval_ else None,
                 "high": interval_[1] if interval_ else None,
                 "small_n": evaluated < SMALL_N,

@@ -11,6 +11,7 @@ from django.utils import timezone
 from dashboard import metrics
 from dashboard.alerts.models import AlertEvaluation
 from dashboard.alerts.services import evaluate_alert_rule
+from dashboard.metrics.evaluations import fold_evaluations
 from dashboard.metrics.refresh import fold_changes
 from evaluators.services import run_evaluation_job, schedule_evaluations
 from tests.builders import micro_model_trace
@@ -30,6 +31,7 @@ def test_a_split_eval_fail_rate_rule_equals_the_metric_per_cohort_value(project)
     fold_changes()
     for job_id in schedule_evaluations(now=timezone.now() + timedelta(minutes=10)).job_ids:
         run_evaluation_job(job_id)
+    fold_evaluations()
     now = timezone.now() + timedelta(minutes=1)
     expected = metrics.compute(
         "eval-fail-rate",

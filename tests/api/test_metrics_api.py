@@ -91,7 +91,11 @@ def test_another_projects_data_is_not_seen(loaded, other_tenant) -> None:
     [
         ({"start": "yesterday"}, "start: not an ISO 8601"),
         ({"interval": "week"}, "interval must be one of"),
-        ({"cohort.language": "en", "cohort.user.tier": "pro"}, "one cohort dimension"),
+        (
+            {"cohort.language": "de", "cohort.user.tier": "enterprise"},
+            "filter by one cohort dimension at a time (asked for language and user.tier)",
+        ),
+        ({"cohort.language": ["de", "ja"]}, "cohort.language: give one value, not several"),
         ({"group_by": "colour"}, "unknown group_by"),
     ],
 )

@@ -16,6 +16,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from dashboard.metrics.evaluations import fold_evaluations
 from dashboard.metrics.refresh import fold_changes
 from evaluators.services import run_evaluation_job, schedule_evaluations
 from tests.dashboard.metric_data import add_prices, build_trace
@@ -68,6 +69,7 @@ def seeded(transactional_db):
     result = schedule_evaluations(now=now + timedelta(minutes=10))
     for job_id in result.job_ids:
         run_evaluation_job(job_id)
+    fold_evaluations()
     return traces
 
 

@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from dashboard import metrics
+from dashboard.metrics.evaluations import fold_evaluations
 from dashboard.metrics.refresh import fold_changes
 from evaluators.services import run_evaluation_job, schedule_evaluations
 from tests.builders import micro_model_trace
@@ -30,6 +31,7 @@ def evaluated(project):
     result = schedule_evaluations(now=timezone.now() + timedelta(minutes=10))
     for job_id in result.job_ids:
         run_evaluation_job(job_id)
+    fold_evaluations()
     return project
 
 

@@ -125,3 +125,14 @@ def test_markup_in_span_text_renders_as_text(member_client: Client, project) -> 
         assert "<script>alert" not in html and "<script>mm" not in html
         assert "<b>key</b>" not in html and "<img src=x" not in html
     assert "&lt;script&gt;mm&lt;/script&gt;" in pages[1].content.decode()
+
+
+def test_two_cohort_dimensions_at_once_are_a_400_page_that_says_why(
+    member_client: Client,
+) -> None:
+    response = member_client.get("/overview/?cohort.user.tier=enterprise&cohort.language=de")
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "filter by one cohort dimension at a time (asked for language and user.tier)" in html
+    assert "This page cannot answer that query" in html

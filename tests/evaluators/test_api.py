@@ -201,14 +201,23 @@ def test_evaluation_counts_per_evaluator_micro_model_and_cohort(tenant: Tenant) 
     )
 
     assert evaluation_counts([tenant.project_id]) == [
-        EvaluationCount("groundedness", None, failed=0, evaluated=2),
-        EvaluationCount("label_check", None, failed=2, evaluated=3),
+        # groundedness sampled at 0.5: each verdict stands for two spans
+        EvaluationCount(
+            "groundedness", None, failed=0, evaluated=2, weighted_failed=0.0, weighted_evaluated=4.0
+        ),
+        EvaluationCount(
+            "label_check", None, failed=2, evaluated=3, weighted_failed=2.0, weighted_evaluated=3.0
+        ),
     ]
     assert evaluation_counts(
         [tenant.project_id], evaluator="label_check", group_by="user.tier"
-    ) == [EvaluationCount("label_check", "pro", failed=2, evaluated=3)]
+    ) == [EvaluationCount("label_check", "pro", 2, 3, weighted_failed=2.0, weighted_evaluated=3.0)]
     assert evaluation_counts(
         [tenant.project_id], evaluator="label_check", group_by="micro_model"
-    ) == [EvaluationCount("label_check", "intent-mini", failed=2, evaluated=3)]
+    ) == [
+        EvaluationCount(
+            "label_check", "intent-mini", 2, 3, weighted_failed=2.0, weighted_evaluated=3.0
+        )
+    ]
     assert evaluation_counts([tenant.project_id], cohort=("user.tier", "free")) == []
     assert evaluation_counts([tenant.project_id + 1000]) == []

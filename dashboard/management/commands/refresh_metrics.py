@@ -1,14 +1,16 @@
 from django.core.management.base import BaseCommand
 
+from ...metrics.evaluations import fold_evaluations, rebuild_evaluation_rollups
 from ...metrics.refresh import fold_changes, rebuild_all_rollups, resum_rollups
 
 
 class Command(BaseCommand):
     help = (
         "Fold traces changed since the last run into the metric rollups (beat does this "
-        "every minute). --rebuild recomputes all history from the spans (after a model "
+        "every minute), and evaluation results changed since the last run into the "
+        "evaluation rollup. --rebuild recomputes all history from the spans (after a model "
         "price change); --resum re-sums the rollups from the folded facts (after a cohort "
-        "dimension change, much faster)."
+        "dimension change, much faster). Both re-count the evaluation rollup."
     )
 
     def add_arguments(self, parser) -> None:
@@ -26,3 +28,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"folded {result.traces} traces: {result.hours} hour and {result.days} day buckets"
         )
+        if options["rebuild"] or options["resum"]:
+            hours, days = rebuild_evaluation_rollups()
+        else:
+            hours, days = fold_evaluations()
+        self.stdout.write(f"evaluations: {hours} hour and {days} day buckets re-counted")

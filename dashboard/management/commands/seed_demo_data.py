@@ -1,15 +1,19 @@
+import time
+
 from django.core.management.base import BaseCommand, CommandError
 
 from tracestore.services import create_project
 
 from ...demo_data import ensure_demo_prices, seed_demo_data
+from ...metrics.evaluations import fold_evaluations
 from ...metrics.refresh import fold_changes
 
 
 class Command(BaseCommand):
     help = (
-        "Generate a realistic micro-model data set (about 5 spans per trace, spread over the "
-        "last --days days) into a project, then fold it into the metric rollups."
+        "Generate a realistic micro-model data set (--spans // 5 traces of about 5.2 spans, "
+        "spread over the last --days days, with evaluation results on a sample) into a "
+        "project, then fold it into the metric rollups."
     )
 
     def add_arguments(self, parser) -> None:
@@ -28,9 +32,20 @@ class Command(BaseCommand):
             project.id, spans=options["spans"], days=options["days"], seed=options["seed"]
         )
         self.stdout.write(
-            f"stored {result.spans} spans in {result.traces} traces "
-            f"in {result.seconds:.1f} s ({result.spans / result.seconds:,.0f} spans/s)"
+            f"stored {result.spans} spans in {result.traces} traces and "
+            f"{result.evaluations} evaluation results in {result.seconds:.1f} s "
+            f"({result.spans / result.seconds:,.0f} spans/s)"
         )
         if not options["no_fold"]:
+            started = time.perf_counter()
             fold = fold_changes()
-            self.stdout.write(f"folded {fold.traces} traces into {fold.hours} hour buckets")
+            self.stdout.write(
+                f"folded {fold.traces} traces into {fold.hours} hour buckets"
+                f" in {time.perf_counter() - started:.1f} s"
+            )
+            started = time.perf_counter()
+            hours, _ = fold_evaluations()
+            self.stdout.write(
+                f"counted evaluations into {hours} hour buckets"
+                f" in {time.perf_counter() - started:.1f} s"
+            )

@@ -1,0 +1,116 @@
+"""The demo data set: more than 5 spans per trace, evaluation results on a sample that
+agree with the spans, written in bulk through evaluators' import."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dashboard import metrics
+from dashboard.demo_data import SAMPLE_RATES, ensure_demo_prices, seed_demo_data
+from dashboard.metrics.refresh import fold_changes
+from evaluators.contracts import LABEL_CHECK, TASK_COMPLETION, EvaluationRecord
+from evaluators.queries import evaluation_counts, list_evaluations
+from evaluators.services import import_evaluation_results
+
+pytestmark = pytest.mark.django_db
+
+END = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+@pytest.fixture
+def seeded(project):
+    ensure_demo_prices()
+    result = seed_demo_data(project.id, spans=10_000, days=2, end_ns=int(END.timestamp()) * 10**9)
+    fold_changes()
+    return project, result
+
+
+def _filters(project) -> metrics.Filters:
+    return metrics.Filters((project.id,), END - timedelta(days=3), END)
+
+
+def test_traces_average_more_than_five_spans(seeded) -> None:
+    _, result = seeded
+
+    assert result.traces == 2000
+    assert 5.0 < result.spans / result.traces < 6.0
+
+
+def test_label_check_agrees_with_the_decisions_labels(seeded) -> None:
+    project, _ = seeded
+    quality = metrics.compute("label-quality", _filters(project)).rows[0]
+    wrong = quality["n"] - round(quality["accuracy"] * quality["n"])
+
+    counts = evaluation_counts([project.id], evaluator=LABEL_CHECK)
+
+    assert counts[0].evaluated == quality["n"]
+    assert counts[0].failed == wrong
+    assert 0 < wrong < quality["n"]
+
+
+def test_model_based_evaluations_are_a_sample_with_its_probability(seeded) -> None:
+    project, result = seeded
+    views = list_evaluations([project.id], limit=5000, evaluator=TASK_COMPLETION).results
+    probabilities = {v.micro_model: set() for v in views}
+    for view in views:
+        probabilities[view.micro_model].add(view.sampling_probability)
+
+    assert 0.05 * result.traces < len(views) < 0.4 * result.traces
+    for name, seen in probabilities.items():
+        assert seen <= {1.0, SAMPLE_RATES[name] / 100}, name
+        assert SAMPLE_RATES[name] / 100 in seen, name
+
+
+def test_fail_rates_differ_by_cohort(seeded) -> None:
+    project, _ = seeded
+    rates = {
+        row.group: row.failed / row.evaluated
+        for row in evaluation_counts([project.id], evaluator=TASK_COMPLETION, group_by="language")
+    }
+
+    assert rates["ja"] > 1.5 * rates["en"]
+
+
+def test_seeding_again_adds_no_duplicate_evaluations(seeded) -> None:
+    project, result = seeded
+    before = sum(c.evaluated for c in evaluation_counts([project.id]))
+
+    again = seed_demo_data(project.id, spans=10_000, days=2, end_ns=int(END.timestamp()) * 10**9)
+
+    assert again.evaluations == 0
+    assert sum(c.evaluated for c in evaluation_counts([project.id])) == before
+    assert result.evaluations > 0
+
+
+def _record(**changes) -> EvaluationRecord:
+    fields = dict(
+        trace_id=bytes(range(16)),
+        span_id=bytes(range(8)),
+        span_start_time=END,
+        micro_model="intent-mini",
+        evaluator=TASK_COMPLETION,
+        score=0.9,
+        passed=True,
+        threshold=0.5,
+        reason="ok",
+        judge="local-lexical",
+        latency_ms=3.0,
+        sampling_probability=0.1,
+    )
+    fields.update(changes)
+    return EvaluationRecord(**fields)
+
+
+def test_a_bad_record_is_refused_and_its_batch_is_not_written(project) -> None:
+    good = _record()
+    bad = _record(span_id=bytes(8), evaluator="vibes")
+
+    with pytest.raises(ValueError, match="unknown evaluator 'vibes'"):
+        import_evaluation_results(project.id, [good, bad])
+    assert evaluation_counts([project.id]) == []
+
+    assert import_evaluation_results(project.id, [good]) == 1
+    with pytest.raises(ValueError, match="sampling_probability"):
+        import_evaluation_results(project.id, [_record(sampling_probability=0.0)])

@@ -1,0 +1,150 @@
+"""The evaluation rollup stays exact: eval fail rate read from it (and, for the partial
+hours at a window's ends, from the results) equals the counts of evaluators' raw results
+over exactly the window, for every window, filter and grouping, and late feedback that
+flips a LabelCheck moves the counts once, however often the fold runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dashboard import metrics
+from dashboard.demo_data import ensure_demo_prices, seed_demo_data
+from dashboard.metrics.evaluations import (
+    expire_evaluation_rollups,
+    fold_evaluations,
+    rebuild_evaluation_rollups,
+)
+from dashboard.metrics.refresh import fold_changes
+from evaluators.contracts import LABEL_CHECK
+from evaluators.queries import evaluation_counts, list_evaluations
+from evaluators.services import record_feedback
+
+pytestmark = pytest.mark.django_db
+
+END = datetime(2026, 11, 20, 7, 30, tzinfo=UTC)
+WINDOWS = {
+    "ragged 5 hours": (END - timedelta(hours=5, minutes=20), END - timedelta(minutes=10)),
+    "24 h": (END - timedelta(hours=24), END),
+    "3 days with ragged ends": (END - timedelta(days=3, hours=2), END + timedelta(hours=1)),
+}
+
+
+@pytest.fixture
+def seeded(project):
+    ensure_demo_prices()
+    seed_demo_data(project.id, spans=8_000, days=3, end_ns=int(END.timestamp()) * 10**9)
+    fold_changes()
+    fold_evaluations()
+    return project
+
+
+def _raw(project_id, window, **options) -> dict:
+    start, end = window
+    return {
+        (c.evaluator, c.group): [c.failed, c.evaluated]
+        for c in evaluation_counts(
+            [project_id],
+            start=start,
+            end=end,
+            **options,
+        )
+    }
+
+
+def _rolled(project_id, window, group_by=None, **filters) -> dict:
+    result = metrics.compute(
+        "eval-fail-rate", metrics.Filters((project_id,), *window, **filters), group_by=group_by
+    )
+    return {(r["evaluator"], r["group"]): [r["failed"], r["n"]] for r in result.rows}
+
+
+@pytest.mark.parametrize("window", list(WINDOWS.values()), ids=list(WINDOWS))
+@pytest.mark.parametrize("group_by", [None, "micro_model", "user.tier", "language"])
+def test_fail_rates_from_the_rollup_equal_the_raw_counts(seeded, window, group_by) -> None:
+    raw = _raw(seeded.id, window, group_by=group_by)
+
+    assert len(raw) >= 3
+    assert _rolled(seeded.id, window, group_by) == raw
+
+
+@pytest.mark.parametrize("window", list(WINDOWS.values()), ids=list(WINDOWS))
+def test_micro_model_and_cohort_filters_equal_the_raw_counts(seeded, window) -> None:
+    raw = _raw(seeded.id, window, micro_model="router-tiny", cohort=("language", "ja"))
+    rolled = _rolled(seeded.id, window, micro_model="router-tiny", cohort=("language", "ja"))
+    assert raw and rolled == raw
+
+    raw_by_tier = _raw(seeded.id, window, group_by="micro_model", cohort=("user.tier", "free"))
+    assert _rolled(seeded.id, window, "micro_model", cohort=("user.tier", "free")) == raw_by_tier
+
+
+def test_weighted_rates_reweight_by_the_sampling_probability(seeded) -> None:
+    window = WINDOWS["3 days with ragged ends"]
+    views = list_evaluations(
+        [seeded.id],
+        limit=20_000,
+        micro_model="intent-mini",
+        start=window[0],
+        end=window[1],
+    ).results
+    result = metrics.compute(
+        "eval-fail-rate", metrics.Filters((seeded.id,), *window, micro_model="intent-mini")
+    )
+
+    for row in result.rows:
+        applicable = [v for v in views if v.evaluator == row["evaluator"] and v.passed is not None]
+        weight = sum(1 / v.sampling_probability for v in applicable)
+        failed = sum(1 / v.sampling_probability for v in applicable if not v.passed)
+        assert row["n"] == len(applicable)
+        assert row["weighted_rate"] == pytest.approx(failed / weight, rel=1e-9)
+        if row["evaluator"] != LABEL_CHECK:
+            # Both the 10 % sample and the always-evaluated fallbacks are in the sum.
+            assert {v.sampling_probability for v in applicable} == {0.1, 1.0}
+    assert len(result.rows) == 3
+
+
+def test_late_feedback_flipping_a_label_check_counts_once(seeded) -> None:
+    window = WINDOWS["3 days with ragged ends"]
+    before = _rolled(seeded.id, window, "micro_model")
+    passing = next(
+        v
+        for v in list_evaluations([seeded.id], limit=500, evaluator=LABEL_CHECK).results
+        if v.passed and v.micro_model == "intent-mini"
+    )
+    wrong = next(
+        label for label in ("billing", "tech", "sales") if label != passing.predicted_label
+    )
+
+    record_feedback(
+        [seeded.id], trace_id=passing.trace_id, span_id=passing.span_id, expected_label=wrong
+    )
+    fold_evaluations()
+    fold_evaluations()  # folding again (the late-commit margin re-reads it) changes nothing
+
+    after = _rolled(seeded.id, window, "micro_model")
+    key = (LABEL_CHECK, "intent-mini")
+    assert after[key] == [before[key][0] + 1, before[key][1]]
+    assert {k: v for k, v in after.items() if k != key} == {
+        k: v for k, v in before.items() if k != key
+    }
+    assert after == _raw(seeded.id, window, group_by="micro_model")
+
+
+def test_a_rebuild_gives_the_same_rollup(seeded) -> None:
+    window = WINDOWS["3 days with ragged ends"]
+    before = _rolled(seeded.id, window, "language")
+
+    rebuild_evaluation_rollups()
+
+    assert _rolled(seeded.id, window, "language") == before
+
+
+def test_expired_hours_leave_the_rollup(seeded, settings) -> None:
+    settings.MICROLENS_RETENTION_DAYS = 1
+    # 24 h after END's hour: the first two days expire, the day of the cutoff keeps 0:00-07:00.
+    expire_evaluation_rollups(now=datetime(2026, 11, 20, 7, 0, tzinfo=UTC) + timedelta(days=1))
+
+    window = (END - timedelta(days=4), END + timedelta(hours=1))
+    kept = (datetime(2026, 11, 20, 7, tzinfo=UTC), END + timedelta(hours=1))
+    assert _rolled(seeded.id, window) == _raw(seeded.id, kept)
