@@ -201,9 +201,9 @@ def test_evaluation_counts_per_evaluator_micro_model_and_cohort(tenant: Tenant) 
     )
 
     assert evaluation_counts([tenant.project_id]) == [
-        # groundedness sampled at 0.5: each verdict stands for two spans
+        # sample_rate 100 %: each verdict weighs 1 (the dict holds thresholds)
         EvaluationCount(
-            "groundedness", None, failed=0, evaluated=2, weighted_failed=0.0, weighted_evaluated=4.0
+            "groundedness", None, failed=0, evaluated=2, weighted_failed=0.0, weighted_evaluated=2.0
         ),
         EvaluationCount(
             "label_check", None, failed=2, evaluated=3, weighted_failed=2.0, weighted_evaluated=3.0
