@@ -44,7 +44,11 @@ class Span(models.Model):
     # The logical identity. In the database the table is partitioned by day of start_time
     # (migration 0003), so its primary key also holds start_time.
     pk = models.CompositePrimaryKey("project_id", "trace_id", "span_id")
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, db_constraint=False)
+    # No index of its own (the partitioned table never had one): the primary key's prefix
+    # serves project lookups.
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, db_constraint=False, db_index=False
+    )
     trace_id = models.BinaryField(max_length=16)
     span_id = models.BinaryField(max_length=8)
     parent_span_id = models.BinaryField(max_length=8, null=True)
