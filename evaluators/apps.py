@@ -5,3 +5,6 @@ class EvaluatorsConfig(AppConfig):
     name = "evaluators"
     verbose_name = "Evaluators"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401 (connects the receivers)

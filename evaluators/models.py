@@ -272,3 +272,20 @@ class SchedulerCursor(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class EvaluationHourChange(models.Model):
+    """An hour whose verdict counts changed while none of its result rows was written:
+    results deleted with their micro model, or a micro model renamed. Readers that count
+    results per hour (``queries.changed_evaluation_hours``) re-count these hours too.
+    No foreign key: rows are written while their project or micro model is being deleted."""
+
+    project_id = models.BigIntegerField()
+    hour = models.DateTimeField()
+    changed_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        indexes = [models.Index(fields=["changed_at"], name="evalhourchange_changed_idx")]
+
+    def __str__(self) -> str:
+        return f"project {self.project_id} {self.hour:%Y-%m-%d %H}:00"

@@ -215,12 +215,16 @@ _HOUR = "date_trunc('hour', span_start_time AT TIME ZONE 'UTC') AT TIME ZONE 'UT
 
 def changed_evaluation_hours(since: datetime) -> set[tuple[int, datetime]]:
     """(project id, UTC hour of the span) of every result written or updated since
-    ``since`` (a new verdict, a re-run, late feedback): the hours whose counts changed."""
+    ``since`` (a new verdict, a re-run, late feedback), and of every hour whose results
+    were deleted or moved to a renamed micro model since then: the hours whose counts
+    changed."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT DISTINCT project_id, {_HOUR} FROM evaluators_evaluationresult"  # noqa: S608 (constant SQL; values are parameters)
-            " WHERE updated_at >= %s",
-            [since],
+            f"SELECT project_id, {_HOUR} FROM evaluators_evaluationresult"  # noqa: S608 (constant SQL; values are parameters)
+            " WHERE updated_at >= %s"
+            " UNION SELECT project_id, hour FROM evaluators_evaluationhourchange"
+            " WHERE changed_at >= %s",
+            [since, since],
         )
         return set(cursor.fetchall())
 

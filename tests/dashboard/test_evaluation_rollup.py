@@ -148,3 +148,84 @@ def test_expired_hours_leave_the_rollup(seeded, settings) -> None:
     window = (END - timedelta(days=4), END + timedelta(hours=1))
     kept = (datetime(2026, 11, 20, 7, tzinfo=UTC), END + timedelta(hours=1))
     assert _rolled(seeded.id, window) == _raw(seeded.id, kept)
+
+
+def _settle(project_id) -> None:
+    """Make the seeded results older than the fold's late-commit margin, so the next fold
+    re-counts only what changes from here on."""
+    from django.utils import timezone
+
+    from evaluators.models import EvaluationResult
+
+    EvaluationResult.objects.filter(project_id=project_id).update(
+        updated_at=timezone.now() - timedelta(hours=1)
+    )
+    fold_evaluations()
+    assert fold_evaluations() == (0, 0)
+
+
+def _rollup_micro_models(project_id) -> set[str]:
+    from dashboard.models import EvalRollup
+
+    return set(
+        EvalRollup.objects.filter(project_id=project_id).values_list("micro_model", flat=True)
+    )
+
+
+def test_deleting_a_micro_model_takes_its_verdicts_out_of_the_rollup(seeded) -> None:
+    from evaluators.models import MicroModel
+
+    window = WINDOWS["3 days with ragged ends"]
+    before = _rolled(seeded.id, window, "micro_model")
+    assert before[(LABEL_CHECK, "router-tiny")][1] > 0
+    assert "router-tiny" in _rollup_micro_models(seeded.id)
+    _settle(seeded.id)
+
+    MicroModel.objects.get(project_id=seeded.id, name="router-tiny").delete()
+    fold_evaluations()
+
+    after = _rolled(seeded.id, window, "micro_model")
+    assert not any(group == "router-tiny" for _, group in after)
+    assert after == {k: v for k, v in before.items() if k[1] != "router-tiny"}
+    assert after == _raw(seeded.id, window, group_by="micro_model")
+    assert "router-tiny" not in _rollup_micro_models(seeded.id)
+
+
+def test_renaming_a_micro_model_moves_its_verdicts_in_the_rollup(seeded) -> None:
+    from evaluators.models import MicroModel
+
+    window = WINDOWS["24 h"]
+    before = _rolled(seeded.id, window, "micro_model")
+    micro_model = MicroModel.objects.get(project_id=seeded.id, name="router-tiny")
+    _settle(seeded.id)
+
+    micro_model.name = "router-small"
+    micro_model.save()
+    fold_evaluations()
+
+    after = _rolled(seeded.id, window, "micro_model")
+    moved = {
+        (evaluator, "router-small"): v for (evaluator, g), v in before.items() if g == "router-tiny"
+    }
+    assert moved
+    assert after == {**{k: v for k, v in before.items() if k[1] != "router-tiny"}, **moved}
+    assert after == _raw(seeded.id, window, group_by="micro_model")
+    assert "router-tiny" not in _rollup_micro_models(seeded.id)
+
+
+def test_a_rolled_back_deletion_changes_no_count(seeded) -> None:
+    from django.db import transaction
+
+    from evaluators.models import MicroModel
+
+    window = WINDOWS["24 h"]
+    before = _rolled(seeded.id, window, "micro_model")
+    _settle(seeded.id)
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        MicroModel.objects.get(project_id=seeded.id, name="router-tiny").delete()
+        raise RuntimeError("the admin's transaction fails after the delete")
+
+    assert fold_evaluations() == (0, 0)
+
+    assert _rolled(seeded.id, window, "micro_model") == before
