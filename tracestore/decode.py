@@ -244,8 +244,11 @@ def _row(
         if span_links
         else []
     )
+    # Text fields are sanitised before the flag is decided: a truncated name counts too.
+    name = sanitiser.text(span.name)
     kind = span.kind
     status = span.status
+    status_message = sanitiser.text(status.message)
     status_code = status.code
     if not (0 <= kind < _INT2 and 0 <= status_code < _INT2):
         # Enums are open in protobuf: a value the smallint columns cannot hold becomes 0.
@@ -256,12 +259,12 @@ def _row(
         flags |= FLAG_TRUNCATED
     return (
         *ids,
-        sanitiser.text(span.name),
+        name,
         kind,
         start,
         end,
         status_code,
-        sanitiser.text(status.message),
+        status_message,
         *source,
         attrs,
         resource,

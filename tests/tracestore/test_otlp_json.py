@@ -250,3 +250,24 @@ def test_deeply_nested_values_are_capped_not_refused() -> None:
     assert node == "[nesting too deep]"
     assert depth == 16
     assert record.flags & FLAG_TRUNCATED
+
+
+def test_a_truncated_span_name_or_status_message_flags_the_span() -> None:
+    from tracestore.decode import Limits
+
+    limits = Limits(max_value_bytes=64)
+    long_name = _one_span(name="n" * 100)
+    long_status = _one_span(status={"code": 2, "message": "m" * 100})
+    short = _one_span(name="n" * 10, status={"code": 2, "message": "m" * 10})
+
+    named = decode_request(parse_export_request(_body(long_name)), limits, NOW_NS)
+    statused = decode_request(parse_export_request(_body(long_status)), limits, NOW_NS)
+    plain = decode_request(parse_export_request(_body(short)), limits, NOW_NS)
+
+    assert named.records[0].name == "n" * 64 + "…[truncated]"
+    assert named.records[0].flags & FLAG_TRUNCATED
+    assert named.truncated_values == 1
+    assert statused.records[0].status_message == "m" * 64 + "…[truncated]"
+    assert statused.records[0].flags & FLAG_TRUNCATED
+    assert plain.records[0].flags & FLAG_TRUNCATED == 0
+    assert plain.truncated_values == 0
