@@ -219,6 +219,10 @@ MICROLENS_MAX_ATTRIBUTES = env_int("MICROLENS_MAX_ATTRIBUTES", 512, minimum=8)
 MICROLENS_HTTP_MAX_BODY_BYTES = env_int(
     "MICROLENS_HTTP_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024
 )
+# Browser origins allowed to export over OTLP/HTTP (CORS): exact origins, "*", or "*" in
+# a host or port ("https://*.example.com"). Empty: no CORS.
+MICROLENS_OTLP_CORS_ORIGINS = env_list("MICROLENS_OTLP_CORS_ORIGINS", [])
+MICROLENS_OTLP_CORS_MAX_AGE = env_int("MICROLENS_OTLP_CORS_MAX_AGE", 7200, minimum=0)
 
 # Judges (evaluators issue).
 MICROLENS_JUDGE_URL = env_str("MICROLENS_JUDGE_URL", "")

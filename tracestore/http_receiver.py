@@ -15,15 +15,22 @@ request object per export. Django is used for settings and the database only.
 
 Every answer has the request's content type: an ExportTraceServiceResponse on 200, a
 ``google.rpc.Status`` otherwise (JSON when the request's type is not one of ours).
+
+Browsers (the OpenTelemetry JS exporter in a web page) may export when their origin is
+listed in MICROLENS_OTLP_CORS_ORIGINS (``CorsPolicy``): the preflight ``OPTIONS`` is
+answered 204, or 403 saying which origin or header is not allowed; answers to an allowed
+origin carry ``Access-Control-Allow-Origin`` and expose ``Retry-After``. With no origins
+configured (the default) there is no CORS at all and ``OPTIONS`` is a 405.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -84,15 +91,93 @@ _RPC_CODE = {
 StartResponse = Callable[..., Any]
 Reply = tuple[str, list[tuple[str, str]], bytes]
 
+# Request headers a browser exporter may send: what this receiver reads, and the
+# instrumentations' secret-key header (ignored, but sent).
+CORS_ALLOWED_HEADERS = (
+    "content-type",
+    "content-encoding",
+    "authorization",
+    "x-api-key",
+    "x-secret-key",
+)
+
+
+class CorsPolicy:
+    """Browser origins allowed to export: exact origins (``https://app.example.com``),
+    ``*`` for any, or a ``*`` standing for part of a host or port
+    (``https://*.example.com``, ``http://localhost:*``)."""
+
+    def __init__(self, origins: Sequence[str], max_age_seconds: int = 7200) -> None:
+        self.origins = tuple(origins)
+        self.max_age_seconds = max_age_seconds
+        self._any = "*" in self.origins
+        self._exact = {o.lower() for o in self.origins if "*" not in o}
+        self._patterns = [
+            re.compile(
+                "".join(
+                    "[a-z0-9.:-]+" if part == "*" else re.escape(part)
+                    for part in re.split(r"(\*)", origin.lower())
+                )
+            )
+            for origin in self.origins
+            if "*" in origin and origin != "*"
+        ]
+
+    def __bool__(self) -> bool:
+        return bool(self.origins)
+
+    def allows(self, origin: str) -> bool:
+        origin = origin.lower()
+        return (
+            self._any or origin in self._exact or any(p.fullmatch(origin) for p in self._patterns)
+        )
+
+    def preflight(self, origin: str, method: str, requested: str) -> Reply:
+        if not self.allows(origin):
+            return _status_reply(
+                JSON, "403 Forbidden", code_pb2.PERMISSION_DENIED, f"origin {origin} is not allowed"
+            )
+        if method.strip().upper() != "POST":
+            return _status_reply(
+                JSON, "403 Forbidden", code_pb2.PERMISSION_DENIED, "only POST is allowed"
+            )
+        headers = [h.strip().lower() for h in requested.split(",") if h.strip()]
+        refused = [h for h in headers if h not in CORS_ALLOWED_HEADERS]
+        if refused:
+            return _status_reply(
+                JSON,
+                "403 Forbidden",
+                code_pb2.PERMISSION_DENIED,
+                f"request header(s) not allowed: {', '.join(refused)}",
+            )
+        reply_headers = [
+            *self.answer_headers(origin),
+            ("Access-Control-Allow-Methods", "POST"),
+            ("Access-Control-Max-Age", str(self.max_age_seconds)),
+        ]
+        if headers:
+            reply_headers.append(("Access-Control-Allow-Headers", ", ".join(headers)))
+        return "204 No Content", reply_headers, b""
+
+    def answer_headers(self, origin: str) -> list[tuple[str, str]]:
+        """Headers that let the page read an answer (its status, and when to retry)."""
+        return [
+            ("Access-Control-Allow-Origin", origin),
+            ("Access-Control-Expose-Headers", "Retry-After"),
+        ]
+
 
 class OtlpHttpApp:
-    def __init__(self, ingest: Ingest, max_body_bytes: int) -> None:
+    def __init__(self, ingest: Ingest, max_body_bytes: int, cors: CorsPolicy | None = None) -> None:
         self.ingest = ingest
         self.max_body_bytes = max_body_bytes
+        self.cors = cors or CorsPolicy(())
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        preflight = None
         try:
-            status, headers, body = self._handle(environ)
+            preflight = self._cors(environ)
+            status, headers, body = preflight or self._handle(environ)
         except Exception:
             # Last resort: one broken request must never take the worker down.
             log.exception("otlp_http.unhandled_error")
@@ -101,9 +186,28 @@ class OtlpHttpApp:
                 JSON, "500 Internal Server Error", code_pb2.INTERNAL, "internal error"
             )
         _drain(environ)
+        if self.cors:
+            origin = environ.get("HTTP_ORIGIN")
+            if origin and preflight is None and self.cors.allows(origin):
+                headers.extend(self.cors.answer_headers(origin))
+            # Answers differ by origin: caches must key them on it.
+            headers.append(("Vary", "Origin"))
         headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
         return [body]
+
+    def _cors(self, environ: dict[str, Any]) -> Reply | None:
+        """The answer to a CORS preflight, or None for any other request."""
+        origin = environ.get("HTTP_ORIGIN")
+        method = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+        if not (self.cors and origin and method and environ.get("REQUEST_METHOD") == "OPTIONS"):
+            return None
+        path = environ.get("PATH_INFO") or "/"
+        if path not in PATHS and path.rstrip("/") not in PATHS:
+            return _status_reply(JSON, "404 Not Found", code_pb2.NOT_FOUND, "not found")
+        return self.cors.preflight(
+            origin, method, environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
+        )
 
     def _handle(self, environ: dict[str, Any]) -> Reply:
         content_type = environ.get("CONTENT_TYPE", "").partition(";")[0]
@@ -315,4 +419,5 @@ def build_app() -> OtlpHttpApp:
         max_attributes=settings.MICROLENS_MAX_ATTRIBUTES,
     )
     ingest = Ingest(store_span_rows, CachedAuthenticator(authenticate_api_key), limits)
-    return OtlpHttpApp(ingest, settings.MICROLENS_HTTP_MAX_BODY_BYTES)
+    cors = CorsPolicy(settings.MICROLENS_OTLP_CORS_ORIGINS, settings.MICROLENS_OTLP_CORS_MAX_AGE)
+    return OtlpHttpApp(ingest, settings.MICROLENS_HTTP_MAX_BODY_BYTES, cors)

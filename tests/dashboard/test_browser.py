@@ -8,9 +8,7 @@ the test is skipped and says why.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -19,29 +17,11 @@ from django.utils import timezone
 from dashboard.metrics.evaluations import fold_evaluations
 from dashboard.metrics.refresh import fold_changes
 from evaluators.services import run_evaluation_job, schedule_evaluations
+from tests.browser import ARGS, CHROMIUM, sync_playwright_or_skip
 from tests.dashboard.metric_data import add_prices, build_trace
 from tracestore.services import create_project, store_spans
 
-CHROMIUM = Path(os.environ.get("MICROLENS_CHROMIUM", "/usr/bin/chromium"))
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "browser-test-pw-1"
-
-
-def _browser_or_skip():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the playwright package is not installed")
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (bin/test installs it as root on Debian)")
-    return sync_playwright
 
 
 @pytest.fixture
@@ -74,7 +54,7 @@ def seeded(transactional_db):
 
 
 def test_every_page_draws_its_charts_in_a_real_browser(live_server, seeded, artifacts_dir):
-    sync_playwright = _browser_or_skip()
+    sync_playwright = sync_playwright_or_skip()
     pages = [
         ("overview", "/overview/", ["route-share", "fallback", "cost"]),
         (

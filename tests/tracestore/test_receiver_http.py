@@ -6,6 +6,7 @@ Most tests serve the WSGI application in-process on a threaded loopback server; 
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import json
@@ -27,6 +28,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 import requests
 from django.db import connection, connections
+from google.protobuf import json_format
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -67,9 +69,7 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-@pytest.fixture
-def receiver() -> Iterator[str]:
-    app = build_app()
+def _serve(app: Any) -> Iterator[str]:
     server = make_server(
         "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler
     )
@@ -78,6 +78,18 @@ def receiver() -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    yield from _serve(build_app())
+
+
+@pytest.fixture
+def cors_receiver(settings: Any) -> Iterator[str]:
+    settings.MICROLENS_OTLP_CORS_ORIGINS = ["https://app.example.test", "http://*.shop.test:*"]
+    settings.MICROLENS_OTLP_CORS_MAX_AGE = 600
+    yield from _serve(build_app())
 
 
 @pytest.fixture
@@ -614,3 +626,155 @@ def test_after_its_database_connections_are_killed_the_receiver_reconnects(
     assert statuses[-4:] == [200] * 4
     assert all(r.headers["Retry-After"] == "2" for r in answers if r.status_code == 503)
     assert Span.objects.count() == (statuses.count(200) + 8) * 3
+
+
+# -- browsers (CORS) ----------------------------------------------------------------------
+
+
+def _otlp_json(request: ExportTraceServiceRequest) -> Any:
+    """The request in the OTLP/JSON encoding (ids as hex), as a browser exporter sends it."""
+
+    def hex_ids(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: base64.b64decode(v).hex()
+                if k in ("traceId", "spanId", "parentSpanId")
+                else hex_ids(v)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [hex_ids(v) for v in node]
+        return node
+
+    return hex_ids(json_format.MessageToDict(request))
+
+
+def _preflight(url: str, origin: str, headers: str = "content-type, authorization") -> Any:
+    return requests.options(
+        url + "/v1/traces",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": headers,
+        },
+        timeout=10,
+    )
+
+
+def test_a_preflight_from_an_allowed_origin_is_answered(cors_receiver) -> None:
+    exact = _preflight(cors_receiver, "https://app.example.test")
+    wildcard = _preflight(cors_receiver, "http://eu.shop.test:8080", "content-type, x-api-key")
+
+    assert exact.status_code == 204
+    assert exact.headers["Access-Control-Allow-Origin"] == "https://app.example.test"
+    assert exact.headers["Access-Control-Allow-Methods"] == "POST"
+    assert exact.headers["Access-Control-Allow-Headers"] == "content-type, authorization"
+    assert exact.headers["Access-Control-Max-Age"] == "600"
+    assert exact.headers["Vary"] == "Origin"
+    assert wildcard.status_code == 204
+    assert wildcard.headers["Access-Control-Allow-Origin"] == "http://eu.shop.test:8080"
+    assert wildcard.headers["Access-Control-Allow-Headers"] == "content-type, x-api-key"
+
+
+def test_a_preflight_from_another_origin_or_with_other_headers_is_refused(cors_receiver) -> None:
+    other = _preflight(cors_receiver, "https://evil.example.test")
+    lookalike = _preflight(cors_receiver, "https://app.example.test.evil.test")
+    no_port = _preflight(cors_receiver, "http://shop.test")
+    header = _preflight(cors_receiver, "https://app.example.test", "content-type, x-debug")
+
+    for response in (other, lookalike, no_port, header):
+        assert response.status_code == 403
+        assert "Access-Control-Allow-Origin" not in response.headers
+    assert _status(other).message == "origin https://evil.example.test is not allowed"
+    assert _status(header).message == "request header(s) not allowed: x-debug"
+
+
+def test_answers_to_an_allowed_origin_can_be_read_by_the_page(cors_receiver, api_key) -> None:
+    trace = micro_model_trace()
+    body = trace.request().SerializeToString()
+
+    allowed = _post(cors_receiver, body, api_key, Origin="https://app.example.test")
+    refused = _post(cors_receiver, body, "wrong-key", Origin="https://app.example.test")
+    other = _post(cors_receiver, body, api_key, Origin="https://evil.example.test")
+
+    assert allowed.status_code == 200
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example.test"
+    assert allowed.headers["Access-Control-Expose-Headers"] == "Retry-After"
+    assert refused.status_code == 401
+    assert refused.headers["Access-Control-Allow-Origin"] == "https://app.example.test"
+    # Not a browser's request (no preflight passed): stored, but the page may not read it.
+    assert other.status_code == 200
+    assert "Access-Control-Allow-Origin" not in other.headers
+    assert Span.objects.filter(trace_id=trace.trace_id).count() == 3
+
+
+def test_without_configured_origins_there_is_no_cors(receiver) -> None:
+    response = _preflight(receiver, "https://app.example.test")
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert "Vary" not in response.headers
+
+
+@pytest.fixture
+def page_server() -> Iterator[int]:
+    """A plain page on a loopback port of its own: the origin a browser exporter runs in."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<!doctype html><title>app</title>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_port
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def page_receiver(settings: Any, page_server: int) -> Iterator[str]:
+    """A receiver that allows the page server's origin (127.0.0.1 and its port)."""
+    settings.MICROLENS_OTLP_CORS_ORIGINS = [f"http://127.0.0.1:{page_server}"]
+    yield from _serve(build_app())
+
+
+def test_a_web_page_exports_to_the_receiver_from_a_real_browser(
+    page_receiver: str, page_server: int, api_key: str
+) -> None:
+    """Chromium itself sends the preflight and the POST, from a page whose origin is
+    allowed, and from one whose origin is not (the browser then never sends the POST)."""
+    from tests.browser import launch_chromium_or_skip
+
+    allowed_origin = f"http://127.0.0.1:{page_server}"
+    other_origin = f"http://localhost:{page_server}"
+    allowed, refused = micro_model_trace(), micro_model_trace()
+    script = """async ([url, key, body]) => {
+        try {
+            const r = await fetch(url, {method: "POST", body: body, headers: {
+                "Content-Type": "application/json", "Authorization": "Bearer " + key}});
+            return {status: r.status, body: await r.json()};
+        } catch (e) { return {error: String(e)}; }
+    }"""
+    results = {}
+    with launch_chromium_or_skip() as browser:
+        for origin, trace in ((allowed_origin, allowed), (other_origin, refused)):
+            page = browser.new_page()
+            page.goto(origin + "/")
+            body = json.dumps(_otlp_json(trace.request()))
+            results[origin] = page.evaluate(script, [page_receiver + "/v1/traces", api_key, body])
+            page.close()
+
+    assert results[allowed_origin] == {"status": 200, "body": {"partialSuccess": {}}}
+    assert Span.objects.filter(trace_id=allowed.trace_id).count() == 3
+    assert results[other_origin] == {"error": "TypeError: Failed to fetch"}
+    assert Span.objects.filter(trace_id=refused.trace_id).count() == 0
