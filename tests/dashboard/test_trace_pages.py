@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import plotly
 import pytest
@@ -127,6 +128,47 @@ def test_older_links_walk_every_trace_exactly_once(member_client: Client, projec
 
     assert pages == 3
     assert seen == newest_first
+
+
+def test_one_trace_id_in_two_projects_is_listed_once_per_project(
+    member, member_client: Client, project
+) -> None:
+    """The same traces exported to two projects: the cursor tells the copies apart, so a
+    page boundary between them neither skips nor repeats one."""
+    other = create_project("shop-mirror")
+    member.projects.add(other.id)
+    records = []
+    for i in range(60):
+        trace = TraceBuilder(start_ns=BASE_NS + (i // 2) * 10**9)
+        trace.span("job")
+        records += trace.records()
+    store_spans(project.id, records)
+    store_spans(other.id, records)
+    # One newer trace in the first project only: the 50th row, where the first page ends,
+    # is then the first of a trace's two copies.
+    newest = TraceBuilder(start_ns=BASE_NS + 3600 * 10**9)
+    newest.span("job")
+    store_spans(project.id, newest.records())
+
+    seen: list[str] = []
+    url, pages = "/", 0
+    while url:
+        html = member_client.get(url).content.decode()
+        seen += _trace_links(html)
+        pages += 1
+        match = re.search(r'<a rel="next" href="([^"]+)"', html)
+        url = "/" + match[1].replace("&amp;", "&") if match else ""
+
+    assert pages == 3
+    assert len(seen) == 121
+    assert seen[0] == newest.trace_hex
+    assert Counter(seen[1:]) == {trace_id: 2 for trace_id in set(seen[1:])}
+    assert len(set(seen)) == 61
+
+
+def test_a_cursor_from_before_the_project_id_is_still_read(member_client: Client) -> None:
+    assert member_client.get(f"/?before=1767225600000000.{'ab' * 16}").status_code == 200
+    assert member_client.get(f"/?before=1767225600000000.{'ab' * 16}.7").status_code == 200
 
 
 def test_an_invalid_cursor_is_a_bad_request(member_client: Client) -> None:
