@@ -106,6 +106,12 @@ class DecisionFact(models.Model):
                 name="decision_fact_trace_idx",
                 condition=models.Q(is_primary=True),
             ),
+            # The span search (/api/v1/spans/): decisions newest first, per project.
+            models.Index(
+                fields=["project_id", "-start_time"],
+                name="decision_fact_span_idx",
+                condition=models.Q(is_decision=True),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -111,6 +111,37 @@ def evaluations_by_span(
     return grouped
 
 
+def evaluations_for_spans(
+    project_ids: Sequence[int], spans: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], list[EvaluationView]]:
+    """Evaluations of spans in several traces, grouped by (trace id hex, span id hex):
+    one query down the (project, trace id) index."""
+    traces = [t for t in (_ids(trace, 16) for trace, _ in spans) if t is not None]
+    span_ids = [s for s in (_ids(span, 8) for _, span in spans) if s is not None]
+    if not traces or not span_ids:
+        return {}
+    wanted = {(trace.lower(), span.lower()) for trace, span in spans}
+    rows = EvaluationResult.objects.filter(
+        project_id__in=list(project_ids), trace_id__in=traces, span_id__in=span_ids
+    )
+    grouped: dict[tuple[str, str], list[EvaluationView]] = {}
+    for row in rows.select_related("micro_model").order_by("evaluator", "id"):
+        view = _view(row)
+        if (view.trace_id, view.span_id) in wanted:
+            grouped.setdefault((view.trace_id, view.span_id), []).append(view)
+    return grouped
+
+
+def get_evaluation(project_ids: Sequence[int], evaluation_id: int) -> EvaluationView | None:
+    """One evaluation result, or None when it is not in the caller's projects."""
+    row = (
+        EvaluationResult.objects.filter(project_id__in=list(project_ids), id=evaluation_id)
+        .select_related("micro_model")
+        .first()
+    )
+    return None if row is None else _view(row)
+
+
 def _encode(view: EvaluationView) -> str:
     micros = (view.span_start_time - _EPOCH) // timedelta(microseconds=1)
     return f"{micros}.{view.id}"

@@ -117,6 +117,7 @@ class SpanView:
     is_mirrored: bool = False
     mirror_of: str | None = None
     cohort: dict[str, str] = field(default_factory=dict)
+    project_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

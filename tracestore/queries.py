@@ -25,6 +25,7 @@ from .contracts import (
 from .models import Project, Span, Trace
 
 _TRACE_ID_HEX = re.compile(r"[0-9a-fA-F]{32}")
+_SPAN_ID_HEX = re.compile(r"[0-9a-fA-F]{16}")
 
 _SUMMARY_COLUMNS = (
     "project_id",
@@ -140,6 +141,50 @@ def get_trace(project_ids: list[int], trace_id_hex: str) -> TraceDetail | None:
         .defer("received_at")
     )
     return TraceDetail(summary=_summary(row), spans=[_span_view(span) for span in spans])
+
+
+def get_span(project_ids: list[int], trace_id_hex: str, span_id_hex: str) -> SpanView | None:
+    """One span, or None when the ids are malformed or name no span in the caller's
+    projects (down the primary key: project, trace id, span id)."""
+    if not project_ids or not _TRACE_ID_HEX.fullmatch(trace_id_hex or ""):
+        return None
+    if not _SPAN_ID_HEX.fullmatch(span_id_hex or ""):
+        return None
+    span = (
+        Span.objects.filter(
+            project_id__in=project_ids,
+            trace_id=bytes.fromhex(trace_id_hex),
+            span_id=bytes.fromhex(span_id_hex),
+        )
+        .order_by("project_id")
+        .defer("received_at")
+        .first()
+    )
+    return None if span is None else _span_view(span)
+
+
+def get_spans(keys: Sequence[tuple[int, str, str, datetime]]) -> list[SpanView]:
+    """The spans named by (project id, trace id hex, span id hex, their trace's start
+    time), in the order given; keys naming no stored span are left out. One query down the
+    primary key; no span starts before its trace, so the earliest trace start skips the
+    older day partitions."""
+    if not keys:
+        return []
+    wanted = {(p, t.lower(), s.lower()) for p, t, s, _ in keys}
+    rows = Span.objects.filter(
+        project_id__in=sorted({p for p, _, _, _ in keys}),
+        trace_id__in=[bytes.fromhex(t) for _, t, _, _ in keys],
+        span_id__in=[bytes.fromhex(s) for _, _, s, _ in keys],
+        start_time__gte=min(at for *_, at in keys),
+    ).defer("received_at")
+    found = {}
+    for span in rows:
+        view = _span_view(span)
+        key = (span.project_id, view.trace_id, view.span_id)
+        if key in wanted:
+            found[key] = view
+    ordered = [found.get((p, t.lower(), s.lower())) for p, t, s, _ in keys]
+    return [view for view in ordered if view is not None]
 
 
 # Attributes read for costing: a provider-reported cost wins over tokens x price; cached
@@ -365,6 +410,7 @@ def _span_view(span: Span) -> SpanView:
         is_mirrored=span.is_mirrored,
         mirror_of=span.mirror_of,
         cohort=span.cohort,
+        project_id=span.project_id,
     )
 
 

@@ -13,7 +13,7 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from evaluators.contracts import EVALUATORS
-from evaluators.queries import InvalidCursor, list_evaluations
+from evaluators.queries import InvalidCursor, get_evaluation, list_evaluations
 from evaluators.services import UnknownTarget, record_feedback
 
 from ..access import ApiKeyPrincipal, visible_project_ids
@@ -100,6 +100,19 @@ class EvaluationListView(APIView):
         )
         body = {"next": next_url, "results": page.results}
         return Response(EvaluationPageSerializer(body).data)
+
+
+class EvaluationDetailView(APIView):
+    @extend_schema(
+        operation_id="evaluations_retrieve",
+        summary="One evaluation result",
+        responses={200: EvaluationSerializer, 404: ErrorSerializer, **_ERRORS},
+    )
+    def get(self, request: Request, evaluation_id: int) -> Response:
+        view = get_evaluation(visible_project_ids(request.user), evaluation_id)
+        if view is None:
+            raise exceptions.NotFound("No evaluation with this id in your projects.")
+        return Response(EvaluationSerializer(view).data)
 
 
 class FeedbackView(APIView):

@@ -40,6 +40,7 @@ class TraceSummarySerializer(serializers.Serializer):
 
 
 class SpanSerializer(serializers.Serializer):
+    project_id = serializers.IntegerField()
     trace_id = serializers.CharField()
     span_id = serializers.CharField(help_text="16 hex characters.")
     parent_span_id = serializers.CharField(allow_null=True)

@@ -1,14 +1,26 @@
 from django.urls import path
 
 from ..alerts import api as alerts
-from . import evaluations, metrics, views
+from . import evaluations, metrics, spans, views
 
 app_name = "api"
 
 urlpatterns = [
     path("traces/", views.TraceListView.as_view(), name="trace-list"),
     path("traces/<str:trace_id>/", views.TraceDetailView.as_view(), name="trace-detail"),
+    path("traces/<str:trace_id>/spans/", spans.TraceSpanListView.as_view(), name="trace-span-list"),
+    path(
+        "traces/<str:trace_id>/spans/<str:span_id>/",
+        spans.SpanDetailView.as_view(),
+        name="span-detail",
+    ),
+    path("spans/", spans.SpanListView.as_view(), name="span-list"),
     path("evaluations/", evaluations.EvaluationListView.as_view(), name="evaluation-list"),
+    path(
+        "evaluations/<int:evaluation_id>/",
+        evaluations.EvaluationDetailView.as_view(),
+        name="evaluation-detail",
+    ),
     path("feedback/", evaluations.FeedbackView.as_view(), name="feedback"),
     path("metrics/<str:name>/", metrics.MetricView.as_view(), name="metric"),
     path("micro-models/", metrics.MicroModelListView.as_view(), name="micro-model-list"),

@@ -171,6 +171,7 @@ def test_the_detail_returns_field_for_field_what_was_stored(tenant: Tenant) -> N
         "deployment.environment": "prod",
     }
     assert classifier == {
+        "project_id": tenant.project_id,
         "trace_id": trace.trace_hex,
         "span_id": "00000000000000bb",
         "parent_span_id": "00000000000000aa",

@@ -1,0 +1,172 @@
+"""Spans through the API: the micro-model decision spans across traces (a search over the
+decision facts, then the spans themselves from tracestore), a trace's spans, one span."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
+from rest_framework.views import APIView
+
+from evaluators.queries import evaluations_by_span, evaluations_for_spans
+from tracestore.queries import get_span, get_spans, get_trace
+
+from .. import metrics
+from ..access import visible_project_ids
+from ..metric_filters import ProjectNotFound, parse_metric_query
+from .metrics import _PARAMETERS
+from .serializers import ErrorSerializer, SpanSerializer
+
+_ERRORS = {401: ErrorSerializer, 403: ErrorSerializer}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# <trace start, µs since the epoch>.<trace id hex>.<span id hex>.<project id>
+_CURSOR = re.compile(r"(-?\d{1,20})\.([0-9a-f]{32})\.([0-9a-f]{16})\.(\d{1,18})")
+_TRACE_PATH = OpenApiParameter(
+    "trace_id",
+    str,
+    OpenApiParameter.PATH,
+    description="The trace id, 32 hex characters (case-insensitive).",
+    pattern="^[0-9a-fA-F]{32}$",
+)
+
+
+class SpanPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next (older) page, or null.")
+    results = SpanSerializer(many=True)
+
+
+class SpanListSerializer(serializers.Serializer):
+    results = SpanSerializer(many=True)
+
+
+class SpanQuerySerializer(serializers.Serializer):
+    cursor = serializers.CharField(required=False, help_text="From the previous page's `next`.")
+    trace_id = serializers.RegexField(r"^[0-9a-fA-F]{32}$", required=False)
+    label = serializers.CharField(required=False, help_text="The micro model's predicted label.")  # type: ignore[assignment]  # a field named like a Field attribute
+    fallback = serializers.BooleanField(required=False, allow_null=True, default=None)
+    error = serializers.BooleanField(required=False, allow_null=True, default=None)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=200, default=50)
+
+
+def _encode(key: metrics.DecisionKey) -> str:
+    micros = (key.trace_start - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}.{key.trace_id}.{key.span_id}.{key.project_id}"
+
+
+def _decode(cursor: str) -> metrics.DecisionKey:
+    match = _CURSOR.fullmatch(cursor)
+    try:
+        if match is None:
+            raise ValueError(cursor)
+        at = _EPOCH + timedelta(microseconds=int(match[1]))
+    except (ValueError, OverflowError):
+        raise exceptions.ValidationError(
+            {"cursor": ["invalid cursor: pass back the one from the previous page"]}
+        ) from None
+    return metrics.DecisionKey(int(match[4]), match[2], match[3], at)
+
+
+def _with_evaluations(views: list[Any], evaluations: dict) -> list[dict[str, Any]]:
+    return [
+        {**asdict(view), "evaluations": evaluations.get((view.trace_id, view.span_id), [])}
+        for view in views
+    ]
+
+
+class SpanListView(APIView):
+    @extend_schema(
+        operation_id="spans_list",
+        summary="Micro-model decision spans across traces, newest trace first",
+        description=(
+            "The spans microlens judges: each micro-model decision whose trace started in"
+            " range (as the metrics count it), with its evaluations, filtered like the"
+            " metrics. Listed once the dashboard's minute fold has seen the trace. All of"
+            " a trace's spans: `/api/v1/traces/<trace_id>/spans/`."
+        ),
+        parameters=[
+            *(p for p in _PARAMETERS if p.name not in ("name", "group_by", "interval")),
+            SpanQuerySerializer,
+        ],
+        responses={200: SpanPageSerializer, 400: ErrorSerializer, **_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        query = SpanQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        try:
+            parsed = parse_metric_query(request.query_params, visible_project_ids(request.user))
+        except ProjectNotFound as exc:
+            raise exceptions.NotFound(str(exc)) from exc
+        except metrics.InvalidQuery as exc:
+            raise exceptions.ValidationError({"query": [str(exc)]}) from exc
+        keys = metrics.find_decisions(
+            parsed.filters,
+            label=data.get("label"),
+            fallback=data.get("fallback"),
+            error=data.get("error"),
+            trace_id=data["trace_id"].lower() if data.get("trace_id") else None,
+            before=_decode(data["cursor"]) if data.get("cursor") else None,
+            limit=data["limit"] + 1,
+        )
+        page, more = keys[: data["limit"]], len(keys) > data["limit"]
+        views = get_spans([(k.project_id, k.trace_id, k.span_id, k.trace_start) for k in page])
+        evaluations = evaluations_for_spans(
+            list(parsed.filters.project_ids), [(v.trace_id, v.span_id) for v in views]
+        )
+        next_url = (
+            replace_query_param(request.build_absolute_uri(), "cursor", _encode(page[-1]))
+            if more
+            else None
+        )
+        body = {"next": next_url, "results": _with_evaluations(views, evaluations)}
+        return Response(SpanPageSerializer(body).data)
+
+
+class TraceSpanListView(APIView):
+    @extend_schema(
+        operation_id="trace_spans_list",
+        summary="Every span of one trace, by start time, with their evaluations",
+        parameters=[_TRACE_PATH],
+        responses={200: SpanListSerializer, 404: ErrorSerializer, **_ERRORS},
+    )
+    def get(self, request: Request, trace_id: str) -> Response:
+        trace = get_trace(visible_project_ids(request.user), trace_id)
+        if trace is None:
+            raise exceptions.NotFound("No trace with this id in your projects.")
+        by_span = evaluations_by_span([trace.summary.project_id], trace.summary.trace_id)
+        evaluations = {(trace.summary.trace_id, s): v for s, v in by_span.items()}
+        return Response(
+            SpanListSerializer({"results": _with_evaluations(trace.spans, evaluations)}).data
+        )
+
+
+class SpanDetailView(APIView):
+    @extend_schema(
+        operation_id="spans_retrieve",
+        summary="One span with its evaluations",
+        parameters=[
+            _TRACE_PATH,
+            OpenApiParameter(
+                "span_id",
+                str,
+                OpenApiParameter.PATH,
+                description="The span id, 16 hex characters (case-insensitive).",
+                pattern="^[0-9a-fA-F]{16}$",
+            ),
+        ],
+        responses={200: SpanSerializer, 404: ErrorSerializer, **_ERRORS},
+    )
+    def get(self, request: Request, trace_id: str, span_id: str) -> Response:
+        span = get_span(visible_project_ids(request.user), trace_id, span_id)
+        if span is None:
+            raise exceptions.NotFound("No span with these ids in your projects.")
+        assert span.project_id is not None
+        evaluations = evaluations_for_spans([span.project_id], [(span.trace_id, span.span_id)])
+        return Response(SpanSerializer(_with_evaluations([span], evaluations)[0]).data)
