@@ -1,5 +1,8 @@
 from django.urls import path
 
+from evaluators import api as config
+
+from ..access import visible_project_ids
 from ..alerts import api as alerts
 from . import evaluations, metrics, spans, views
 
@@ -29,6 +32,18 @@ urlpatterns = [
         metrics.MicroModelDetailView.as_view(),
         name="micro-model-detail",
     ),
+    path(
+        "config/micro-models/",
+        config.MicroModelConfigList.as_view(project_ids=visible_project_ids),
+        name="micro-model-config-list",
+    ),
+    path(
+        "config/micro-models/<int:pk>/",
+        config.MicroModelConfigDetail.as_view(project_ids=visible_project_ids),
+        name="micro-model-config-detail",
+    ),
+    path("config/judges/", config.JudgeList.as_view(), name="judge-list"),
+    path("config/judges/<int:pk>/", config.JudgeDetail.as_view(), name="judge-detail"),
     path("alert-rules/", alerts.AlertRuleListView.as_view(), name="alert-rule-list"),
     path("alert-rules/<int:pk>/", alerts.AlertRuleDetailView.as_view(), name="alert-rule-detail"),
     path("alert-events/", alerts.AlertEventListView.as_view(), name="alert-event-list"),

@@ -1,0 +1,250 @@
+"""Configuration through the API: micro models (with their evaluators) and judges.
+
+The views take the caller's visible projects from ``project_ids`` (a function of the
+request's user), given when the URLs are wired (``View.as_view(project_ids=...)``), so this
+app needs nothing of whoever authenticates. Another project's micro model answers 404.
+Judges are shared by every project: anyone signed in reads them, only staff change them;
+their API keys are never stored (a judge names the environment variable that holds one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from rest_framework import exceptions, generics, permissions, serializers
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+
+from . import contracts
+from .models import EvaluatorConfig, Judge, MicroModel
+from .services import DEFAULT_THRESHOLDS
+
+ProjectIds = Callable[[Any], list[int]]
+
+MICRO_MODEL_FIELDS = (
+    "name",
+    "micro_model_name",
+    "model_pattern",
+    "task",
+    "label_attribute",
+    "confidence_attribute",
+    "fallback_models",
+    "sample_rate",
+    "always_on_fallback",
+    "always_on_error",
+    "always_below_confidence",
+    "hourly_judge_budget",
+    "label_synonyms",
+)
+
+
+class ByName(CursorPagination):
+    ordering = ("name", "id")
+    page_size = 100
+    max_page_size = 500
+    page_size_query_param = "limit"
+
+
+class EvaluatorConfigSerializer(serializers.ModelSerializer):
+    judge = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=Judge.objects.all(),
+        allow_null=True,
+        required=False,
+        help_text="A judge's name; null: the local judge.",
+    )
+
+    class Meta:
+        model = EvaluatorConfig
+        fields = ("evaluator", "enabled", "threshold", "judge")
+
+
+class MicroModelConfigSerializer(serializers.ModelSerializer):
+    project_id = serializers.IntegerField(
+        required=False, help_text="One of your projects; defaults to your only one."
+    )
+    evaluators = EvaluatorConfigSerializer(
+        many=True,
+        required=False,
+        help_text=(
+            "Which evaluators run, each with its threshold and judge. On create, omitted:"
+            " all three with their default thresholds. On update, given: replaces the set."
+        ),
+    )
+
+    class Meta:
+        model = MicroModel
+        fields = (
+            "id",
+            "project_id",
+            *MICRO_MODEL_FIELDS,
+            "evaluators",
+            "auto_registered",
+            "created_at",
+        )
+        read_only_fields = ("id", "auto_registered", "created_at")
+        # The (project, name) uniqueness is checked in validate(), with the project resolved.
+        validators: list[Any] = []
+
+    def to_representation(self, instance: MicroModel) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        order = {name: i for i, name in enumerate(contracts.EVALUATORS)}
+        data["evaluators"] = sorted(data["evaluators"], key=lambda e: order[e["evaluator"]])
+        return data
+
+    def validate_label_synonyms(self, value: Any) -> dict[str, list[str]]:
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(s, str) for s in v)
+            for k, v in value.items()
+        ):
+            raise serializers.ValidationError(
+                'an object of label -> list of synonyms, e.g. {"billing": ["payments"]}'
+            )
+        return value
+
+    def validate_evaluators(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names = [item["evaluator"] for item in value]
+        if len(set(names)) != len(names):
+            raise serializers.ValidationError("each evaluator at most once")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        visible: list[int] = self.context["project_ids"]
+        instance: MicroModel | None = self.instance
+        if instance is not None:
+            if attrs.get("project_id", instance.project_id) != instance.project_id:
+                raise serializers.ValidationError({"project_id": "cannot be changed"})
+            project_id = instance.project_id
+        elif "project_id" in attrs:
+            project_id = attrs["project_id"]
+            if project_id not in visible:
+                raise serializers.ValidationError({"project_id": "not one of your projects"})
+        elif len(visible) == 1:
+            project_id = attrs["project_id"] = visible[0]
+        else:
+            raise serializers.ValidationError({"project_id": "required: you have several"})
+        name = attrs.get("name", instance.name if instance else None)
+        clash = MicroModel.objects.filter(project_id=project_id, name=name)
+        if instance is not None:
+            clash = clash.exclude(pk=instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError({"name": "this project has a micro model so named"})
+        return attrs
+
+    def create(self, validated: dict[str, Any]) -> MicroModel:
+        evaluators = validated.pop("evaluators", None)
+        if evaluators is None:
+            evaluators = [
+                {"evaluator": e, "threshold": DEFAULT_THRESHOLDS[e]} for e in contracts.EVALUATORS
+            ]
+        with transaction.atomic():
+            row = MicroModel.objects.create(**validated)
+            EvaluatorConfig.objects.bulk_create(
+                EvaluatorConfig(micro_model=row, **item) for item in evaluators
+            )
+        return row
+
+    def update(self, instance: MicroModel, validated: dict[str, Any]) -> MicroModel:
+        evaluators = validated.pop("evaluators", None)
+        validated.pop("project_id", None)
+        with transaction.atomic():
+            for field, value in validated.items():
+                setattr(instance, field, value)
+            # Touched by hand: no longer "registered from traffic with defaults".
+            instance.auto_registered = False
+            instance.save()
+            if evaluators is not None:
+                instance.evaluators.exclude(
+                    evaluator__in=[item["evaluator"] for item in evaluators]
+                ).delete()
+                for item in evaluators:
+                    EvaluatorConfig.objects.update_or_create(
+                        micro_model=instance, evaluator=item["evaluator"], defaults=item
+                    )
+        return instance
+
+
+class JudgeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Judge
+        fields = (
+            "id",
+            "name",
+            "kind",
+            "base_url",
+            "model",
+            "api_key_env",
+            "timeout_seconds",
+            "concurrency",
+        )
+        read_only_fields = ("id",)
+
+
+def _no_projects(user: Any) -> list[int]:
+    return []
+
+
+class _Scoped:
+    """Micro models of the caller's projects only."""
+
+    # as_view(project_ids=...) sets it on each view instance: a plain function of the user.
+    project_ids: ProjectIds = staticmethod(_no_projects)
+    request: Any
+
+    def get_queryset(self) -> QuerySet[MicroModel]:
+        visible = self.project_ids(self.request.user)
+        return (
+            MicroModel.objects.filter(project_id__in=visible)
+            .prefetch_related("evaluators__judge")
+            .order_by("name", "id")
+        )
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()  # type: ignore[misc]
+        context["project_ids"] = self.project_ids(self.request.user)
+        return context
+
+
+class MicroModelConfigList(_Scoped, generics.ListCreateAPIView):
+    serializer_class = MicroModelConfigSerializer
+    pagination_class = ByName
+
+
+class MicroModelConfigDetail(_Scoped, generics.RetrieveUpdateDestroyAPIView):
+    serializer_class = MicroModelConfigSerializer
+
+    def perform_destroy(self, instance: MicroModel) -> None:
+        # Its evaluation results go with it; the dashboard's rollup follows at its next fold.
+        instance.delete()
+
+
+class StaffWrites(permissions.BasePermission):
+    message = "only staff may change judges (they are shared by every project)"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        return bool(getattr(request.user, "is_staff", False))
+
+
+class JudgeList(generics.ListCreateAPIView):
+    serializer_class = JudgeSerializer
+    queryset = Judge.objects.order_by("name")
+    permission_classes = [permissions.IsAuthenticated, StaffWrites]
+    pagination_class = ByName
+
+
+class JudgeDetail(generics.RetrieveUpdateDestroyAPIView):
+    serializer_class = JudgeSerializer
+    queryset = Judge.objects.all()
+    permission_classes = [permissions.IsAuthenticated, StaffWrites]
+
+    def perform_destroy(self, instance: Judge) -> None:
+        if EvaluatorConfig.objects.filter(judge=instance).exists():
+            raise exceptions.ValidationError(
+                {"judge": ["still used by an evaluator: point those at another judge first"]}
+            )
+        instance.delete()
