@@ -1,5 +1,5 @@
-"""Dashboard benchmark: p50/p95 (warm) of every metric page and metrics endpoint for a
-24-hour and a 30-day range, over whatever data the database holds.
+"""Dashboard benchmark: p50/p95 (warm) of every metric page and metrics endpoint (and the
+span search) for a 24-hour and a 30-day range, over whatever data the database holds.
 
     DATABASE_URL=... .venv/bin/python bench/dashboard.py [--seed-spans N --days 30] [--runs 20]
 
@@ -138,9 +138,18 @@ def main() -> int:
                 f"api label-quality by language {range_name}",
                 f"/api/v1/metrics/label-quality/?{r}&group_by=language",
             ),
+            (
+                f"api spans micro_model, cohort.language=ja {range_name}",
+                f"/api/v1/spans/?{r}&micro_model=intent-mini&cohort.language=ja",
+            ),
+            (
+                f"api spans label, fallback {range_name}",
+                f"/api/v1/spans/?{r}&label=billing&fallback=true",
+            ),
         ]
     if row:
         urls.append(("page trace detail", f"/traces/{row[0]}/"))
+        urls.append(("api trace's spans", f"/api/v1/traces/{row[0]}/spans/"))
     print(f"{'request':58} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     worst = 0.0
     for name, url in urls:
