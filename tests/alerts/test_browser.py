@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from dashboard.alerts.services import evaluate_alert_rule
-from tests.dashboard.test_browser import ARGS, CHROMIUM, _browser_or_skip
+from tests.browser import ARGS, CHROMIUM, sync_playwright_or_skip
 
 from .conftest import decisions, rule
 
@@ -33,7 +33,7 @@ def firing(transactional_db, project) -> None:
 def test_the_banner_and_the_alert_chart_show_in_a_real_browser(
     live_server, firing, artifacts_dir
 ) -> None:
-    sync_playwright = _browser_or_skip()
+    sync_playwright = sync_playwright_or_skip()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
