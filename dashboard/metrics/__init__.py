@@ -36,7 +36,7 @@ from .histograms import (
     add_into,
     percentile,
 )
-from .windows import EDGE_WIDTH, partial_hours, source, whole_hours
+from .windows import partial_hours, source, whole_hours
 
 COLUMN_GROUPS = ("micro_model", "route", "model")
 INTERVALS = ("hour", "day")
@@ -158,12 +158,13 @@ def _where(
     if not filters.project_ids:
         return f"FROM {table} WHERE FALSE", [], None
     hours = whole_hours(filters.start, filters.end)
-    bucket_sql, params = _bucket_condition(*hours, interval) if hours else ("FALSE", [])
+    bucket_sql, bucket_params = _bucket_condition(*hours, interval) if hours else ("FALSE", [])
     edges = partial_hours(filters.start, filters.end)
-    if edges:
-        bucket_sql = f"({bucket_sql} OR width = '{EDGE_WIDTH}')"
-    conditions = ["project_id = ANY(%s::bigint[])", bucket_sql]
-    params = [list(filters.project_ids), *params]
+    conditions = ["project_id = ANY(%s::bigint[])"]
+    params: list[Any] = [list(filters.project_ids)]
+    if not edges:
+        conditions.append(bucket_sql)
+        params += bucket_params
     for column in COLUMN_GROUPS:
         value = getattr(filters, column)
         if value is not None:
@@ -193,7 +194,13 @@ def _where(
     params.append(dim_key)
     columns = {c: getattr(filters, c) for c in COLUMN_GROUPS if getattr(filters, c) is not None}
     from_sql, from_params = source(
-        table, list(filters.project_ids), edges, dim_key, columns, histograms=histograms
+        table,
+        list(filters.project_ids),
+        edges,
+        dim_key,
+        columns,
+        histograms=histograms,
+        buckets=(bucket_sql, bucket_params),
     )
     return (
         f"FROM {from_sql} WHERE {' AND '.join(conditions)}",

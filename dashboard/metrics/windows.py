@@ -220,14 +220,23 @@ def source(
     columns: dict[str, str],
     *,
     histograms: bool = True,
+    buckets: tuple[str, list[Any]] = ("TRUE", []),
 ) -> tuple[str, list[Any]]:
-    """``table``, or when the window has partial hours the union of its rows and theirs,
-    as a FROM item the metric queries read like the table itself."""
+    """``table``, or when the window has partial hours the union of its rows in
+    ``buckets`` (a condition on width and bucket: the whole hours) and theirs, as a FROM
+    item the metric queries read like the table itself. The bucket condition goes inside
+    the table's branch, next to the project and cohort key, so the table's index serves
+    all three; outside the union, an OR with the partial hours' rows would make
+    PostgreSQL read every bucket of the project and filter afterwards."""
     if not edges:
         return table, []
     rows, params = partial_hour_rows(
         table, project_ids, edges, dim_key, columns, histograms=histograms
     )
     names = _COLUMNS[table]
-    union = f"(SELECT {names} FROM {table} UNION ALL {rows}) AS {table}"  # noqa: S608 (constant SQL; values are parameters)
-    return union, params
+    bucket_sql, bucket_params = buckets
+    union = (
+        f"(SELECT {names} FROM {table} WHERE project_id = ANY(%s::bigint[])"  # noqa: S608 (constant SQL; values are parameters)
+        f" AND dim_key = %s AND {bucket_sql} UNION ALL {rows}) AS {table}"
+    )
+    return union, [list(project_ids), dim_key, *bucket_params, *params]
