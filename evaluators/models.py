@@ -7,7 +7,9 @@ key: the span table is partitioned and owned by tracestore.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
@@ -25,6 +27,16 @@ class TaskKind(models.TextChoices):
     EXTRACTION = "extraction"
     GENERATION = "generation"
     SAFETY = "safety"
+
+
+def validate_within_lease(seconds: float) -> None:
+    """A judge call must end before the worker's claim on its job expires, or another
+    worker re-claims the job and calls the judge again while the first call is running."""
+    lease = settings.MICROLENS_EVAL_LEASE_SECONDS
+    if seconds >= lease:
+        raise ValidationError(
+            f"must be shorter than the evaluation lease ({lease} s, MICROLENS_EVAL_LEASE_SECONDS)"
+        )
 
 
 class Judge(models.Model):
@@ -46,7 +58,9 @@ class Judge(models.Model):
         default="MICROLENS_JUDGE_API_KEY",
         help_text="Name of the environment variable holding the API key (the key is never stored).",
     )
-    timeout_seconds = models.FloatField(default=30.0, validators=[MinValueValidator(0.1)])
+    timeout_seconds = models.FloatField(
+        default=30.0, validators=[MinValueValidator(0.1), validate_within_lease]
+    )
     concurrency = models.PositiveIntegerField(
         default=4, validators=[MinValueValidator(1)], help_text="Calls in flight, all workers."
     )

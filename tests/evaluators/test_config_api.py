@@ -194,3 +194,22 @@ def test_judges_are_read_by_anyone_and_changed_by_staff_only(tenant: Tenant) -> 
     in_use = admin_client.delete(f"/api/v1/config/judges/{created.json()['id']}/")
     assert in_use.status_code == 400
     assert Judge.objects.filter(name="gpt-judge").exists()
+
+
+def test_a_judge_timeout_must_end_before_the_evaluation_lease(settings) -> None:
+    settings.MICROLENS_EVAL_LEASE_SECONDS = 300
+    staff = get_user_model().objects.create_user("ops", password="pw-for-tests-1", is_staff=True)
+    client = APIClient()
+    client.force_authenticate(staff)
+    judge = {"name": "slow", "kind": "openai-compatible", "model": "judge-large"}
+
+    too_long = client.post("/api/v1/config/judges/", {**judge, "timeout_seconds": 300})
+    within = client.post("/api/v1/config/judges/", {**judge, "timeout_seconds": 120})
+
+    assert too_long.status_code == 400
+    assert too_long.json()["error"]["message"] == (
+        "timeout_seconds: must be shorter than the evaluation lease"
+        " (300 s, MICROLENS_EVAL_LEASE_SECONDS)"
+    )
+    assert within.status_code == 201
+    assert within.json()["timeout_seconds"] == 120.0
