@@ -33,6 +33,7 @@ from bench.ingest import (  # noqa: E402
     django_setup,
     new_project_key,
     setup_database,
+    teardown_database,
 )
 
 
@@ -106,8 +107,7 @@ def main() -> None:
             parts = "  ".join(f"{name} {took / spans * 1e6:.1f}" for name, took in stages.items())
             print(f"{side:19} {parts}  = {total / spans * 1e6:.1f}")
     finally:
-        if cluster is not None:
-            cluster.stop()
+        teardown_database(cluster)
 
 
 if __name__ == "__main__":
