@@ -12,33 +12,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from rest_framework import exceptions, generics, permissions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
+from rest_framework.serializers import BaseSerializer
 
 from . import contracts
 from .models import EvaluatorConfig, Judge, MicroModel
-from .services import DEFAULT_THRESHOLDS
+from .services import (
+    MICRO_MODEL_FIELDS,
+    create_micro_model,
+    delete_judge,
+    delete_micro_model,
+    update_micro_model,
+)
 
 ProjectIds = Callable[[Any], list[int]]
-
-MICRO_MODEL_FIELDS = (
-    "name",
-    "micro_model_name",
-    "model_pattern",
-    "task",
-    "label_attribute",
-    "confidence_attribute",
-    "fallback_models",
-    "sample_rate",
-    "always_on_fallback",
-    "always_on_error",
-    "always_below_confidence",
-    "hourly_judge_budget",
-    "label_synonyms",
-)
 
 
 class ByName(CursorPagination):
@@ -134,38 +125,6 @@ class MicroModelConfigSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({"name": "this project has a micro model so named"})
         return attrs
 
-    def create(self, validated: dict[str, Any]) -> MicroModel:
-        evaluators = validated.pop("evaluators", None)
-        if evaluators is None:
-            evaluators = [
-                {"evaluator": e, "threshold": DEFAULT_THRESHOLDS[e]} for e in contracts.EVALUATORS
-            ]
-        with transaction.atomic():
-            row = MicroModel.objects.create(**validated)
-            EvaluatorConfig.objects.bulk_create(
-                EvaluatorConfig(micro_model=row, **item) for item in evaluators
-            )
-        return row
-
-    def update(self, instance: MicroModel, validated: dict[str, Any]) -> MicroModel:
-        evaluators = validated.pop("evaluators", None)
-        validated.pop("project_id", None)
-        with transaction.atomic():
-            for field, value in validated.items():
-                setattr(instance, field, value)
-            # Touched by hand: no longer "registered from traffic with defaults".
-            instance.auto_registered = False
-            instance.save()
-            if evaluators is not None:
-                instance.evaluators.exclude(
-                    evaluator__in=[item["evaluator"] for item in evaluators]
-                ).delete()
-                for item in evaluators:
-                    EvaluatorConfig.objects.update_or_create(
-                        micro_model=instance, evaluator=item["evaluator"], defaults=item
-                    )
-        return instance
-
 
 class JudgeSerializer(serializers.ModelSerializer):
     class Meta:
@@ -208,17 +167,38 @@ class _Scoped:
         return context
 
 
+def _django_errors(exc: DjangoValidationError) -> exceptions.ValidationError:
+    detail: Any = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+    return exceptions.ValidationError(detail)
+
+
 class MicroModelConfigList(_Scoped, generics.ListCreateAPIView):
     serializer_class = MicroModelConfigSerializer
     pagination_class = ByName
+
+    def perform_create(self, serializer: BaseSerializer) -> None:
+        data = dict(serializer.validated_data)
+        evaluators = data.pop("evaluators", None)
+        try:
+            serializer.instance = create_micro_model(data.pop("project_id"), data, evaluators)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
 
 
 class MicroModelConfigDetail(_Scoped, generics.RetrieveUpdateDestroyAPIView):
     serializer_class = MicroModelConfigSerializer
 
+    def perform_update(self, serializer: BaseSerializer) -> None:
+        data = dict(serializer.validated_data)
+        evaluators = data.pop("evaluators", None)
+        assert serializer.instance is not None
+        try:
+            serializer.instance = update_micro_model(serializer.instance.pk, data, evaluators)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
+
     def perform_destroy(self, instance: MicroModel) -> None:
-        # Its evaluation results go with it; the dashboard's rollup follows at its next fold.
-        instance.delete()
+        delete_micro_model(instance.pk)
 
 
 class StaffWrites(permissions.BasePermission):
@@ -243,8 +223,7 @@ class JudgeDetail(generics.RetrieveUpdateDestroyAPIView):
     permission_classes = [permissions.IsAuthenticated, StaffWrites]
 
     def perform_destroy(self, instance: Judge) -> None:
-        if EvaluatorConfig.objects.filter(judge=instance).exists():
-            raise exceptions.ValidationError(
-                {"judge": ["still used by an evaluator: point those at another judge first"]}
-            )
-        instance.delete()
+        try:
+            delete_judge(instance.pk)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
