@@ -625,6 +625,35 @@ __all__ = [
 # -- finding traces by their metric facts ---------------------------------------------------
 
 
+def _fact_conditions(
+    filters: Filters,
+    rows: str,
+    *,
+    label: str | None,
+    fallback: bool | None,
+    error: tuple[str, bool | None],
+) -> tuple[list[str], list[Any]]:
+    """WHERE conditions on the decision facts (as ``f``, per project ``p``) of one kind of
+    row (``is_primary``: a trace; ``is_decision``: a decision) in the filters' range."""
+    conditions = ["f.project_id = p.id", rows, "start_time >= %s", "start_time < %s"]
+    params: list[Any] = [filters.start, filters.end]
+    for column, value in (
+        ("micro_model", filters.micro_model),
+        ("route", filters.route),
+        ("model", filters.model),
+        ("label", label),
+        ("is_fallback", fallback),
+        error,
+    ):
+        if value is not None:
+            conditions.append(f"{column} = %s")
+            params.append(value)
+    if filters.cohort is not None:
+        conditions.append("cohort ->> %s = %s")
+        params += list(filters.cohort)
+    return conditions, params
+
+
 @dataclass(frozen=True, slots=True)
 class TraceRow:
     project_id: int
@@ -656,22 +685,9 @@ def find_traces(
     trace's primary fact row); ``trace_ids`` narrows to those traces (failed evaluations)."""
     if not filters.project_ids:
         return []
-    conditions = ["f.project_id = p.id", "is_primary", "start_time >= %s", "start_time < %s"]
-    params: list[Any] = [filters.start, filters.end]
-    for column, value in (
-        ("micro_model", filters.micro_model),
-        ("route", filters.route),
-        ("model", filters.model),
-        ("label", label),
-        ("is_fallback", fallback),
-        ("trace_error", error),
-    ):
-        if value is not None:
-            conditions.append(f"{column} = %s")
-            params.append(value)
-    if filters.cohort is not None:
-        conditions.append("cohort ->> %s = %s")
-        params += list(filters.cohort)
+    conditions, params = _fact_conditions(
+        filters, "is_primary", label=label, fallback=fallback, error=("trace_error", error)
+    )
     if min_duration_ms is not None:
         conditions.append("trace_duration_ms >= %s")
         params.append(min_duration_ms)
@@ -741,22 +757,9 @@ def find_decisions(
     descending: keyset pages, per project down its decision index, then merged."""
     if not filters.project_ids or limit <= 0:
         return []
-    conditions = ["f.project_id = p.id", "is_decision", "start_time >= %s", "start_time < %s"]
-    params: list[Any] = [filters.start, filters.end]
-    for column, value in (
-        ("micro_model", filters.micro_model),
-        ("route", filters.route),
-        ("model", filters.model),
-        ("label", label),
-        ("is_fallback", fallback),
-        ("is_error", error),
-    ):
-        if value is not None:
-            conditions.append(f"{column} = %s")
-            params.append(value)
-    if filters.cohort is not None:
-        conditions.append("cohort ->> %s = %s")
-        params += list(filters.cohort)
+    conditions, params = _fact_conditions(
+        filters, "is_decision", label=label, fallback=fallback, error=("is_error", error)
+    )
     if trace_id is not None:
         conditions.append("trace_id = %s")
         params.append(bytes.fromhex(trace_id))
