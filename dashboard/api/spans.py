@@ -23,18 +23,12 @@ from ..access import visible_project_ids
 from ..metric_filters import ProjectNotFound, parse_metric_query
 from .metrics import _PARAMETERS
 from .serializers import ErrorSerializer, SpanSerializer
+from .views import TRACE_ID_PATH
 
 _ERRORS = {401: ErrorSerializer, 403: ErrorSerializer}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # <trace start, µs since the epoch>.<trace id hex>.<span id hex>.<project id>
 _CURSOR = re.compile(r"(-?\d{1,20})\.([0-9a-f]{32})\.([0-9a-f]{16})\.(\d{1,18})")
-_TRACE_PATH = OpenApiParameter(
-    "trace_id",
-    str,
-    OpenApiParameter.PATH,
-    description="The trace id, 32 hex characters (case-insensitive).",
-    pattern="^[0-9a-fA-F]{32}$",
-)
 
 
 class SpanPageSerializer(serializers.Serializer):
@@ -133,7 +127,7 @@ class TraceSpanListView(APIView):
     @extend_schema(
         operation_id="trace_spans_list",
         summary="Every span of one trace, by start time, with their evaluations",
-        parameters=[_TRACE_PATH],
+        parameters=[TRACE_ID_PATH],
         responses={200: SpanListSerializer, 404: ErrorSerializer, **_ERRORS},
     )
     def get(self, request: Request, trace_id: str) -> Response:
@@ -152,7 +146,7 @@ class SpanDetailView(APIView):
         operation_id="spans_retrieve",
         summary="One span with its evaluations",
         parameters=[
-            _TRACE_PATH,
+            TRACE_ID_PATH,
             OpenApiParameter(
                 "span_id",
                 str,

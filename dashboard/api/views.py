@@ -24,6 +24,13 @@ from .serializers import (
 )
 
 _ERRORS = {401: ErrorSerializer, 403: ErrorSerializer}
+TRACE_ID_PATH = OpenApiParameter(
+    "trace_id",
+    str,
+    OpenApiParameter.PATH,
+    description="The trace id, 32 hex characters (case-insensitive).",
+    pattern="^[0-9a-fA-F]{32}$",
+)
 
 
 class TraceListView(APIView):
@@ -57,15 +64,7 @@ class TraceDetailView(APIView):
     @extend_schema(
         operation_id="traces_retrieve",
         summary="One trace with all its spans",
-        parameters=[
-            OpenApiParameter(
-                "trace_id",
-                str,
-                OpenApiParameter.PATH,
-                description="The trace id, 32 hex characters (case-insensitive).",
-                pattern="^[0-9a-fA-F]{32}$",
-            )
-        ],
+        parameters=[TRACE_ID_PATH],
         responses={200: TraceDetailSerializer, 404: ErrorSerializer, **_ERRORS},
     )
     def get(self, request: Request, trace_id: str) -> Response:

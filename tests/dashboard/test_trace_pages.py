@@ -21,6 +21,19 @@ def _trace_links(html: str) -> list[str]:
     return re.findall(r'href="/traces/([0-9a-f]{32})/"', html)
 
 
+def _walk_older_links(client: Client) -> tuple[list[str], int]:
+    """Every trace link on the list, following its "older" link to the end; and the pages."""
+    seen: list[str] = []
+    url, pages = "/", 0
+    while url:
+        html = client.get(url).content.decode()
+        seen += _trace_links(html)
+        pages += 1
+        match = re.search(r'<a rel="next" href="([^"]+)"', html)
+        url = "/" + match[1].replace("&amp;", "&") if match else ""
+    return seen, pages
+
+
 def test_pages_require_login() -> None:
     client = Client()
     for url in ["/", f"/traces/{'ab' * 16}/"]:
@@ -116,15 +129,7 @@ def test_older_links_walk_every_trace_exactly_once(member_client: Client, projec
     store_spans(project.id, records)
     newest_first = [hex_id for _, hex_id in sorted(expected, reverse=True)]
 
-    seen: list[str] = []
-    url = "/"
-    pages = 0
-    while url:
-        html = member_client.get(url).content.decode()
-        seen += _trace_links(html)
-        pages += 1
-        match = re.search(r'<a rel="next" href="([^"]+)"', html)
-        url = "/" + match[1].replace("&amp;", "&") if match else ""
+    seen, pages = _walk_older_links(member_client)
 
     assert pages == 3
     assert seen == newest_first
@@ -150,14 +155,7 @@ def test_one_trace_id_in_two_projects_is_listed_once_per_project(
     newest.span("job")
     store_spans(project.id, newest.records())
 
-    seen: list[str] = []
-    url, pages = "/", 0
-    while url:
-        html = member_client.get(url).content.decode()
-        seen += _trace_links(html)
-        pages += 1
-        match = re.search(r'<a rel="next" href="([^"]+)"', html)
-        url = "/" + match[1].replace("&amp;", "&") if match else ""
+    seen, pages = _walk_older_links(member_client)
 
     assert pages == 3
     assert len(seen) == 121
