@@ -1,7 +1,8 @@
 """Admin for projects and their API keys.
 
 Keys are issued from the Projects list ("Issue a new API key"): the raw key is shown once,
-in the confirmation message, and only its digest is stored. Keys are revoked, never edited.
+in the action's own answer (never in a message, which would travel in a cookie or sit in
+the session), and only its digest is stored. Keys are revoked, never edited.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from .models import ApiKey, Project
@@ -44,14 +46,18 @@ class ProjectAdmin(admin.ModelAdmin):
         return project._members  # type: ignore[attr-defined]
 
     @admin.action(description="Issue a new API key", permissions=["change"])
-    def issue_key(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
-        for project in queryset.order_by("name"):
-            raw = issue_api_key(project.id, name=f"issued by {request.user.get_username()}")
-            messages.warning(
-                request,
-                f"New API key for project “{project.name}”: {raw} — copy it now: it is "
-                "stored only as a hash and will not be shown again.",
-            )
+    def issue_key(self, request: HttpRequest, queryset: QuerySet[Project]) -> TemplateResponse:
+        issued = [
+            (project, issue_api_key(project.id, name=f"issued by {request.user.get_username()}"))
+            for project in queryset.order_by("name")
+        ]
+        response = TemplateResponse(
+            request,
+            "admin/tracestore/project/issued_keys.html",
+            {**self.admin_site.each_context(request), "issued": issued, "opts": self.opts},
+        )
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class ActiveFilter(admin.SimpleListFilter):

@@ -28,12 +28,16 @@ def test_issuing_a_key_shows_it_once_and_it_authenticates(admin_client: Client) 
     response = admin_client.post(
         "/admin/tracestore/project/",
         {"action": "issue_key", "_selected_action": [project.id]},
-        follow=True,
     )
     html = response.content.decode()
-    match = re.search(r"New API key for project “shop”: (ml_[A-Za-z0-9_-]+)", html)
+    match = re.search(r'<td>shop</td><td><code class="issued-key">(ml_[A-Za-z0-9_-]+)</code>', html)
 
+    assert response.status_code == 200
     assert match, html
+    assert "no-store" in response["Cache-Control"]
+    # Shown in this answer only: not carried in a cookie, not kept in the session.
+    assert all(match[1] not in morsel.value for morsel in response.cookies.values())
+    assert match[1] not in str(dict(admin_client.session))
     assert authenticate_api_key(match[1]) == project
     again = admin_client.get("/admin/tracestore/project/").content.decode()
     assert match[1] not in again
