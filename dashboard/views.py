@@ -61,22 +61,24 @@ def _render_page(request: HttpRequest, template: str, page: pages.Page) -> HttpR
 @require_GET
 @login_required(login_url=LOGIN_URL)
 def overview(request: HttpRequest) -> HttpResponse:
-    return _render_page(
-        request, "dashboard/overview.html", pages.overview_page(_metric_query(request))
-    )
+    with metrics.partial_hours_once():
+        page = pages.overview_page(_metric_query(request))
+    return _render_page(request, "dashboard/overview.html", page)
 
 
 @require_GET
 @login_required(login_url=LOGIN_URL)
 def micro_model(request: HttpRequest, name: str) -> HttpResponse:
-    page = pages.micro_model_page(_metric_query(request), name, request.GET.get("dimension"))
+    with metrics.partial_hours_once():
+        page = pages.micro_model_page(_metric_query(request), name, request.GET.get("dimension"))
     return _render_page(request, "dashboard/micro_model.html", page)
 
 
 @require_GET
 @login_required(login_url=LOGIN_URL)
 def cohorts(request: HttpRequest) -> HttpResponse:
-    page = pages.cohorts_page(_metric_query(request), request.GET.get("dimension"))
+    with metrics.partial_hours_once():
+        page = pages.cohorts_page(_metric_query(request), request.GET.get("dimension"))
     return _render_page(request, "dashboard/cohorts.html", page)
 
 

@@ -36,7 +36,7 @@ from .histograms import (
     add_into,
     percentile,
 )
-from .windows import partial_hours, source, whole_hours
+from .windows import partial_hours, partial_hours_once, source, whole_hours
 
 COLUMN_GROUPS = ("micro_model", "route", "model")
 INTERVALS = ("hour", "day")
@@ -618,6 +618,7 @@ __all__ = [
     "InvalidQuery",
     "MetricResult",
     "compute",
+    "partial_hours_once",
     "wilson_interval",
 ]
 

@@ -18,12 +18,23 @@ stored hour rows.
 A 5-minute window ending 10:53 reads the facts of 10:48 to 10:53 and no rollup row; a
 24-hour window ending 10:53 reads 10:53 to 11:00 a day earlier and 10:00 to 10:53 from
 the facts, and the 23 hours between from the rollups.
+
+A page runs a dozen metric queries over one window. Inside ``partial_hours_once()`` the
+partial-hour rows of each (table, projects, window, cohort key) are summed once into a
+temporary table (dropped at the block's commit) that the block's queries read, filtered
+like rollup rows; outside it, each query sums them itself.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from django.db import connection, transaction
 
 from .histograms import (
     CONFIDENCE_BINS,
@@ -212,6 +223,44 @@ def partial_hour_rows(
     return _label_rows(facts), params
 
 
+# (table, project ids, edges, dim key) -> the temporary table holding those rows.
+_SHARED: ContextVar[dict[tuple[Any, ...], str] | None] = ContextVar(
+    "microlens_shared_partial_hours", default=None
+)
+
+
+@contextmanager
+def partial_hours_once() -> Iterator[None]:
+    """Let the metric queries in this block share their partial hours' rows (one page, one
+    API answer). One transaction: the temporary tables go at its commit."""
+    token = _SHARED.set({})
+    try:
+        with transaction.atomic():
+            yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _shared_rows(
+    table: str,
+    project_ids: list[int],
+    edges: list[tuple[datetime, datetime]],
+    dim_key: str,
+    shared: dict[tuple[Any, ...], str],
+) -> str:
+    """The name of a temporary table with every partial-hour row of ``dim_key`` (all
+    micro models, routes and models, with histograms), summed on first use."""
+    key = (table, tuple(project_ids), tuple(edges), dim_key)
+    name = shared.get(key)
+    if name is None:
+        rows, params = partial_hour_rows(table, project_ids, edges, dim_key, {}, histograms=True)
+        name = f"microlens_partial_{uuid.uuid4().hex}"
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS {rows}", params)
+        shared[key] = name
+    return name
+
+
 def source(
     table: str,
     project_ids: list[int],
@@ -230,9 +279,17 @@ def source(
     PostgreSQL read every bucket of the project and filter afterwards."""
     if not edges:
         return table, []
-    rows, params = partial_hour_rows(
-        table, project_ids, edges, dim_key, columns, histograms=histograms
-    )
+    shared = _SHARED.get()
+    if shared is not None:
+        # Not narrowed by ``columns``: the metric query's own WHERE filters these rows
+        # by micro model, route and model as it filters the rollup's.
+        summed = _shared_rows(table, project_ids, edges, dim_key, shared)
+        rows = f"SELECT {_COLUMNS[table]} FROM {summed}"  # noqa: S608 (a generated table name)
+        params: list[Any] = []
+    else:
+        rows, params = partial_hour_rows(
+            table, project_ids, edges, dim_key, columns, histograms=histograms
+        )
     names = _COLUMNS[table]
     bucket_sql, bucket_params = buckets
     union = (

@@ -230,3 +230,61 @@ def test_partial_hours_are_summed_as_the_hour_rows_are(table, dim_key) -> None:
                 assert _sums(sums_only) == _sums(stored)
             compared += len(stored)
     assert compared >= 53
+
+
+@pytest.fixture
+def traffic_project_id() -> int:
+    project = create_project("shared")
+    add_prices()
+    built = traffic(30)
+    for batch in (0, 1):
+        store(project.id, built, batch=batch)
+    fold_changes()
+    return project.id
+
+
+SHARED_QUERIES = [
+    {},
+    {"group_by": "route"},
+    {"group_by": "user.tier"},
+    {"micro_model": "intent-mini", "group_by": "language"},
+    {"route": "billing", "interval": "hour"},
+    {"cohort": ("user.tier", "pro")},
+]
+
+
+@pytest.mark.parametrize("query", SHARED_QUERIES, ids=lambda q: ",".join(map(str, q)) or "all")
+def test_shared_partial_hours_give_the_same_answers(traffic_project_id, query) -> None:
+    """Inside partial_hours_once() (the pages) every metric reads the partial hours from
+    one temporary table per cohort key; the answers are those each query sums itself."""
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.dashboard.metric_data import NOW
+
+    start, end = NOW - timedelta(hours=40, minutes=43), NOW - timedelta(hours=3, minutes=19)
+    query = dict(query)
+    group_by, interval = query.pop("group_by", None), query.pop("interval", None)
+    filters = metrics.Filters((traffic_project_id,), start, end, **query)
+    names = sorted(metrics.METRICS)
+
+    def answers() -> dict[str, object]:
+        out: dict[str, object] = {}
+        for name in names:
+            try:
+                out[name] = metrics.compute(name, filters, group_by, interval).rows
+            except metrics.InvalidQuery as exc:  # e.g. eval-fail-rate by route
+                out[name] = str(exc)
+        return out
+
+    with CaptureQueriesContext(connection) as alone_queries:
+        alone = answers()
+    with CaptureQueriesContext(connection) as queries, metrics.partial_hours_once():
+        shared = answers()
+
+    assert shared == alone
+    assert sum(len(rows) for rows in alone.values() if isinstance(rows, list)) >= 8
+    created = [q["sql"] for q in queries.captured_queries if "CREATE TEMPORARY" in q["sql"]]
+    # One per rollup table (spans, labels) and cohort key read, however many queries.
+    assert 1 <= len(created) <= 3
+    assert len(queries.captured_queries) >= 12
+    assert not any("CREATE TEMPORARY" in q["sql"] for q in alone_queries.captured_queries)
