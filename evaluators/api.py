@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
-from rest_framework import exceptions, generics, permissions, serializers
+from rest_framework import generics, permissions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.serializers import BaseSerializer
@@ -167,11 +166,6 @@ class _Scoped:
         return context
 
 
-def _django_errors(exc: DjangoValidationError) -> exceptions.ValidationError:
-    detail: Any = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-    return exceptions.ValidationError(detail)
-
-
 class MicroModelConfigList(_Scoped, generics.ListCreateAPIView):
     serializer_class = MicroModelConfigSerializer
     pagination_class = ByName
@@ -179,10 +173,7 @@ class MicroModelConfigList(_Scoped, generics.ListCreateAPIView):
     def perform_create(self, serializer: BaseSerializer) -> None:
         data = dict(serializer.validated_data)
         evaluators = data.pop("evaluators", None)
-        try:
-            serializer.instance = create_micro_model(data.pop("project_id"), data, evaluators)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        serializer.instance = create_micro_model(data.pop("project_id"), data, evaluators)
 
 
 class MicroModelConfigDetail(_Scoped, generics.RetrieveUpdateDestroyAPIView):
@@ -192,10 +183,7 @@ class MicroModelConfigDetail(_Scoped, generics.RetrieveUpdateDestroyAPIView):
         data = dict(serializer.validated_data)
         evaluators = data.pop("evaluators", None)
         assert serializer.instance is not None
-        try:
-            serializer.instance = update_micro_model(serializer.instance.pk, data, evaluators)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        serializer.instance = update_micro_model(serializer.instance.pk, data, evaluators)
 
     def perform_destroy(self, instance: MicroModel) -> None:
         delete_micro_model(instance.pk)
@@ -223,7 +211,4 @@ class JudgeDetail(generics.RetrieveUpdateDestroyAPIView):
     permission_classes = [permissions.IsAuthenticated, StaffWrites]
 
     def perform_destroy(self, instance: Judge) -> None:
-        try:
-            delete_judge(instance.pk)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        delete_judge(instance.pk)

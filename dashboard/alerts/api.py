@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from rest_framework import exceptions, generics, serializers
 from rest_framework.pagination import CursorPagination
@@ -62,11 +61,6 @@ class AlertEventSerializer(serializers.ModelSerializer):
         )
 
 
-def _django_errors(exc: DjangoValidationError) -> exceptions.ValidationError:
-    detail: Any = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-    return exceptions.ValidationError(detail)
-
-
 def _project_for(request: Any, data: dict[str, Any]) -> int:
     visible = visible_project_ids(request.user)
     project_id = data.get("project_id")
@@ -89,10 +83,7 @@ class AlertRuleListView(generics.ListCreateAPIView):
     def perform_create(self, serializer: BaseSerializer) -> None:
         data = dict(serializer.validated_data)
         data["project_id"] = _project_for(self.request, data)
-        try:
-            serializer.instance = create_alert_rule(data)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        serializer.instance = create_alert_rule(data)
 
 
 class AlertRuleDetailView(generics.RetrieveUpdateDestroyAPIView):
@@ -107,11 +98,8 @@ class AlertRuleDetailView(generics.RetrieveUpdateDestroyAPIView):
         data = dict(serializer.validated_data)
         if "project_id" in data:
             data["project_id"] = _project_for(self.request, data)
-        try:
-            assert serializer.instance is not None
-            serializer.instance = update_alert_rule(serializer.instance.pk, data)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        assert serializer.instance is not None
+        serializer.instance = update_alert_rule(serializer.instance.pk, data)
 
     def perform_destroy(self, instance: AlertRule) -> None:
         delete_alert_rule(instance.pk)
