@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/ingest_stages.py                # 30,000 spans
     .venv/bin/python bench/ingest_stages.py --spans 60000
+    .venv/bin/python bench/ingest_stages.py --python       # without the compiled decoder
 
-Runs the receivers' path (parse, decode + normalise, COPY rows, rollup deltas, binary
-COPY, rollup upsert, commit), with their garbage-collector settings, on bench/ingest.py's
+Runs the receivers' path (decode + normalise, COPY rows, rollup deltas, binary COPY,
+rollup upsert, commit), with their garbage-collector settings, on bench/ingest.py's
 payload, one 512-span request per transaction, and reports CPU time per span: this
 process's (``time.process_time``) per stage, and the PostgreSQL backend's (from
 ``/proc``, so Linux only, in clock ticks: a stage that takes less than a tick per request
@@ -46,25 +47,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spans", type=int, default=30_000)
     parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument(
+        "--python",
+        action="store_true",
+        help="decode with the protobuf runtime and Python (the reference), not tracestore._otlp",
+    )
     args = parser.parse_args()
 
     url, cluster = setup_database()
     try:
         django_setup(url, tempfile.mkdtemp(prefix="microlens-bench-home-"))
         from django.db import connection
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
-        )
 
         from tracestore import services
-        from tracestore.decode import decode_request
+        from tracestore.decode import NATIVE, decode_protobuf
         from tracestore.ingest import tune_garbage_collector
 
         project_id, _ = new_project_key()
         requests = build_requests(args.spans, args.batch, seed=random.randint(2, 10**9))
-        client = dict.fromkeys(
-            ("parse", "decode", "rows", "deltas", "copy", "upsert", "commit"), 0.0
-        )
+        native = NATIVE and not args.python
+        print(f"decoder: {'compiled (tracestore._otlp)' if native else 'Python (reference)'}")
+        client = dict.fromkeys(("decode", "rows", "deltas", "copy", "upsert", "commit"), 0.0)
         server = dict.fromkeys(("copy", "upsert", "commit"), 0.0)
         clock = time.process_time
         spans = 0
@@ -73,12 +76,11 @@ def main() -> None:
             cursor.execute("SELECT pg_backend_pid()")
             backend = int(cursor.fetchone()[0])
             for payload, _ in requests:
-                t0 = clock()
-                request = ExportTraceServiceRequest.FromString(payload)
                 t1 = clock()
-                decoded = decode_request(request).rows
+                result = decode_protobuf(payload, native=native)
+                decoded = result.rows
                 t2 = clock()
-                rows = services._rows(project_id, decoded)
+                rows = services._rows(project_id, decoded, result.attributes_json)
                 t3 = clock()
                 deltas = services._rollup_deltas(decoded)
                 t4 = clock()
@@ -94,7 +96,7 @@ def main() -> None:
                 s3, t8 = backend_cpu(backend), clock()
                 for name, took in zip(
                     client,
-                    (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t6 - t5, t7 - t6, t8 - t7),
+                    (t2 - t1, t3 - t2, t4 - t3, t6 - t5, t7 - t6, t8 - t7),
                     strict=True,
                 ):
                     client[name] += took

@@ -11,6 +11,7 @@ ensure_venv() {
   local digest
   digest=$(cat "$ROOT/requirements/"*.in "$ROOT/requirements/constraints.txt" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ] && [ -x "$VENV/bin/python" ]; then
+    build_native
     return 0
   fi
   if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -25,4 +26,19 @@ ensure_venv() {
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
     -c "$ROOT/requirements/constraints.txt" -r "$ROOT/requirements/$want.in"
   echo "$digest" > "$stamp"
+  build_native
+}
+
+# The receivers' compiled protobuf decoder (tracestore/_otlp.c), built in place when it is
+# missing or older than its source. Optional: without a C compiler the receivers decode in
+# Python (slower), and the test suite's check that it is built fails.
+build_native() {
+  local built
+  built=$(ls "$ROOT"/tracestore/_otlp.*.so 2>/dev/null | head -n 1 || true)
+  if [ -n "$built" ] && [ "$built" -nt "$ROOT/tracestore/_otlp.c" ] && [ "$built" -nt "$ROOT/setup.py" ]; then
+    return 0
+  fi
+  echo "microlens: building the compiled OTLP decoder" >&2
+  (cd "$ROOT" && "$VENV/bin/python" setup.py --quiet build_ext --inplace >/dev/null 2>"$VENV/native-build.log") \
+    || echo "microlens: the compiled decoder was not built (see $VENV/native-build.log): decoding in Python" >&2
 }

@@ -51,7 +51,6 @@ from .ingest import (
     Status,
 )
 from .otlp_json import OtlpJsonError, parse_export_request
-from .otlp_protobuf import OtlpProtobufError, parse_protobuf
 from .services import authenticate_api_key, store_span_rows
 
 log = logging.getLogger(__name__)
@@ -242,16 +241,13 @@ class OtlpHttpApp:
             "x-api-key": environ.get("HTTP_X_API_KEY", ""),
         }
 
-        def load() -> ExportTraceServiceRequest:
+        def load() -> ExportTraceServiceRequest | bytes:
             body = read_body(environ, _ENCODINGS[encoding], self.max_body_bytes)
-            if media == JSON:
-                try:
-                    return parse_export_request(body)
-                except OtlpJsonError as exc:
-                    raise RequestRejected(str(exc)) from None
+            if media != JSON:
+                return body  # decoded by Ingest (decode_protobuf)
             try:
-                return parse_protobuf(body)
-            except OtlpProtobufError as exc:
+                return parse_export_request(body)
+            except OtlpJsonError as exc:
                 raise RequestRejected(str(exc)) from None
 
         return _outcome_reply(media, self.ingest.export(auth_headers, load))

@@ -30,7 +30,8 @@ from django.db import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from .contracts import ProjectRef, StoreResult
-from .decode import Limits, SpanRow, decode_request
+from .decode import Limits, SpanRow, decode_protobuf, decode_request
+from .otlp_protobuf import OtlpProtobufError
 from .services import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -55,14 +56,21 @@ def tune_garbage_collector() -> None:
 
 
 class SpanSink(Protocol):
-    """Stores decoded spans (``SpanRow``: a SpanRecord's fields as a tuple), e.g.
+    """Stores decoded spans (``SpanRow``: a SpanRecord's fields as a tuple) and, by
+    position, their attributes' jsonb where the decoder wrote it; e.g.
     ``services.store_span_rows``."""
 
-    def __call__(self, project_id: int, spans: Sequence[SpanRow]) -> StoreResult: ...
+    def __call__(
+        self,
+        project_id: int,
+        spans: Sequence[SpanRow],
+        attributes_json: Sequence[bytes | None] = (),
+    ) -> StoreResult: ...
 
 
 Authenticator = Callable[[str], ProjectRef | None]
-RequestLoader = Callable[[], ExportTraceServiceRequest]
+# A protobuf body (bytes, decoded by decode_protobuf) or an already parsed request (OTLP/JSON).
+RequestLoader = Callable[[], ExportTraceServiceRequest | bytes]
 
 
 class Status(enum.Enum):
@@ -204,16 +212,23 @@ class Ingest:
 
         try:
             request = load()
+            decoded = (
+                decode_protobuf(request, self._limits)
+                if isinstance(request, bytes)
+                else decode_request(request, self._limits)
+            )
         except RequestRejected as exc:
             self.counters.add(f"requests_{exc.status.value}")
             return Outcome(exc.status, str(exc))
+        except OtlpProtobufError as exc:
+            self.counters.add(f"requests_{Status.INVALID_ARGUMENT.value}")
+            return Outcome(Status.INVALID_ARGUMENT, str(exc))
 
-        decoded = decode_request(request, self._limits)
         self.counters.add("spans_received", len(decoded.rows) + decoded.rejected)
         self.counters.add("spans_rejected", decoded.rejected)
         self.counters.add("values_truncated", decoded.truncated_values)
         try:
-            result = self._sink(project.id, decoded.rows)
+            result = self._sink(project.id, decoded.rows, decoded.attributes_json)
         except (OperationalError, InterfaceError, StorageUnavailable) as exc:
             return self._unavailable(exc)
         except DatabaseError as exc:

@@ -12,11 +12,9 @@ from .ingest import (
     Authenticator,
     Counters,
     Ingest,
-    RequestRejected,
     SpanSink,
     Status,
 )
-from .otlp_protobuf import OtlpProtobufError, parse_protobuf
 
 _GRPC_CODES = {
     Status.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
@@ -49,19 +47,12 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         request: bytes | trace_service_pb2.ExportTraceServiceRequest,
         context: grpc.ServicerContext,
     ) -> trace_service_pb2.ExportTraceServiceResponse:
-        """``request`` arrives as raw bytes (see receiver.py): parsed only once the key is
-        known, and parsed by us so a malformed or too-deep body gets a clear answer."""
+        """``request`` arrives as raw bytes (see receiver.py): decoded only once the key is
+        known, and decoded by us (decode_protobuf) so a malformed or too-deep body gets a
+        clear answer."""
         headers = {k.lower(): v for k, v in context.invocation_metadata() if isinstance(v, str)}
 
-        def load() -> trace_service_pb2.ExportTraceServiceRequest:
-            if not isinstance(request, bytes):
-                return request
-            try:
-                return parse_protobuf(request)
-            except OtlpProtobufError as exc:
-                raise RequestRejected(str(exc)) from None
-
-        outcome = self._ingest.export(headers, load)
+        outcome = self._ingest.export(headers, lambda: request)
         if outcome.status is not Status.OK:
             if outcome.retry_after_seconds:
                 context.set_trailing_metadata(_retry_metadata(outcome.retry_after_seconds))

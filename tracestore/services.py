@@ -378,13 +378,20 @@ def _copy_rows(cursor: Any, statement: str, rows: list[tuple]) -> None:
             copy.write_row(row)
 
 
-def _rows(project_id: int, spans: Sequence[SpanRow]) -> list[tuple]:
-    """COPY rows. JSON is serialised here: once per resource, not per span, and not at
-    all for the usual empty events, links and cohort. Decoding keeps hostile integers
-    within their columns; a span built elsewhere that does not fit is refused here, as
-    the database would refuse it, instead of being wrapped around by the binary format."""
+def _rows(
+    project_id: int,
+    spans: Sequence[SpanRow],
+    attributes_json: Sequence[bytes | None] = (),
+) -> list[tuple]:
+    """COPY rows. JSON is serialised here: once per resource, not per span, not at all for
+    the usual empty events, links and cohort, nor for attributes the decoder already wrote
+    (``attributes_json``, by position; None where it did not). Decoding keeps hostile
+    integers within their columns; a span built elsewhere that does not fit is refused
+    here, as the database would refuse it, instead of being wrapped around by the binary
+    format."""
     resources: dict[int, bytes] = {}
     rows = []
+    encoded = iter(attributes_json)
     for (
         trace_id,
         span_id,
@@ -453,7 +460,7 @@ def _rows(project_id: int, spans: Sequence[SpanRow]) -> list[tuple]:
                 service_name,
                 scope_name,
                 scope_version,
-                _jsonb(attributes),
+                next(encoded, None) or _jsonb(attributes),
                 resource,
                 _jsonb(events) if events else _EMPTY_LIST,
                 _jsonb(links) if links else _EMPTY_LIST,
@@ -642,12 +649,15 @@ def store_spans(project_id: int, records: Sequence[SpanRecord]) -> StoreResult:
     return store_span_rows(project_id, [_record_row(r) for r in records])
 
 
-def store_span_rows(project_id: int, spans: Sequence[SpanRow]) -> StoreResult:
+def store_span_rows(
+    project_id: int, spans: Sequence[SpanRow], attributes_json: Sequence[bytes | None] = ()
+) -> StoreResult:
     """``store_spans`` for spans as rows (``SpanRow``: a SpanRecord's fields in order), as
-    the receivers decode them."""
+    the receivers decode them, with their attributes' jsonb if the decoder wrote it
+    (``DecodeResult.attributes_json``)."""
     if not spans:
         return StoreResult(accepted=0, inserted=0, duplicates=0, traces=0)
-    rows = _rows(project_id, spans)
+    rows = _rows(project_id, spans, attributes_json)
     new: Sequence[SpanRow]
     try:
         # Fast path: almost every batch is new, so COPY straight into the table and merge
