@@ -88,9 +88,7 @@ def main() -> None:
                 s0, t5 = backend_cpu(backend), clock()
                 services._copy_rows(cursor, services._COPY_SPANS, rows)
                 s1, t6 = backend_cpu(backend), clock()
-                cursor.execute(
-                    services._UPSERT_ROLLUPS, {"project_id": project_id, "deltas": deltas}
-                )
+                services._merge_rollups(cursor, project_id, deltas)
                 s2, t7 = backend_cpu(backend), clock()
                 cursor.execute("COMMIT")
                 s3, t8 = backend_cpu(backend), clock()

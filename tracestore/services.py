@@ -7,6 +7,7 @@ import hashlib
 import json
 import operator
 import secrets
+import struct
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -201,6 +202,65 @@ _INSERT_NEW_FROM_STAGE = (
 # UPDATE locks the row and reads its latest committed version: concurrent batches of one
 # trace from many receivers serialise on it and no update is lost. Rows are upserted in
 # trace_id order so two batches cannot deadlock.
+#
+# The deltas reach the server by binary COPY into a temporary table of this connection
+# (emptied at commit): parsing them from one JSON parameter (jsonb_to_recordset) cost the
+# server as much as the upsert itself.
+_DELTA_COLUMNS = (
+    "trace_id",
+    "start_time",
+    "end_time",
+    "duration_ns",
+    "root_span_id",
+    "root_start_time",
+    "root_name",
+    "service_name",
+    "span_count",
+    "error_count",
+    "models",
+    "micro_models",
+    "routes",
+    "is_fallback",
+    "prompt_tokens",
+    "completion_tokens",
+    "root_cohort",
+    "cohort_sources",
+    "cohort",
+)
+_DELTA_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS tracestore_trace_delta ("
+    "trace_id bytea, start_time timestamptz, end_time timestamptz, duration_ns bigint, "
+    "root_span_id bytea, root_start_time timestamptz, root_name text, service_name text, "
+    "span_count int, error_count int, models text[], micro_models text[], routes text[], "
+    "is_fallback bool, prompt_tokens bigint, completion_tokens bigint, root_cohort jsonb, "
+    "cohort_sources jsonb, cohort jsonb) ON COMMIT DELETE ROWS"
+)
+_TEXT_ARRAY = "bytea"  # array_recv's format, built by _text_array
+_DELTA_COPY_TYPES = (
+    "bytea",
+    _TIMESTAMPTZ,
+    _TIMESTAMPTZ,
+    "int8",
+    "bytea",
+    _TIMESTAMPTZ,
+    "text",
+    "text",
+    "int4",
+    "int4",
+    _TEXT_ARRAY,
+    _TEXT_ARRAY,
+    _TEXT_ARRAY,
+    "bool",
+    "int8",
+    "int8",
+    _JSONB,
+    _JSONB,
+    _JSONB,
+)
+_DELTA_PREPARE = _DELTA_DDL + "; DELETE FROM tracestore_trace_delta"  # noqa: S608 (constants)
+_COPY_DELTAS = (
+    f"COPY tracestore_trace_delta ({', '.join(_DELTA_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+)
 _NEW_ROOT = (
     "(excluded.root_span_id IS NOT NULL AND (t.root_span_id IS NULL OR "
     "(excluded.root_start_time, excluded.root_span_id) < (t.root_start_time, t.root_span_id)))"
@@ -212,21 +272,8 @@ INSERT INTO tracestore_trace AS t (
     is_fallback, prompt_tokens, completion_tokens, root_cohort, cohort_sources, cohort,
     updated_at
 )
-SELECT
-    %(project_id)s, decode(d.trace_id, 'hex'),
-    _epoch + d.start_us * _us, _epoch + d.end_us * _us, d.duration_ns,
-    decode(d.root_span_id, 'hex'), _epoch + d.root_start_us * _us,
-    d.root_name, d.service_name, d.span_count, d.error_count,
-    d.models, d.micro_models, d.routes,
-    d.is_fallback, d.prompt_tokens, d.completion_tokens, d.root_cohort, d.cohort_sources,
-    d.cohort, now()
-FROM jsonb_to_recordset(%(deltas)s::jsonb) AS d(
-    trace_id text, start_us bigint, end_us bigint, duration_ns bigint, root_span_id text,
-    root_start_us bigint, root_name text, service_name text, span_count int, error_count int,
-    models text[], micro_models text[], routes text[], is_fallback bool, prompt_tokens bigint,
-    completion_tokens bigint, root_cohort jsonb, cohort_sources jsonb, cohort jsonb
-),
-LATERAL (SELECT timestamptz 'epoch' AS _epoch, interval '1 microsecond' AS _us) AS units
+SELECT %(project_id)s, {", ".join("d." + c for c in _DELTA_COLUMNS)}, now()
+FROM tracestore_trace_delta AS d
 ORDER BY d.trace_id
 ON CONFLICT (project_id, trace_id) DO UPDATE SET
     start_time = least(t.start_time, excluded.start_time),
@@ -265,7 +312,7 @@ ON CONFLICT (project_id, trace_id) DO UPDATE SET
         CASE WHEN {_NEW_ROOT} THEN excluded.root_cohort ELSE t.root_cohort END
     ),
     updated_at = now()
-"""  # noqa: S608 (the only substitution is the constant _NEW_ROOT)
+"""  # noqa: S608 (the substitutions are constants: _NEW_ROOT and the column names)
 
 # The same rollup computed from scratch from the stored spans: the reference the merge
 # above must always agree with (tests compare them), and a repair tool.
@@ -368,12 +415,14 @@ def _jsonb(value: object) -> bytes:
     return b"\x01" + _json(value).encode()
 
 
-def _copy_rows(cursor: Any, statement: str, rows: list[tuple]) -> None:
+def _copy_rows(
+    cursor: Any, statement: str, rows: list[tuple], types: Sequence[str] = _SPAN_COPY_TYPES
+) -> None:
     # For "bytea" psycopg looks up by type the DB-API ``Binary`` dumper, written in Python
     # (a call per value, eight per span here); the plain bytes dumper is compiled.
     cursor.adapters.register_dumper(None, BytesBinaryDumper)
     with cursor.copy(statement) as copy:
-        copy.set_types(_SPAN_COPY_TYPES)
+        copy.set_types(types)
         for row in rows:
             copy.write_row(row)
 
@@ -525,10 +574,9 @@ class _TraceDelta:
         self.sources: dict[str, tuple[int, str]] = {}
 
 
-def _rollup_deltas(spans: Sequence[SpanRow]) -> str:
-    """Per-trace aggregates of the spans this batch inserted, as one JSON document
-    (one parameter, read with jsonb_to_recordset; timestamps as integer microseconds).
-    One pass over the spans."""
+def _rollup_deltas(spans: Sequence[SpanRow]) -> list[tuple]:
+    """Per-trace aggregates of the spans this batch inserted, as COPY rows for
+    tracestore_trace_delta (in trace_id order). One pass over the spans."""
     by_trace: dict[bytes, _TraceDelta] = {}
     for (
         trace_id,
@@ -605,34 +653,67 @@ def _rollup_deltas(spans: Sequence[SpanRow]) -> str:
     for trace_id in sorted(by_trace):
         d = by_trace[trace_id]
         root = d.root
+        sources = d.sources
+        # tracestore_cohort_values(cohort_sources, root_cohort) of this batch alone: the
+        # rollup's cohort when the trace is new (merges recompute it).
+        cohort = {k: v for k, (_, v) in sources.items()}
+        if root is not None:
+            root_start_us, root_span_id, root_end_us, root_name, service_name, root_cohort = root
+            cohort |= root_cohort
+            duration_ns = (root_end_us - root_start_us) * 1000
+        else:
+            root_start_us = root_span_id = root_name = root_cohort = None
+            service_name = d.earliest[4]
+            duration_ns = (d.end_us - d.start_us) * 1000
         deltas.append(
-            {
-                "trace_id": trace_id.hex(),
-                "start_us": d.start_us,
-                "end_us": d.end_us,
-                "duration_ns": (
-                    (root[2] - root[0]) * 1000 if root else (d.end_us - d.start_us) * 1000
-                ),
-                "root_span_id": root[1].hex() if root else None,
-                "root_start_us": root[0] if root else None,
-                "root_name": root[3] if root else None,
-                "service_name": (root or d.earliest)[4],
-                "span_count": d.span_count,
-                "error_count": d.error_count,
-                "models": sorted(d.models),
-                "micro_models": sorted(d.micro_models),
-                "routes": sorted(d.routes),
-                "is_fallback": d.is_fallback,
-                "prompt_tokens": d.prompt_tokens,
-                "completion_tokens": d.completion_tokens,
-                "root_cohort": root[5] if root else None,
-                "cohort_sources": {k: list(v) for k, v in d.sources.items()},
-                # tracestore_cohort_values(cohort_sources, root_cohort) of this batch alone,
-                # the rollup's cohort when the trace is new (merges recompute it).
-                "cohort": {k: v for k, (_, v) in d.sources.items()} | (root[5] if root else {}),
-            }
+            (
+                trace_id,
+                d.start_us - _PG_EPOCH_US,
+                d.end_us - _PG_EPOCH_US,
+                duration_ns,
+                root_span_id,
+                None if root_start_us is None else root_start_us - _PG_EPOCH_US,
+                root_name,
+                service_name,
+                d.span_count,
+                d.error_count,
+                _text_array(d.models),
+                _text_array(d.micro_models),
+                _text_array(d.routes),
+                d.is_fallback,
+                d.prompt_tokens,
+                d.completion_tokens,
+                None if root_cohort is None else _jsonb(root_cohort),
+                _jsonb({k: list(v) for k, v in sources.items()}) if sources else _EMPTY_OBJECT,
+                _jsonb(cohort) if cohort else _EMPTY_OBJECT,
+            )
         )
-    return _json(deltas)
+    return deltas
+
+
+_TEXT_OID = 25
+_EMPTY_TEXT_ARRAY = struct.pack("!iii", 0, 0, _TEXT_OID)
+
+
+def _text_array(values: set[str]) -> bytes:
+    """A text[] in PostgreSQL's binary format (array_recv): dimensions, no-nulls flag,
+    element type, then the one dimension's length and lower bound, then each element as
+    its length and UTF-8; sorted, as the rollup keeps them."""
+    if not values:
+        return _EMPTY_TEXT_ARRAY
+    items = [value.encode() for value in sorted(values)]
+    return struct.pack("!iiiii", 1, 0, _TEXT_OID, len(items), 1) + b"".join(
+        struct.pack("!i", len(item)) + item for item in items
+    )
+
+
+def _merge_rollups(cursor: Any, project_id: int, deltas: list[tuple]) -> None:
+    """Merge a batch's deltas (``_rollup_deltas``) into its traces' rollups, inside the
+    caller's transaction."""
+    # Empty already unless an enclosing transaction merged a batch before this one.
+    cursor.execute(_DELTA_PREPARE)
+    _copy_rows(cursor, _COPY_DELTAS, deltas, _DELTA_COPY_TYPES)
+    cursor.execute(_UPSERT_ROLLUPS, {"project_id": project_id})
 
 
 # SpanRecord -> the same span as a row (its fields in order).
@@ -664,9 +745,7 @@ def store_span_rows(
         # the whole batch into the rollups (no savepoint: a conflict undoes it all).
         with transaction.atomic(), connection.cursor() as cursor:
             _copy_rows(cursor, _COPY_SPANS, rows)
-            cursor.execute(
-                _UPSERT_ROLLUPS, {"project_id": project_id, "deltas": _rollup_deltas(spans)}
-            )
+            _merge_rollups(cursor, project_id, _rollup_deltas(spans))
         new = spans
     except (IntegrityError, UniqueViolation):
         # A retry or an overlapping batch, rolled back: stage it and keep only the unseen
@@ -683,9 +762,7 @@ def store_span_rows(
                     inserted_keys.discard(key)  # a span twice in one batch counts once
                     new.append(span)
             if new:
-                cursor.execute(
-                    _UPSERT_ROLLUPS, {"project_id": project_id, "deltas": _rollup_deltas(new)}
-                )
+                _merge_rollups(cursor, project_id, _rollup_deltas(new))
     return StoreResult(
         accepted=len(spans),
         inserted=len(new),

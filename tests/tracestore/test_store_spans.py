@@ -98,8 +98,9 @@ def test_the_batch_path_runs_a_fixed_number_of_queries(project_id: int) -> None:
     statements = [
         q["sql"].split()[0] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]
     ]
-    # new spans: one COPY into the table, one rollup upsert, whatever the batch size
-    assert statements == ["COPY", "INSERT"]
+    # New spans, whatever the batch size: one COPY into the table; then the rollup deltas
+    # (the temporary table made sure of and emptied, one COPY) and one upsert.
+    assert statements == ["COPY", "CREATE", "COPY", "INSERT"]
 
 
 def test_a_batch_overlapping_stored_spans_takes_the_stage_path_with_fixed_queries(
@@ -116,7 +117,7 @@ def test_a_batch_overlapping_stored_spans_takes_the_stage_path_with_fixed_querie
     statements = [
         q["sql"].split()[0] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]
     ]
-    assert statements == ["COPY", "CREATE", "COPY", "INSERT", "INSERT"]
+    assert statements == ["COPY", "CREATE", "COPY", "INSERT", "CREATE", "COPY", "INSERT"]
     assert Trace.objects.get(trace_id=old.trace_id).span_count == 3
 
 
