@@ -8,6 +8,9 @@ afterwards (must equal the acknowledged count), p50/p99 export latency and the r
 peak RSS. It measures a baseline on the same machine in the same run, before and again
 after the receivers: a bare loop of protobuf decode + row building + binary COPY with one
 commit per request, in one process; the ratio is taken against the faster of the two.
+Each receiver run starts from the state the first one found: its spans are counted, then
+deleted (see clear_run). It also reports where each run's CPU went: receivers, PostgreSQL
+(all its processes) and the client threads of this process.
 
 Uses DATABASE_URL if set, else starts its own PostgreSQL cluster in a temporary folder
 (fsync on, default settings), deleted afterwards. Receivers, clients and PostgreSQL share
@@ -244,6 +247,22 @@ def new_project_key() -> tuple[int, str]:
     return project.id, issue_api_key(project.id)
 
 
+def clear_run(project_id: int) -> None:
+    """Delete a run's spans and traces, vacuum, and checkpoint where allowed, so the next
+    run starts from the state this one found. The baseline writes into a new table every
+    time; without this each receiver run would pay for the ones before it: PostgreSQL's
+    CPU per span grew by about half over six runs as the day's partition outgrew
+    shared_buffers, which sank the later runs' ratio for a reason the baseline never meets."""
+    from django.db import DatabaseError, connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM tracestore_span WHERE project_id = %s", [project_id])
+        cursor.execute("DELETE FROM tracestore_trace WHERE project_id = %s", [project_id])
+        cursor.execute("VACUUM tracestore_span, tracestore_trace")
+        with contextlib.suppress(DatabaseError):  # needs superuser or pg_checkpoint
+            cursor.execute("CHECKPOINT")
+
+
 def stored_spans(project_id: int) -> int:
     from django.db import connection
 
@@ -347,6 +366,36 @@ class RssSampler(threading.Thread):
         self._halt.set()
         self.join()
         return self.peak
+
+
+def cpu_seconds(receiver_pids: list[int]) -> dict[str, float]:
+    """CPU time (user + system) used so far by the receivers (with their children), by
+    every PostgreSQL process (backends, WAL writer, checkpointer...) and by this process,
+    whose threads are the clients. Differences of two snapshots say where a run's CPU went."""
+
+    def used(proc: psutil.Process) -> float:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return times.user + times.system
+
+    receivers = 0.0
+    for pid in receiver_pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            receivers += used(proc) + sum(used(c) for c in proc.children(recursive=True))
+    postgres = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] == "postgres":
+            postgres += used(proc)
+            with contextlib.suppress(psutil.Error):
+                if proc.parent() is None or proc.parent().name() != "postgres":
+                    # The postmaster: what its children used and exited with (autovacuum
+                    # workers, closed connections) is counted here once they are gone.
+                    times = proc.cpu_times()
+                    postgres += times.children_user + times.children_system
+    return {"receivers": receivers, "postgres": postgres, "client": used(psutil.Process())}
 
 
 def start_receivers(
@@ -517,16 +566,20 @@ def main() -> None:
                 run_requests = build_requests(args.spans, args.batch, seed=random.randint(2, 10**9))
                 port = free_port()
                 procs = start_receivers(protocol, args.receivers, port, env, args.grpc_workers)
-                sampler = RssSampler([p.pid for p in procs])
+                pids = [p.pid for p in procs]
+                sampler = RssSampler(pids)
                 sampler.start()
                 try:
+                    cpu_before = cpu_seconds(pids)
                     result = drive(protocol, port, key, run_requests, concurrency)
+                    cpu_after = cpu_seconds(pids)
                 finally:
                     try:
                         peak = sampler.stop()
                     finally:
                         stop_receivers(procs)  # never leave receivers behind
                 in_db = stored_spans(project_id)
+                clear_run(project_id)
                 result.update(
                     protocol=protocol,
                     concurrency=concurrency,
@@ -534,6 +587,10 @@ def main() -> None:
                     peak_rss_mb=peak / 2**20,
                     pct_of_baseline=100 * result["spans_per_s"] / base["spans_per_s"],
                 )
+                result["cpu_us_per_span"] = {
+                    side: (cpu_after[side] - cpu_before[side]) / result["acked"] * 1e6
+                    for side in cpu_after
+                }
                 runs.append(result)
                 print(
                     f"{protocol:8} {concurrency:>4} {result['spans_per_s']:>10,.0f} "
@@ -542,6 +599,15 @@ def main() -> None:
                     f"{result['pct_of_baseline']:>6.0f}%"
                     + ("" if in_db == result["acked"] else "  LOST SPANS")
                 )
+        print("CPU µs per span (user + system): receivers, PostgreSQL (all its processes), clients")
+        for run in runs:
+            cpu = run["cpu_us_per_span"]
+            print(
+                f"  {run['protocol']:8} {run['concurrency']:>4} "
+                + "  ".join(f"{side} {took:5.1f}" for side, took in cpu.items())
+                + f"  = {sum(cpu.values()):5.1f}"
+                + f"  (the machine had {os.cpu_count() * 1e6 / run['spans_per_s']:.1f})"
+            )
         # The baseline again, after the receivers: other work on the machine comes and goes,
         # and a baseline measured in a lull or a burst would flatter or sink the ratio. The
         # ratio is taken against the faster of the two, which can only make it smaller.
