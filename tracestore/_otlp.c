@@ -128,6 +128,14 @@ static int buf_char(Buffer *b, char ch) { return buf_put(b, &ch, 1); }
 
 static const char HEX[] = "0123456789abcdef";
 
+/* Eight bytes at a time: whether any byte is below n (n <= 128), or is zero. Exact when
+ * there is none; when there is one, bytes after it may be flagged too, so a flagged word
+ * is then looked at byte by byte. */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+static inline uint64_t any_below(uint64_t w, uint64_t n) { return (w - ONES * n) & ~w & HIGHS; }
+static inline uint64_t any_zero(uint64_t w) { return (w - ONES) & ~w & HIGHS; }
+
 /* A JSON string as json.JSONEncoder(ensure_ascii=False) writes it: only '"', '\\' and
  * control characters are escaped; the (valid) UTF-8 is copied as it is. */
 static int buf_json_string(Buffer *b, const char *s, size_t n) {
@@ -135,6 +143,14 @@ static int buf_json_string(Buffer *b, const char *s, size_t n) {
     b->data[b->len++] = '"';
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
+        if (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (!(any_below(w, 0x20) | any_zero(w ^ (ONES * '"')) | any_zero(w ^ (ONES * '\\')))) {
+                i += 7;
+                continue;
+            }
+        }
         unsigned char ch = (unsigned char)s[i];
         if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
         if (buf_put(b, s + run, i - run)) return FAIL;

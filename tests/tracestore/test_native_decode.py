@@ -206,6 +206,19 @@ def test_events_links_status_and_values_of_every_type() -> None:
     assert (row[4], row[7], row[8]) == (Span.SPAN_KIND_CLIENT, 2, "boom")
 
 
+def test_characters_json_escapes_at_every_position_of_a_string() -> None:
+    # The compiled encoder scans eight bytes at a time: each special character at each
+    # offset, among ASCII and multi-byte text.
+    attrs = {}
+    for special in ('"', "\\", "\n", "\x00", "\x1f", "\x7f", "é", "🙂"):
+        for offset in range(18):
+            attrs[f"{special!r}@{offset}"] = "a" * offset + special + "b" * (17 - offset)
+    body = _request(_span(attrs=attrs))
+    assert _handled_natively(body)
+    (row,) = _same(body)[0]
+    assert row[12]["'\"'@3"] == 'aaa"' + "b" * 14
+
+
 @pytest.mark.parametrize(
     ("value", "stored"),
     [(float("nan"), "NaN"), (float("inf"), "Infinity"), (float("-inf"), "-Infinity")],
