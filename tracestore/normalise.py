@@ -248,13 +248,18 @@ def _body_messages(body: dict[str, Any]) -> list[Any] | str:
 
 
 def _text(
-    attrs: Mapping[str, Any], probes: Sequence[tuple[str, str, str]], keys: Sequence[str]
+    attrs: Mapping[str, Any],
+    probes: Sequence[tuple[str, str, str]],
+    keys: Sequence[str],
+    lists: bool = True,
 ) -> str | None:
-    for probe, prefix, suffix in probes:
-        if probe in attrs:
-            text = _indexed_messages(attrs, prefix, suffix)
-            if text is not None:
-                return text
+    # ``lists=False``: the caller knows no probe key is present.
+    if lists:
+        for probe, prefix, suffix in probes:
+            if probe in attrs:
+                text = _indexed_messages(attrs, prefix, suffix)
+                if text is not None:
+                    return text
     value = _first(attrs, keys)
     return _message_text(value) if value is not None else None
 
@@ -314,8 +319,10 @@ _PROVIDER_SET = frozenset(PROVIDER_KEYS)
 _SPAN_KIND_SET = frozenset(SPAN_KIND_KEYS)
 _PROMPT_TOKEN_SET = frozenset(PROMPT_TOKEN_KEYS)
 _COMPLETION_TOKEN_SET = frozenset(COMPLETION_TOKEN_KEYS)
-_INPUT_SET = frozenset((*INPUT_KEYS, *(probe for probe, _, _ in _INPUT_PROBES)))
-_OUTPUT_SET = frozenset((*OUTPUT_KEYS, *(probe for probe, _, _ in _OUTPUT_PROBES)))
+_INPUT_PROBE_SET = frozenset(probe for probe, _, _ in _INPUT_PROBES)
+_OUTPUT_PROBE_SET = frozenset(probe for probe, _, _ in _OUTPUT_PROBES)
+_INPUT_SET = frozenset(INPUT_KEYS) | _INPUT_PROBE_SET
+_OUTPUT_SET = frozenset(OUTPUT_KEYS) | _OUTPUT_PROBE_SET
 
 
 # The canonical fields in SpanRecord's order (it ends with them): canonical_values returns
@@ -383,12 +390,24 @@ def canonical_values(
             if not _COMPLETION_TOKEN_SET.isdisjoint(present)
             else None
         ),
-        input_text(attrs) if not _INPUT_SET.isdisjoint(present) else None,
-        output_text(attrs) if not _OUTPUT_SET.isdisjoint(present) else None,
-        _as_text(get("route.name")),
-        _as_text(get("micro_model.label")),
-        _as_float(get("micro_model.confidence")),
-        _as_text(get("micro_model.expected_label")),
+        (
+            _text(attrs, _INPUT_PROBES, INPUT_KEYS, not _INPUT_PROBE_SET.isdisjoint(present))
+            if not _INPUT_SET.isdisjoint(present)
+            else None
+        ),
+        (
+            _text(attrs, _OUTPUT_PROBES, OUTPUT_KEYS, not _OUTPUT_PROBE_SET.isdisjoint(present))
+            if not _OUTPUT_SET.isdisjoint(present)
+            else None
+        ),
+        _as_text(get("route.name")) if "route.name" in present else None,
+        _as_text(get("micro_model.label")) if "micro_model.label" in present else None,
+        _as_float(get("micro_model.confidence")) if "micro_model.confidence" in present else None,
+        (
+            _as_text(get("micro_model.expected_label"))
+            if "micro_model.expected_label" in present
+            else None
+        ),
         "route.fallback" in present and _as_bool(attrs["route.fallback"]),
         ("route.retry" in present and _as_bool(attrs["route.retry"])) or (retry_attempt or 0) > 0,
         "cache.hit" in present and _as_bool(attrs["cache.hit"]),

@@ -531,7 +531,7 @@ def _rows(
                 cache_hit,
                 is_mirrored,
                 mirror_of,
-                _jsonb(cohort) if cohort else _EMPTY_OBJECT,
+                _cohort_jsonb(cohort),
             )
         )
     return rows
@@ -615,20 +615,25 @@ def _rollup_deltas(spans: Sequence[SpanRow]) -> list[tuple]:
         _mirror_of,
         cohort,
     ) in spans:
-        start_us, end_us = start_ns // 1000, end_ns // 1000
-        candidate = (start_us, span_id, end_us, name, service_name, cohort)
+        start_us = start_ns // 1000
+        end_us = end_ns // 1000
         d = by_trace.get(trace_id)
         if d is None:
-            d = by_trace[trace_id] = _TraceDelta(start_us, end_us, candidate)
+            d = by_trace[trace_id] = _TraceDelta(
+                start_us, end_us, (start_us, span_id, end_us, name, service_name, cohort)
+            )
         else:
             if start_us < d.start_us:
                 d.start_us = start_us
             if end_us > d.end_us:
                 d.end_us = end_us
-            if (start_us, span_id) < d.earliest[:2]:
-                d.earliest = candidate
-        if parent_span_id is None and (d.root is None or (start_us, span_id) < d.root[:2]):
-            d.root = candidate
+            first = d.earliest
+            if start_us < first[0] or (start_us == first[0] and span_id < first[1]):
+                d.earliest = (start_us, span_id, end_us, name, service_name, cohort)
+        if parent_span_id is None:
+            root = d.root
+            if root is None or start_us < root[0] or (start_us == root[0] and span_id < root[1]):
+                d.root = (start_us, span_id, end_us, name, service_name, cohort)
         d.span_count += 1
         if status_code == 2:
             d.error_count += 1
@@ -683,9 +688,9 @@ def _rollup_deltas(spans: Sequence[SpanRow]) -> list[tuple]:
                 d.is_fallback,
                 d.prompt_tokens,
                 d.completion_tokens,
-                None if root_cohort is None else _jsonb(root_cohort),
+                None if root_cohort is None else _cohort_jsonb(root_cohort),
                 _jsonb({k: list(v) for k, v in sources.items()}) if sources else _EMPTY_OBJECT,
-                _jsonb(cohort) if cohort else _EMPTY_OBJECT,
+                _cohort_jsonb(cohort),
             )
         )
     return deltas
@@ -695,16 +700,51 @@ _TEXT_OID = 25
 _EMPTY_TEXT_ARRAY = struct.pack("!iii", 0, 0, _TEXT_OID)
 
 
+# Traces of one service carry the same few models, routes and cohorts: their encodings
+# are kept (bounded: cleared when full, as the key sets are small in practice).
+_ENCODED_MAX = 4096
+_arrays: dict[str, bytes] = {}
+_cohorts: dict[tuple[tuple[str, str], ...], bytes] = {}
+
+
 def _text_array(values: set[str]) -> bytes:
     """A text[] in PostgreSQL's binary format (array_recv): dimensions, no-nulls flag,
     element type, then the one dimension's length and lower bound, then each element as
     its length and UTF-8; sorted, as the rollup keeps them."""
     if not values:
         return _EMPTY_TEXT_ARRAY
-    items = [value.encode() for value in sorted(values)]
+    if len(values) == 1:
+        (value,) = values
+        encoded = _arrays.get(value)
+        if encoded is None:
+            if len(_arrays) >= _ENCODED_MAX:
+                _arrays.clear()
+            encoded = _arrays[value] = _pack_text_array([value])
+        return encoded
+    return _pack_text_array(sorted(values))
+
+
+def _pack_text_array(values: list[str]) -> bytes:
+    items = [value.encode() for value in values]
     return struct.pack("!iiiii", 1, 0, _TEXT_OID, len(items), 1) + b"".join(
         struct.pack("!i", len(item)) + item for item in items
     )
+
+
+def _cohort_jsonb(cohort: dict[str, str]) -> bytes:
+    """``_jsonb`` of a cohort (text values), remembered."""
+    if not cohort:
+        return _EMPTY_OBJECT
+    key = tuple(cohort.items())
+    try:
+        encoded = _cohorts.get(key)
+    except TypeError:  # a value that is not text (a record built by hand)
+        return _jsonb(cohort)
+    if encoded is None:
+        if len(_cohorts) >= _ENCODED_MAX:
+            _cohorts.clear()
+        encoded = _cohorts[key] = _jsonb(cohort)
+    return encoded
 
 
 def _merge_rollups(cursor: Any, project_id: int, deltas: list[tuple]) -> None:
