@@ -82,15 +82,15 @@ def start(broker: Path, tmp_path: Path) -> Iterator[Start]:
             ]
         else:
             args = ["beat", "-s", str(tmp_path / "celerybeat-schedule")]
-        log = (tmp_path / f"{role}{len(processes)}.log").open("w")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "microlens", *args, "-l", "info"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (tmp_path / f"{role}{len(processes)}.log").open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "microlens", *args, "-l", "info"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         processes.append(process)
         return process
 
@@ -110,6 +110,11 @@ def start(broker: Path, tmp_path: Path) -> Iterator[Start]:
     left = [p.pid for p in processes if not _gone(p)]
     for pid in left:
         os.killpg(pid, signal.SIGKILL)
+    # Shown by pytest only when the test failed: what the workers and beat said.
+    for path in sorted(tmp_path.glob("*.log")):
+        lines = path.read_text(errors="replace").splitlines()
+        print(f"== {path.name} (last {min(len(lines), 80)} of {len(lines)} lines)")
+        print("\n".join(lines[-80:]))
     assert left == [], f"worker or beat process groups left running: {left}"
 
 
