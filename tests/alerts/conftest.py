@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 
 from dashboard.alerts.models import AlertRule
 from dashboard.metrics.refresh import fold_changes
+from tests.celery_processes import filesystem_broker
 from tests.dashboard.metric_data import NOW, build_trace
 from tracestore.contracts import ProjectRef
 from tracestore.services import create_project, store_spans
@@ -23,14 +23,7 @@ def project() -> ProjectRef:
 @pytest.fixture
 def broker() -> Path:
     """kombu's filesystem broker folders, emptied (retries are sent with a countdown)."""
-    assert settings.CELERY_BROKER_URL == "filesystem://"
-    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-    for key in ("data_folder_in", "processed_folder", "control_folder"):
-        Path(options[key]).mkdir(parents=True, exist_ok=True)
-    queue = Path(options["data_folder_in"])
-    for stale in queue.glob("*"):
-        stale.unlink()
-    return queue
+    return filesystem_broker()
 
 
 @pytest.fixture(autouse=True)

@@ -12,11 +12,7 @@ database, delivering a rule's webhook to a local server across forced worker cra
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -27,11 +23,11 @@ from django.db import connection
 from django.utils import timezone
 
 from dashboard.alerts.models import AlertDelivery, AlertEvent, AlertRule, AlertState
+from tests.celery_processes import CeleryProcesses, database_url, kill, wait_for
 
 from .conftest import decisions, rule
 from .webhook_server import Reply, WebhookServer, webhook_server
 
-ROOT = Path(__file__).resolve().parents[2]
 # One POST's timeout and a claim's lease: the test kills a worker well inside the timeout
 # (it polls every 0.1 s), and a new worker retakes the delivery once the lease expires.
 TIMEOUT = 12
@@ -43,79 +39,22 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 Start = Callable[[str], subprocess.Popen]
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    return f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def _gone(process: subprocess.Popen) -> bool:
-    """The process and every process of its group (session) have exited."""
-    try:
-        os.killpg(process.pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 @pytest.fixture
 def start(broker: Path, tmp_path: Path) -> Iterator[Start]:
-    """Starts ``worker`` or ``beat`` processes, each in its own process group; at the end
+    """Starts ``worker`` or ``beat`` processes (tests/celery_processes.py); at the end
     stops them all and checks none is left behind."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "DJANGO_SETTINGS_MODULE": "microlens.settings",
-        "MICROLENS_DB_CONN_MAX_AGE": "0",
-        "MICROLENS_ALERT_EVAL_SECONDS": "1",
-        "MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS": "true",  # the receiver is on loopback
-        "MICROLENS_ALERT_WEBHOOK_TIMEOUT_SECONDS": str(TIMEOUT),
-        "MICROLENS_ALERT_DELIVERY_LEASE_SECONDS": str(LEASE),
-    }
-    env.pop("CELERY_BROKER_URL", None)
-    processes: list[subprocess.Popen] = []
-
-    def run(role: str) -> subprocess.Popen:
-        if role == "worker":
-            args = [
-                *("worker", "--pool=solo", "--concurrency=1", "--without-heartbeat"),
-                *("--without-gossip", "--without-mingle", "-n", f"alerts{len(processes)}@%h"),
-            ]
-        else:
-            args = ["beat", "-s", str(tmp_path / "celerybeat-schedule")]
-        with (tmp_path / f"{role}{len(processes)}.log").open("w") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "microlens", *args, "-l", "info"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        processes.append(process)
-        return process
-
-    yield run
-    for process in processes:
-        if not _gone(process):
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    deadline = time.monotonic() + 20
-    while not all(_gone(p) for p in processes) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = [p.pid for p in processes if not _gone(p)]
-    for pid in left:
-        os.killpg(pid, signal.SIGKILL)
-    # Shown by pytest only when the test failed: what the workers and beat said.
-    for path in sorted(tmp_path.glob("*.log")):
-        lines = path.read_text(errors="replace").splitlines()
-        print(f"== {path.name} (last {min(len(lines), 80)} of {len(lines)} lines)")
-        print("\n".join(lines[-80:]))
-    assert left == [], f"worker or beat process groups left running: {left}"
+    processes = CeleryProcesses(
+        tmp_path,
+        {
+            "MICROLENS_ALERT_EVAL_SECONDS": "1",
+            "MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS": "true",  # the receiver is on loopback
+            "MICROLENS_ALERT_WEBHOOK_TIMEOUT_SECONDS": str(TIMEOUT),
+            "MICROLENS_ALERT_DELIVERY_LEASE_SECONDS": str(LEASE),
+        },
+        name="alerts",
+    )
+    yield processes.start
+    processes.stop_all()
 
 
 @pytest.fixture(autouse=True)
@@ -123,19 +62,8 @@ def _loopback_allowed(settings) -> None:
     settings.MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS = True  # as the processes' environment
 
 
-def _kill(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-
-
 def _wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.1)
+    return wait_for(condition, what, timeout)
 
 
 def _firing_rule(project_id: int, url: str) -> AlertRule:
@@ -179,12 +107,12 @@ def test_a_worker_killed_while_evaluating_commits_nothing_and_the_webhook_arrive
         AlertState.objects.create(rule=r)
         # Another session holds the state's row lock: the worker's evaluation blocks in
         # the middle of its transaction.
-        with psycopg.connect(_database_url()) as holder:
+        with psycopg.connect(database_url()) as holder:
             holder.execute("SELECT id FROM alerts_alertstate WHERE rule_id = %s FOR UPDATE", [r.id])
             start("beat")
             first = start("worker")
             _wait_for(lambda: _blocked_by(holder.info.backend_pid), "the evaluation to block")
-            _kill(first)
+            kill(first)
             holder.rollback()
         assert (AlertEvent.objects.count(), AlertDelivery.objects.count()) == (0, 0)
 
@@ -218,7 +146,7 @@ def test_a_worker_killed_before_its_post_reached_the_receiver_is_replaced_and_it
             lambda: AlertDelivery.objects.filter(sending_at__isnull=False).exists(),
             "the delivery's sending mark",
         )
-        _kill(first)
+        kill(first)
         killed = AlertDelivery.objects.get()
         assert (killed.status, killed.attempts, server.requests) == ("running", 1, [])
 
@@ -241,7 +169,7 @@ def test_a_worker_killed_after_its_post_reached_the_receiver_resends_it_with_the
         start("beat")
         first = start("worker")
         _wait_for(lambda: server.requests, "the first POST")
-        _kill(first)
+        kill(first)
         killed = AlertDelivery.objects.get()
         assert (killed.status, killed.attempts) == ("running", 1)
 

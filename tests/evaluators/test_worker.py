@@ -4,103 +4,52 @@ SIGKILLed mid-evaluation and messages lost with the broker's queue."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from evaluators.models import EvaluationJob, EvaluationResult, Judge
 from evaluators.services import sweep_evaluation_jobs
 from evaluators.tasks import dispatch, schedule, sweep
+from tests.celery_processes import CeleryProcesses, filesystem_broker, kill, wait_for
 
 from .conftest import Tenant, classifier_trace, configure, schedule_all
 from .judge_server import JudgeServer, Reply, judge_server, verdict
 
-ROOT = Path(__file__).resolve().parents[2]
 LEASE = 3
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    return f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def _queue_folder() -> Path:
-    return Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
-
-
 @pytest.fixture
 def broker() -> Path:
-    assert settings.CELERY_BROKER_URL == "filesystem://"
-    for key in ("data_folder_in", "processed_folder", "control_folder"):
-        Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key]).mkdir(parents=True, exist_ok=True)
-    for stale in _queue_folder().glob("*"):
-        stale.unlink()
-    return _queue_folder()
+    return filesystem_broker()
 
 
 @pytest.fixture
-def start_worker(broker: Path, settings) -> Iterator[Callable[[], subprocess.Popen]]:
+def start_worker(
+    broker: Path, settings, tmp_path: Path
+) -> Iterator[Callable[[], subprocess.Popen]]:
     settings.MICROLENS_EVAL_LEASE_SECONDS = LEASE
     settings.MICROLENS_EVAL_REDISPATCH_SECONDS = 1
-    workers: list[subprocess.Popen] = []
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "DJANGO_SETTINGS_MODULE": "microlens.settings",
-        "MICROLENS_EVAL_LEASE_SECONDS": str(LEASE),
-        "MICROLENS_EVAL_REDISPATCH_SECONDS": "1",
-        "MICROLENS_EVAL_MAX_ATTEMPTS": "3",
-        "MICROLENS_DB_CONN_MAX_AGE": "0",
-    }
-    env.pop("CELERY_BROKER_URL", None)
-
-    def start() -> subprocess.Popen:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                *("-m", "celery", "-A", "microlens", "worker", "--pool=solo"),
-                *("--concurrency=1", "--without-heartbeat", "--without-gossip"),
-                *("--without-mingle", "-l", "info", "-n", f"eval{len(workers)}@%h"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+    processes = CeleryProcesses(
+        tmp_path,
+        {
+            "MICROLENS_EVAL_LEASE_SECONDS": str(LEASE),
+            "MICROLENS_EVAL_REDISPATCH_SECONDS": "1",
+            "MICROLENS_EVAL_MAX_ATTEMPTS": "3",
+        },
+        name="eval",
+    )
+    yield processes.start
+    processes.stop_all()
 
 
 def _wait_for(condition: Callable[[], object], timeout: float = 25.0, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    return wait_for(condition, what, timeout)
 
 
 def _all_done() -> bool:
@@ -158,7 +107,7 @@ def test_a_worker_killed_mid_evaluation_ends_with_one_result(
     _wait_for(lambda: slow_judge.requests, what="the judge call")
     job = EvaluationJob.objects.get()
     assert (job.status, job.attempts) == ("running", 1)
-    os.killpg(first.pid, signal.SIGKILL)
+    kill(first)
     first.wait(timeout=10)
 
     start_worker()
