@@ -34,8 +34,8 @@ ensure_venv() {
 # Python (slower), and the test suite's check that it is built fails.
 build_native() {
   local built
-  built=$(ls "$ROOT"/tracestore/_otlp.*.so 2>/dev/null | head -n 1 || true)
-  if [ -n "$built" ] && [ "$built" -nt "$ROOT/tracestore/_otlp.c" ] && [ "$built" -nt "$ROOT/setup.py" ]; then
+  built="$ROOT/tracestore/_otlp$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
+  if [ -f "$built" ] && [ "$built" -nt "$ROOT/tracestore/_otlp.c" ] && [ "$built" -nt "$ROOT/setup.py" ]; then
     return 0
   fi
   echo "microlens: building the compiled OTLP decoder" >&2
