@@ -10,7 +10,9 @@ after the receivers: a bare loop of protobuf decode + row building + binary COPY
 commit per request, in one process; the ratio is taken against the faster of the two.
 Each receiver run starts from the state the first one found: its spans are counted, then
 deleted (see clear_run). It also reports where each run's CPU went: receivers, PostgreSQL
-(all its processes) and the client threads of this process.
+(all its processes) and the client threads of this process. Last, with its own cluster,
+it stops PostgreSQL under load (``--database-down-seconds``) and reports the receivers'
+answers (all must be UNAVAILABLE) and peak RSS.
 
 Uses DATABASE_URL if set, else starts its own PostgreSQL cluster in a temporary folder
 (fsync on, default settings), deleted afterwards. Receivers, clients and PostgreSQL share
@@ -438,6 +440,61 @@ def stop_receivers(procs: list) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+class Exporter:
+    """One client thread's connection to the receivers, as one exporter has: ``send``
+    posts a pre-serialised request once and returns the answer: "ok", "unavailable"
+    (gRPC UNAVAILABLE / HTTP 503) or another status's name."""
+
+    def __init__(self, protocol: str, port: int, key: str) -> None:
+        self.protocol = protocol
+        self.key = key
+        if protocol == "grpc":
+            import grpc
+
+            self._rpc_error = grpc.RpcError
+            # A connection per client thread, as separate exporters would have (gRPC
+            # otherwise shares one connection among channels to one target, and
+            # SO_REUSEPORT could then feed only one receiver).
+            channel = grpc.insecure_channel(
+                f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+            )
+            self._call = channel.unary_unary(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                request_serializer=None,
+                response_deserializer=None,
+            )
+        else:
+            import requests as http
+
+            self._session = http.Session()
+            self._url = f"http://127.0.0.1:{port}/v1/traces"
+
+    def send(self, payload: bytes) -> str:
+        if self.protocol == "grpc":
+            try:
+                self._call(payload, metadata=(("authorization", f"Bearer {self.key}"),), timeout=60)
+            except self._rpc_error as exc:
+                return exc.code().name.lower()  # type: ignore[attr-defined]
+            return "ok"
+        reply = self._session.post(
+            self._url,
+            data=payload,
+            headers={
+                "content-type": "application/x-protobuf",
+                "authorization": f"Bearer {self.key}",
+            },
+            timeout=60,
+        )
+        return {200: "ok", 503: "unavailable"}.get(reply.status_code, str(reply.status_code))
+
+
+def _percentile_ms(latencies: list[float], fraction: float) -> float:
+    if not latencies:
+        return float("nan")
+    ordered = sorted(latencies)
+    return ordered[max(int(len(ordered) * fraction) - 1, 0)] * 1000
+
+
 def drive(
     protocol: str,
     port: int,
@@ -445,53 +502,22 @@ def drive(
     requests: list[tuple[bytes, int]],
     concurrency: int,
 ) -> dict[str, float]:
-    import grpc
-    import requests as http
-
+    """Send every request once acknowledged, retrying (up to 20 times, 0.2 s apart) what
+    is not, from ``concurrency`` client threads."""
     latencies: list[float] = []
     acked = 0
     failures = 0
     lock = threading.Lock()
-    queue = list(requests)
     local = threading.local()
 
     def sender(item: tuple[bytes, int]) -> None:
         nonlocal acked, failures
         payload, count = item
+        if not hasattr(local, "exporter"):
+            local.exporter = Exporter(protocol, port, key)
         for _attempt in range(20):
             t0 = time.perf_counter()
-            ok = False
-            if protocol == "grpc":
-                if not hasattr(local, "call"):
-                    # A connection per client thread, as separate exporters would have
-                    # (gRPC otherwise shares one connection among channels to one
-                    # target, and SO_REUSEPORT could then feed only one receiver).
-                    channel = grpc.insecure_channel(
-                        f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
-                    )
-                    local.call = channel.unary_unary(
-                        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                        request_serializer=None,
-                        response_deserializer=None,
-                    )
-                try:
-                    local.call(payload, metadata=(("authorization", f"Bearer {key}"),), timeout=60)
-                    ok = True
-                except grpc.RpcError:
-                    ok = False
-            else:
-                if not hasattr(local, "session"):
-                    local.session = http.Session()
-                reply = local.session.post(
-                    f"http://127.0.0.1:{port}/v1/traces",
-                    data=payload,
-                    headers={
-                        "content-type": "application/x-protobuf",
-                        "authorization": f"Bearer {key}",
-                    },
-                    timeout=60,
-                )
-                ok = reply.status_code == 200
+            ok = local.exporter.send(payload) == "ok"
             elapsed = time.perf_counter() - t0
             with lock:
                 if ok:
@@ -503,16 +529,81 @@ def drive(
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(sender, queue))
+        list(pool.map(sender, requests))
     elapsed = time.perf_counter() - started
-    latencies.sort()
     return {
         "acked": acked,
         "failures": failures,
         "elapsed_s": elapsed,
         "spans_per_s": acked / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else float("nan"),
+        "p50_ms": _percentile_ms(latencies, 0.5),
+        "p99_ms": _percentile_ms(latencies, 0.99),
+    }
+
+
+def database_down(
+    protocol: str,
+    receivers: int,
+    env: dict[str, str],
+    requests: list[tuple[bytes, int]],
+    cluster: Any,
+    seconds: float,
+    concurrency: int = 16,
+) -> dict[str, Any]:
+    """The receivers with PostgreSQL stopped, under ``concurrency`` exporters sending
+    without pause for ``seconds``: every answer must be UNAVAILABLE (exporters retry
+    later), none OK, and memory must stay bounded. The key is looked up once before the
+    stop, so each request is read and decoded before storing fails, as with a database
+    that goes away under load."""
+    from django.db import connection
+
+    project_id, key = new_project_key()
+    port = free_port()
+    procs = start_receivers(protocol, receivers, port, env)
+    sampler = RssSampler([p.pid for p in procs])
+    sampler.start()
+    answers: dict[str, int] = {}
+    latencies: list[float] = []
+    lock = threading.Lock()
+    try:
+        for _ in range(receivers * 4):
+            # A new connection each time, so that every receiver process (SO_REUSEPORT
+            # spreads connections) has most likely seen, and cached, the key.
+            assert Exporter(protocol, port, key).send(requests[0][0]) == "ok"
+        connection.close()
+        cluster.stop()
+        deadline = time.monotonic() + seconds
+
+        def sender(index: int) -> None:
+            exporter = Exporter(protocol, port, key)
+            n = index
+            while time.monotonic() < deadline:
+                payload = requests[n % len(requests)][0]
+                t0 = time.perf_counter()
+                answer = exporter.send(payload)
+                elapsed = time.perf_counter() - t0
+                with lock:
+                    answers[answer] = answers.get(answer, 0) + 1
+                    latencies.append(elapsed)
+                n += concurrency
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            list(pool.map(sender, range(concurrency)))
+    finally:
+        try:
+            peak = sampler.stop()
+        finally:
+            stop_receivers(procs)
+            if cluster.process is None:
+                cluster.start()
+    return {
+        "protocol": protocol,
+        "answers": answers,
+        "p50_ms": _percentile_ms(latencies, 0.5),
+        "p99_ms": _percentile_ms(latencies, 0.99),
+        "peak_rss_mb": peak / 2**20,
+        "in_db": stored_spans(project_id),
+        "warm_up_spans": requests[0][1],  # sent several times, stored once
     }
 
 
@@ -534,6 +625,13 @@ def main() -> None:
     parser.add_argument("--receivers", type=int, default=2, help="receiver processes per port")
     parser.add_argument(
         "--grpc-workers", type=int, default=8, help="exports at once per gRPC receiver process"
+    )
+    parser.add_argument(
+        "--database-down-seconds",
+        type=float,
+        default=10,
+        help="then stop PostgreSQL for this long under 16 exporters per protocol (0: skip; "
+        "only with the benchmark's own cluster)",
     )
     parser.add_argument("--json", action="store_true", help="print results as JSON too")
     args = parser.parse_args()
@@ -620,6 +718,26 @@ def main() -> None:
             run["pct_of_best_baseline"] = pct
             print(f"  {run['protocol']:8} {run['concurrency']:>4} {pct:>6.0f}%")
         results.update(baseline_after=again, runs=runs)
+        if args.database_down_seconds and cluster is not None:
+            print(
+                f"PostgreSQL stopped for {args.database_down_seconds:.0f} s under 16 exporters "
+                "sending without pause (answers, latency, receivers' peak RSS):"
+            )
+            down = []
+            for protocol in args.protocols.split(","):
+                result = database_down(
+                    protocol, args.receivers, env, requests, cluster, args.database_down_seconds
+                )
+                down.append(result)
+                answers = ", ".join(f"{n} {name}" for name, n in sorted(result["answers"].items()))
+                print(
+                    f"  {protocol:8} {answers}; p50 {result['p50_ms']:.1f} ms, "
+                    f"p99 {result['p99_ms']:.1f} ms; peak RSS {result['peak_rss_mb']:.0f} MB; "
+                    f"in db afterwards {result['in_db']} (the warm-up's {result['warm_up_spans']})"
+                )
+            results["database_down"] = down
+        elif args.database_down_seconds:
+            print("(PostgreSQL-down phase skipped: DATABASE_URL is not the benchmark's cluster)")
         if args.json:
             print(json.dumps(results, indent=2))
     finally:
