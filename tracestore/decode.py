@@ -1,7 +1,7 @@
 """OTLP ExportTraceServiceRequest -> span rows (SpanRecord's fields as a plain tuple).
 
 Protobuf bodies go through ``decode_protobuf``: the compiled decoder (tracestore/_otlp.c,
-built by setup.py) reads the wire format straight into rows, about five times faster than
+built by setup.py) reads the wire format straight into rows, about four times faster than
 building protobuf objects and walking them here, and hands anything unusual back to
 ``decode_request``, which is the reference: both give the same rows.
 

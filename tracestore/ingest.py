@@ -31,7 +31,7 @@ from django.db import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from .contracts import ProjectRef, StoreResult
-from .decode import Limits, SpanRow, decode_protobuf, decode_request
+from .decode import NATIVE, Limits, SpanRow, decode_protobuf, decode_request
 from .otlp_protobuf import OtlpProtobufError
 from .services import StorageUnavailable
 
@@ -199,6 +199,11 @@ class Ingest:
         self.counters = counters or Counters()
         self._slots = threading.BoundedSemaphore(max_in_flight) if max_in_flight else None
         self._admission_wait = admission_wait
+        if not NATIVE:
+            log.warning(
+                "ingest.decoder compiled=false: tracestore/_otlp.c is not built (no C "
+                "compiler?), protobuf bodies are decoded in Python, about half as fast"
+            )
 
     def export(self, headers: Mapping[str, str], load: RequestLoader) -> Outcome:
         """Run one export. ``headers`` are lower-cased; ``load`` produces the request (and may

@@ -450,3 +450,19 @@ def test_ordinary_exports_never_reach_the_reference_decoder() -> None:
     finally:
         decode.decode_request = original  # type: ignore[assignment]
     assert calls == 0
+
+
+def test_a_receiver_without_the_compiled_decoder_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tracestore import ingest
+
+    monkeypatch.setattr(ingest, "NATIVE", False)
+    with caplog.at_level("WARNING", logger="tracestore.ingest"):
+        ingest.Ingest(lambda *args: None, lambda key: None)  # type: ignore[arg-type]
+    assert "ingest.decoder compiled=false" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(ingest, "NATIVE", True)
+    with caplog.at_level("WARNING", logger="tracestore.ingest"):
+        ingest.Ingest(lambda *args: None, lambda key: None)  # type: ignore[arg-type]
+    assert caplog.text == ""
