@@ -742,6 +742,7 @@ def main() -> None:
             print(json.dumps(results, indent=2))
     finally:
         teardown_database(cluster)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

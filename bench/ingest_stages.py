@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -54,9 +55,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    home = tempfile.mkdtemp(prefix="microlens-bench-home-")
     url, cluster = setup_database()
     try:
-        django_setup(url, tempfile.mkdtemp(prefix="microlens-bench-home-"))
+        django_setup(url, home)
         from django.db import connection
 
         from tracestore import services
@@ -108,6 +110,7 @@ def main() -> None:
             print(f"{side:19} {parts}  = {total / spans * 1e6:.1f}")
     finally:
         teardown_database(cluster)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":
