@@ -96,6 +96,23 @@ static int skip_field(Reader *r, int wire_type) {
     }
 }
 
+/* The next occurrence of the length-delimited field ``number`` in ``r``, other fields
+ * skipped: 1 and ``*out`` set, 0 at the end, or FAIL. */
+static int next_message(Reader *r, uint32_t number, Reader *out) {
+    uint32_t field;
+    int wire_type;
+    while (r->p < r->end) {
+        if (read_tag(r, &field, &wire_type)) return FAIL;
+        if (field != number) {
+            if (skip_field(r, wire_type)) return FAIL;
+            continue;
+        }
+        if (wire_type != 2 || read_delimited(r, out)) return FAIL;
+        return 1;
+    }
+    return 0;
+}
+
 /* -- output buffer for the attributes' JSON ---------------------------------------------- */
 
 typedef struct {
@@ -235,8 +252,8 @@ static int check_utf8(Reader s) {
     return OK;
 }
 
-static int key_values_into(Ctx *c, Reader kv, PyObject *dict, int depth, int json,
-                           Py_ssize_t *count);
+static int key_values_into(Ctx *c, Reader r, uint32_t number, PyObject *dict, int depth,
+                           int json);
 
 /* AnyValue -> Python value (and JSON), as _Sanitiser.any_value. */
 static PyObject *any_value(Ctx *c, Reader r, int depth, int json) {
@@ -300,16 +317,10 @@ static PyObject *any_value(Ctx *c, Reader r, int depth, int json) {
         PyObject *list = PyList_New(0);
         if (!list) return NULL;
         if (json && buf_char(&c->json, '[')) goto array_fail;
-        Reader items = payload;
+        Reader items = payload, item;
         Py_ssize_t n = 0;
-        while (items.p < items.end) {
-            if (read_tag(&items, &field, &wire_type)) goto array_fail;
-            if (field != 1) {
-                if (skip_field(&items, wire_type)) goto array_fail;
-                continue;
-            }
-            Reader item;
-            if (wire_type != 2 || read_delimited(&items, &item)) goto array_fail;
+        int found;
+        while ((found = next_message(&items, 1, &item)) == 1) {
             if (json && n && buf_char(&c->json, ',')) goto array_fail;
             PyObject *value = any_value(c, item, depth + 1, json);
             if (!value) goto array_fail;
@@ -318,7 +329,7 @@ static PyObject *any_value(Ctx *c, Reader r, int depth, int json) {
             if (failed) goto array_fail;
             n++;
         }
-        if (json && buf_char(&c->json, ']')) goto array_fail;
+        if (found == FAIL || (json && buf_char(&c->json, ']'))) goto array_fail;
         return list;
     array_fail:
         Py_DECREF(list);
@@ -328,9 +339,8 @@ static PyObject *any_value(Ctx *c, Reader r, int depth, int json) {
         if (depth >= max_depth) return NULL;
         PyObject *dict = PyDict_New();
         if (!dict) return NULL;
-        Py_ssize_t count = 0;
         if ((json && buf_char(&c->json, '{')) ||
-            key_values_into(c, payload, dict, depth + 1, json, &count) ||
+            key_values_into(c, payload, 1, dict, depth + 1, json) ||
             (json && buf_char(&c->json, '}'))) {
             Py_DECREF(dict);
             return NULL;
@@ -391,47 +401,25 @@ static int key_value_into(Ctx *c, Reader r, PyObject *dict, int depth, int json,
     return OK;
 }
 
-/* Every field-1 KeyValue of a KeyValueList into ``dict``. */
-static int key_values_into(Ctx *c, Reader r, PyObject *dict, int depth, int json,
-                           Py_ssize_t *count) {
-    uint32_t field;
-    int wire_type;
-    while (r.p < r.end) {
-        if (read_tag(&r, &field, &wire_type)) return FAIL;
-        if (field != 1) {
-            if (skip_field(&r, wire_type)) return FAIL;
-            continue;
-        }
-        Reader kv;
-        if (wire_type != 2 || read_delimited(&r, &kv)) return FAIL;
-        if (++*count > c->max_attributes) return FAIL;
-        if (key_value_into(c, kv, dict, depth, json, *count == 1)) return FAIL;
+/* Every KeyValue of the repeated field ``number`` (1 in a KeyValueList; a message's
+ * attributes field) into ``dict``, as _Sanitiser.key_values: at most max_attributes. */
+static int key_values_into(Ctx *c, Reader r, uint32_t number, PyObject *dict, int depth,
+                           int json) {
+    Reader kv;
+    Py_ssize_t count = 0;
+    int found;
+    while ((found = next_message(&r, number, &kv)) == 1) {
+        if (++count > c->max_attributes) return FAIL;
+        if (key_value_into(c, kv, dict, depth, json, count == 1)) return FAIL;
     }
-    return OK;
+    return found;
 }
 
 /* A message's repeated KeyValue field ``number`` (attributes) into a new dict. */
 static PyObject *attributes_of(Ctx *c, Reader r, uint32_t number, int json) {
     PyObject *dict = PyDict_New();
-    if (!dict) return NULL;
-    Py_ssize_t count = 0;
-    uint32_t field;
-    int wire_type;
-    while (r.p < r.end) {
-        if (read_tag(&r, &field, &wire_type)) goto fail;
-        if (field != number) {
-            if (skip_field(&r, wire_type)) goto fail;
-            continue;
-        }
-        Reader kv;
-        if (wire_type != 2 || read_delimited(&r, &kv)) goto fail;
-        if (++count > c->max_attributes) goto fail;
-        if (key_value_into(c, kv, dict, 0, json, count == 1)) goto fail;
-    }
+    if (dict && key_values_into(c, r, number, dict, 0, json)) Py_CLEAR(dict);
     return dict;
-fail:
-    Py_DECREF(dict);
-    return NULL;
 }
 
 static PyObject *hex_of(Reader r) {
@@ -689,24 +677,32 @@ done:;
     return ok ? OK : FAIL;
 }
 
-static int scope_spans_into(Ctx *c, Reader r, Source *src, Out *out) {
+/* ResourceSpans and ScopeSpans share a layout: 1 their header (resource, scope), sent at
+ * most once, anywhere; 2 the children; 3 schema_url. The header's bytes, empty if absent. */
+static int header_of(Reader r, Reader *header) {
     uint32_t field;
-    int wire_type;
-    Reader scope = {r.end, r.end}, spans = r;
-    int has_scope = 0, ok = FAIL;
+    int wire_type, has_header = 0;
+    *header = (Reader){r.end, r.end};
     while (r.p < r.end) {
         Reader sub;
         if (read_tag(&r, &field, &wire_type)) return FAIL;
-        if (field == 1) {
-            if (has_scope || wire_type != 2 || read_delimited(&r, &scope)) return FAIL;
-            has_scope = 1;
-        } else if (field == 2 || field == 3) {
+        if (field >= 1 && field <= 3) {
             if (wire_type != 2 || read_delimited(&r, &sub)) return FAIL;
+            if (field == 1 && has_header++) return FAIL;
+            if (field == 1) *header = sub;
             if (field == 3 && check_utf8(sub)) return FAIL;
         } else if (skip_field(&r, wire_type)) {
             return FAIL;
         }
     }
+    return OK;
+}
+
+static int scope_spans_into(Ctx *c, Reader r, Source *src, Out *out) {
+    uint32_t field;
+    int wire_type, ok = FAIL;
+    Reader scope, spans = r, span;
+    if (header_of(r, &scope)) return FAIL;
     Reader name = {scope.end, scope.end}, version = {scope.end, scope.end};
     int seen = 0;
     Reader all_scope = scope;
@@ -734,16 +730,10 @@ static int scope_spans_into(Ctx *c, Reader r, Source *src, Out *out) {
     src->scope_name = text_value(c, name, 0);
     src->scope_version = src->scope_name ? text_value(c, version, 0) : NULL;
     if (!src->scope_version) goto done;
-    while (spans.p < spans.end) {
-        Reader span;
-        if (read_tag(&spans, &field, &wire_type)) goto done;
-        if (field != 2) {
-            if (skip_field(&spans, wire_type)) goto done;
-            continue;
-        }
-        if (read_delimited(&spans, &span) || span_into(c, span, src, out)) goto done;
-    }
-    ok = OK;
+    int found;
+    while ((found = next_message(&spans, 2, &span)) == 1)
+        if (span_into(c, span, src, out)) goto done;
+    ok = found;
 done:
     Py_CLEAR(src->scope_name);
     Py_CLEAR(src->scope_version);
@@ -752,22 +742,9 @@ done:
 
 static int resource_spans_into(Ctx *c, Reader r, Out *out) {
     uint32_t field;
-    int wire_type;
-    Reader resource = {r.end, r.end}, scopes = r;
-    int has_resource = 0, ok = FAIL;
-    while (r.p < r.end) {
-        Reader sub;
-        if (read_tag(&r, &field, &wire_type)) return FAIL;
-        if (field == 1) {
-            if (has_resource || wire_type != 2 || read_delimited(&r, &resource)) return FAIL;
-            has_resource = 1;
-        } else if (field == 2 || field == 3) {
-            if (wire_type != 2 || read_delimited(&r, &sub)) return FAIL;
-            if (field == 3 && check_utf8(sub)) return FAIL;
-        } else if (skip_field(&r, wire_type)) {
-            return FAIL;
-        }
-    }
+    int wire_type, ok = FAIL;
+    Reader resource, scopes = r, scope_spans;
+    if (header_of(r, &resource)) return FAIL;
     /* Resource: attributes (1), dropped count (2); entity_refs (3) is left to the runtime. */
     Reader check = resource;
     while (check.p < check.end) {
@@ -788,17 +765,10 @@ static int resource_spans_into(Ctx *c, Reader r, Out *out) {
     src.service = service && PyUnicode_Check(service) ? Py_NewRef(service)
                                                       : PyUnicode_FromStringAndSize("", 0);
     if (!src.service) goto done;
-    while (scopes.p < scopes.end) {
-        Reader scope_spans;
-        if (read_tag(&scopes, &field, &wire_type)) goto done;
-        if (field != 2) {
-            if (skip_field(&scopes, wire_type)) goto done;
-            continue;
-        }
-        if (read_delimited(&scopes, &scope_spans) || scope_spans_into(c, scope_spans, &src, out))
-            goto done;
-    }
-    ok = OK;
+    int found;
+    while ((found = next_message(&scopes, 2, &scope_spans)) == 1)
+        if (scope_spans_into(c, scope_spans, &src, out)) goto done;
+    ok = found;
 done:
     Py_XDECREF(src.resource);
     Py_XDECREF(src.service);
@@ -822,19 +792,11 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     Out out = {now_ns, PyList_New(0), PyList_New(0), PyList_New(0)};
     PyObject *result = NULL;
     int ok = out.rows && out.json && out.rejects;
-    Reader r = {body.buf, (const uint8_t *)body.buf + body.len};
-    uint32_t field;
-    int wire_type;
-    while (ok && r.p < r.end) {
-        Reader sub;
-        if (read_tag(&r, &field, &wire_type)) {
-            ok = 0;
-        } else if (field != 1) {
-            ok = !skip_field(&r, wire_type);
-        } else {
-            ok = wire_type == 2 && !read_delimited(&r, &sub) && !resource_spans_into(&c, sub, &out);
-        }
-    }
+    Reader r = {body.buf, (const uint8_t *)body.buf + body.len}, resource_spans;
+    int found = 0;
+    while (ok && (found = next_message(&r, 1, &resource_spans)) == 1)
+        ok = !resource_spans_into(&c, resource_spans, &out);
+    ok = ok && found == 0;
     if (ok) {
         result = PyTuple_Pack(3, out.rows, out.json, out.rejects);
     } else if (!PyErr_Occurred() || !PyErr_ExceptionMatches(PyExc_MemoryError)) {

@@ -227,13 +227,11 @@ _DELTA_COLUMNS = (
     "cohort_sources",
     "cohort",
 )
+_DELTA_LIST = ", ".join(_DELTA_COLUMNS)
+# The rollup's own columns and types: a delta row is a rollup row without project and time.
 _DELTA_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS tracestore_trace_delta ("
-    "trace_id bytea, start_time timestamptz, end_time timestamptz, duration_ns bigint, "
-    "root_span_id bytea, root_start_time timestamptz, root_name text, service_name text, "
-    "span_count int, error_count int, models text[], micro_models text[], routes text[], "
-    "is_fallback bool, prompt_tokens bigint, completion_tokens bigint, root_cohort jsonb, "
-    "cohort_sources jsonb, cohort jsonb) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS tracestore_trace_delta ON COMMIT DELETE ROWS AS "  # noqa: S608 (constant column names)
+    f"SELECT {_DELTA_LIST} FROM tracestore_trace WITH NO DATA"
 )
 _TEXT_ARRAY = "bytea"  # array_recv's format, built by _text_array
 _DELTA_COPY_TYPES = (
@@ -258,21 +256,14 @@ _DELTA_COPY_TYPES = (
     _JSONB,
 )
 _DELTA_PREPARE = _DELTA_DDL + "; DELETE FROM tracestore_trace_delta"  # noqa: S608 (constants)
-_COPY_DELTAS = (
-    f"COPY tracestore_trace_delta ({', '.join(_DELTA_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-)
+_COPY_DELTAS = f"COPY tracestore_trace_delta ({_DELTA_LIST}) FROM STDIN (FORMAT BINARY)"
 _NEW_ROOT = (
     "(excluded.root_span_id IS NOT NULL AND (t.root_span_id IS NULL OR "
     "(excluded.root_start_time, excluded.root_span_id) < (t.root_start_time, t.root_span_id)))"
 )
 _UPSERT_ROLLUPS = f"""
-INSERT INTO tracestore_trace AS t (
-    project_id, trace_id, start_time, end_time, duration_ns, root_span_id, root_start_time,
-    root_name, service_name, span_count, error_count, models, micro_models, routes,
-    is_fallback, prompt_tokens, completion_tokens, root_cohort, cohort_sources, cohort,
-    updated_at
-)
-SELECT %(project_id)s, {", ".join("d." + c for c in _DELTA_COLUMNS)}, now()
+INSERT INTO tracestore_trace AS t (project_id, {_DELTA_LIST}, updated_at)
+SELECT %(project_id)s, {_DELTA_LIST}, now()
 FROM tracestore_trace_delta AS d
 ORDER BY d.trace_id
 ON CONFLICT (project_id, trace_id) DO UPDATE SET
