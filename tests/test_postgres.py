@@ -125,3 +125,57 @@ def test_it_stops_a_server_left_running_by_an_earlier_run(cluster_root: Path) ->
         if leaked.poll() is None:
             leaked.send_signal(signal.SIGQUIT)
             leaked.wait()
+
+
+def test_a_stale_lock_file_naming_a_live_process_does_not_block_the_start(
+    cluster_root: Path,
+) -> None:
+    cluster = EmbeddedPostgres(cluster_root)
+    _query(cluster.start(), "CREATE TABLE kept (v int)")
+    assert cluster.process is not None
+    lock = (cluster_root / "data" / "postmaster.pid").read_text()
+    cluster.process.kill()  # the lock file stays behind
+    cluster.process.wait()
+    # Its pid now belongs to another process of the cluster's user (pids are reused; in a
+    # container soon), which PostgreSQL takes for a server still running.
+    account = cluster.account
+
+    def as_cluster_user() -> None:
+        if account is not None:
+            os.setgroups([])
+            os.setgid(account.pw_gid)
+            os.setuid(account.pw_uid)
+
+    other = subprocess.Popen(["sleep", "60"], preexec_fn=as_cluster_user)
+    try:
+        lines = lock.splitlines()
+        (cluster_root / "data" / "postmaster.pid").write_text(
+            "\n".join([str(other.pid), *lines[1:]]) + "\n"
+        )
+
+        with EmbeddedPostgres(cluster_root) as again:
+            assert _query(again.url, "SELECT count(*) FROM kept") == [(0,)]
+        assert other.poll() is None  # not ours: left alone
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_restart_after_a_crash_recovers_on_the_same_port(cluster_root: Path) -> None:
+    cluster = EmbeddedPostgres(cluster_root)
+    url = cluster.start()
+    _query(url, "CREATE TABLE survived (v int)")
+    _query(url, "INSERT INTO survived VALUES (7)")
+    # A session whose backend outlives the killed server for a moment.
+    session = psycopg.connect(url, autocommit=True)
+    assert cluster.process is not None
+    killed = cluster.process.pid
+    os.kill(killed, signal.SIGKILL)
+
+    assert cluster.restart() == url
+    try:
+        assert cluster.process is not None and cluster.process.pid != killed
+        assert _query(url, "SELECT v FROM survived") == [(7,)]
+    finally:
+        session.close()
+        cluster.stop()

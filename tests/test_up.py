@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from microlens.postgres import free_port
+from microlens.postgres import SHARED_CLUSTERS, cluster_root_for, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -157,7 +157,31 @@ def _wait_no_leftovers(home: Path, pids: set[int], timeout: float) -> None:
 
 def _recorded_pids(run: UpRun) -> set[int]:
     state = run.state()
-    return {state["pid"], state["postgres"], *state["children"].values()}
+    return {state["pid"], *(child["pid"] for child in state["children"].values())}
+
+
+def _wait_for_state(run: UpRun, role: str, restarts: int, timeout: float = 60.0) -> dict:
+    """The child ``role`` once it runs again after ``restarts`` restarts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        child = run.state()["children"][role]
+        if child["restarts"] == restarts and child["state"] == "running":
+            return child
+        if run.process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{role} not running after {restarts} restarts: {child}\n{run.output}")
+        time.sleep(0.1)
+
+
+def _status_json(run: UpRun) -> tuple[int, dict]:
+    result = subprocess.run(
+        [sys.executable, "-m", "microlens", "status", "--json", "--home", str(run.home)],
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return result.returncode, json.loads(result.stdout)
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -194,17 +218,31 @@ def _http_exporter(run: UpRun, key: str) -> SpanExporter:
 
 
 def _export_one_trace(exporter: SpanExporter) -> SpanExportResult:
+    return _export_traced(exporter)[0]
+
+
+def _export_traced(exporter: SpanExporter) -> tuple[SpanExportResult, str]:
+    """Export one two-span trace; the result and the trace id (hex)."""
     captured = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "test-up"}))
     provider.add_span_processor(SimpleSpanProcessor(captured))
     with provider.get_tracer("test-up").start_as_current_span("request"):
         with provider.get_tracer("test-up").start_as_current_span("intent-classifier") as span:
             span.set_attribute("micro_model.name", "intent-classifier")
+    spans = captured.get_finished_spans()
     try:
-        return exporter.export(captured.get_finished_spans())
+        return exporter.export(spans), f"{spans[0].context.trace_id:032x}"
     finally:
         exporter.shutdown()
         provider.shutdown()
+
+
+def _api_trace_span_count(run: UpRun, trace_id: str) -> int:
+    url = run.url(f"/api/v1/traces/{trace_id}/")
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (http only)
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (http only)
+        return len(json.loads(response.read())["spans"])
 
 
 def _api_traces(run: UpRun) -> list[dict]:
@@ -309,16 +347,159 @@ def test_a_sigkilled_up_leaves_nothing_and_the_next_up_starts(up: UpRun) -> None
     assert again.wait_exit(15) == 0
 
 
-def test_a_dying_child_is_reported_and_stops_the_stack(up: UpRun) -> None:
+def test_killed_children_are_restarted_while_the_others_keep_serving(up: UpRun) -> None:
     up.wait_for_output("microlens is up")
-    pids = _recorded_pids(up)
-    receiver = up.state()["children"]["receiver"]
+    before = up.state()["children"]
+    worker, receiver = before["worker"]["pid"], before["receiver"]["pid"]
+
+    os.kill(worker, signal.SIGKILL)  # what the OOM killer does
+
+    # The receivers and the web answer while the worker is down or coming back.
+    result, trace_id = _export_traced(_grpc_exporter(up, API_KEY))
+    assert result == SpanExportResult.SUCCESS
+    assert _export_one_trace(_http_exporter(up, API_KEY)) == SpanExportResult.SUCCESS
+    assert _api_trace_span_count(up, trace_id) == 2
+    restarted = _wait_for_state(up, "worker", restarts=1)
+    assert restarted["pid"] != worker
+    assert restarted["last_exit"] == "was killed by SIGKILL"
+    assert f"worker (pid {worker}) was killed by SIGKILL; restarting it in 0.5s" in up.output
 
     os.kill(receiver, signal.SIGKILL)
 
-    assert up.wait_exit(20) == 1
-    assert f"receiver (pid {receiver}) was killed by SIGKILL; stopping the others" in up.output
-    _wait_no_leftovers(up.home, pids, timeout=2)
+    assert _wait_for_state(up, "receiver", restarts=1)["pid"] != receiver
+    assert _export_one_trace(_grpc_exporter(up, API_KEY)) == SpanExportResult.SUCCESS
+    _wait_for_worker_heartbeat(up)
+    code, status = _status_json(up)
+    assert code == 0
+    assert status["supervisor"]["running"] is True
+    restarts = {role: child["restarts"] for role, child in status["children"].items()}
+    assert restarts == {
+        "receiver": 1,
+        "receiver-2": 0,
+        "http-receiver": 0,
+        "web": 0,
+        "worker": 1,
+        "beat": 0,
+        "postgres": 0,
+    }
+    assert all(child["alive"] for child in status["children"].values())
+    assert up.process.poll() is None
+
+    up.process.send_signal(signal.SIGINT)
+    assert up.wait_exit(15) == 0
+
+
+def test_a_killed_postgres_is_recovered_and_spans_sent_after_are_stored(up: UpRun) -> None:
+    up.wait_for_output("microlens is up")
+    postmaster = up.state()["children"]["postgres"]["pid"]
+
+    os.kill(postmaster, signal.SIGKILL)
+
+    back = _wait_for_state(up, "postgres", restarts=1)
+    assert back["pid"] != postmaster
+    assert back["last_exit"] == "was killed by SIGKILL"
+    # The receivers' connections died with the server: they reconnect by themselves.
+    grpc_result, grpc_trace = _export_traced(_grpc_exporter(up, API_KEY))
+    http_result, http_trace = _export_traced(_http_exporter(up, API_KEY))
+    assert (grpc_result, http_result) == (SpanExportResult.SUCCESS, SpanExportResult.SUCCESS)
+    assert _api_trace_span_count(up, grpc_trace) == 2
+    assert _api_trace_span_count(up, http_trace) == 2
+    _, status = _status_json(up)
+    assert status["children"]["postgres"]["restarts"] == 1
+    assert status["database"] == {"ok": True, "error": None}
+    assert "PostgreSQL is back" in up.output
+    assert up.process.poll() is None
+
+    up.process.send_signal(signal.SIGTERM)
+    assert up.wait_exit(20) == 0
+
+
+def test_a_deleted_broker_folder_is_recreated_and_work_goes_on(up: UpRun) -> None:
+    up.wait_for_output("microlens is up")
+    _wait_for_worker_heartbeat(up)
+
+    shutil.rmtree(up.home / "broker")
+    deleted = time.monotonic()
+
+    deadline = time.monotonic() + 10
+    while not (up.home / "broker" / "queue").is_dir():
+        assert time.monotonic() < deadline, up.output
+        time.sleep(0.1)
+    assert f"broker folder {up.home / 'broker' / 'queue'} was missing; recreated it" in up.output
+    # Beat's heartbeats reach the worker through the new folder: one recorded after it.
+    deadline = time.monotonic() + 30
+    while True:
+        age = _wait_for_worker_heartbeat(up)["worker_heartbeat_age_seconds"]
+        if age < time.monotonic() - deleted - 0.5:
+            break
+        assert time.monotonic() < deadline, up.output
+        time.sleep(0.2)
+    assert _export_one_trace(_grpc_exporter(up, API_KEY)) == SpanExportResult.SUCCESS
+    assert up.process.poll() is None
+
+    up.process.send_signal(signal.SIGTERM)
+    assert up.wait_exit(20) == 0
+
+
+def test_a_child_that_keeps_failing_at_start_stops_the_stack(up: UpRun) -> None:
+    up.wait_for_output("microlens is up")
+    web = up.state()["children"]["web"]["pid"]
+    os.kill(web, signal.SIGKILL)
+    # Something else takes the web port meanwhile: every restart fails to bind it.
+    with socket.socket() as squatter:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                squatter.bind(("127.0.0.1", up.web_port))
+                break
+            except OSError:  # the killed web's workers hold it for a moment
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        squatter.listen()
+
+        assert up.wait_exit(120) == 1
+
+    assert "web (pid" in up.output and "within 60s of its start: giving up" in up.output
+    assert "[microlens] web keeps failing (last: exited with code 1); stopping everything" in (
+        up.output
+    )
+    assert up.output.rstrip().endswith("[microlens] stopped")
+
+
+def test_up_starts_inside_a_private_folder_and_its_cluster_goes_with_it() -> None:
+    # mktemp -d: 0700, as root's home or many containers' working folders are.
+    private = Path(tempfile.mkdtemp(prefix="microlens-test-private-"))
+    assert private.stat().st_mode & 0o777 == 0o700
+    home = private / "checkout" / ".microlens"
+    home.parent.mkdir()
+    run = _start_up(home)
+    try:
+        run.wait_for_output("microlens is up")
+        result, trace_id = _export_traced(_grpc_exporter(run, API_KEY))
+        assert result == SpanExportResult.SUCCESS
+        assert _api_trace_span_count(run, trace_id) == 2
+        cluster = (home / "postgres").resolve()
+        if os.geteuid() == 0:  # the unprivileged cluster user cannot enter `private`
+            assert (home / "postgres").is_symlink()
+            assert cluster.parent == SHARED_CLUSTERS
+            assert (cluster / "home").read_text() == f"{home}\n"
+            assert private.stat().st_mode & 0o777 == 0o700  # left as it was
+        run.process.send_signal(signal.SIGINT)
+        assert run.wait_exit(20) == 0
+    finally:
+        if run.process.poll() is None:
+            run.process.kill()
+        print(run.output[-6000:])
+
+    shutil.rmtree(private)
+    # The next stack started anywhere removes the cluster of the deleted folder.
+    other = Path(tempfile.mkdtemp(prefix="microlens-test-private-"))
+    try:
+        cluster_root_for(other / ".microlens")
+        assert not cluster.exists()
+    finally:
+        shutil.rmtree((other / ".microlens" / "postgres").resolve(), ignore_errors=True)
+        shutil.rmtree(other)
 
 
 def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
