@@ -383,6 +383,18 @@ def test_killed_children_are_restarted_while_the_others_keep_serving(up: UpRun) 
         "postgres": 0,
     }
     assert all(child["alive"] for child in status["children"].values())
+    text = subprocess.run(
+        [sys.executable, "-m", "microlens", "status", "--home", str(up.home)],
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    worker_line = next(line for line in text.splitlines() if line.startswith("  worker "))
+    assert worker_line.startswith(
+        f"  worker       pid {restarted['pid']} running, restarts 1 (last: was killed by SIGKILL"
+    )
     assert up.process.poll() is None
 
     up.process.send_signal(signal.SIGINT)
@@ -391,7 +403,8 @@ def test_killed_children_are_restarted_while_the_others_keep_serving(up: UpRun) 
 
 def test_a_killed_postgres_is_recovered_and_spans_sent_after_are_stored(up: UpRun) -> None:
     up.wait_for_output("microlens is up")
-    postmaster = up.state()["children"]["postgres"]["pid"]
+    before = up.state()["children"]
+    postmaster = before["postgres"]["pid"]
 
     os.kill(postmaster, signal.SIGKILL)
 
@@ -408,6 +421,12 @@ def test_a_killed_postgres_is_recovered_and_spans_sent_after_are_stored(up: UpRu
     assert status["children"]["postgres"]["restarts"] == 1
     assert status["database"] == {"ok": True, "error": None}
     assert "PostgreSQL is back" in up.output
+    # Nothing else was restarted, and the worker writes its heartbeats again.
+    after = up.state()["children"]
+    assert {role: after[role]["pid"] for role in before if role != "postgres"} == {
+        role: before[role]["pid"] for role in before if role != "postgres"
+    }
+    _wait_for_worker_heartbeat(up)
     assert up.process.poll() is None
 
     up.process.send_signal(signal.SIGTERM)
