@@ -148,15 +148,15 @@ def cluster_root_for(home: Path, shared: Path = SHARED_CLUSTERS) -> Path:
     ``home`` (a 0700 parent: root's home, ``mktemp -d``), ``home/postgres`` is a link to a
     folder under ``shared`` named after ``home``'s path, and no permission of the user's
     folders changes. Such a folder lives as long as its link: one whose state folder is
-    gone (or no longer links to it) is removed on the next start of any stack."""
+    gone (or no longer links to it) is removed on the next start of any stack as root."""
     home = home.resolve()
     link = home / "postgres"
     account = _cluster_account()
-    if account is None or link.is_symlink() or link.exists():
-        return link
-    if _unsearchable_parent(home, account) is None:
+    if account is None:
         return link
     _sweep_orphaned_clusters(shared)
+    if link.is_symlink() or link.exists() or _unsearchable_parent(home, account) is None:
+        return link
     target = shared / hashlib.sha256(str(home).encode()).hexdigest()[:24]
     if target.exists():
         # Left by an earlier state folder of the same path that was deleted since.
