@@ -463,18 +463,24 @@ def test_a_deleted_broker_folder_is_recreated_and_work_goes_on(up: UpRun) -> Non
 def test_a_child_that_keeps_failing_at_start_stops_the_stack(up: UpRun) -> None:
     up.wait_for_output("microlens is up")
     web = up.state()["children"]["web"]["pid"]
-    os.kill(web, signal.SIGKILL)
-    # Something else takes the web port meanwhile: every restart fails to bind it.
+    # Something else takes the web port while the web is down: every restart fails to bind
+    # it. (`up` is paused meanwhile, so that its restart does not win the port first.)
+    up.process.send_signal(signal.SIGSTOP)
     with socket.socket() as squatter:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                squatter.bind(("127.0.0.1", up.web_port))
-                break
-            except OSError:  # the killed web's workers hold it for a moment
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
-        squatter.listen()
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+        try:
+            os.killpg(web, signal.SIGKILL)  # the web and its workers, which share the port
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    squatter.bind(("127.0.0.1", up.web_port))
+                    break
+                except OSError:  # until the kernel has closed the dead workers' socket
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+            squatter.listen()
+        finally:
+            up.process.send_signal(signal.SIGCONT)
 
         assert up.wait_exit(120) == 1
 
