@@ -113,13 +113,17 @@ def get_json(url: str, api_key: str | None = None) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, {}
+    except (urllib.error.URLError, OSError):
+        return 0, {}  # not answering
 
 
 def wait_for(what: str, check, timeout: float, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + timeout
-    while not check():
+    while True:
         if process.poll() is not None:
             raise SmokeFailure(f"`up` exited with {process.returncode} while waiting for {what}")
+        if check():
+            return
         if time.monotonic() > deadline:
             raise SmokeFailure(f"no {what} within {timeout:.0f}s")
         time.sleep(0.5)
