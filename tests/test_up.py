@@ -30,12 +30,14 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
     OTLPSpanExporter as HttpSpanExporter,
 )
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from microlens.postgres import SHARED_CLUSTERS, cluster_root_for, free_port
+from tests.builders import micro_model_trace
 
 pytestmark = pytest.mark.slow
 
@@ -237,6 +239,34 @@ def _export_traced(exporter: SpanExporter) -> tuple[SpanExportResult, str]:
         provider.shutdown()
 
 
+def _raw_grpc_export(run: UpRun) -> grpc.StatusCode:
+    """One export without the SDK's retries: the receiver's own answer."""
+    with grpc.insecure_channel(f"127.0.0.1:{run.grpc_port}") as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        try:
+            stub.Export(
+                micro_model_trace().request(),
+                metadata=(("authorization", f"Bearer {API_KEY}"),),
+                timeout=20,
+            )
+        except grpc.RpcError as exc:
+            return exc.code()
+    return grpc.StatusCode.OK
+
+
+def _raw_http_export(run: UpRun) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{run.http_port}/v1/traces",
+        data=micro_model_trace().request().SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {API_KEY}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310 (http only)
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def _api_trace_span_count(run: UpRun, trace_id: str) -> int:
     url = run.url(f"/api/v1/traces/{trace_id}/")
     headers = {"Authorization": f"Bearer {API_KEY}"}
@@ -406,7 +436,18 @@ def test_a_killed_postgres_is_recovered_and_spans_sent_after_are_stored(up: UpRu
     before = up.state()["children"]
     postmaster = before["postgres"]["pid"]
 
-    os.kill(postmaster, signal.SIGKILL)
+    # `up` paused, the database stays down: the receivers answer, asking for a retry.
+    up.process.send_signal(signal.SIGSTOP)
+    try:
+        os.kill(postmaster, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while psutil.Process(postmaster).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        down = (_raw_grpc_export(up), _raw_http_export(up))
+    finally:
+        up.process.send_signal(signal.SIGCONT)
+    assert down == (grpc.StatusCode.UNAVAILABLE, 503)
 
     back = _wait_for_state(up, "postgres", restarts=1)
     assert back["pid"] != postmaster
