@@ -552,9 +552,14 @@ def test_up_starts_inside_a_private_folder_and_its_cluster_goes_with_it() -> Non
             assert private.stat().st_mode & 0o777 == 0o700  # left as it was
         run.process.send_signal(signal.SIGINT)
         assert run.wait_exit(20) == 0
-    finally:
+    except BaseException:
         if run.process.poll() is None:
             run.process.kill()
+            run.process.wait()
+        shutil.rmtree((home / "postgres").resolve(), ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
+        raise
+    finally:
         print(run.output[-6000:])
 
     shutil.rmtree(private)
