@@ -7,8 +7,8 @@ Order of stop: children (SIGTERM, SIGKILL after a grace period), then PostgreSQL
 the run files.
 
 While it runs, ``up`` supervises: a child that dies is restarted after a delay that doubles
-with each failure in a row (0.5, 1, 2, 4 s; capped at 30 s) while the others keep serving; the embedded
-PostgreSQL likewise (crash recovery, same port, so the children's URL stays valid; the
+with each failure in a row (0.5, 1, 2, 4 s; capped at 30 s) while the others keep serving;
+the embedded PostgreSQL likewise (crash recovery, same port, so the children's URL stays valid; the
 receivers answer UNAVAILABLE meanwhile and reconnect by themselves); a missing broker
 folder is recreated. A child (or the database) that fails 5 times in a row, each within
 60 s of its start, is broken rather than unlucky: ``up`` then stops everything and exits 1
