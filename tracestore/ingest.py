@@ -48,6 +48,9 @@ RETRY_AFTER_SECONDS = 2
 SATURATED_RETRY_AFTER_SECONDS = 1
 ADMISSION_WAIT_SECONDS = 0.5
 STALL_GRACE_SECONDS = 1
+# The server's statement and lock timeouts end the statement, not the session: the
+# transaction was rolled back and the connection is kept.
+_SERVER_CANCELLED = frozenset({"57014", "55P03"})
 
 # Decoding allocates dicts, lists and tuples per span and attribute, nearly all freed by
 # reference counting. At CPython's default thresholds (a collection every 700 net
@@ -401,10 +404,11 @@ class Ingest:
             self.counters.add("batches_refused")
             return Outcome(Status.INVALID_ARGUMENT, str(exc))
         self.counters.add("requests_unavailable")
-        # Drop the connection (broken, or left mid-transaction by a timeout) so the next
-        # request on this thread opens a fresh one.
-        with contextlib.suppress(DatabaseError):
-            connection.close()
+        if exc.sqlstate not in _SERVER_CANCELLED:
+            # Drop the connection (refused, lost, or cut by the stall guard) so the next
+            # request on this thread opens a fresh one.
+            with contextlib.suppress(DatabaseError):
+                connection.close()
         return Outcome(
             Status.UNAVAILABLE,
             "storage unavailable, retry later",
