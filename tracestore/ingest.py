@@ -259,7 +259,11 @@ class StallGuard:
                     target=self._watch, name="ingest-stall-guard", daemon=True
                 )
                 self._watcher.start()
-            self._changed.notify()
+            if len(self._watched) == 1:
+                # Every deadline is now + seconds, so a new one is never the nearest unless
+                # it is the only one (the watcher then sleeps without a deadline): no wakeup
+                # per export.
+                self._changed.notify()
         try:
             yield
         finally:
