@@ -115,6 +115,11 @@ except ValueError as exc:
 if _db.get("ENGINE") != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgresql://...)")
 _db.setdefault("OPTIONS", {})
+# libpq waits forever for a server that accepts the connection but never answers (a
+# frozen or overloaded PostgreSQL); a connect_timeout in DATABASE_URL takes precedence.
+_db["OPTIONS"].setdefault(
+    "connect_timeout", env_int("MICROLENS_DB_CONNECT_TIMEOUT_SECONDS", 5, minimum=2)
+)
 _db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -219,6 +224,16 @@ MICROLENS_MAX_ATTRIBUTES = env_int("MICROLENS_MAX_ATTRIBUTES", 512, minimum=8)
 MICROLENS_HTTP_MAX_BODY_BYTES = env_int(
     "MICROLENS_HTTP_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024
 )
+# Each receiver process decodes or writes at most MAX_IN_FLIGHT exports, and request bodies
+# of at most MAX_IN_FLIGHT_BYTES (as received), at once; more wait 0.5 s, then are answered
+# UNAVAILABLE / 503 with a retry delay.
+MICROLENS_INGEST_MAX_IN_FLIGHT = env_int("MICROLENS_INGEST_MAX_IN_FLIGHT", 8, minimum=1)
+MICROLENS_INGEST_MAX_IN_FLIGHT_BYTES = env_int(
+    "MICROLENS_INGEST_MAX_IN_FLIGHT_BYTES", 64 * 1024 * 1024, minimum=1024
+)
+# An export waits at most this long on the database (each statement and lock wait, and a
+# database that does not answer at all), then is answered UNAVAILABLE. 0: no bound.
+MICROLENS_INGEST_DB_TIMEOUT_SECONDS = env_int("MICROLENS_INGEST_DB_TIMEOUT_SECONDS", 5, minimum=0)
 # Browser origins allowed to export over OTLP/HTTP (CORS): exact origins, "*", or "*" in
 # a host or port ("https://*.example.com"). Empty: no CORS.
 MICROLENS_OTLP_CORS_ORIGINS = env_list("MICROLENS_OTLP_CORS_ORIGINS", [])

@@ -252,3 +252,38 @@ class TraceContext:
     documents: list[str]
     cohort: dict[str, str]
     spans: list[ModelSpan]
+
+
+# -- storage failures ---------------------------------------------------------------------
+
+
+class StorageError(Exception):
+    """A write or lookup the database did not complete; nothing of it was committed.
+
+    Raised by tracestore's services in place of the driver's own exceptions (see
+    ``services.storage_errors``), so callers decide on two types, as the OpenTelemetry
+    Collector's consumer errors do, and never need to know the driver. ``str()`` is a
+    fixed text naming the SQLSTATE, safe to show a client; the driver's message (which
+    may quote data) stays in ``__cause__`` for the logs."""
+
+    reason = "storage failed"
+
+    def __init__(self, sqlstate: str | None = None) -> None:
+        self.sqlstate = sqlstate
+        suffix = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+        super().__init__(f"{self.reason}{suffix}")
+
+
+class TransientStorageError(StorageError):
+    """The database cannot take it now (unreachable, restarting, connection lost, timed
+    out, overloaded, a conflict with another transaction): the same request may succeed
+    later, so the client should retry."""
+
+    reason = "storage unavailable"
+
+
+class PermanentStorageError(StorageError):
+    """The database refuses this data for good (a value or row it cannot store): sending
+    it again fails again, so the client must not retry."""
+
+    reason = "batch refused by storage"

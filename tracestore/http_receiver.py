@@ -7,7 +7,9 @@ request object per export. Django is used for settings and the database only.
       Content-Type: application/x-protobuf | application/json
       Content-Encoding: gzip | deflate | identity
       -> 404 path, 405 method, 415 content type or encoding   (before anything is read)
-      -> Ingest.export: 401 key, then the body is read:
+      -> Ingest.export: 503 + Retry-After when MICROLENS_INGEST_MAX_IN_FLIGHT exports (or
+         MICROLENS_INGEST_MAX_IN_FLIGHT_BYTES of bodies) are in already, 401 key, then
+         the body is read:
          413 over MICROLENS_HTTP_MAX_BODY_BYTES after decompression (streamed with a cap,
              so a gzip bomb is stopped at the limit, not inflated in memory),
          400 bad gzip / protobuf / JSON / UTF-8,
@@ -41,17 +43,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from .decode import Limits
 from .ingest import (
-    CachedAuthenticator,
     Ingest,
     Outcome,
     RequestRejected,
     RequestTooLarge,
     Status,
+    ingest_from_settings,
 )
 from .otlp_json import OtlpJsonError, parse_export_request
-from .services import authenticate_api_key, store_span_rows
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,11 @@ class OtlpHttpApp:
             except OtlpJsonError as exc:
                 raise RequestRejected(str(exc)) from None
 
-        return _outcome_reply(media, self.ingest.export(auth_headers, load))
+        # Admission counts the body as sent; of unknown length (chunked), as the largest.
+        length = _content_length_or_zero(environ)
+        if not length and environ.get("CONTENT_LENGTH", "") == "":
+            length = self.max_body_bytes
+        return _outcome_reply(media, self.ingest.export(auth_headers, load, length))
 
 
 # -- reading the body ---------------------------------------------------------------------
@@ -406,14 +410,12 @@ def _status_reply(
 # -- assembly -----------------------------------------------------------------------------
 
 
-def build_app() -> OtlpHttpApp:
-    """The receiver wired to PostgreSQL storage, configured from Django settings."""
+def build_app(max_in_flight: int | None = None) -> OtlpHttpApp:
+    """The receiver wired to PostgreSQL storage, configured from Django settings;
+    ``max_in_flight`` overrides MICROLENS_INGEST_MAX_IN_FLIGHT."""
     if sys.getrecursionlimit() < _JSON_RECURSION_LIMIT:
         sys.setrecursionlimit(_JSON_RECURSION_LIMIT)
-    limits = Limits(
-        max_value_bytes=settings.MICROLENS_MAX_ATTRIBUTE_VALUE_BYTES,
-        max_attributes=settings.MICROLENS_MAX_ATTRIBUTES,
-    )
-    ingest = Ingest(store_span_rows, CachedAuthenticator(authenticate_api_key), limits)
     cors = CorsPolicy(settings.MICROLENS_OTLP_CORS_ORIGINS, settings.MICROLENS_OTLP_CORS_MAX_AGE)
-    return OtlpHttpApp(ingest, settings.MICROLENS_HTTP_MAX_BODY_BYTES, cors)
+    return OtlpHttpApp(
+        ingest_from_settings(max_in_flight), settings.MICROLENS_HTTP_MAX_BODY_BYTES, cors
+    )

@@ -14,31 +14,43 @@ import contextlib
 import enum
 import gc
 import logging
+import os
+import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.db import (
+    DEFAULT_DB_ALIAS,
     DatabaseError,
-    InterfaceError,
-    OperationalError,
     close_old_connections,
     connection,
+    connections,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from .contracts import ProjectRef, StoreResult
+from .contracts import (
+    PermanentStorageError,
+    ProjectRef,
+    StorageError,
+    StoreResult,
+)
 from .decode import NATIVE, Limits, SpanRow, decode_protobuf, decode_request
 from .otlp_protobuf import OtlpProtobufError
-from .services import StorageUnavailable
+from .services import storage_errors
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 2
 SATURATED_RETRY_AFTER_SECONDS = 1
+ADMISSION_WAIT_SECONDS = 0.5
+STALL_GRACE_SECONDS = 1
+# The server's statement and lock timeouts end the statement, not the session: the
+# transaction was rolled back and the connection is kept.
+_SERVER_CANCELLED = frozenset({"57014", "55P03"})
 
 # Decoding allocates dicts, lists and tuples per span and attribute, nearly all freed by
 # reference counting. At CPython's default thresholds (a collection every 700 net
@@ -81,7 +93,8 @@ def release_frames(exc: BaseException) -> None:
 class SpanSink(Protocol):
     """Stores decoded spans (``SpanRow``: a SpanRecord's fields as a tuple) and, by
     position, their attributes' jsonb where the decoder wrote it; e.g.
-    ``services.store_span_rows``."""
+    ``services.store_span_rows``. Fails with ``TransientStorageError`` (answered
+    UNAVAILABLE, retried) or ``PermanentStorageError`` (INVALID_ARGUMENT, not retried)."""
 
     def __call__(
         self,
@@ -178,11 +191,119 @@ class Counters:
             self.values[name] = self.values.get(name, 0) + amount
 
 
+class Admission:
+    """At most ``max_requests`` exports, and request bodies of at most ``max_bytes`` in
+    all, inside at once; ``enter`` waits up to ``wait`` seconds for room, then says no.
+
+    A body larger than the whole budget counts as the whole budget (it runs alone)."""
+
+    def __init__(self, max_requests: int, max_bytes: int, wait: float) -> None:
+        self.max_requests = max_requests
+        self.max_bytes = max_bytes
+        self._wait = wait
+        self._requests = 0
+        self._bytes = 0
+        self._room = threading.Condition()
+
+    def enter(self, size: int) -> int | None:
+        """Reserve room for a request of ``size`` bytes: the bytes reserved (give them to
+        ``leave``), or None when there was no room in time."""
+        size = min(max(size, 0), self.max_bytes)
+        with self._room:
+            if not self._room.wait_for(
+                lambda: self._requests < self.max_requests and self._bytes + size <= self.max_bytes,
+                timeout=self._wait,
+            ):
+                return None
+            self._requests += 1
+            self._bytes += size
+            return size
+
+    def leave(self, reserved: int) -> None:
+        with self._room:
+            self._requests -= 1
+            self._bytes -= reserved
+            self._room.notify_all()
+
+
+class StallGuard:
+    """Gives up on a database that does not answer: a thread still inside ``bounded()``
+    ``seconds`` after entering has its database connection's socket shut down, which ends
+    the query it is blocked in with a connection error (a transient storage error).
+
+    PostgreSQL enforces statement and lock timeouts itself, but a frozen server (stopped,
+    swapping, a network path that drops packets) enforces nothing, and libpq has no
+    client-side query timeout: the export would wait until the client gave up. The guard
+    fires later than the server's own timeouts, so a slow but live server cancels the
+    statement itself and the connection is kept. One watcher thread per process sleeps
+    until the nearest deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._watched: dict[int, tuple[float, Any]] = {}
+        self._changed = threading.Condition()
+        self._watcher: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def bounded(self) -> Iterator[None]:
+        if self.seconds <= 0:
+            yield
+            return
+        ident = threading.get_ident()
+        # The wrapper of this thread's own connection (``connection`` is a per-thread proxy).
+        wrapper = connections[DEFAULT_DB_ALIAS]
+        with self._changed:
+            self._watched[ident] = (time.monotonic() + self.seconds, wrapper)
+            if self._watcher is None or not self._watcher.is_alive():
+                self._watcher = threading.Thread(
+                    target=self._watch, name="ingest-stall-guard", daemon=True
+                )
+                self._watcher.start()
+            if len(self._watched) == 1:
+                # Every deadline is now + seconds, so a new one is never the nearest unless
+                # it is the only one (the watcher then sleeps without a deadline): no wakeup
+                # per export.
+                self._changed.notify()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._watched.pop(ident, None)
+
+    def _watch(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                expired = [i for i, (deadline, _) in self._watched.items() if deadline <= now]
+                for ident in expired:
+                    # Shut down under the lock: the thread cannot leave bounded() (and go on
+                    # to use its connection for something else) meanwhile.
+                    _shut_down(self._watched.pop(ident)[1])
+                nearest = min((d for d, _ in self._watched.values()), default=None)
+                self._changed.wait(None if nearest is None else max(nearest - now, 0.01))
+
+
+def _shut_down(wrapper: Any) -> None:
+    raw = wrapper.connection
+    if raw is None:
+        return  # still connecting: bounded by the connect timeout instead
+    try:
+        fd = raw.pgconn.socket
+    except Exception:
+        return
+    log.warning("ingest.database_stalled action=drop_connection")
+    # A duplicate of the descriptor: shutdown() acts on the connection both share, and
+    # closing the duplicate leaves psycopg's own descriptor for psycopg to close.
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 class Ingest:
-    """``max_in_flight`` bounds the exports decoding or writing at once; a request that
-    finds no room within ``admission_wait`` seconds is answered UNAVAILABLE with a retry
-    delay instead of queueing, so memory stays bounded whatever the load or the database
-    does, and exporters back off."""
+    """``admission`` bounds the exports decoding or writing at once (and their bytes); a
+    request that finds no room within its wait is answered UNAVAILABLE with a retry delay
+    instead of queueing, so memory stays bounded whatever the load or the database does,
+    and exporters back off. ``stall_guard`` bounds how long an export waits on the
+    database. ``ingest_from_settings`` builds the receivers' one."""
 
     def __init__(
         self,
@@ -190,27 +311,33 @@ class Ingest:
         authenticate: Authenticator,
         limits: Limits | None = None,
         counters: Counters | None = None,
-        max_in_flight: int | None = None,
-        admission_wait: float = 0.5,
+        admission: Admission | None = None,
+        stall_guard: StallGuard | None = None,
     ) -> None:
         self._sink = sink
         self._authenticate = authenticate
         self._limits = limits or Limits()
         self.counters = counters or Counters()
-        self._slots = threading.BoundedSemaphore(max_in_flight) if max_in_flight else None
-        self._admission_wait = admission_wait
+        self._admission = admission
+        self._stall_guard = stall_guard or StallGuard(0)
         if not NATIVE:
             log.warning(
                 "ingest.decoder compiled=false: tracestore/_otlp.c is not built (no C "
                 "compiler?), protobuf bodies are decoded in Python, about half as fast"
             )
 
-    def export(self, headers: Mapping[str, str], load: RequestLoader) -> Outcome:
+    @property
+    def max_in_flight(self) -> int | None:
+        return self._admission.max_requests if self._admission else None
+
+    def export(self, headers: Mapping[str, str], load: RequestLoader, size: int = 0) -> Outcome:
         """Run one export. ``headers`` are lower-cased; ``load`` produces the request (and may
-        raise ``RequestRejected``) and is only called once the key is known to be valid."""
-        if self._slots is None:
+        raise ``RequestRejected``) and is only called once the key is known to be valid;
+        ``size`` is the request's length in bytes as received, if known, for admission."""
+        if self._admission is None:
             return self._export(headers, load)
-        if not self._slots.acquire(timeout=self._admission_wait):
+        reserved = self._admission.enter(size)
+        if reserved is None:
             self.counters.add("requests_saturated")
             return Outcome(
                 Status.UNAVAILABLE,
@@ -220,20 +347,21 @@ class Ingest:
         try:
             return self._export(headers, load)
         finally:
-            self._slots.release()
+            self._admission.leave(reserved)
 
     def _export(self, headers: Mapping[str, str], load: RequestLoader) -> Outcome:
-        # Connections are per thread and kept between requests: drop those past their
-        # lifetime or left broken by an earlier error before touching the database.
-        close_old_connections()
         raw_key = api_key_from_headers(headers)
         if not raw_key:
             self.counters.add("requests_unauthenticated")
             return Outcome(Status.UNAUTHENTICATED, "missing API key")
         try:
-            project = self._authenticate(raw_key)
-        except (OperationalError, InterfaceError) as exc:
-            return self._unavailable(exc)
+            with self._stall_guard.bounded(), storage_errors():
+                # Connections are per thread and kept between requests: drop those past
+                # their lifetime or left broken by an earlier error before using one.
+                close_old_connections()
+                project = self._authenticate(raw_key)
+        except StorageError as exc:
+            return self._storage_failed(exc, None)
         if project is None:
             self.counters.add("requests_unauthenticated")
             return Outcome(Status.UNAUTHENTICATED, "invalid API key")
@@ -256,28 +384,67 @@ class Ingest:
         self.counters.add("spans_rejected", decoded.rejected)
         self.counters.add("values_truncated", decoded.truncated_values)
         try:
-            result = self._sink(project.id, decoded.rows, decoded.attributes_json)
-        except (OperationalError, InterfaceError, StorageUnavailable) as exc:
-            return self._unavailable(exc)
-        except DatabaseError as exc:
-            # Data the database refused despite sanitising: permanent for this batch.
-            log.warning("ingest.batch_refused project=%s error=%s", project.id, exc)
-            release_frames(exc)
-            self.counters.add("batches_refused")
-            return Outcome(Status.INVALID_ARGUMENT, f"batch refused by storage: {exc}")
+            with self._stall_guard.bounded():
+                result = self._sink(project.id, decoded.rows, decoded.attributes_json)
+        except StorageError as exc:
+            return self._storage_failed(exc, project.id)
         self.counters.add("spans_stored", result.inserted)
         self.counters.add("spans_duplicate", result.duplicates)
         return Outcome(Status.OK, decoded.message, rejected_spans=decoded.rejected)
 
-    def _unavailable(self, exc: Exception) -> Outcome:
-        log.warning("ingest.storage_unavailable error=%s", exc.__class__.__name__)
+    def _storage_failed(self, exc: StorageError, project_id: int | None) -> Outcome:
+        """The outcome for a failed lookup or write. The client is told only the fixed
+        text of ``exc`` (the driver's message may quote the data, or other projects')."""
+        cause = exc.__cause__
+        log.warning(
+            "ingest.storage_%s project=%s sqlstate=%s error=%s",
+            "refused" if isinstance(exc, PermanentStorageError) else "unavailable",
+            project_id,
+            exc.sqlstate,
+            cause.__class__.__name__ if cause else exc.__class__.__name__,
+        )
         release_frames(exc)
+        if isinstance(exc, PermanentStorageError):
+            self.counters.add("batches_refused")
+            return Outcome(Status.INVALID_ARGUMENT, str(exc))
         self.counters.add("requests_unavailable")
-        # Drop the broken connection so the next request opens a fresh one.
-        with contextlib.suppress(DatabaseError):
-            connection.close()
+        if exc.sqlstate not in _SERVER_CANCELLED:
+            # Drop the connection (refused, lost, or cut by the stall guard) so the next
+            # request on this thread opens a fresh one.
+            with contextlib.suppress(DatabaseError):
+                connection.close()
         return Outcome(
             Status.UNAVAILABLE,
             "storage unavailable, retry later",
             retry_after_seconds=RETRY_AFTER_SECONDS,
         )
+
+
+def ingest_from_settings(max_in_flight: int | None = None) -> Ingest:
+    """The receivers' ``Ingest`` (gRPC and HTTP alike): PostgreSQL storage, cached key
+    lookups, decoding limits, admission and the database bound, all from settings.
+    ``max_in_flight`` overrides MICROLENS_INGEST_MAX_IN_FLIGHT (a receiver's command line)."""
+    from django.conf import settings
+
+    from .services import authenticate_api_key, store_span_rows
+
+    limits = Limits(
+        max_value_bytes=settings.MICROLENS_MAX_ATTRIBUTE_VALUE_BYTES,
+        max_attributes=settings.MICROLENS_MAX_ATTRIBUTES,
+    )
+    admission = Admission(
+        max_in_flight or settings.MICROLENS_INGEST_MAX_IN_FLIGHT,
+        settings.MICROLENS_INGEST_MAX_IN_FLIGHT_BYTES,
+        ADMISSION_WAIT_SECONDS,
+    )
+    timeout = settings.MICROLENS_INGEST_DB_TIMEOUT_SECONDS
+    # Later than the server's statement and lock timeouts (equal to ``timeout``), so a
+    # live server cancels first and the connection is kept.
+    stall_guard = StallGuard(timeout + STALL_GRACE_SECONDS if timeout else 0)
+    return Ingest(
+        store_span_rows,
+        CachedAuthenticator(authenticate_api_key),
+        limits,
+        admission=admission,
+        stall_guard=stall_guard,
+    )

@@ -15,10 +15,8 @@ from django.db import connections
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from .decode import Limits
-from .ingest import CachedAuthenticator, tune_garbage_collector
+from .ingest import ingest_from_settings, tune_garbage_collector
 from .servicer import TraceServicer
-from .services import authenticate_api_key, store_span_rows
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +26,13 @@ TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 class Receiver:
     """A started-on-demand gRPC server and the thread pool whose threads hold DB connections."""
 
-    def __init__(self, server: grpc.Server, executor: futures.ThreadPoolExecutor, port: int):
+    def __init__(
+        self, server: grpc.Server, executor: futures.ThreadPoolExecutor, port: int, workers: int
+    ):
         self.server = server
         self.executor = executor
         self.port = port
+        self.workers = workers
 
     def start(self) -> None:
         self.server.start()
@@ -53,9 +54,12 @@ class Receiver:
         self.executor.shutdown(wait=True)
 
 
-def build_server(host: str, port: int, workers: int = 8) -> Receiver:
-    """A configured, not yet started receiver bound to ``host:port`` (0 picks a port)."""
+def build_server(host: str, port: int, workers: int | None = None) -> Receiver:
+    """A configured, not yet started receiver bound to ``host:port`` (0 picks a port);
+    ``workers`` exports at once (default MICROLENS_INGEST_MAX_IN_FLIGHT)."""
     max_bytes = settings.MICROLENS_GRPC_MAX_MESSAGE_BYTES
+    ingest = ingest_from_settings(workers)
+    workers = ingest.max_in_flight or 1
     # ``workers`` exports run at once; as many more threads only wait briefly for a slot
     # and then answer UNAVAILABLE (see Ingest), and gRPC itself refuses past twice that.
     # Memory is bounded by those counts times the message size limit.
@@ -70,13 +74,7 @@ def build_server(host: str, port: int, workers: int = 8) -> Receiver:
         ],
         compression=None,
     )
-    limits = Limits(
-        max_value_bytes=settings.MICROLENS_MAX_ATTRIBUTE_VALUE_BYTES,
-        max_attributes=settings.MICROLENS_MAX_ATTRIBUTES,
-    )
-    servicer = TraceServicer(
-        store_span_rows, CachedAuthenticator(authenticate_api_key), limits, max_in_flight=workers
-    )
+    servicer = TraceServicer(ingest)
     # The request reaches the servicer as bytes: it is parsed after authentication, and by
     # our parser, so a malformed or too-deep body is INVALID_ARGUMENT or capped, not an
     # opaque "Exception deserializing request" from the gRPC runtime.
@@ -95,10 +93,10 @@ def build_server(host: str, port: int, workers: int = 8) -> Receiver:
         raise OSError(f"cannot bind the OTLP gRPC receiver to {host}:{port}")
     for service in ("", TRACE_SERVICE):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return Receiver(server, executor, bound)
+    return Receiver(server, executor, bound, workers)
 
 
-def serve(host: str, port: int, workers: int = 8, grace: float = 5.0) -> None:
+def serve(host: str, port: int, workers: int | None = None, grace: float = 5.0) -> None:
     """Serve until SIGTERM or SIGINT, then finish in-flight exports within ``grace``."""
     receiver = build_server(host, port, workers)
     tune_garbage_collector()
@@ -109,7 +107,10 @@ def serve(host: str, port: int, workers: int = 8, grace: float = 5.0) -> None:
         signal.signal(signum, lambda signum, _frame: stop_requested.append(signum))
     receiver.start()
     log.info(
-        "receiver.started protocol=grpc address=%s:%s workers=%s", host, receiver.port, workers
+        "receiver.started protocol=grpc address=%s:%s workers=%s",
+        host,
+        receiver.port,
+        receiver.workers,
     )
     while not stop_requested:
         time.sleep(0.2)  # a signal cuts the sleep short

@@ -3,18 +3,15 @@ status. Thin on purpose: authentication, decoding and storage live behind ``Inge
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 from google.rpc import error_details_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from .decode import Limits
-from .ingest import (
-    Authenticator,
-    Counters,
-    Ingest,
-    SpanSink,
-    Status,
-)
+from .ingest import Ingest, Status
+
+log = logging.getLogger(__name__)
 
 _GRPC_CODES = {
     Status.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
@@ -31,16 +28,9 @@ def _retry_metadata(seconds: int) -> tuple[tuple[str, bytes], ...]:
 
 
 class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(
-        self,
-        sink: SpanSink,
-        authenticate: Authenticator,
-        limits: Limits | None = None,
-        counters: Counters | None = None,
-        max_in_flight: int | None = None,
-    ) -> None:
-        self._ingest = Ingest(sink, authenticate, limits, counters, max_in_flight=max_in_flight)
-        self.counters = self._ingest.counters
+    def __init__(self, ingest: Ingest) -> None:
+        self._ingest = ingest
+        self.counters = ingest.counters
 
     def Export(
         self,
@@ -52,7 +42,14 @@ class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         clear answer."""
         headers = {k.lower(): v for k, v in context.invocation_metadata() if isinstance(v, str)}
 
-        outcome = self._ingest.export(headers, lambda: request)
+        size = len(request) if isinstance(request, bytes) else request.ByteSize()
+        try:
+            outcome = self._ingest.export(headers, lambda: request, size)
+        except Exception:
+            # gRPC would answer UNKNOWN with the exception's text: never show a client that.
+            log.exception("otlp_grpc.unhandled_error")
+            self.counters.add("requests_failed")
+            context.abort(grpc.StatusCode.INTERNAL, "internal error")
         if outcome.status is not Status.OK:
             if outcome.retry_after_seconds:
                 context.set_trailing_metadata(_retry_metadata(outcome.retry_after_seconds))

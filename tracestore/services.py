@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import operator
 import secrets
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import django.db
+import psycopg
 from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
-from psycopg.errors import UniqueViolation
+from psycopg.errors import ProgramLimitExceeded, UniqueViolation
 from psycopg.types.string import BytesBinaryDumper
 
-from .contracts import ProjectRef, SpanRecord, StoreResult
+from .contracts import (
+    PermanentStorageError,
+    ProjectRef,
+    SpanRecord,
+    StorageError,
+    StoreResult,
+    TransientStorageError,
+)
 from .decode import SpanRow
 from .models import ApiKey, Project
 from .partitions import RetentionResult, apply_retention
@@ -27,8 +37,53 @@ API_KEY_PREFIX = "ml_"
 _LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
-class StorageUnavailable(RuntimeError):
-    """The database cannot take the batch now (down, overloaded): the client should retry."""
+# -- storage failures ---------------------------------------------------------------------
+
+# Data the database refuses whatever the moment: a value it cannot store (22xxx), a
+# constraint (23xxx), a row or index entry past its size limits (54xxx), a feature it
+# lacks (0Axxx). Everything else a database error can mean (connection refused, lost or
+# timed out, shutdown, lock or statement timeout, serialization conflict, out of
+# resources, even a missing table during a deployment) may pass: retried, not dropped.
+_PERMANENT = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    psycopg.NotSupportedError,
+    ProgramLimitExceeded,
+    django.db.DataError,
+    django.db.IntegrityError,
+    django.db.NotSupportedError,
+)
+
+
+def classify_storage_error(exc: BaseException) -> StorageError | None:
+    """``exc`` as a ``TransientStorageError`` or ``PermanentStorageError``, or None when
+    it is not a database error (a bug, left to propagate).
+
+    The one place that knows the driver's exceptions: psycopg's own (raised as they are
+    by COPY, which Django does not wrap) and Django's wrappers around them (whose
+    ``__cause__`` is the psycopg error with its SQLSTATE)."""
+    driver = exc.__cause__ if isinstance(exc.__cause__, psycopg.Error) else exc
+    if not isinstance(driver, (psycopg.Error, django.db.Error)):
+        return None
+    sqlstate = driver.sqlstate if isinstance(driver, psycopg.Error) else None
+    if isinstance(driver, _PERMANENT):
+        return PermanentStorageError(sqlstate)
+    return TransientStorageError(sqlstate)
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Raise any database error inside as ``TransientStorageError`` or
+    ``PermanentStorageError`` (from the original, kept as ``__cause__``)."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as exc:
+        classified = classify_storage_error(exc)
+        if classified is None:
+            raise
+        raise classified from exc
 
 
 # -- projects and keys -------------------------------------------------------------------
@@ -761,39 +816,61 @@ def store_spans(project_id: int, records: Sequence[SpanRecord]) -> StoreResult:
     return store_span_rows(project_id, [_record_row(r) for r in records])
 
 
+# A lock held elsewhere or a server too slow to answer ends the batch's transaction
+# after MICROLENS_INGEST_DB_TIMEOUT_SECONDS, per statement (server side, the connection
+# stays usable); the receivers answer UNAVAILABLE and exporters retry. SET LOCAL: the
+# bound ends with the transaction and never reaches other users of the connection.
+_BOUND_TRANSACTION = (
+    "SELECT set_config('statement_timeout', %(ms)s, true), set_config('lock_timeout', %(ms)s, true)"
+)
+
+
+def _bound_transaction(cursor: Any, timeout_ms: int) -> None:
+    if timeout_ms > 0:
+        cursor.execute(_BOUND_TRANSACTION, {"ms": str(timeout_ms)})
+
+
 def store_span_rows(
     project_id: int, spans: Sequence[SpanRow], attributes_json: Sequence[bytes | None] = ()
 ) -> StoreResult:
     """``store_spans`` for spans as rows (``SpanRow``: a SpanRecord's fields in order), as
     the receivers decode them, with their attributes' jsonb if the decoder wrote it
-    (``DecodeResult.attributes_json``)."""
+    (``DecodeResult.attributes_json``).
+
+    Raises ``TransientStorageError`` (retry later: nothing was committed) or
+    ``PermanentStorageError`` (the database refuses this batch), never a driver error.
+    """
     if not spans:
         return StoreResult(accepted=0, inserted=0, duplicates=0, traces=0)
     rows = _rows(project_id, spans, attributes_json)
+    timeout_ms = settings.MICROLENS_INGEST_DB_TIMEOUT_SECONDS * 1000
     new: Sequence[SpanRow]
-    try:
-        # Fast path: almost every batch is new, so COPY straight into the table and merge
-        # the whole batch into the rollups (no savepoint: a conflict undoes it all).
-        with transaction.atomic(), connection.cursor() as cursor:
-            _copy_rows(cursor, _COPY_SPANS, rows)
-            _merge_rollups(cursor, project_id, _rollup_deltas(spans))
-        new = spans
-    except (IntegrityError, UniqueViolation):
-        # A retry or an overlapping batch, rolled back: stage it and keep only the unseen
-        # spans, in a transaction of its own.
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(_STAGE_DDL)
-            _copy_rows(cursor, _COPY_STAGE, rows)
-            cursor.execute(_INSERT_NEW_FROM_STAGE)
-            inserted_keys = {(bytes(t), bytes(s)) for t, s in cursor.fetchall()}
-            new = []
-            for span in spans:
-                key = (span[0], span[1])
-                if key in inserted_keys:
-                    inserted_keys.discard(key)  # a span twice in one batch counts once
-                    new.append(span)
-            if new:
-                _merge_rollups(cursor, project_id, _rollup_deltas(new))
+    with storage_errors():
+        try:
+            # Fast path: almost every batch is new, so COPY straight into the table and
+            # merge the whole batch into the rollups (no savepoint: a conflict undoes it all).
+            with transaction.atomic(), connection.cursor() as cursor:
+                _bound_transaction(cursor, timeout_ms)
+                _copy_rows(cursor, _COPY_SPANS, rows)
+                _merge_rollups(cursor, project_id, _rollup_deltas(spans))
+            new = spans
+        except (IntegrityError, UniqueViolation):
+            # A retry or an overlapping batch, rolled back: stage it and keep only the
+            # unseen spans, in a transaction of its own.
+            with transaction.atomic(), connection.cursor() as cursor:
+                _bound_transaction(cursor, timeout_ms)
+                cursor.execute(_STAGE_DDL)
+                _copy_rows(cursor, _COPY_STAGE, rows)
+                cursor.execute(_INSERT_NEW_FROM_STAGE)
+                inserted_keys = {(bytes(t), bytes(s)) for t, s in cursor.fetchall()}
+                new = []
+                for span in spans:
+                    key = (span[0], span[1])
+                    if key in inserted_keys:
+                        inserted_keys.discard(key)  # a span twice in one batch counts once
+                        new.append(span)
+                if new:
+                    _merge_rollups(cursor, project_id, _rollup_deltas(new))
     return StoreResult(
         accepted=len(spans),
         inserted=len(new),

@@ -20,11 +20,13 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import psycopg
 import pytest
 import requests
 from django.db import connection, connections
@@ -481,6 +483,89 @@ def test_a_duplicate_resend_is_stored_once(receiver: str, api_key: str) -> None:
     assert Trace.objects.get().span_count == 4
 
 
+# -- admission -----------------------------------------------------------------------------
+
+
+def _connect(autocommit: bool = False) -> psycopg.Connection:
+    """A connection of the test's own to the test database, outside Django."""
+    params = connection.get_connection_params()
+    keys = ("dbname", "user", "password", "host", "port")
+    return psycopg.connect(
+        **{k: params[k] for k in keys if params.get(k) is not None}, autocommit=autocommit
+    )
+
+
+def _waiting_on_lock(timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    # Autocommit: inside one transaction, pg_stat_activity would repeat its first answer.
+    with _connect(autocommit=True) as probe:
+        while time.monotonic() < deadline:
+            row = probe.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            ).fetchone()
+            if row and row[0]:
+                return True
+            time.sleep(0.02)
+    return False
+
+
+def _assert_a_full_receiver_answers_503(url: str, key: str, first: bytes) -> None:
+    """With ``first`` inside the receiver (its COPY waiting on a lock the test holds), the
+    next export is turned away at once with a retry delay; both land afterwards."""
+    blocker = _connect()
+    pool = ThreadPoolExecutor(1)
+    try:
+        blocker.execute("LOCK TABLE tracestore_span IN ACCESS EXCLUSIVE MODE")
+        inside = pool.submit(_post, url, first, key)
+        assert _waiting_on_lock()
+        turned_away = _post(url, _valid(), key)  # the client would wait 30 s
+        assert turned_away.status_code == 503
+        assert turned_away.headers["Retry-After"] == "1"
+        answer = _status(turned_away)
+        assert (answer.code, answer.message) == (
+            code_pb2.UNAVAILABLE,
+            "receiver saturated, retry later",
+        )
+        retry = error_details_pb2.RetryInfo()
+        assert answer.details[0].Unpack(retry)
+        assert retry.retry_delay.seconds == 1
+        blocker.rollback()
+        assert inside.result(timeout=30).status_code == 200
+        _assert_still_serving(url, key)
+    finally:
+        blocker.close()
+        pool.shutdown()
+
+
+def _body_over(size: int) -> bytes:
+    trace = micro_model_trace()
+    for i in range(20):
+        trace.span(f"step-{i}", parent=trace.spans[0].span_id, attrs={"i": i})
+    body = trace.request().SerializeToString()
+    assert len(body) > size
+    return body
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [{"MICROLENS_INGEST_MAX_IN_FLIGHT": 1}, {"MICROLENS_INGEST_MAX_IN_FLIGHT_BYTES": 1024}],
+    ids=["requests", "bytes"],
+)
+def test_past_its_admission_limit_it_answers_503_with_retry_after(
+    settings: Any, api_key: str, limit: dict[str, int]
+) -> None:
+    settings.MICROLENS_INGEST_DB_TIMEOUT_SECONDS = 30  # the lock is the test's, not a stall
+    for name, value in limit.items():
+        setattr(settings, name, value)
+    serving = _serve(build_app())
+    url = next(serving)
+    try:
+        # Over the byte budget alone: it takes all of it, and nothing else fits beside it.
+        _assert_a_full_receiver_answers_503(url, api_key, _body_over(1024))
+    finally:
+        next(serving, None)
+
+
 # -- the real gunicorn process ------------------------------------------------------------
 
 
@@ -502,7 +587,7 @@ def _database_url(port: int | None = None) -> str:
 def start_gunicorn() -> Iterator[Callable[[str], str]]:
     processes: list[subprocess.Popen] = []
 
-    def start(database_url: str) -> str:
+    def start(database_url: str, workers: int = 2, threads: int = 4) -> str:
         port = _free_port()
         env = {
             **os.environ,
@@ -517,9 +602,9 @@ def start_gunicorn() -> Iterator[Callable[[str], str]]:
                 "--port",
                 str(port),
                 "--workers",
-                "2",
+                str(workers),
                 "--threads",
-                "4",
+                str(threads),
             ],
             cwd=ROOT,
             env=env,
@@ -575,6 +660,15 @@ def test_the_gunicorn_receiver_takes_chunked_bodies(
     response = requests.post(f"{url}/v1/traces", data=parts, headers=headers, timeout=10)
     assert response.status_code == 200
     assert Span.objects.count() == 3
+
+
+@pytest.mark.slow
+def test_the_gunicorn_receiver_turns_away_exports_past_its_limit_at_once(
+    start_gunicorn: Callable[..., str], api_key: str
+) -> None:
+    # One export at a time: gunicorn runs a second thread to answer the surplus.
+    url = start_gunicorn(_database_url(), workers=1, threads=1)
+    _assert_a_full_receiver_answers_503(url, api_key, _valid())
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 import tracestore
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from tracestore.http_receiver import OtlpHttpApp
 
 
-def create_app() -> OtlpHttpApp:
+def create_app(max_in_flight: int | None = None) -> OtlpHttpApp:
     """gunicorn's entry point, called in each worker after the fork, so no database
     connection crosses it."""
     import django
@@ -22,7 +23,7 @@ def create_app() -> OtlpHttpApp:
     from tracestore.http_receiver import build_app
     from tracestore.ingest import tune_garbage_collector
 
-    app = build_app()
+    app = build_app(max_in_flight)
     tune_garbage_collector()
     return app
 
@@ -37,7 +38,13 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=4318)
         parser.add_argument("--workers", type=int, default=2, help="processes")
-        parser.add_argument("--threads", type=int, default=8, help="request threads per process")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=0,
+            help="exports at once per process (twice as many request threads; default "
+            "MICROLENS_INGEST_MAX_IN_FLIGHT)",
+        )
         parser.add_argument(
             "--backlog", type=int, default=512, help="connections waiting to be accepted"
         )
@@ -71,9 +78,12 @@ def gunicorn_argv(
     graceful_timeout: int,
     **_: object,
 ) -> list[str]:
-    # Bounded everywhere: `threads` requests run at once per process, at most `connections`
-    # are open per process, `backlog` more wait in the kernel, the rest are refused, so
-    # exporters back off and retry instead of the receiver queueing without limit.
+    # Bounded everywhere: `threads` exports decode or write at once per process (Ingest's
+    # admission), as many more request threads wait briefly for one of them and then answer
+    # 503 (as the gRPC receiver does), at most `connections` are open per process,
+    # `backlog` more wait in the kernel, the rest are refused, so exporters back off and
+    # retry instead of the receiver queueing without limit.
+    threads = threads or settings.MICROLENS_INGEST_MAX_IN_FLIGHT
     connections = connections or threads * 16
     return [
         sys.executable,
@@ -81,7 +91,7 @@ def gunicorn_argv(
         "gunicorn",
         # This module, not tracestore.http_receiver: that one imports models, which needs
         # Django set up first, and gunicorn imports the module before calling the factory.
-        f"{__name__}:create_app()",
+        f"{__name__}:create_app({int(threads)})",
         "--pythonpath",
         str(Path(tracestore.__file__).resolve().parent.parent),
         "--worker-class",
@@ -89,7 +99,7 @@ def gunicorn_argv(
         "--workers",
         str(workers),
         "--threads",
-        str(threads),
+        str(threads * 2),
         "--worker-connections",
         str(max(connections, threads + 1)),
         "--backlog",
