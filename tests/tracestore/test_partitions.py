@@ -10,7 +10,12 @@ from django.db import connection
 from tests.builders import micro_model_trace
 from tracestore.contracts import FLAG_OLD_START
 from tracestore.models import Span, Trace
-from tracestore.partitions import apply_retention, ensure_span_partitions, existing_partitions
+from tracestore.partitions import (
+    _KEPT_FROM_RECEIPT,
+    apply_retention,
+    ensure_span_partitions,
+    existing_partitions,
+)
 from tracestore.services import create_project, maintain_span_partitions, store_spans
 from tracestore.tasks import maintain_partitions
 
@@ -138,3 +143,18 @@ def test_a_flagged_span_in_a_day_partition_outlives_that_partition(settings: Any
 
 def test_creating_partitions_again_is_a_no_op() -> None:
     assert ensure_span_partitions(datetime.now(UTC).date(), 30, 3) == 0
+
+
+def test_retention_finds_the_spans_kept_from_receipt_through_their_partial_index() -> None:
+    # Retention looks for them in a day it drops while holding the table's lock: the
+    # lookup must be able to use the index (matching its predicate), not scan the day.
+    today = datetime.now(UTC).date()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(
+            f"EXPLAIN SELECT * FROM tracestore_span_p{today:%Y%m%d} "  # noqa: S608
+            f"WHERE {_KEPT_FROM_RECEIPT} AND received_at >= %s",
+            [datetime.now(UTC)],
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "received_at_idx" in plan or "kept_from_receipt" in plan, plan
