@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, ProgrammingError, connection, transaction
 
 from .contracts import FLAG_OLD_START
 
@@ -91,7 +91,12 @@ def apply_retention(now: datetime, retention_days: int, days_ahead: int) -> Rete
     dropped = 0
     for name, day in sorted(existing_partitions().items(), key=lambda item: item[1]):
         if day < cutoff_day:
-            _drop_partition(name, cutoff)
+            try:
+                _drop_partition(name, cutoff)
+            except ProgrammingError as exc:
+                # Another retention run dropped it since it was listed.
+                log.warning("partitions.drop_skipped partition=%s error=%s", name, exc)
+                continue
             dropped += 1
     default_deleted = _delete_in_batches(
         "DELETE FROM tracestore_span_default WHERE ctid IN ("
