@@ -214,6 +214,12 @@ CELERY_BEAT_SCHEDULE = {
 # Spans older than this many days are dropped (whole daily partitions).
 MICROLENS_RETENTION_DAYS = env_int("MICROLENS_RETENTION_DAYS", 30, minimum=1)
 MICROLENS_PARTITION_DAYS_AHEAD = env_int("MICROLENS_PARTITION_DAYS_AHEAD", 3, minimum=1)
+# A span whose start is older than this many days when received (or older than the next
+# retention run keeps, whichever is later) is flagged FLAG_OLD_START and kept for the
+# retention period counted from its receipt.
+MICROLENS_SPAN_MAX_AGE_DAYS = env_int(
+    "MICROLENS_SPAN_MAX_AGE_DAYS", MICROLENS_RETENTION_DAYS, minimum=1
+)
 MICROLENS_GRPC_MAX_MESSAGE_BYTES = env_int(
     "MICROLENS_GRPC_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, minimum=1024
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from dataclasses import dataclass, field
@@ -164,3 +165,37 @@ def micro_model_trace(
             },
         )
     return trace
+
+
+# Attribute values with no number for their canonical column, as exporters have sent them:
+# (key, value sent, value as stored in ``attributes``).
+POISON_VALUES = [
+    ("llm.token_count.prompt", float("inf"), "Infinity"),
+    ("gen_ai.usage.output_tokens", float("-inf"), "-Infinity"),
+    ("llm.token_count.prompt", "1e400", "1e400"),
+    ("retry.attempt", "9" * 400, "9" * 400),
+    ("micro_model.confidence", float("nan"), "NaN"),
+]
+
+
+def poisoned_trace(key: str, value: Any, valid: int = 4) -> TraceBuilder:
+    """``valid`` ordinary spans and one named "poisoned" that carries ``key: value``."""
+    trace = TraceBuilder()
+    for index in range(valid):
+        trace.span(f"valid-{index}", attrs={"llm.token_count.prompt": 7, "retry.attempt": 1})
+    trace.span("poisoned", attrs={key: value, "route.name": "billing"})
+    return trace
+
+
+def otlp_json(request: ExportTraceServiceRequest) -> dict[str, Any]:
+    """The request as an OTLP/JSON document: protobuf's JSON mapping, but ids in hex."""
+    from google.protobuf import json_format
+
+    document = json_format.MessageToDict(request)
+    for resource_spans in document.get("resourceSpans", []):
+        for scope_spans in resource_spans.get("scopeSpans", []):
+            for span in scope_spans.get("spans", []):
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in span:
+                        span[key] = base64.b64decode(span[key]).hex()
+    return document

@@ -631,10 +631,9 @@ static int span_into(Ctx *c, Reader r, const Source *src, Out *out) {
     long flags = 0;
     uint64_t now = out->now_ns;
     if (start == 0 || start > now + max_future_ns) {
+        /* Not the receive time: a re-sent span must keep its key (decode.py's _row). */
         flags |= flag_zero_timestamp;
-        uint64_t duration = start && end >= start ? end - start : 0;
-        start = now;
-        end = now + duration;
+        start = end != 0 && end <= now + max_future_ns ? end : 0;
     }
     if (end == 0) end = start;
     if (end < start) {

@@ -9,10 +9,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-# Span flags (bit field stored with every span).
+# Span flags (bit field stored with every span; tracestore/README.md "Span flags").
 FLAG_END_BEFORE_START = 1
 FLAG_TRUNCATED = 2
+# The start was 0 or too far in the future: replaced by a function of the span itself.
 FLAG_ZERO_TIMESTAMP = 4
+# A numeric canonical attribute had no value its column can hold: the column is NULL.
+FLAG_UNCONVERTIBLE_VALUE = 8
+# The start was older than retention keeps when the span was received: the span is kept
+# for the retention period counted from its receipt instead of from its start.
+FLAG_OLD_START = 16
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,10 +25,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from .contracts import (
     FLAG_END_BEFORE_START,
     FLAG_TRUNCATED,
+    FLAG_UNCONVERTIBLE_VALUE,
     FLAG_ZERO_TIMESTAMP,
     SpanRecord,
 )
-from .normalise import DEFAULT_COHORT_KEYS, canonical_values
+from .normalise import DEFAULT_COHORT_KEYS, checked_canonical_values
 from .otlp_protobuf import parse_protobuf
 
 try:
@@ -198,8 +199,13 @@ def decode_protobuf(
             for reason in rejected:
                 result.reject(reason)
             keys = limits.cohort_keys
-            # head[12] and head[13]: the attributes and the resource attributes.
-            result.rows = [head + canonical_values(head[12], head[13], keys) for head in heads]
+            rows = result.rows
+            for head in heads:
+                # head[12] and head[13]: the attributes and the resource attributes.
+                values, unconvertible = checked_canonical_values(head[12], head[13], keys)
+                if unconvertible:
+                    head = (*head[:16], head[16] | FLAG_UNCONVERTIBLE_VALUE)
+                rows.append(head + values)
             return result
     return decode_request(parse_protobuf(body), limits, now_ns)
 
@@ -261,10 +267,10 @@ def _row(
     start = span.start_time_unix_nano
     end = span.end_time_unix_nano
     if start == 0 or start > now_ns + _MAX_FUTURE_NS:
+        # Not the receive time: a re-sent span must get the same start, which is part of
+        # its key (tracestore/README.md "Timestamps").
         flags |= FLAG_ZERO_TIMESTAMP
-        duration = end - start if start and end >= start else 0
-        start = now_ns
-        end = now_ns + duration
+        start = end if 0 < end <= now_ns + _MAX_FUTURE_NS else 0
     if end == 0:
         end = start
     if end < start:
@@ -312,6 +318,9 @@ def _row(
         sanitiser.truncated = True
     if sanitiser.truncated:
         flags |= FLAG_TRUNCATED
+    values, unconvertible = checked_canonical_values(attrs, resource, sanitiser.limits.cohort_keys)
+    if unconvertible:
+        flags |= FLAG_UNCONVERTIBLE_VALUE
     return (
         *ids,
         name,
@@ -326,5 +335,5 @@ def _row(
         events,
         links,
         flags,
-        *canonical_values(attrs, resource, sanitiser.limits.cohort_keys),
+        *values,
     )

@@ -136,7 +136,8 @@ def _as_int(value: Any) -> int | None:
         return value
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        # OverflowError: infinities ("Infinity", "1e400") have no integer value.
         return None
 
 
@@ -154,7 +155,8 @@ def _as_float(value: Any) -> float | None:
         return None
     try:
         result = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        # OverflowError: an integer beyond a double's range.
         return None
     return result if result == result and result not in (float("inf"), float("-inf")) else None
 
@@ -364,32 +366,54 @@ def canonical_values(
     cohort_keys: Sequence[str] = DEFAULT_COHORT_KEYS,
 ) -> tuple[Any, ...]:
     """The canonical fields of one span, in the order of CANONICAL_FIELDS."""
+    return checked_canonical_values(attrs, resource, cohort_keys)[0]
+
+
+def checked_canonical_values(
+    attrs: Mapping[str, Any],
+    resource: Mapping[str, Any],
+    cohort_keys: Sequence[str] = DEFAULT_COHORT_KEYS,
+) -> tuple[tuple[Any, ...], bool]:
+    """``canonical_values``, and whether a numeric key was present with a value that has no
+    number its column can hold (text, infinity, an integer past the column's range, a list):
+    that field is None, the value stays in the attributes, and the decoder flags the span.
+    No attribute value raises."""
     # Same rules as reading every key in turn; keys the span does not carry are skipped.
     present = _KNOWN_KEYS.intersection(attrs)
     get = attrs.get
-    retry_attempt = _as_int(get("retry.attempt")) if "retry.attempt" in present else None
+    unconvertible = False
+    retry_attempt = None
+    if "retry.attempt" in present:
+        raw = get("retry.attempt")
+        retry_attempt = _as_int(raw)
+        unconvertible = retry_attempt is None and raw is not None and raw != ""
+    prompt_tokens = completion_tokens = confidence = None
+    if not _PROMPT_TOKEN_SET.isdisjoint(present):
+        raw = _first(attrs, PROMPT_TOKEN_KEYS)
+        prompt_tokens = _as_count(raw)
+        unconvertible |= prompt_tokens is None and raw is not None
+    if not _COMPLETION_TOKEN_SET.isdisjoint(present):
+        raw = _first(attrs, COMPLETION_TOKEN_KEYS)
+        completion_tokens = _as_count(raw)
+        unconvertible |= completion_tokens is None and raw is not None
+    if "micro_model.confidence" in present:
+        raw = get("micro_model.confidence")
+        confidence = _as_float(raw)
+        unconvertible |= confidence is None and raw is not None and raw != ""
     model = _first(attrs, MODEL_KEYS) if not _MODEL_SET.isdisjoint(present) else None
     micro_model = get("micro_model.name")
     mirror_of = get("route.mirror_of")
     provider = (
         _as_text(_first(attrs, PROVIDER_KEYS)) if not _PROVIDER_SET.isdisjoint(present) else None
     )
-    return (
+    values = (
         span_kind(attrs) if not _SPAN_KIND_SET.isdisjoint(present) else None,
         _as_text(model),
         # OpenLLMetry said "OpenAI", the GenAI conventions say "openai": one spelling.
         provider.lower() if provider is not None else None,
         _as_text(micro_model) if micro_model not in (None, "") else None,
-        (
-            _as_count(_first(attrs, PROMPT_TOKEN_KEYS))
-            if not _PROMPT_TOKEN_SET.isdisjoint(present)
-            else None
-        ),
-        (
-            _as_count(_first(attrs, COMPLETION_TOKEN_KEYS))
-            if not _COMPLETION_TOKEN_SET.isdisjoint(present)
-            else None
-        ),
+        prompt_tokens,
+        completion_tokens,
         (
             _text(attrs, _INPUT_PROBES, INPUT_KEYS, not _INPUT_PROBE_SET.isdisjoint(present))
             if not _INPUT_SET.isdisjoint(present)
@@ -402,7 +426,7 @@ def canonical_values(
         ),
         _as_text(get("route.name")) if "route.name" in present else None,
         _as_text(get("micro_model.label")) if "micro_model.label" in present else None,
-        _as_float(get("micro_model.confidence")) if "micro_model.confidence" in present else None,
+        confidence,
         (
             _as_text(get("micro_model.expected_label"))
             if "micro_model.expected_label" in present
@@ -415,3 +439,4 @@ def canonical_values(
         _as_text(mirror_of) if mirror_of not in (None, "") else None,
         cohort_values(attrs, resource, cohort_keys),
     )
+    return values, unconvertible

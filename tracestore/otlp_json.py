@@ -186,7 +186,13 @@ def _any_value(src: Any, dst: AnyValue, depth: int) -> None:
         if name in ("stringValue", "string_value"):
             dst.string_value = _str(value, "stringValue")
         elif name in ("intValue", "int_value"):
-            dst.int_value = _int(value, "intValue")
+            number = _int(value, "intValue")
+            if -_INT64 <= number < _INT64:
+                dst.int_value = number
+            else:
+                # An integer no int64 holds is a value, not a broken document: kept as its
+                # digits, like any attribute value the columns cannot take.
+                dst.string_value = str(number)
         elif name in ("doubleValue", "double_value"):
             dst.double_value = _double(value)
         elif name in ("boolValue", "bool_value"):
@@ -249,6 +255,9 @@ def _id(value: Any, where: str) -> bytes:
     except ValueError:
         # Not hex: leave the id empty so decode_request rejects just this span.
         return b""
+
+
+_INT64 = 2**63
 
 
 def _int(value: Any, where: str) -> int:

@@ -4,6 +4,11 @@ Partition ``tracestore_span_pYYYYMMDD`` holds spans whose start_time falls on th
 Partitions exist for the whole retention window and a few days ahead, so a late or
 replayed span inside the window lands in its own day; anything else lands in the DEFAULT
 partition, which retention prunes with a bounded DELETE instead of a DROP.
+
+Retention counts from a span's start, except for spans flagged FLAG_OLD_START (their start
+was already older than retention keeps when they were received: a clock at the epoch, a
+replay of old data): those are kept until their receipt is older than the cutoff. When
+their day's partition is dropped they are moved to the DEFAULT partition first.
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, ProgrammingError, connection, transaction
+
+from .contracts import FLAG_OLD_START
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +91,28 @@ def apply_retention(now: datetime, retention_days: int, days_ahead: int) -> Rete
     dropped = 0
     for name, day in sorted(existing_partitions().items(), key=lambda item: item[1]):
         if day < cutoff_day:
-            with connection.cursor() as cursor:
-                cursor.execute(f"DROP TABLE IF EXISTS {name}")
+            try:
+                _drop_partition(name, cutoff)
+            except ProgrammingError as exc:
+                # Another retention run dropped it since it was listed.
+                log.warning("partitions.drop_skipped partition=%s error=%s", name, exc)
+                continue
             dropped += 1
     default_deleted = _delete_in_batches(
         "DELETE FROM tracestore_span_default WHERE ctid IN ("
-        " SELECT ctid FROM tracestore_span_default WHERE start_time < %s LIMIT %s)",
+        " SELECT ctid FROM tracestore_span_default WHERE start_time < %(cutoff)s"
+        " AND (flags & %(kept)s = 0 OR received_at < %(cutoff)s) LIMIT %(batch)s)",
         cutoff,
     )
+    # A trace's rollup goes with its spans: not while a span of it is kept by its receipt
+    # (those are all in the DEFAULT partition: their start is before the cutoff).
     traces_deleted = _delete_in_batches(
         "DELETE FROM tracestore_trace WHERE (project_id, trace_id) IN ("
-        " SELECT project_id, trace_id FROM tracestore_trace WHERE end_time < %s LIMIT %s)",
+        " SELECT project_id, trace_id FROM tracestore_trace t WHERE end_time < %(cutoff)s"
+        " AND NOT EXISTS (SELECT 1 FROM tracestore_span_default s"
+        "  WHERE s.project_id = t.project_id AND s.trace_id = t.trace_id"
+        "  AND s.flags & %(kept)s <> 0 AND s.received_at >= %(cutoff)s)"
+        " LIMIT %(batch)s)",
         cutoff,
     )
     created = ensure_span_partitions(now.date(), retention_days, days_ahead)
@@ -107,11 +126,31 @@ def apply_retention(now: datetime, retention_days: int, days_ahead: int) -> Rete
     return RetentionResult(created, dropped, default_deleted, traces_deleted)
 
 
+# Literal, so the planner matches the partial index span_kept_from_receipt_idx.
+_KEPT_FROM_RECEIPT = f"(flags & {FLAG_OLD_START}) > 0"
+
+
+def _drop_partition(name: str, cutoff: datetime) -> None:
+    """Drop one expired day, keeping its spans flagged FLAG_OLD_START that were received
+    after the cutoff: detached first, so they land in the DEFAULT partition when moved
+    back. The table is locked meanwhile; the partial index makes finding them (usually
+    none) a lookup, not a scan of the day."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE tracestore_span DETACH PARTITION {name}")
+        cursor.execute(
+            f"INSERT INTO tracestore_span SELECT * FROM {name} "  # noqa: S608 (our name)
+            f"WHERE {_KEPT_FROM_RECEIPT} AND received_at >= %s",
+            [cutoff],
+        )
+        cursor.execute(f"DROP TABLE {name}")
+
+
 def _delete_in_batches(sql: str, cutoff: datetime) -> int:
     total = 0
+    params: dict[str, Any] = {"cutoff": cutoff, "kept": FLAG_OLD_START, "batch": _DELETE_BATCH}
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, [cutoff, _DELETE_BATCH])
+            cursor.execute(sql, params)
             deleted = cursor.rowcount
         total += deleted
         if deleted < _DELETE_BATCH:

@@ -9,6 +9,7 @@ import json
 import operator
 import secrets
 import struct
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from psycopg.errors import ProgramLimitExceeded, UniqueViolation
 from psycopg.types.string import BytesBinaryDumper
 
 from .contracts import (
+    FLAG_OLD_START,
     PermanentStorageError,
     ProjectRef,
     SpanRecord,
@@ -473,17 +475,30 @@ def _copy_rows(
             copy.write_row(row)
 
 
+_DAY_NS = 86_400 * 10**9
+
+
+def _oldest_kept_start_ns(now_ns: int) -> int:
+    """Spans starting before this are flagged FLAG_OLD_START: older than
+    MICROLENS_SPAN_MAX_AGE_DAYS, or than what the next retention run keeps (its cutoff is
+    midnight UTC ``retention`` days before its own day, at the latest tomorrow), so that
+    no acknowledged span is deleted by retention before it has been kept that long."""
+    next_run_cutoff = (now_ns // _DAY_NS + 1 - settings.MICROLENS_RETENTION_DAYS) * _DAY_NS
+    return max(next_run_cutoff, now_ns - settings.MICROLENS_SPAN_MAX_AGE_DAYS * _DAY_NS)
+
+
 def _rows(
     project_id: int,
     spans: Sequence[SpanRow],
     attributes_json: Sequence[bytes | None] = (),
+    oldest_start_ns: int = 0,
 ) -> list[tuple]:
     """COPY rows. JSON is serialised here: once per resource, not per span, not at all for
     the usual empty events, links and cohort, nor for attributes the decoder already wrote
     (``attributes_json``, by position; None where it did not). Decoding keeps hostile
     integers within their columns; a span built elsewhere that does not fit is refused
     here, as the database would refuse it, instead of being wrapped around by the binary
-    format."""
+    format. A span starting before ``oldest_start_ns`` is flagged FLAG_OLD_START."""
     resources: dict[int, bytes] = {}
     rows = []
     encoded = iter(attributes_json)
@@ -537,6 +552,8 @@ def _rows(
             raise DataError(
                 f"span {span_id.hex()}: kind, status code, flags or token count out of range"
             )
+        if start_ns < oldest_start_ns:
+            flags |= FLAG_OLD_START
         rows.append(
             (
                 project_id,
@@ -842,7 +859,7 @@ def store_span_rows(
     """
     if not spans:
         return StoreResult(accepted=0, inserted=0, duplicates=0, traces=0)
-    rows = _rows(project_id, spans, attributes_json)
+    rows = _rows(project_id, spans, attributes_json, _oldest_kept_start_ns(time.time_ns()))
     timeout_ms = settings.MICROLENS_INGEST_DB_TIMEOUT_SECONDS * 1000
     new: Sequence[SpanRow]
     with storage_errors():

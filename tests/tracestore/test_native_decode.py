@@ -253,20 +253,39 @@ def test_a_nul_only_value_does_not_flag_the_span() -> None:
 
 
 @pytest.mark.parametrize(
-    ("start", "end", "flags"),
+    ("start", "end", "stored", "flags"),
     [
-        (0, 0, FLAG_ZERO_TIMESTAMP),
-        (0, NOW_NS, FLAG_ZERO_TIMESTAMP),
-        (NOW_NS + 10**15, NOW_NS + 10**15 + 5, FLAG_ZERO_TIMESTAMP),
-        (NOW_NS, NOW_NS - 5, FLAG_END_BEFORE_START),
-        (NOW_NS, 0, 0),
-        (NOW_NS, 2**64 - 1, FLAG_ZERO_TIMESTAMP),
-        (2**64 - 1, 2**64 - 1, FLAG_ZERO_TIMESTAMP),
+        (0, 0, (0, 0), FLAG_ZERO_TIMESTAMP),
+        (0, NOW_NS, (NOW_NS, NOW_NS), FLAG_ZERO_TIMESTAMP),
+        (NOW_NS + 10**15, NOW_NS + 10**15 + 5, (0, 0), FLAG_ZERO_TIMESTAMP),
+        (NOW_NS + 10**15, NOW_NS - 7, (NOW_NS - 7, NOW_NS - 7), FLAG_ZERO_TIMESTAMP),
+        (NOW_NS, NOW_NS - 5, (NOW_NS, NOW_NS), FLAG_END_BEFORE_START),
+        (NOW_NS, 0, (NOW_NS, NOW_NS), 0),
+        (NOW_NS, 2**64 - 1, (NOW_NS, NOW_NS), FLAG_ZERO_TIMESTAMP),
+        (2**64 - 1, 2**64 - 1, (0, 0), FLAG_ZERO_TIMESTAMP),
+        (1, 2, (1, 2), 0),  # 1970: kept as sent (storage flags it as old)
     ],
 )
-def test_timestamps_are_clamped_and_flagged_the_same(start: int, end: int, flags: int) -> None:
+def test_timestamps_are_clamped_and_flagged_the_same(
+    start: int, end: int, stored: tuple[int, int], flags: int
+) -> None:
     (row,) = _same(_request(_span(start=start, end=end)))[0]
-    assert row[16] == flags
+    assert (row[5], row[6], row[16]) == (*stored, flags)
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize(
+    ("start", "end"), [(0, 0), (0, NOW_NS - 7), (2**64 - 1, 0), (NOW_NS + 10**15, NOW_NS)]
+)
+def test_a_replaced_start_is_the_same_whenever_the_span_is_received(
+    start: int, end: int, native: bool
+) -> None:
+    # The start is part of the stored span's key: a re-sent span must get the same one.
+    body = _request(_span(start=start, end=end))
+    first = decode_protobuf(body, now_ns=NOW_NS, native=native).rows
+    days_later = decode_protobuf(body, now_ns=NOW_NS + 3 * 86_400 * 10**9, native=native).rows
+    assert first == days_later
+    assert first[0][16] == FLAG_ZERO_TIMESTAMP
 
 
 @pytest.mark.parametrize(("kind", "code"), [(-1, 0), (0, 2**31 - 1), (40000, -5), (7, 3)])

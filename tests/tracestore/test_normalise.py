@@ -10,7 +10,7 @@ import pytest
 from tests.builders import micro_model_trace
 from tracestore.contracts import SpanRecord
 from tracestore.decode import decode_request
-from tracestore.normalise import CANONICAL_FIELDS, canonical_fields
+from tracestore.normalise import CANONICAL_FIELDS, canonical_fields, checked_canonical_values
 
 
 @pytest.mark.parametrize(
@@ -156,6 +156,64 @@ def test_micro_model_attributes_win_and_flags_parse() -> None:
 @pytest.mark.parametrize("confidence", ["NaN", "Infinity", "high", True])
 def test_an_unusable_confidence_is_absent_not_an_error(confidence: object) -> None:
     assert canonical_fields({"micro_model.confidence": confidence}, {})["confidence"] is None
+
+
+_POISON = [
+    "Infinity",  # a double infinity, as the decoders keep it
+    "-Infinity",
+    "NaN",
+    "1e400",
+    "9" * 400,
+    10**400,  # an integer no double holds
+    "many",
+    True,
+    [1, 2],
+    {"n": 1},
+]
+
+
+_TOO_BIG_FOR_INT4 = [2**31, -(2**31) - 1, 2**63 - 1, -(2**63), "3e9"]
+
+
+@pytest.mark.parametrize(
+    ("key", "field", "value"),
+    [
+        *[("llm.token_count.prompt", "prompt_tokens", v) for v in _POISON + _TOO_BIG_FOR_INT4],
+        *[("gen_ai.usage.output_tokens", "completion_tokens", v) for v in _POISON],
+        *[("micro_model.confidence", "confidence", v) for v in _POISON],
+    ],
+)
+def test_a_value_with_no_number_for_its_column_is_null_and_reported(
+    key: str, field: str, value: object
+) -> None:
+    values, unconvertible = checked_canonical_values({key: value, "route.name": "billing"}, {})
+    fields = dict(zip(CANONICAL_FIELDS, values, strict=True))
+    assert fields[field] is None
+    assert fields["route"] == "billing"
+    assert unconvertible is True
+
+
+@pytest.mark.parametrize("value", [*_POISON, 2**63 - 1, -(2**63)])
+def test_an_unconvertible_retry_attempt_is_no_retry_and_reported(value: object) -> None:
+    values, unconvertible = checked_canonical_values({"retry.attempt": value}, {})
+    is_retry = dict(zip(CANONICAL_FIELDS, values, strict=True))["is_retry"]
+    # An integer is an attempt number, however large; anything else is no number at all.
+    assert (is_retry, unconvertible) == (
+        (value > 0, False) if type(value) is int else (False, True)
+    )
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"llm.token_count.prompt": 12, "micro_model.confidence": 0.5, "retry.attempt": "2"},
+        {"llm.token_count.prompt": "12", "micro_model.confidence": "0.5"},
+        {"retry.attempt": "", "micro_model.confidence": ""},
+        {},
+    ],
+)
+def test_ordinary_values_are_not_reported(attrs: dict) -> None:
+    assert checked_canonical_values(attrs, {})[1] is False
 
 
 def test_span_attributes_win_over_resource_for_cohorts() -> None:
