@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import random
@@ -271,6 +272,8 @@ def outcome(body: bytes, native: bool, limits: Any) -> Any:
         result = decode_protobuf(body, limits, NOW_NS, native=native)
     except OtlpProtobufError as exc:
         return ("error", str(exc))
+    except Exception as exc:  # a finding: no body may make the decoder raise anything else
+        return ("raised", type(exc).__name__, str(exc))
     given = [*result.attributes_json, *[None] * (len(result.rows) - len(result.attributes_json))]
     encoded = [
         g if g is not None else _jsonb(row[12]) for g, row in zip(given, result.rows, strict=True)
@@ -285,7 +288,7 @@ def outcome(body: bytes, native: bool, limits: Any) -> Any:
     )
 
 
-def check(body: bytes, counts: dict[str, int]) -> None:
+def check(body: bytes, counts: dict[str, int], artifacts: Path | None = None) -> None:
     from tracestore import decode
     from tracestore.services import _jsonb
 
@@ -306,6 +309,14 @@ def check(body: bytes, counts: dict[str, int]) -> None:
                 f"limits {limits}: the compiled decoder gave\n  {compiled!r}\n"
                 f"the reference\n  {reference!r}"
             )
+        if reference[0] == "raised":
+            # Both decoders raised the same: the shared code (the normaliser) is at fault,
+            # not the compiled decoder. Kept as a finding; the run goes on.
+            counts["raises"] += 1
+            if artifacts is not None and counts["raises"] <= 20:
+                name = f"raises-{reference[1]}-{hashlib.sha1(body).hexdigest()}"  # noqa: S324
+                (artifacts / name).write_bytes(body)
+            return
         if reference[0] != "error":
             # The reference's own jsonb is what services._jsonb writes.
             assert reference[1] == [_jsonb(row[12]) for row in reference[0]]
@@ -457,13 +468,14 @@ def child(module: Path, stats_file: Path, argv: list[str]) -> None:
     django.setup()  # services._jsonb, the encoder the reference's jsonb is checked with
     assert decode._otlp is native and decode.NATIVE
 
-    counts = {"inputs": 0, "native": 0, "general": 0, "structured": 0}
+    counts = {"inputs": 0, "native": 0, "general": 0, "structured": 0, "raises": 0}
+    artifacts = Path(os.environ["MICROLENS_FUZZ_ARTIFACTS"])
     started = time.monotonic()
 
     def one_input(data: bytes) -> None:
         counts["inputs"] += 1
-        check(data, counts)
-        if counts["inputs"] % _STATS_EVERY == 0:
+        check(data, counts, artifacts)
+        if counts["inputs"] % _STATS_EVERY == 0 or counts["raises"] == 1:
             counts["seconds"] = int(time.monotonic() - started)
             stats_file.write_text(json.dumps(counts))
 
@@ -494,14 +506,21 @@ def run(args: argparse.Namespace) -> int:
         artifacts = Path(args.artifacts)
         artifacts.mkdir(parents=True, exist_ok=True)
         stats_file = work / "stats.json"
+        # The symbolizer must not inherit the preloaded runtime (it would fail to load).
+        symbolizer = shutil.which("llvm-symbolizer") or shutil.which(f"llvm-symbolizer-{14}")
+        wrapper = work / "llvm-symbolizer"
+        wrapper.write_text(f'#!/bin/sh\nunset LD_PRELOAD\nexec {symbolizer} "$@"\n')
+        wrapper.chmod(0o755)
         env = {
             **os.environ,
             _CHILD: str(module),
             "MICROLENS_FUZZ_STATS": str(stats_file),
+            "MICROLENS_FUZZ_ARTIFACTS": str(artifacts),
             "LD_PRELOAD": preloads(),
             "PYTHONMALLOC": "malloc",
             # Python's own allocations are never freed at exit: leaks are not findings here.
             "ASAN_OPTIONS": "detect_leaks=0:allocator_may_return_null=1",
+            "ASAN_SYMBOLIZER_PATH": str(wrapper),
             "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
             "MICROLENS_HOME": str(work / "home"),
         }
@@ -535,10 +554,10 @@ def run(args: argparse.Namespace) -> int:
             code = proc.wait()
         elapsed = time.monotonic() - started
         text = log_path.read_text(errors="replace")
-        report(text, stats_file, elapsed, code, args, artifacts)
+        raised = report(text, stats_file, elapsed, code, args, artifacts)
         if args.keep_log:
             shutil.copy(log_path, args.keep_log)
-        return 0 if code == 0 else 1
+        return 0 if code == 0 and not raised else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -550,7 +569,7 @@ def report(
     code: int,
     args: argparse.Namespace,
     artifacts: Path,
-) -> None:
+) -> int:
     status = [line for line in text.splitlines() if re.match(r"#\d+\s", line)]
     final = {k: int(v) for k, v in re.findall(r"stat::(\w+):\s+(\d+)", text)}
     last = status[-1] if status else ""
@@ -572,14 +591,20 @@ def report(
             f"({100 * stats['native'] / max(total, 1):.1f} %, at {stats['seconds']} s)"
         )
         print(f"structured mutations {stats['structured']} of {stats['inputs']} inputs")
+    raised = sorted(artifacts.glob("raises-*"))
+    if stats.get("raises"):
+        print(f"\nFINDING: {stats['raises']} input(s) made both decoders raise (not a rejection):")
+        for path in raised:
+            print(f"  {path.name}: {path.read_bytes()!r}"[:400])
     if code != 0:
         crashes = sorted(artifacts.glob("crash-*"), key=lambda p: p.stat().st_mtime)
         tail = "\n".join(text.splitlines()[-60:])
         print(f"\nFINDING (exit {code}):\n{tail}")
         if crashes:
             print(f"\ninput ({crashes[-1]}):\n{crashes[-1].read_bytes()!r}")
-    else:
+    elif not stats.get("raises"):
         print("findings             none")
+    return int(stats.get("raises", 0))
 
 
 def main() -> None:
