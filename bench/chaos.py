@@ -34,9 +34,9 @@ successful), stored (distinct span ids in PostgreSQL), duplicates (rows beyond o
 span id), acknowledged spans missing from the database, exports the SDK gave up on,
 evaluations lost (stored fallback spans without a job, and jobs not done at the end), and
 per fault the time each part took to come back: the database (a new connection answers),
-the killed process (a new one of its role runs), the worker (a heartbeat newer than the
-fault: beat -> broker -> worker -> database), ingest (the first export started after the
-fault that succeeded).
+the killed process (a new one of its role runs), the worker and the broker (a heartbeat
+newer than the fault: beat -> broker -> worker -> database), ingest (the first export
+started after the fault that succeeded), and ``up`` itself (still running).
 
 The invariant, checked for the whole run: **stored == sent - permanently rejected,
 duplicates 0, no acknowledged span missing, no evaluation lost, every part back by
@@ -47,9 +47,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import logging
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -213,9 +215,11 @@ class Batch:
     spans: list[Any]
     valid: list[tuple[bytes, bytes]]  # ids of the spans that must be stored
     bad: int
+    poison: int
     started: float = 0.0
     finished: float = 0.0
     ok: bool | None = None
+    answer: str = ""  # the last failure the exporter logged for it (code or "timeout")
 
 
 def build_batches(total: int, batch_size: int, prefix: bytes) -> list[Batch]:
@@ -231,7 +235,7 @@ def build_batches(total: int, batch_size: int, prefix: bytes) -> list[Batch]:
     scope = InstrumentationScope("chaos.bench", "1.0")
     sampled = TraceFlags(TraceFlags.SAMPLED)
     now = time.time_ns()
-    per_protocol: dict[str, list[tuple[list[Any], list[tuple[bytes, bytes]], int]]] = {
+    per_protocol: dict[str, list[tuple[list[Any], list[tuple[bytes, bytes]], int, int]]] = {
         "grpc": [],
         "http": [],
     }
@@ -267,7 +271,8 @@ def build_batches(total: int, batch_size: int, prefix: bytes) -> list[Batch]:
             "llm.token_count.prompt": 12,
             "llm.token_count.completion": 1,
         }
-        if k % 60 == 30:
+        poison = int(k % 60 == 30)
+        if poison:
             attributes.update(
                 {
                     "llm.token_count.prompt": float("inf"),
@@ -298,7 +303,7 @@ def build_batches(total: int, batch_size: int, prefix: bytes) -> list[Batch]:
         valid = [(trace_id.to_bytes(16, "big"), root_id.to_bytes(8, "big"))]
         if not bad:
             valid.append((trace_id.to_bytes(16, "big"), child_id.to_bytes(8, "big")))
-        per_protocol[protocol].append(([root, child], valid, bad))
+        per_protocol[protocol].append(([root, child], valid, bad, poison))
         made += 2
     batches = []
     for protocol, traces in per_protocol.items():
@@ -308,12 +313,33 @@ def build_batches(total: int, batch_size: int, prefix: bytes) -> list[Batch]:
             batches.append(
                 Batch(
                     protocol,
-                    [s for spans, _, _ in chunk for s in spans],
-                    [ids for _, valid, _ in chunk for ids in valid],
-                    sum(bad for _, _, bad in chunk),
+                    [s for spans, _, _, _ in chunk for s in spans],
+                    [ids for _, valid, _, _ in chunk for ids in valid],
+                    sum(bad for _, _, bad, _ in chunk),
+                    sum(poison for _, _, _, poison in chunk),
                 )
             )
     return batches
+
+
+class ExporterAnswers(logging.Handler):
+    """The exporters log each failed attempt (the SDK gives export() no reason): the last
+    one per sending thread, reduced to its status ("UNKNOWN", "500", "timeout", ...)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.last: dict[int | None, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = re.search(r"StatusCode\.(\w+)|code: (\d+)|(timeout)", record.getMessage())
+        if found:
+            self.last[record.thread] = next(g for g in found.groups() if g)
+
+    def take(self) -> str:
+        return self.last.pop(threading.get_ident(), "")
+
+
+ANSWERS = ExporterAnswers()
 
 
 def exporter_for(protocol: str, stack: Stack, timeout: float) -> Any:
@@ -343,7 +369,8 @@ def send(
     export_timeout: float,
 ) -> list[threading.Thread]:
     """Start ``senders`` threads per protocol, each with its own exporter, sending their
-    batches paced evenly over ``duration``; none starts a batch after ``deadline``."""
+    batches paced evenly over ``duration``; none starts a batch after ``deadline`` or once
+    ``up`` has exited (those are reported as not sent)."""
     from opentelemetry.sdk.trace.export import SpanExportResult
 
     threads = []
@@ -363,12 +390,13 @@ def send(
                 wait = due - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or not stack.alive():
                     continue  # left unsent: reported
                 batch.started = time.monotonic()
                 result = exporter.export(batch.spans)
                 batch.finished = time.monotonic()
                 batch.ok = result == SpanExportResult.SUCCESS
+                batch.answer = ANSWERS.take()
             exporter.shutdown()
 
         for _ in range(senders):
@@ -528,9 +556,9 @@ def inject(fault: Fault, stack: Stack, args: argparse.Namespace) -> dict[str, Ca
         broker = stack.home / "broker"
         shutil.rmtree(broker, ignore_errors=True)
         fault.applied = f"{broker} deleted"
+        # Back when a heartbeat went beat -> broker -> worker -> database after it.
         return {
-            "broker folder": lambda: (broker / "queue").is_dir(),
-            "worker heartbeat": lambda: heartbeat_after(stack.database_url(), fault.ended_wall + 2),
+            "broker": lambda: heartbeat_after(stack.database_url(), fault.ended_wall + 2),
         }
     raise AssertionError(fault.name)
 
@@ -658,6 +686,10 @@ def main() -> int:
     args = parser.parse_args()
     # The exporters log every failed export with its traceback: the report counts them.
     logging.basicConfig(level=logging.CRITICAL)
+    exporters = logging.getLogger("opentelemetry.exporter")
+    exporters.setLevel(logging.INFO)
+    exporters.propagate = False
+    exporters.addHandler(ANSWERS)
 
     parent = Path(tempfile.mkdtemp(prefix="microlens-chaos-"))
     # Under root the embedded cluster runs as an unprivileged user, who must traverse it.
@@ -679,10 +711,11 @@ def main() -> int:
         for thread in threads:
             thread.join(max(0.0, deadline + args.export_timeout * 2 - time.monotonic()))
         sent_at = time.monotonic() - started
-        settle(stack, prefix, args.settle)
+        if stack.alive():
+            settle(stack, prefix, args.settle)
         up_alive = stack.alive()
         counts, source = database_after(stack, prefix)
-        ok = report(batches, faults, counts, source, up_alive, sent_at, args)
+        ok = report(batches, faults, counts, source, up_alive, sent_at, started, args)
     finally:
         stop_stack(stack)
         if args.keep or not ok:
@@ -699,6 +732,7 @@ def report(
     source: str,
     up_alive: bool,
     sent_at: float,
+    started: float,
     args: argparse.Namespace,
 ) -> bool:
     planned = sum(len(b.spans) for b in batches)
@@ -710,6 +744,10 @@ def report(
     print(f"\n== chaos: {args.duration:.0f} s of traffic, all sent after {sent_at:.0f} s")
     print(f"planned                {planned} spans in {len(batches)} exports")
     print(f"sent                   {sent} spans in {len(sent_batches)} exports")
+    if sent < planned:
+        print(
+            f"not sent               {planned - sent} spans (past the deadline, or up had exited)"
+        )
     print(f"permanently rejected   {rejected} (invalid ids, by construction)")
     print(
         f"acknowledged           {len(acked)} valid spans, "
@@ -725,6 +763,22 @@ def report(
     }
     for protocol, (lost, total) in by_protocol.items():
         print(f"  {protocol:<20} {lost} of {total} exports given up")
+    answers: dict[str, int] = {}
+    for batch in failed:
+        key = f"{batch.answer or 'no answer logged'}{' (poison values)' if batch.poison else ''}"
+        answers[key] = answers.get(key, 0) + 1
+    for answer, n in sorted(answers.items(), key=lambda item: -item[1]):
+        print(f"  {'last answer ' + answer:<40} {n}")
+    print("exports by phase (started between two faults): acknowledged / given up")
+    edges = [0.0] + [f.at for f in faults] + [float("inf")]
+    names = ["before the faults"] + [f"after {f.name}" for f in faults]
+    for (low, high), name in zip(itertools.pairwise(edges), names, strict=True):
+        phase = [b for b in sent_batches if low <= b.started - started < high]
+        if phase:
+            print(
+                f"  {name:<38} {sum(1 for b in phase if b.ok)} / "
+                f"{sum(1 for b in phase if not b.ok)}"
+            )
     holds = True
     if counts is None:
         print(f"stored                 unknown: {source}")
