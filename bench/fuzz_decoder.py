@@ -612,7 +612,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=300, help="time budget")
     parser.add_argument("--max-len", type=int, default=16384, help="longest input, bytes")
     parser.add_argument("--corpus", help="corpus folder to keep between runs")
-    parser.add_argument("--artifacts", default="fuzz-artifacts", help="where findings go")
+    parser.add_argument(
+        "--artifacts",
+        default=str(Path(tempfile.gettempdir()) / "microlens-fuzz-artifacts"),
+        help="where findings go (default: microlens-fuzz-artifacts in the temporary folder)",
+    )
     parser.add_argument("--reproduce", help="run one input (an artifact) and stop")
     parser.add_argument("--keep-log", help="copy libFuzzer's log here")
     sys.exit(run(parser.parse_args()))
