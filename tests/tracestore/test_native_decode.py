@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
+from bench import fuzz_decoder as fuzz
 from bench.ingest import build_requests
 from tests.builders import any_value, key_values, micro_model_trace
 from tracestore import decode
@@ -449,6 +450,27 @@ def test_random_corruptions_of_a_real_payload_agree_with_the_runtime() -> None:
             decoded += 1
     # Both kinds of outcome were exercised, many times.
     assert errors > 300 and decoded > 300
+
+
+def test_structure_aware_mutations_of_real_payloads_agree_with_the_runtime() -> None:
+    """A fixed sample of the fuzzing benchmark's mutations (bench/fuzz_decoder.py): each
+    changes one thing in a parsed request (a value of any type, ids, timestamps, enums,
+    texts, nesting, repeats), so most stay requests the compiled decoder handles itself.
+    Under both sets of limits the outcome must be the reference's, an exception included."""
+    rng = random.Random(20261206)
+    seeds = fuzz.seed_bodies()
+    native = 0
+    for _ in range(300):
+        body = rng.choice(seeds)
+        for _ in range(rng.randint(1, 4)):
+            body = fuzz.structured_mutation(body, rng) or body
+        for max_value_bytes, max_attributes in fuzz.LIMITS:
+            limits = Limits(max_value_bytes=max_value_bytes, max_attributes=max_attributes)
+            reference = fuzz.outcome(body, native=False, limits=limits)
+            assert fuzz.outcome(body, native=True, limits=limits) == reference
+            native += _handled_natively(body, limits)
+    # The compiled path was the one compared, most of the time under the default limits.
+    assert native > 150
 
 
 def test_ordinary_exports_never_reach_the_reference_decoder() -> None:
