@@ -30,11 +30,11 @@ from audit.services import REDACTED, acting_as
 from dashboard.alerts.models import AlertRule
 from dashboard.models import ModelPrice
 from evaluators.models import EvaluationJob, EvaluatorConfig, Judge, MicroModel
-from evaluators.services import run_evaluation_job
+from evaluators.services import register_micro_model, run_evaluation_job
 from tests.evaluators.conftest import Tenant, classifier_trace, configure, schedule_all
 from tests.evaluators.judge_server import JudgeServer, judge_server, verdict
 from tracestore.models import ApiKey, Project
-from tracestore.services import create_project, issue_api_key
+from tracestore.services import create_project, issue_api_key, revoke_api_key
 
 pytestmark = pytest.mark.django_db
 
@@ -694,3 +694,27 @@ def test_the_log_is_hidden_from_staff_without_the_view_permission(world: World) 
     client.force_login(_user("ops"))
 
     assert client.get("/admin/audit/auditentry/").status_code == 403
+
+
+def test_revoking_a_key_through_the_service_is_recorded() -> None:
+    project = create_project("shop")
+    raw = issue_api_key(project.id)
+
+    with acting_as("command revoke"):
+        assert revoke_api_key(raw) is True
+    again = revoke_api_key(raw)
+
+    assert again is False
+    assert _entries("tracestore.ApiKey") == [
+        ("system", "create", []),
+        ("command revoke", "update", ["revoked_at"]),
+    ]
+
+
+def test_a_micro_model_registered_from_traffic_is_recorded_as_the_system() -> None:
+    register_micro_model(create_project("shop").id, "intent-mini")
+
+    assert _entries("evaluators.MicroModel") == [("system", "create", [])]
+    assert sorted(
+        e.after["evaluator"] for e in AuditEntry.objects.filter(model="evaluators.EvaluatorConfig")
+    ) == ["groundedness", "label_check", "task_completion"]
