@@ -1,4 +1,5 @@
-"""Every save and delete of an audited model is recorded, whichever path made it (admin,
+"""Every save and delete of an audited model (and every change of its many-to-many fields,
+such as a project's members) is recorded, whichever path made it (admin,
 API, service function, management command), in the transaction that made it.
 
 Queryset ``update()`` sends no signal: code changing audited rows uses ``save()``.
@@ -13,7 +14,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.db import models
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
 from .models import AuditEntry
 from .services import record_change, snapshot
@@ -48,6 +49,57 @@ def _after_delete(sender: type[models.Model], instance: models.Model, **kwargs: 
     record_change(AuditEntry.Action.DELETE, instance, snapshot(instance), None)
 
 
+def _members(instance: models.Model, field: models.ManyToManyField) -> list[Any]:
+    return sorted(getattr(instance, field.name).values_list("pk", flat=True))
+
+
+def _m2m_field(sender: Any, model: type[models.Model]) -> models.ManyToManyField | None:
+    return next(
+        (f for f in model._meta.many_to_many if f.remote_field.through is sender),
+        None,
+    )
+
+
+def _m2m_changed(
+    sender: Any,
+    instance: models.Model,
+    action: str,
+    reverse: bool,
+    model: type[models.Model],
+    pk_set: set[Any] | None,
+    **kwargs: Any,
+) -> None:
+    """A many-to-many change (a project's members) is an update of the audited side: its
+    list of related ids before and after."""
+    if reverse:
+        # user.projects.add(project): the audited objects are the projects in pk_set.
+        field = _m2m_field(sender, model)
+        if field is None or not pk_set or action not in ("post_add", "post_remove"):
+            return
+        for owner in model._default_manager.filter(pk__in=pk_set).order_by("pk"):
+            after = _members(owner, field)
+            before = sorted(
+                {*after} - {instance.pk} if action == "post_add" else {*after, instance.pk}
+            )
+            record_change(
+                AuditEntry.Action.UPDATE, owner, {field.name: before}, {field.name: after}
+            )
+        return
+    field = _m2m_field(sender, type(instance))
+    if field is None:
+        return
+    if action.startswith("pre_"):
+        setattr(instance, f"{_BEFORE}_{field.name}", _members(instance, field))
+    elif action.startswith("post_"):
+        before = instance.__dict__.pop(f"{_BEFORE}_{field.name}", [])
+        record_change(
+            AuditEntry.Action.UPDATE,
+            instance,
+            {field.name: before},
+            {field.name: _members(instance, field)},
+        )
+
+
 def audited_models() -> list[type[models.Model]]:
     return [apps.get_model(label) for label in getattr(settings, "AUDITED_MODELS", ())]
 
@@ -58,3 +110,8 @@ def connect() -> None:
         pre_save.connect(_before_save, sender=model, dispatch_uid=f"{uid}:pre_save")
         post_save.connect(_after_save, sender=model, dispatch_uid=f"{uid}:post_save")
         post_delete.connect(_after_delete, sender=model, dispatch_uid=f"{uid}:post_delete")
+        for field in model._meta.many_to_many:
+            through = field.remote_field.through
+            m2m_changed.connect(
+                _m2m_changed, sender=through, dispatch_uid=f"{uid}:{field.name}:m2m"
+            )

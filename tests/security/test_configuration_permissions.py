@@ -718,3 +718,26 @@ def test_a_micro_model_registered_from_traffic_is_recorded_as_the_system() -> No
     assert sorted(
         e.after["evaluator"] for e in AuditEntry.objects.filter(model="evaluators.EvaluatorConfig")
     ) == ["groundedness", "label_check", "task_completion"]
+
+
+def test_a_projects_members_changing_is_recorded_from_either_side() -> None:
+    project = Project.objects.get(pk=create_project("shop").id)
+    alice = get_user_model().objects.create_user("alice", password=PASSWORD)
+    bob = get_user_model().objects.create_user("bob", password=PASSWORD)
+
+    with acting_as("command members"):
+        project.members.add(alice)
+        bob.projects.add(project)
+        project.members.remove(alice)
+
+    changes = [
+        (e.before, e.after)
+        for e in AuditEntry.objects.filter(model="tracestore.Project", action="update").order_by(
+            "id"
+        )
+    ]
+    assert changes == [
+        ({"members": []}, {"members": [alice.pk]}),
+        ({"members": [alice.pk]}, {"members": [alice.pk, bob.pk]}),
+        ({"members": [alice.pk, bob.pk]}, {"members": [bob.pk]}),
+    ]
