@@ -241,11 +241,18 @@ def test_a_staff_user_without_permissions_is_refused_every_configuration_write(
 def test_a_staff_user_with_the_model_permission_may_make_the_write(
     world: World, write: Write
 ) -> None:
+    url = write.url(world)
+    before = write.state(world)
     staff = _user("ops", write.perm, project_id=world.project_id)
+    entries = AuditEntry.objects.filter(actor="user ops")
 
-    response = _send(_client(staff), write, world)
+    response = _send(_client(staff), write, world, url)
 
-    assert response.status_code in (200, 201, 204), response.content
+    expected = {"post": 201, "patch": 200, "put": 200, "delete": 204}[write.method]
+    assert response.status_code == expected, response.content
+    assert write.state(world) != before
+    action = {"post": "create", "delete": "delete"}.get(write.method, "update")
+    assert entries.filter(action=action).exists()
 
 
 @pytest.mark.parametrize("write", WRITES, ids=lambda w: w.name)
