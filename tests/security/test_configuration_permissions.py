@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.core import checks
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import transaction
@@ -505,6 +506,9 @@ def test_the_database_check_lists_judges_with_another_variable() -> None:
     assert "evaluators.W001" in err.getvalue()
     assert "judge 'legacy': api_key_env 'DATABASE_URL'" in err.getvalue()
     assert "'fine'" not in err.getvalue()
+    # What `microlens up` prints after migrating.
+    reported = checks.run_checks(databases=["default"], tags=[checks.Tags.database])
+    assert [(m.id, m.obj) for m in reported] == [("evaluators.W001", legacy)]
 
 
 # -- the audit log ---------------------------------------------------------------------------
