@@ -7,7 +7,10 @@ shift || true
 host="${MICROLENS_BIND:-0.0.0.0}"
 case "$role" in
   migrate)
-    exec python manage.py migrate --noinput "$@" ;;
+    python manage.py migrate --noinput "$@"
+    # Warns about stored configuration a newer version no longer uses (a judge whose key
+    # variable lacks the MICROLENS_JUDGE_ prefix); warnings do not fail the role.
+    exec python manage.py check --database default ;;
   web)
     exec gunicorn microlens.wsgi:application --bind "$host:${MICROLENS_WEB_PORT:-8000}" \
       --workers "${MICROLENS_WEB_WORKERS:-2}" --access-logfile - "$@" ;;

@@ -3,8 +3,9 @@
 The views take the caller's visible projects from ``project_ids`` (a function of the
 request's user), given when the URLs are wired (``View.as_view(project_ids=...)``), so this
 app needs nothing of whoever authenticates. Another project's micro model answers 404.
-Judges are shared by every project: anyone signed in reads them, only staff change them;
-their API keys are never stored (a judge names the environment variable that holds one).
+Judges are shared by every project: a project API key reads them and never changes them.
+People need the admin's model permissions (``permissions.py``). A judge's API key is never
+stored: the judge names the environment variable, prefixed ``MICROLENS_JUDGE_``, holding it.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
-from rest_framework import generics, permissions, serializers
+from rest_framework import generics, serializers
 from rest_framework.pagination import CursorPagination
-from rest_framework.request import Request
 from rest_framework.serializers import BaseSerializer
 
 from . import contracts
 from .models import EvaluatorConfig, Judge, MicroModel
+from .permissions import ConfigPermissions
 from .services import (
     MICRO_MODEL_FIELDS,
     create_micro_model,
@@ -151,6 +152,10 @@ class _Scoped:
     # as_view(project_ids=...) sets it on each view instance: a plain function of the user.
     project_ids: ProjectIds = staticmethod(_no_projects)
     request: Any
+    config_model = MicroModel
+    nested_config = {"evaluators": EvaluatorConfig}
+    # A project's key configures that project's micro models.
+    project_key_writes = True
 
     def get_queryset(self) -> QuerySet[MicroModel]:
         visible = self.project_ids(self.request.user)
@@ -168,6 +173,7 @@ class _Scoped:
 
 class MicroModelConfigList(_Scoped, generics.ListCreateAPIView):
     serializer_class = MicroModelConfigSerializer
+    permission_classes = [ConfigPermissions]
     pagination_class = ByName
 
     def perform_create(self, serializer: BaseSerializer) -> None:
@@ -178,6 +184,7 @@ class MicroModelConfigList(_Scoped, generics.ListCreateAPIView):
 
 class MicroModelConfigDetail(_Scoped, generics.RetrieveUpdateDestroyAPIView):
     serializer_class = MicroModelConfigSerializer
+    permission_classes = [ConfigPermissions]
 
     def perform_update(self, serializer: BaseSerializer) -> None:
         data = dict(serializer.validated_data)
@@ -189,26 +196,19 @@ class MicroModelConfigDetail(_Scoped, generics.RetrieveUpdateDestroyAPIView):
         delete_micro_model(instance.pk)
 
 
-class StaffWrites(permissions.BasePermission):
-    message = "only staff may change judges (they are shared by every project)"
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        if request.method in permissions.SAFE_METHODS:
-            return True
-        return bool(getattr(request.user, "is_staff", False))
-
-
 class JudgeList(generics.ListCreateAPIView):
     serializer_class = JudgeSerializer
     queryset = Judge.objects.order_by("name")
-    permission_classes = [permissions.IsAuthenticated, StaffWrites]
+    permission_classes = [ConfigPermissions]
+    config_model = Judge
     pagination_class = ByName
 
 
 class JudgeDetail(generics.RetrieveUpdateDestroyAPIView):
     serializer_class = JudgeSerializer
     queryset = Judge.objects.all()
-    permission_classes = [permissions.IsAuthenticated, StaffWrites]
+    permission_classes = [ConfigPermissions]
+    config_model = Judge
 
     def perform_destroy(self, instance: Judge) -> None:
         delete_judge(instance.pk)

@@ -7,4 +7,4 @@ class EvaluatorsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401 (connects the receivers)
+        from . import signals, system_checks  # noqa: F401 (connect receivers, register checks)

@@ -8,10 +8,11 @@ from functools import cache
 
 from django.conf import settings
 
-from .judges import Judge
+from .judges import Judge, JudgeError
 from .judges.local import LexicalJudge
 from .judges.openai_compatible import OpenAICompatibleJudge
 from .models import Judge as JudgeConfig
+from .models import judge_key_env_error
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,14 @@ def local_judge() -> Judge:
 def judge_for(config: JudgeConfig | None) -> Judge:
     if config is None or config.kind == JudgeConfig.Kind.LOCAL:
         return local_judge()
+    refused = judge_key_env_error(config.api_key_env)
+    if refused is not None:
+        # A row saved before the prefix was enforced: its variable is never read, the job
+        # fails with this reason until the judge names a MICROLENS_JUDGE_ variable.
+        raise JudgeError(
+            f"judge {config.name!r} names api_key_env {config.api_key_env!r}, which is not"
+            f" read: it {refused}"
+        )
     if config.api_key_env == "MICROLENS_JUDGE_API_KEY":
         api_key = settings.MICROLENS_JUDGE_API_KEY or ""
     else:

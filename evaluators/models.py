@@ -39,6 +39,28 @@ def validate_within_lease(seconds: float) -> None:
         )
 
 
+# A judge may only read its API key from variables so named: nothing else of the worker's
+# environment (DATABASE_URL with its password, the secret key) can be sent to an endpoint.
+JUDGE_KEY_ENV_PREFIX = "MICROLENS_JUDGE_"
+
+
+def judge_key_env_error(name: str) -> str | None:
+    """Why ``name`` may not hold a judge's API key, or None when it may."""
+    rest = name[len(JUDGE_KEY_ENV_PREFIX) :] if name.startswith(JUDGE_KEY_ENV_PREFIX) else ""
+    if rest and all(c.isascii() and (c.isupper() or c.isdigit() or c == "_") for c in rest):
+        return None
+    return (
+        f"must name an environment variable starting with {JUDGE_KEY_ENV_PREFIX}"
+        f" (capitals, digits, _), e.g. {JUDGE_KEY_ENV_PREFIX}OPENAI_KEY"
+    )
+
+
+def validate_judge_key_env(name: str) -> None:
+    error = judge_key_env_error(name)
+    if error is not None:
+        raise ValidationError(error)
+
+
 class Judge(models.Model):
     """Who scores a verdict. The API key of an OpenAI-compatible endpoint is never stored:
     the row names the environment variable that holds it."""
@@ -56,7 +78,11 @@ class Judge(models.Model):
     api_key_env = models.CharField(
         max_length=100,
         default="MICROLENS_JUDGE_API_KEY",
-        help_text="Name of the environment variable holding the API key (the key is never stored).",
+        validators=[validate_judge_key_env],
+        help_text=(
+            "Name of the environment variable holding the API key (the key is never stored);"
+            " it must start with MICROLENS_JUDGE_."
+        ),
     )
     timeout_seconds = models.FloatField(
         default=30.0, validators=[MinValueValidator(0.1), validate_within_lease]

@@ -131,10 +131,11 @@ def register_micro_model(project_id: int, name: str) -> MicroModel:
             defaults={"micro_model_name": name, "auto_registered": True, "sample_rate": 10.0},
         )
         if created:
-            EvaluatorConfig.objects.bulk_create(
-                EvaluatorConfig(micro_model=row, evaluator=e, threshold=DEFAULT_THRESHOLDS[e])
-                for e in contracts.EVALUATORS
-            )
+            # One save each (not bulk_create): configuration saves reach the audit log.
+            for e in contracts.EVALUATORS:
+                EvaluatorConfig.objects.create(
+                    micro_model=row, evaluator=e, threshold=DEFAULT_THRESHOLDS[e]
+                )
     return row
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from audit.services import acting_as
 from tracestore.services import (
     authenticate_api_key,
     create_project,
@@ -60,7 +61,7 @@ def bootstrap(
     """Ensure project ``default``, a usable API key for it and the admin superuser."""
     stored = read_credentials(home)
     changed = dict(stored)
-    with transaction.atomic():
+    with transaction.atomic(), acting_as("bootstrap"):
         project = create_project(DEFAULT_PROJECT)
         new_key, key_note = _ensure_api_key(project.id, fixed_api_key, stored, changed)
         new_password, password_note = _ensure_admin(

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "evaluators",
     "dashboard",
     "dashboard.alerts",
+    "audit",
     "microlens",
 ]
 
@@ -71,9 +72,24 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.middleware.AuditActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# Configuration whose every change is written to the audit log (docs/security.md), and
+# fields whose sole change is bookkeeping rather than configuration.
+AUDITED_MODELS = (
+    "evaluators.Judge",
+    "evaluators.MicroModel",
+    "evaluators.EvaluatorConfig",
+    "dashboard.ModelPrice",
+    "dashboard.CohortDimension",
+    "alerts.AlertRule",
+    "tracestore.ApiKey",
+    "tracestore.Project",
+)
+AUDIT_IGNORED_FIELDS = {"tracestore.ApiKey": ("last_used_at",)}
 
 ROOT_URLCONF = "microlens.urls"
 WSGI_APPLICATION = "microlens.wsgi.application"

@@ -304,6 +304,7 @@ class Up:
 
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "microlens.settings")
         import django
+        from django.core import checks
         from django.core.management import call_command
         from django.db import connections
 
@@ -320,6 +321,11 @@ class Up:
         for line in migrations.getvalue().splitlines():
             if line.strip().startswith("Applying"):
                 self.say(f"migrate: {line.strip()}")
+        # Stored configuration this version no longer uses (a judge's key variable without
+        # the MICROLENS_JUDGE_ prefix) is reported, not fatal.
+        for message in checks.run_checks(databases=["default"], tags=[checks.Tags.database]):
+            if message.level >= checks.WARNING:
+                self.say(f"check: {message}")
         result = bootstrap_from_environment(self.options.home)
         # The supervisor holds no connection while it only watches children.
         connections.close_all()

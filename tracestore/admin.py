@@ -8,6 +8,7 @@ the session), and only its digest is stored. Keys are revoked, never edited.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -92,5 +93,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, f"Revoked {count} API key(s).", messages.SUCCESS)
+        # One save per key (not a queryset update) so that each revocation is audited.
+        now = timezone.now()
+        with transaction.atomic():
+            keys = list(queryset.filter(revoked_at__isnull=True).select_for_update(of=("self",)))
+            for key in keys:
+                key.revoked_at = now
+                key.save(update_fields=["revoked_at"])
+        self.message_user(request, f"Revoked {len(keys)} API key(s).", messages.SUCCESS)

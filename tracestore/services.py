@@ -137,11 +137,18 @@ def authenticate_api_key(raw_key: str) -> ProjectRef | None:
 
 
 def revoke_api_key(raw_key: str) -> bool:
-    return bool(
-        ApiKey.objects.filter(digest=_digest(raw_key), revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
+    # Saved (not a queryset update) so that the revocation reaches the audit log.
+    with transaction.atomic():
+        key = (
+            ApiKey.objects.select_for_update()
+            .filter(digest=_digest(raw_key), revoked_at__isnull=True)
+            .first()
         )
-    )
+        if key is None:
+            return False
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    return True
 
 
 # -- spans -------------------------------------------------------------------------------

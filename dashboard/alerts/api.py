@@ -1,5 +1,7 @@
 """/api/v1/alert-rules/ and /api/v1/alert-events/: parse, call one service, serialise;
-every object scoped to the caller's projects (another project's rule answers 404)."""
+every object scoped to the caller's projects (another project's rule answers 404). Rules
+are configuration: people need the admin's model permissions on them, a project API key
+manages its own project's rules (``evaluators.permissions``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from django.db.models import QuerySet
 from rest_framework import exceptions, generics, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.serializers import BaseSerializer
+
+from evaluators.permissions import ConfigPermissions
 
 from ..access import visible_project_ids
 from .models import AlertEvent, AlertRule, AlertState
@@ -74,6 +78,9 @@ def _project_for(request: Any, data: dict[str, Any]) -> int:
 class AlertRuleListView(generics.ListCreateAPIView):
     serializer_class = AlertRuleSerializer
     pagination_class = NewestFirst
+    permission_classes = [ConfigPermissions]
+    config_model = AlertRule
+    project_key_writes = True
 
     def get_queryset(self) -> QuerySet[AlertRule]:
         return AlertRule.objects.filter(
@@ -88,6 +95,9 @@ class AlertRuleListView(generics.ListCreateAPIView):
 
 class AlertRuleDetailView(generics.RetrieveUpdateDestroyAPIView):
     serializer_class = AlertRuleSerializer
+    permission_classes = [ConfigPermissions]
+    config_model = AlertRule
+    project_key_writes = True
 
     def get_queryset(self) -> QuerySet[AlertRule]:
         return AlertRule.objects.filter(

@@ -2,6 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.services import acting_as
 from tracestore.services import create_project
 
 from ...demo_data import ensure_demo_prices, seed_demo_data
@@ -26,11 +27,13 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         if options["spans"] <= 0 or options["days"] <= 0:
             raise CommandError("--spans and --days must be positive")
-        project = create_project(options["project"])
-        ensure_demo_prices()
-        result = seed_demo_data(
-            project.id, spans=options["spans"], days=options["days"], seed=options["seed"]
-        )
+        # The project, prices and micro models it creates are recorded in the audit log.
+        with acting_as("command seed_demo_data"):
+            project = create_project(options["project"])
+            ensure_demo_prices()
+            result = seed_demo_data(
+                project.id, spans=options["spans"], days=options["days"], seed=options["seed"]
+            )
         self.stdout.write(
             f"stored {result.spans} spans in {result.traces} traces and "
             f"{result.evaluations} evaluation results in {result.seconds:.1f} s "
