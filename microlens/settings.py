@@ -239,6 +239,8 @@ MICROLENS_EVAL_MAX_ATTEMPTS = env_int("MICROLENS_EVAL_MAX_ATTEMPTS", 5, minimum=
 MICROLENS_EVAL_SCHEDULE_SECONDS = env_int("MICROLENS_EVAL_SCHEDULE_SECONDS", 30, minimum=1)
 # `auto`: the MiniLM judge when its packages are installed, else lexical; `lexical`: always.
 MICROLENS_LOCAL_JUDGE = env_str("MICROLENS_LOCAL_JUDGE", "auto")
+# LLM judges at private, loopback or link-local addresses (a local LLM server) only when set.
+MICROLENS_JUDGE_ALLOW_PRIVATE = env_bool("MICROLENS_JUDGE_ALLOW_PRIVATE")
 if MICROLENS_LOCAL_JUDGE not in ("auto", "lexical"):
     raise ImproperlyConfigured("MICROLENS_LOCAL_JUDGE must be auto or lexical")
 # Both expire after one period: a backlog of beat messages must not run them in a burst.
