@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -57,6 +58,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "tracestore",
     "evaluators",
     "dashboard",
@@ -73,6 +75,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: answers a locked-out login attempt (see AXES_* below).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "microlens.urls"
@@ -139,6 +143,24 @@ WHITENOISE_USE_FINDERS = True
 
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
+
+# Failed logins (/login/ and /admin/login/) are throttled by django-axes: after
+# MICROLENS_LOGIN_FAILURE_LIMIT failures for one user name, or from one client address, that
+# name or address is refused (HTTP 429, even with the right password) until
+# MICROLENS_LOGIN_LOCKOUT_SECONDS have passed since the last failure before the lockout.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("MICROLENS_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("MICROLENS_LOGIN_LOCKOUT_SECONDS", 900, minimum=1))
+# Per account or per address (either one locks); the client address is REMOTE_ADDR.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# Failures during a lockout do not extend it: it ends by itself after the cool-off.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_TEMPLATE = "dashboard/login_locked.html"
+AXES_VERBOSE = False
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("MICROLENS_SECURE_COOKIES", False)
