@@ -75,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "dashboard.api.query_params.UnknownQueryParamsMiddleware",
     # Last: answers a locked-out login attempt (see AXES_* below).
     "axes.middleware.AxesMiddleware",
 ]

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from .health import healthz
 
 handler400 = "dashboard.views.bad_request"
+handler404 = "dashboard.views.not_found"
 
 urlpatterns = [
     path("healthz", healthz),
