@@ -68,6 +68,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "dashboard.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -164,7 +165,14 @@ AXES_LOCKOUT_TEMPLATE = "dashboard/login_locked.html"
 AXES_VERBOSE = False
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("MICROLENS_SECURE_COOKIES", False)
+# Secure (HTTPS-only) cookies by default when the dashboard's public address is https; an
+# empty MICROLENS_SECURE_COOKIES (as env.example leaves it) keeps that default.
+_PUBLIC_HTTPS = (env_str("MICROLENS_PUBLIC_URL", "") or "").strip().lower().startswith("https://")
+SESSION_COOKIE_SECURE = (
+    env_bool("MICROLENS_SECURE_COOKIES")
+    if (env_str("MICROLENS_SECURE_COOKIES", "") or "").strip()
+    else _PUBLIC_HTTPS
+)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 REST_FRAMEWORK = {
@@ -187,6 +195,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The schema and its docs describe every endpoint: for logged-in people and API keys.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 # Celery: with no broker configured, kombu's filesystem transport needs no server and
