@@ -7,6 +7,7 @@ traffic, and asserts no 5xx."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -338,3 +339,35 @@ def test_a_pages_404_stays_a_page(client: Client) -> None:
 
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+
+
+def test_the_fuzzed_parameters_cover_every_documented_endpoint_and_parameter() -> None:
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    fuzzed_gets = {re.sub(r"\{[a-z]+\}", "{}", path): set(names) for path, names in API_GETS}
+    fuzzed_posts = {path for path, _ in API_POSTS}
+    missing = []
+    for path, operations in schema["paths"].items():
+        template = re.sub(r"\{[a-z_]+\}", "{}", path)
+        if "get" in operations:
+            documented = {
+                p["name"].replace("cohort.<key>", "cohort.user.tier")
+                for p in operations["get"].get("parameters", [])
+                if p["in"] == "query"
+            }
+            covered = next(
+                (names for fuzzed, names in fuzzed_gets.items() if _matches(fuzzed, template)),
+                None,
+            )
+            if covered is None or not documented <= covered:
+                missing.append(f"GET {path} {sorted(documented - (covered or set()))}")
+        if "post" in operations and "{" not in path and path not in fuzzed_posts:
+            missing.append(f"POST {path}")
+    assert missing == []
+
+
+def _matches(fuzzed: str, template: str) -> bool:
+    return fuzzed == template or (
+        fuzzed.startswith("/api/v1/metrics/") and template == "/api/v1/metrics/{}/"
+    )
