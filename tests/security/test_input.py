@@ -101,6 +101,12 @@ VALUES = st.one_of(
     st.floats().map(str),
     st.datetimes().map(lambda d: d.isoformat()),
 )
+
+
+def _json_containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.lists(inner, max_size=3), st.dictionaries(_text, inner, max_size=3))
+
+
 JSON_VALUES = st.recursive(
     st.one_of(
         st.none(),
@@ -110,7 +116,7 @@ JSON_VALUES = st.recursive(
         st.sampled_from(TRICKY),
         _text,
     ),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    _json_containers,
     max_leaves=6,
 )
 PATH_VALUES = {
