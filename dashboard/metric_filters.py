@@ -24,6 +24,10 @@ RANGES["30d"] = timedelta(days=30)
 DEFAULT_RANGE = "24h"
 COHORT_PREFIX = "cohort."
 MAX_RANGE = timedelta(days=400)
+# Every parameter parse_metric_query reads ("cohort.<key>": any cohort.-prefixed name).
+QUERY_PARAMS = ("start", "end", "range", "project", "micro_model", "route", "model",
+                "cohort.<key>", "group_by", "interval")  # fmt: skip
+RANGE_PARAMS = ("start", "end", "range", "project")
 
 
 class ProjectNotFound(LookupError):
@@ -39,9 +43,14 @@ class MetricQuery:
 
 
 def _time(value: str, name: str) -> datetime:
-    parsed = parse_datetime(value)
+    # parse_* answer None for what does not look like a date and raise ValueError for what
+    # looks like one but is not (2026-13-45, an hour 25, an offset of 24 h).
+    try:
+        parsed = parse_datetime(value)
+        day = parse_date(value) if parsed is None else None
+    except ValueError:
+        parsed = day = None
     if parsed is None:
-        day = parse_date(value)
         if day is None:
             raise InvalidQuery(f"{name}: not an ISO 8601 date or time: {value!r}")
         parsed = datetime(day.year, day.month, day.day)

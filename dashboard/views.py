@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import plotly
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import Resolver404
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
+from django.views.defaults import page_not_found
 
 from evaluators.queries import evaluations_by_span, list_evaluations
 from tracestore.queries import get_trace
@@ -44,10 +48,28 @@ def _metric_query(request: HttpRequest) -> MetricQuery:
         raise BadRequest(str(exc)) from exc
 
 
+@contextmanager
+def _invalid_query_is_400() -> Iterator[None]:
+    """A combination the metrics cannot answer (e.g. a route filter on eval fail rates)."""
+    try:
+        yield
+    except metrics.InvalidQuery as exc:
+        raise BadRequest(str(exc)) from exc
+
+
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     """400 page (the project's handler400): says what was wrong with the query."""
     message = str(exception) if isinstance(exception, BadRequest) else "Bad request."
     return render(request, "dashboard/bad_request.html", {"message": message}, status=400)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404 (the project's handler404): JSON under /api/, like every other API answer."""
+    if request.path.startswith("/api/"):
+        message = "No such API endpoint." if isinstance(exception, Resolver404) else None
+        detail = message or (str(exception) if exception.args else "Not found.")
+        return JsonResponse({"error": {"code": "not_found", "message": detail}}, status=404)
+    return page_not_found(request, exception)
 
 
 def _render_page(request: HttpRequest, template: str, page: pages.Page) -> HttpResponse:
@@ -61,7 +83,7 @@ def _render_page(request: HttpRequest, template: str, page: pages.Page) -> HttpR
 @require_GET
 @login_required(login_url=LOGIN_URL)
 def overview(request: HttpRequest) -> HttpResponse:
-    with metrics.partial_hours_once():
+    with metrics.partial_hours_once(), _invalid_query_is_400():
         page = pages.overview_page(_metric_query(request))
     return _render_page(request, "dashboard/overview.html", page)
 
@@ -69,7 +91,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required(login_url=LOGIN_URL)
 def micro_model(request: HttpRequest, name: str) -> HttpResponse:
-    with metrics.partial_hours_once():
+    with metrics.partial_hours_once(), _invalid_query_is_400():
         page = pages.micro_model_page(_metric_query(request), name, request.GET.get("dimension"))
     return _render_page(request, "dashboard/micro_model.html", page)
 
@@ -77,7 +99,7 @@ def micro_model(request: HttpRequest, name: str) -> HttpResponse:
 @require_GET
 @login_required(login_url=LOGIN_URL)
 def cohorts(request: HttpRequest) -> HttpResponse:
-    with metrics.partial_hours_once():
+    with metrics.partial_hours_once(), _invalid_query_is_400():
         page = pages.cohorts_page(_metric_query(request), request.GET.get("dimension"))
     return _render_page(request, "dashboard/cohorts.html", page)
 
@@ -137,7 +159,8 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     if any(request.GET.get(key) for key in TRACE_FILTERS) or any(
         key.startswith("cohort.") for key in request.GET
     ):
-        return _search_traces(request)
+        with _invalid_query_is_400():
+            return _search_traces(request)
     service = request.GET.get("service", "").strip()
     project_ids = visible_project_ids(request.user)
     try:

@@ -19,7 +19,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.serializers import BaseSerializer
 
 from . import contracts
-from .models import EvaluatorConfig, Judge, MicroModel
+from .models import EvaluatorConfig, Judge, MicroModel, base_url_problem
 from .permissions import ConfigPermissions
 from .services import (
     MICRO_MODEL_FIELDS,
@@ -140,6 +140,12 @@ class JudgeSerializer(serializers.ModelSerializer):
             "concurrency",
         )
         read_only_fields = ("id",)
+
+    def validate_base_url(self, value: str) -> str:
+        problem = base_url_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
 
 def _no_projects(user: Any) -> list[int]:

@@ -52,4 +52,5 @@ def judge_for(config: JudgeConfig | None) -> Judge:
         model=config.model or settings.MICROLENS_JUDGE_MODEL or "",
         api_key=api_key,
         timeout=config.timeout_seconds,
+        allow_private=settings.MICROLENS_JUDGE_ALLOW_PRIVATE,
     )

@@ -14,6 +14,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
 
+from microlens import outbound
+
 
 class Evaluator(models.TextChoices):
     TASK_COMPLETION = "task_completion", "TaskCompletion"
@@ -93,6 +95,26 @@ class Judge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
+
+    def clean(self) -> None:
+        problem = base_url_problem(self.base_url)
+        if problem:
+            raise ValidationError({"base_url": problem})
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why a judge's endpoint is refused (the outbound-request guard webhooks use too:
+    private addresses only with MICROLENS_JUDGE_ALLOW_PRIVATE), or None. A name that does
+    not resolve yet is accepted here; the request itself fails closed."""
+    if not url:
+        return None
+    allow_private = settings.MICROLENS_JUDGE_ALLOW_PRIVATE
+    try:
+        outbound.check_url(url, allow_private=allow_private, saving=True)
+    except outbound.RefusedTarget as exc:
+        hint = "" if allow_private else "; set MICROLENS_JUDGE_ALLOW_PRIVATE=true for a local one"
+        return f"{exc}{hint}" if "not public" in str(exc) else str(exc)
+    return None
 
 
 class MicroModel(models.Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -57,6 +58,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "tracestore",
     "evaluators",
     "dashboard",
@@ -67,6 +69,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "dashboard.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -75,6 +78,9 @@ MIDDLEWARE = [
     "audit.middleware.AuditActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "dashboard.api.query_params.UnknownQueryParamsMiddleware",
+    # Last: answers a locked-out login attempt (see AXES_* below).
+    "axes.middleware.AxesMiddleware",
 ]
 
 # Configuration whose every change is written to the audit log (docs/security.md), and
@@ -161,8 +167,33 @@ WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 
+# Failed logins (/login/ and /admin/login/) are throttled by django-axes: after
+# MICROLENS_LOGIN_FAILURE_LIMIT failures for one user name, or from one client address, that
+# name or address is refused (HTTP 429, even with the right password) until
+# MICROLENS_LOGIN_LOCKOUT_SECONDS have passed since the last failure before the lockout.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("MICROLENS_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("MICROLENS_LOGIN_LOCKOUT_SECONDS", 900, minimum=1))
+# Per account or per address (either one locks); the client address is REMOTE_ADDR.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# Failures during a lockout do not extend it: it ends by itself after the cool-off.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_TEMPLATE = "dashboard/login_locked.html"
+AXES_VERBOSE = False
+
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("MICROLENS_SECURE_COOKIES", False)
+# Secure (HTTPS-only) cookies by default when the dashboard's public address is https; an
+# empty MICROLENS_SECURE_COOKIES (as env.example leaves it) keeps that default.
+_PUBLIC_HTTPS = (env_str("MICROLENS_PUBLIC_URL", "") or "").strip().lower().startswith("https://")
+SESSION_COOKIE_SECURE = (
+    env_bool("MICROLENS_SECURE_COOKIES")
+    if (env_str("MICROLENS_SECURE_COOKIES", "") or "").strip()
+    else _PUBLIC_HTTPS
+)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 REST_FRAMEWORK = {
@@ -185,6 +216,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The schema and its docs describe every endpoint: for logged-in people and API keys.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 # Celery: with no broker configured, kombu's filesystem transport needs no server and
@@ -276,6 +309,8 @@ MICROLENS_EVAL_MAX_ATTEMPTS = env_int("MICROLENS_EVAL_MAX_ATTEMPTS", 5, minimum=
 MICROLENS_EVAL_SCHEDULE_SECONDS = env_int("MICROLENS_EVAL_SCHEDULE_SECONDS", 30, minimum=1)
 # `auto`: the MiniLM judge when its packages are installed, else lexical; `lexical`: always.
 MICROLENS_LOCAL_JUDGE = env_str("MICROLENS_LOCAL_JUDGE", "auto")
+# LLM judges at private, loopback or link-local addresses (a local LLM server) only when set.
+MICROLENS_JUDGE_ALLOW_PRIVATE = env_bool("MICROLENS_JUDGE_ALLOW_PRIVATE")
 if MICROLENS_LOCAL_JUDGE not in ("auto", "lexical"):
     raise ImproperlyConfigured("MICROLENS_LOCAL_JUDGE must be auto or lexical")
 # Both expire after one period: a backlog of beat messages must not run them in a burst.

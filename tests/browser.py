@@ -45,3 +45,27 @@ def launch_chromium_or_skip() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+# Reported by the page itself (every violation, with its directive) and by Chromium's
+# console ("Refused to execute inline script because it violates ... Content Security
+# Policy ..."), so a violation cannot pass unseen.
+_REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", function (event) {
+  console.error("CSP violation: " + event.violatedDirective + " blocked " + event.blockedURI);
+});
+"""
+
+
+def watch_csp_violations(page: Any) -> list[str]:
+    """The Content-Security-Policy violations of every document ``page`` loads from now on."""
+    violations: list[str] = []
+    page.add_init_script(_REPORT_VIOLATIONS)
+
+    def on_console(message: Any) -> None:
+        text = message.text
+        if "Content Security Policy" in text or text.startswith("CSP violation"):
+            violations.append(f"{page.url}: {text}")
+
+    page.on("console", on_console)
+    return violations

@@ -120,6 +120,7 @@ class AlertEventListView(generics.ListAPIView):
 
     serializer_class = AlertEventSerializer
     pagination_class = NewestFirst
+    query_params = ("rule", "kind")
 
     def get_queryset(self) -> QuerySet[AlertEvent]:
         events = AlertEvent.objects.filter(

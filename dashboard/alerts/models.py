@@ -112,7 +112,7 @@ class AlertRule(models.Model):
         problems = rule_problems(self)
         for url in self.webhook_urls or []:
             try:
-                check_webhook_url(url)
+                check_webhook_url(url, saving=True)
             except UnsafeTarget as exc:
                 problems.setdefault("webhook_urls", str(exc))
         if problems:

@@ -3,19 +3,19 @@ email, and what a failure means (transient: retried with backoff; permanent: fai
 
 from __future__ import annotations
 
-import ipaddress
-import socket
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
-import requests
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.utils import timezone
+
+from microlens import outbound
 
 from .models import AlertDelivery, AlertEvent
 
@@ -23,38 +23,26 @@ BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 3600.0
 
 
-class UnsafeTarget(ValueError):
-    """A webhook URL that is not http(s) or resolves to a non-public address."""
+# Webhook targets go through the one outbound-request guard (microlens/outbound.py).
+UnsafeTarget = outbound.RefusedTarget
 
 
-def check_webhook_url(url: str, *, resolve: bool = True) -> None:
-    """Refuse non-http(s) URLs and, unless MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS, hosts
-    that resolve to any private, loopback, link-local or otherwise non-public address
-    (every address the name resolves to is checked)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeTarget(f"{url!r}: a webhook is an http:// or https:// URL with a host")
-    if settings.MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS:
-        return
-    host = parts.hostname
+def check_webhook_url(url: str, *, saving: bool = False) -> None:
+    """Refuse what ``outbound`` refuses: malformed or ambiguous URLs and, unless
+    MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS, hosts resolving to any non-public address. When
+    ``saving`` a rule, a name that does not resolve is accepted (refused when sending)."""
     try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        if not resolve:
-            return
-        try:
-            infos = socket.getaddrinfo(host, parts.port or 80, type=socket.SOCK_STREAM)
-        except OSError:
-            return  # checked again before every send
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-    for address in addresses:
-        mapped = getattr(address, "ipv4_mapped", None)
-        checked = mapped or address
-        if not checked.is_global or checked.is_multicast:
-            raise UnsafeTarget(
-                f"{url!r} resolves to {address}, a private, loopback or link-local address;"
-                " set MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS=true to allow it"
-            )
+        outbound.check_url(
+            url,
+            allow_private=settings.MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS,
+            saving=saving,
+        )
+    except outbound.RefusedTarget as exc:
+        if settings.MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS or "not public" not in str(exc):
+            raise
+        raise outbound.RefusedTarget(
+            f"{exc}; set MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS=true to allow it"
+        ) from None
 
 
 def dashboard_link(event: AlertEvent) -> str:
@@ -137,7 +125,7 @@ def backoff(attempt: int) -> float:
     return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
 
 
-def _retry_after(response: requests.Response, attempt: int) -> float:
+def _retry_after(response: outbound.Response, attempt: int) -> float:
     value = response.headers.get("Retry-After", "").strip()
     if value.isdigit():
         return min(BACKOFF_CAP_SECONDS, float(value))
@@ -173,24 +161,28 @@ def _send_webhook(
     if not before_sending():
         return None
     try:
-        response = requests.post(
+        response = outbound.post(
             delivery.target,
-            json=payload,
-            headers={
+            json.dumps(payload).encode(),
+            {
+                "Content-Type": "application/json",
                 "Idempotency-Key": payload["idempotency_key"],
                 "User-Agent": "microlens-alerts",
             },
+            allow_private=settings.MICROLENS_ALERT_ALLOW_PRIVATE_WEBHOOKS,
             timeout=settings.MICROLENS_ALERT_WEBHOOK_TIMEOUT_SECONDS,
-            allow_redirects=False,  # a redirect could point at a refused address
+            max_response_bytes=64 * 1024,
         )
-    except requests.RequestException as exc:
-        return SendOutcome(False, f"{type(exc).__name__}", backoff(attempt))
-    if 200 <= response.status_code < 300:
+    except outbound.RefusedTarget as exc:
+        return SendOutcome(False, f"refused: {exc}")
+    except outbound.Unreachable as exc:
+        return SendOutcome(False, str(exc), backoff(attempt))
+    if 200 <= response.status < 300:
         return SendOutcome(True)
-    error = f"HTTP {response.status_code}"
-    if response.status_code == 429:
+    error = f"HTTP {response.status}"
+    if response.status == 429:
         return SendOutcome(False, error, _retry_after(response, attempt))
-    if response.status_code >= 500 or response.status_code == 408:
+    if response.status >= 500 or response.status == 408:
         return SendOutcome(False, error, backoff(attempt))
     return SendOutcome(False, error)
 

@@ -69,6 +69,9 @@ class FeedbackOutcomeSerializer(serializers.Serializer):
 
 
 class EvaluationListView(APIView):
+    query_params = ("cursor", "trace_id", "micro_model", "evaluator", "passed", "start", "end",
+                    "limit")  # fmt: skip
+
     @extend_schema(
         operation_id="evaluations_list",
         summary="Evaluation results, newest span first",

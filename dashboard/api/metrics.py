@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from .. import metrics
 from ..access import visible_project_ids
-from ..metric_filters import ProjectNotFound, parse_metric_query
+from ..metric_filters import QUERY_PARAMS, RANGE_PARAMS, ProjectNotFound, parse_metric_query
 from .serializers import ErrorSerializer
 
 
@@ -62,6 +62,8 @@ _PARAMETERS = [
 
 
 class MetricView(APIView):
+    query_params = QUERY_PARAMS
+
     @extend_schema(
         operation_id="metrics_retrieve",
         summary="One metric over a time range, filtered and grouped",
@@ -121,6 +123,8 @@ def _micro_model_rows(request: Request, name: str | None) -> list[dict]:
 
 
 class MicroModelListView(APIView):
+    query_params = RANGE_PARAMS
+
     @extend_schema(
         operation_id="micro_models_list",
         summary="Micro models seen in your projects' traffic (default: the last 30 days)",
@@ -133,6 +137,8 @@ class MicroModelListView(APIView):
 
 
 class MicroModelDetailView(APIView):
+    query_params = RANGE_PARAMS
+
     @extend_schema(
         operation_id="micro_models_retrieve",
         summary="One micro model's traffic in range",

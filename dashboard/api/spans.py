@@ -20,7 +20,7 @@ from tracestore.queries import get_span, get_spans, get_trace
 
 from .. import metrics
 from ..access import visible_project_ids
-from ..metric_filters import ProjectNotFound, parse_metric_query
+from ..metric_filters import QUERY_PARAMS, ProjectNotFound, parse_metric_query
 from .metrics import _PARAMETERS
 from .serializers import ErrorSerializer, SpanSerializer
 from .views import TRACE_ID_PATH
@@ -75,6 +75,11 @@ def _with_evaluations(views: list[Any], evaluations: dict) -> list[dict[str, Any
 
 
 class SpanListView(APIView):
+    query_params = (
+        *(p for p in QUERY_PARAMS if p not in ("group_by", "interval")),
+        *("cursor", "trace_id", "label", "fallback", "error", "limit"),
+    )
+
     @extend_schema(
         operation_id="spans_list",
         summary="Micro-model decision spans across traces, newest trace first",

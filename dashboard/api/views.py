@@ -34,6 +34,8 @@ TRACE_ID_PATH = OpenApiParameter(
 
 
 class TraceListView(APIView):
+    query_params = ("cursor", "service", "limit")
+
     @extend_schema(
         operation_id="traces_list",
         summary="Recent traces, newest first",

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+
+from microlens import outbound
 
 from . import JudgeError, JudgeUnavailable, Score
 
@@ -48,7 +48,14 @@ _MAX_REASON = 500
 
 class OpenAICompatibleJudge:
     def __init__(
-        self, *, name: str, base_url: str, model: str, api_key: str, timeout: float
+        self,
+        *,
+        name: str,
+        base_url: str,
+        model: str,
+        api_key: str,
+        timeout: float,
+        allow_private: bool = False,
     ) -> None:
         if not base_url or not model:
             raise JudgeError(f"judge {name!r} needs a base URL and a model")
@@ -57,6 +64,7 @@ class OpenAICompatibleJudge:
         self._model = model
         self._api_key = api_key
         self._timeout = timeout
+        self._allow_private = allow_private
 
     def task_completion(self, input_text: str, output_text: str) -> Score:
         return self._verdict(_TASK_COMPLETION.format(input=input_text, output=output_text))
@@ -89,25 +97,29 @@ class OpenAICompatibleJudge:
         headers = {"content-type": "application/json", "accept": "application/json"}
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
-        request = urllib.request.Request(  # noqa: S310 (an http(s) URL from the admin)
-            self._url, data=json.dumps(body).encode(), headers=headers, method="POST"
-        )
+        # The URL is checked again here, whatever was saved: the name is resolved once and
+        # the connection pinned to that address (see microlens/outbound.py).
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            retry_after = parse_retry_after(exc.headers.get("retry-after"))
-            if exc.code == 429 or exc.code >= 500:
-                raise JudgeUnavailable(f"judge answered HTTP {exc.code}", retry_after) from exc
-            raise JudgeError(f"judge answered HTTP {exc.code}") from exc
-        except TimeoutError as exc:
-            raise JudgeUnavailable(f"judge timed out after {self._timeout:g}s") from exc
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError):
+            response = outbound.post(
+                self._url,
+                json.dumps(body).encode(),
+                headers,
+                allow_private=self._allow_private,
+                timeout=self._timeout,
+                max_response_bytes=4 << 20,
+            )
+        except outbound.RefusedTarget as exc:
+            raise JudgeError(f"judge {self.name!r} refused: {exc}") from exc
+        except outbound.Unreachable as exc:
+            if exc.timed_out:
                 raise JudgeUnavailable(f"judge timed out after {self._timeout:g}s") from exc
-            raise JudgeUnavailable(f"judge unreachable: {exc.reason}") from exc
-        except (ConnectionError, OSError) as exc:
-            raise JudgeUnavailable(f"judge connection failed: {exc}") from exc
+            raise JudgeUnavailable(f"judge unreachable: {exc}") from exc
+        if response.status == 429 or response.status >= 500:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise JudgeUnavailable(f"judge answered HTTP {response.status}", retry_after)
+        if not 200 <= response.status < 300:
+            raise JudgeError(f"judge answered HTTP {response.status}")
+        raw = response.body
         try:
             return json.loads(raw)
         except ValueError as exc:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 
@@ -28,6 +29,7 @@ def test_the_openapi_schema_validates_without_warnings(tmp_path: Path) -> None:
 @pytest.mark.django_db
 def test_the_schema_and_docs_are_served_without_a_cdn() -> None:
     client = Client()
+    client.force_login(get_user_model().objects.create_user("docs", password="pw-for-tests-1"))
     schema = client.get("/api/schema/")
     docs = client.get("/api/docs/")
 
@@ -37,3 +39,5 @@ def test_the_schema_and_docs_are_served_without_a_cdn() -> None:
     html = docs.content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
     assert "cdn" not in html.lower()
+    script = client.get("/api/docs/?script=").content.decode()
+    assert "cdn" not in script.lower()

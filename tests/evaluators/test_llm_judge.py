@@ -30,6 +30,7 @@ def server() -> Iterator[JudgeServer]:
 @pytest.fixture
 def llm_judge(server: JudgeServer, settings) -> Judge:
     settings.MICROLENS_JUDGE_API_KEY = "sk-test-judge"
+    settings.MICROLENS_JUDGE_ALLOW_PRIVATE = True  # the judge server is on loopback
     return Judge.objects.create(
         name="llm",
         kind="openai-compatible",

@@ -35,12 +35,14 @@ def start_worker(
 ) -> Iterator[Callable[[], subprocess.Popen]]:
     settings.MICROLENS_EVAL_LEASE_SECONDS = LEASE
     settings.MICROLENS_EVAL_REDISPATCH_SECONDS = 1
+    settings.MICROLENS_JUDGE_ALLOW_PRIVATE = True
     processes = CeleryProcesses(
         tmp_path,
         {
             "MICROLENS_EVAL_LEASE_SECONDS": str(LEASE),
             "MICROLENS_EVAL_REDISPATCH_SECONDS": "1",
             "MICROLENS_EVAL_MAX_ATTEMPTS": "3",
+            "MICROLENS_JUDGE_ALLOW_PRIVATE": "true",  # the judge server is on loopback
         },
         name="eval",
     )

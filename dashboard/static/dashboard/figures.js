@@ -34,3 +34,12 @@ var microlensFigures = (function () {
 
   return { draw: draw };
 })();
+
+// A <select data-autosubmit> submits its form when changed (no inline handlers: the
+// Content-Security-Policy allows scripts from files only).
+document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+  "use strict";
+  select.addEventListener("change", function () {
+    select.form.submit();
+  });
+});
