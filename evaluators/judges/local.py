@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import lexical
-from . import Score
+from . import RULE, Score, file_checksum, text_checksum
 from .grounding_features import (
     DENSE_FEATURES,
     grounding_features,
@@ -40,6 +40,14 @@ _REFUSAL = re.compile(
 _WANTS_JSON = re.compile(r"\bjson\b", re.I)
 _WANTS_ONE_WORD = re.compile(r"\b(?:one|single)[- ]word\b", re.I)
 _WANTS_YES_NO = re.compile(r"\byes or no\b", re.I)
+
+# A rule's verdict names the rule judge and the checksum of its patterns: changing a rule
+# changes the version that results record.
+RULES_VERSION = text_checksum(
+    _REFUSAL.pattern, _WANTS_JSON.pattern, _WANTS_ONE_WORD.pattern, _WANTS_YES_NO.pattern
+)
+# TaskCompletion's topical word overlap (no learned part): bump when its formula changes.
+WORD_OVERLAP_VERSION = "word-overlap-1"
 
 CONTRADICTION_WEIGHT = 2.0
 _RELEVANCE_FLOOR = 0.3
@@ -69,6 +77,10 @@ class LexicalJudge:
         self._model: dict[str, Any] | None = (
             shipped_groundedness_model() if isinstance(model, str) else model
         )
+        if isinstance(model, str):
+            self.version = file_checksum(_MODEL_PATH) if self._model is not None else "rules"
+        else:
+            self.version = "in-memory" if model is not None else "rules"
 
     def task_completion(self, input_text: str, output_text: str) -> Score:
         problem = blocking_problem(input_text, output_text)
@@ -77,19 +89,26 @@ class LexicalJudge:
         output = output_text.strip()
         asked = lexical.content_words(input_text)
         if not asked:
-            return Score(0.75, "no content words in the input to check the topic against")
+            return self._overlap(0.75, "no content words in the input to check the topic against")
         answered = lexical.content_words(output)
         overlap = len(asked & answered) / len(asked)
         score = min(1.0, _RELEVANCE_FLOOR + 1.4 * overlap)
         if overlap == 0:
-            return Score(score, "off topic: the output shares no content word with the input")
+            return self._overlap(
+                score, "off topic: the output shares no content word with the input"
+            )
         shared = ", ".join(sorted(asked & answered)[:5])
-        return Score(score, f"on topic ({overlap:.0%} of the input's content words: {shared})")
+        return self._overlap(
+            score, f"on topic ({overlap:.0%} of the input's content words: {shared})"
+        )
+
+    def _overlap(self, score: float, reason: str) -> Score:
+        return Score(score, reason, judge=self.name, judge_version=WORD_OVERLAP_VERSION)
 
     def groundedness(self, output_text: str, documents: list[str]) -> Score:
         rule, kept = self.claim_groundedness(output_text, documents)
         if self._model is None:
-            return rule
+            return Score(rule.score, rule.reason, judge=self.name, judge_version=self.version)
         features = grounding_features(output_text, "\n".join(documents), rule.score)
         # The learned model ranks invented content; contradictions (which HaluEval barely
         # rewards) keep their double weight: the score keeps only the non-contradicted
@@ -98,7 +117,12 @@ class LexicalJudge:
         invented = invented_words(self._model, features)
         if invented:
             reason += "; invented: " + ", ".join(invented)
-        return Score(probability(self._model, features) * kept, reason)
+        return Score(
+            probability(self._model, features) * kept,
+            reason,
+            judge=self.name,
+            judge_version=self.version,
+        )
 
     def claim_groundedness(self, output_text: str, documents: list[str]) -> tuple[Score, float]:
         """The rule score (its reason names the least supported claim), and the share of
@@ -152,12 +176,17 @@ def blocking_problem(input_text: str, output_text: str) -> Score | None:
     (JSON, one word, yes/no) not followed."""
     output = (output_text or "").strip()
     if not output:
-        return Score(0.0, "empty output")
+        return Score(0.0, "empty output", judge=RULE, judge_version=RULES_VERSION)
     if _REFUSAL.search(output[:300]):
-        return Score(0.05, "the output refuses or declines the request")
+        return Score(
+            0.05,
+            "the output refuses or declines the request",
+            judge=RULE,
+            judge_version=RULES_VERSION,
+        )
     format_problem = _format_problem(input_text, output)
     if format_problem:
-        return Score(0.15, format_problem)
+        return Score(0.15, format_problem, judge=RULE, judge_version=RULES_VERSION)
     return None
 
 

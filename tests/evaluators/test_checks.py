@@ -38,7 +38,8 @@ def test_task_completion_verdicts(question: str, answer: str, passed: bool) -> N
 
     assert verdict.passed is passed
     assert 0.0 <= verdict.score <= 1.0
-    assert verdict.judge == "local-lexical"
+    # A refusal, an empty answer or a broken format is the rules' verdict, not the model's.
+    assert verdict.judge in ("local-lexical", "rule")
     assert verdict.reason
 
 

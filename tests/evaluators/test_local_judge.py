@@ -49,19 +49,34 @@ def test_lexical_can_be_forced(fresh_local_judge, settings) -> None:
 
 
 @pytest.mark.parametrize(
-    ("question", "answer", "passed"),
+    ("question", "answer", "passed", "decided_by"),
     [
-        ("What is your favourite programming language?", "I like Python the most.", True),
-        ("What is your favourite programming language?", "The weather is rainy today.", False),
-        ("Can you help me reset my password?", "I'm sorry, but I can't help with that.", False),
+        (
+            "What is your favourite programming language?",
+            "I like Python the most.",
+            True,
+            "local-minilm",
+        ),
+        (
+            "What is your favourite programming language?",
+            "The weather is rainy today.",
+            False,
+            "local-minilm",
+        ),
+        (
+            "Can you help me reset my password?",
+            "I'm sorry, but I can't help with that.",
+            False,
+            "rule",
+        ),
     ],
 )
 def test_minilm_task_completion(
-    fresh_local_judge, settings, question: str, answer: str, passed: bool
+    fresh_local_judge, settings, question: str, answer: str, passed: bool, decided_by: str
 ) -> None:
     settings.MICROLENS_LOCAL_JUDGE = "auto"
 
     verdict = verdicts.task_completion(question, answer, judge=local_judge(), threshold=0.5)
 
     assert verdict.passed is passed, verdict.reason
-    assert verdict.judge == "local-minilm"
+    assert verdict.judge == decided_by
