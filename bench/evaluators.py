@@ -199,6 +199,20 @@ def minilm_scorers() -> dict[str, Scorer]:
     return {"task_completion": completed}
 
 
+def bootstrap_auroc(
+    good: Sequence[float], bad: Sequence[float], rounds: int = 200, seed: int = 0
+) -> tuple[float, float]:
+    """95% interval of the AUROC over pairs resampled with replacement."""
+    rng = random.Random(seed)
+    n = len(good)
+    values = []
+    for _ in range(rounds):
+        picks = [rng.randrange(n) for _ in range(n)]
+        values.append(auroc([good[i] for i in picks], [bad[i] for i in picks]))
+    values.sort()
+    return values[int(0.025 * rounds)], values[int(0.975 * rounds) - 1]
+
+
 def measure(name: str, scorer: Scorer, rows: list[Row], threshold: float) -> dict:
     good, bad = [], []
     started = time.perf_counter()
@@ -206,12 +220,31 @@ def measure(name: str, scorer: Scorer, rows: list[Row], threshold: float) -> dic
         good.append(scorer(judged(row, row[1])))
         bad.append(scorer(judged(row, row[2])))
     elapsed = time.perf_counter() - started
+    low, high = bootstrap_auroc(good, bad)
     return {
         "scorer": name,
         "auroc": auroc(good, bad),
+        "low": low,
+        "high": high,
         "balanced_accuracy": balanced_accuracy(good, bad, threshold),
+        "pass_good": sum(s >= threshold for s in good) / len(good),
+        "pass_bad": sum(s >= threshold for s in bad) / len(bad),
         "per_second": 2 * len(rows) / elapsed,
     }
+
+
+def wording_shift(scorer: Scorer, rows: list[Row], threshold: float) -> str:
+    """Pass rates when a neutral word is put before the outputs: "Actually, " before the
+    right ones, "He says " before the wrong ones (the judge must not move)."""
+    good = [scorer(judged(row, row[1])) >= threshold for row in rows]
+    good_prefixed = [scorer(judged(row, "Actually, " + row[1])) >= threshold for row in rows]
+    bad = [scorer(judged(row, row[2])) >= threshold for row in rows]
+    bad_prefixed = [scorer(judged(row, "He says " + row[2])) >= threshold for row in rows]
+    n = len(rows)
+    return (
+        f"right {sum(good) / n:.2f} -> {sum(good_prefixed) / n:.2f} with 'Actually, ', "
+        f"wrong {sum(bad) / n:.2f} -> {sum(bad_prefixed) / n:.2f} with 'He says '"
+    )
 
 
 def main() -> None:
@@ -220,7 +253,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     minilm = minilm_scorers()
-    print(f"{'set':<34} {'scorer':<16} {'pairs':>5} {'AUROC':>6} {'bal.acc':>7} {'eval/s':>8}")
+    print(
+        f"{'set':<38} {'scorer':<14} {'pairs':>5} {'AUROC':>6} {'95% interval':>14} "
+        f"{'bal.acc':>7} {'pass ok':>7} {'pass bad':>8} {'eval/s':>8}"
+    )
     sets = [
         (
             "groundedness",
@@ -228,8 +264,8 @@ def main() -> None:
             halueval("summarization", args.pairs, args.seed),
         ),
         ("groundedness", "HaluEval dialogue", halueval("dialogue", args.pairs, args.seed)),
-        # The Groundedness model never trained on the QA part: a check of how far it carries.
-        ("groundedness", "HaluEval QA (unseen task)", halueval("qa", args.pairs, args.seed)),
+        # Held out: never used for training, calibration or model choices.
+        ("groundedness", "HaluEval QA (held-out source)", halueval("qa", args.pairs, args.seed)),
         ("task_completion", "chatterbot (own vs other answer)", chatterbot(args.pairs, args.seed)),
     ]
     for evaluator, label, rows in sets:
@@ -248,18 +284,23 @@ def main() -> None:
             scorers.append(("local-minilm", minilm[evaluator]))
         for name, scorer in scorers:
             m = measure(name, scorer, rows, THRESHOLDS[evaluator])
+            interval = f"[{m['low']:.3f}, {m['high']:.3f}]"
             print(
-                f"{label:<34} {name:<16} {len(rows):>5} {m['auroc']:>6.3f} "
-                f"{m['balanced_accuracy']:>7.3f} {m['per_second']:>8.1f}"
+                f"{label:<38} {name:<14} {len(rows):>5} {m['auroc']:>6.3f} {interval:>14} "
+                f"{m['balanced_accuracy']:>7.3f} {m['pass_good']:>7.2f} {m['pass_bad']:>8.2f} "
+                f"{m['per_second']:>8.1f}"
             )
-        print(f"{label:<34} {'(length only)':<16} {len(rows):>5} {length:>6.3f}")
+        print(f"{label:<38} {'(length only)':<14} {len(rows):>5} {length:>6.3f}")
+        if evaluator == "groundedness":
+            shift = wording_shift(local_groundedness, rows, THRESHOLDS[evaluator])
+            print(f"{label:<38} neutral words: {shift}")
     started, n = time.perf_counter(), 20000
     for i in range(n):
         verdicts.label_check(
             "billing" if i % 3 else "refund", "Billing", synonyms={"billing": ["payments"]}
         )
     rate = n / (time.perf_counter() - started)
-    print(f"{'LabelCheck':<34} {'exact':<16} {n:>5} {'':>6} {'':>7} {rate:>8.0f}")
+    print(f"{'LabelCheck':<38} {'exact':<14} {n:>5} {rate:>70.0f}")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,12 @@ EXACT_VERSION = "exact-1"  # LabelCheck's comparison (case-folded, through synon
 # Bump when an evaluator's logic changes: results are unique per (span, evaluator, version),
 # so a new version is evaluated afresh and the old results stay comparable.
 # groundedness 2: the local judge's model weighs the words an output adds to its context.
-VERSIONS = {"task_completion": 1, "groundedness": 2, "label_check": 1}
+# groundedness 3: it weighs claim support only (no word weights), calibrated per length
+# band, and the benchmark's and worker's inputs are the retrieved documents alone.
+VERSIONS = {"task_completion": 1, "groundedness": 3, "label_check": 1}
 # Pass thresholds of a newly registered micro model. The local Groundedness score is a
-# probability of being grounded (a model trained on HaluEval; on its dev split 0.5 gives
-# balanced accuracy 0.83 / 0.72 on summarization / dialogue, 0.6 gains 0.01 on one and
-# loses 0.01 on the other: docs/benchmarks.md).
+# probability of being grounded, calibrated per output length band on data the benchmark
+# does not score (docs/benchmarks.md).
 DEFAULT_THRESHOLDS = {"label_check": 1.0, "task_completion": 0.5, "groundedness": 0.5}
 
 

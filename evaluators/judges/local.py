@@ -1,13 +1,14 @@
 """The offline judge: lexical evidence, no model download, fast on one CPU core.
 
-Groundedness: each sentence of the output is a claim; its support is the share of its
-content words found in the context; a claim whose best-matching context sentence shares
-most of its words but flips a negation or changes a number is contradicted, and weighs
-double at score 0. That rule and richer lexical evidence (``grounding_features``: support
-of words, n-grams and copied fragments, and which words the output invents) feed a small
-logistic model shipped as JSON (``groundedness_model.json``); its probability of the
-output being grounded, times the share of claim weight not contradicted, is the score.
-The reason names the least supported claim and the invented words held most against it.
+Groundedness: each sentence of the output is a claim, checked against the retrieved
+context (``grounding_features``): how much of it the context supports, anywhere and in
+its best-matching sentence, numbers the context lacks, and contradictions (a claim that
+matches a context sentence but flips its negation or puts another number, date or name
+where that sentence has one). A small logistic model over that evidence, calibrated per
+output length band (``groundedness_model.json``), gives the probability of the output
+being grounded; times the share of claim weight not contradicted (a contradicted claim
+weighs double, at 0) it is the score. No feature says which words the output uses.
+The reason names the contradicted or least supported claim.
 TaskCompletion: refusals, empty answers and broken requested formats fail; otherwise the
 answer must be on the input's topic (content-word overlap).
 """
@@ -22,12 +23,7 @@ from typing import Any
 
 from ..checks import lexical
 from . import RULE, Score, file_checksum, text_checksum
-from .grounding_features import (
-    DENSE_FEATURES,
-    grounding_features,
-    invented_words,
-    probability,
-)
+from .grounding_features import FEATURES, grounding, probability
 
 _MODEL_PATH = Path(__file__).with_name("groundedness_model.json")
 
@@ -59,7 +55,7 @@ def shipped_groundedness_model() -> dict[str, Any] | None:
         model: dict[str, Any] = json.loads(_MODEL_PATH.read_text())
     except FileNotFoundError:
         return None
-    if tuple(model.get("features", ())) != DENSE_FEATURES:
+    if tuple(model.get("features", ())) != FEATURES:
         raise ValueError(
             f"{_MODEL_PATH.name} was trained on other features than grounding_features "
             "computes: re-train it with bench/train_groundedness.py"
@@ -106,64 +102,38 @@ class LexicalJudge:
         return Score(score, reason, judge=self.name, judge_version=WORD_OVERLAP_VERSION)
 
     def groundedness(self, output_text: str, documents: list[str]) -> Score:
-        rule, kept = self.claim_groundedness(output_text, documents)
-        if self._model is None:
-            return Score(rule.score, rule.reason, judge=self.name, judge_version=self.version)
-        features = grounding_features(output_text, "\n".join(documents), rule.score)
-        # The learned model ranks invented content; contradictions (which HaluEval barely
-        # rewards) keep their double weight: the score keeps only the non-contradicted
-        # claims' share of the weight.
-        reason = rule.reason
-        invented = invented_words(self._model, features)
-        if invented:
-            reason += "; invented: " + ", ".join(invented)
-        return Score(
-            probability(self._model, features) * kept,
-            reason,
-            judge=self.name,
-            judge_version=self.version,
-        )
-
-    def claim_groundedness(self, output_text: str, documents: list[str]) -> tuple[Score, float]:
-        """The rule score (its reason names the least supported claim), and the share of
-        claim weight not contradicted."""
-        claims = lexical.sentences(output_text)
-        if not claims:
-            return Score(1.0, "no claims in the output"), 1.0
-        context_sentences = [s for doc in documents for s in lexical.sentences(doc)]
-        context_words = set().union(*(lexical.content_words(d) for d in documents))
-        context_numbers = set().union(*(lexical.numbers(d) for d in documents))
-        weighted = total = 0.0
-        unsupported = contradicted = 0
-        weakest, weakest_support, first_contradicted = "", 2.0, ""
-        for claim in claims:
-            words = lexical.content_words(claim)
-            claim_support = lexical.support(words, context_words)
-            if _contradicts(claim, words, context_sentences, context_numbers):
-                contradicted += 1
-                first_contradicted = first_contradicted or claim
-                total += CONTRADICTION_WEIGHT
-                continue
-            if claim_support < weakest_support:
-                weakest, weakest_support = claim, claim_support
-            if claim_support < 0.5:
-                unsupported += 1
-            weighted += claim_support
-            total += 1.0
-        score = weighted / total if total else 1.0
+        """The model's calibrated probability of the output being grounded, times the share
+        of claim weight not contradicted (a contradicted claim weighs double, at 0)."""
+        found = grounding(output_text, documents)
+        if not found.claims:
+            return self._grounded(1.0, "no claims in the output")
+        contradicted = [c for c in found.claims if c.contradiction]
+        total = len(found.claims) + (CONTRADICTION_WEIGHT - 1.0) * len(contradicted)
+        kept = 1.0 - CONTRADICTION_WEIGHT * len(contradicted) / total
+        unsupported = [c for c in found.claims if not c.contradiction and c.support < 0.5]
+        n = len(found.claims)
         if contradicted:
-            reason = f"{contradicted} of {len(claims)} claims contradict the context"
+            first = contradicted[0]
+            reason = f"{len(contradicted)} of {n} claims contradict the context"
             if unsupported:
-                reason += f", {unsupported} unsupported"
-            reason += f"; contradicted: {_quote(first_contradicted)}"
+                reason += f", {len(unsupported)} unsupported"
+            reason += f"; {_quote(first.claim)} {first.contradiction}"
         elif unsupported:
-            reason = f"{unsupported} of {len(claims)} claims not supported by the context"
+            reason = f"{len(unsupported)} of {n} claims not supported by the context"
         else:
-            reason = f"all {len(claims)} claims supported by the context"
-        if weakest and weakest_support < 1.0 and not contradicted:
-            reason += f"; least supported ({weakest_support:.0%}): {_quote(weakest)}"
-        kept = 1.0 - CONTRADICTION_WEIGHT * contradicted / total if total else 1.0
-        return Score(max(0.0, min(1.0, score)), reason), kept
+            reason = f"all {n} claims supported by the context"
+        novel = sorted({x for c in found.claims for x in c.novel_numbers})
+        if novel:
+            reason += "; numbers not in the context: " + ", ".join(novel[:5])
+        weakest = min(found.claims, key=lambda c: c.support)
+        if not contradicted and weakest.support < 1.0:
+            reason += f"; least supported ({weakest.support:.0%}): {_quote(weakest.claim)}"
+        # Without the shipped model (while it is re-trained): the plain mean claim support.
+        score = found.features[0] if self._model is None else probability(self._model, found)
+        return self._grounded(score * max(0.0, kept), reason)
+
+    def _grounded(self, score: float, reason: str) -> Score:
+        return Score(score, reason, judge=self.name, judge_version=self.version)
 
 
 def _quote(claim: str, limit: int = 120) -> str:
@@ -188,31 +158,6 @@ def blocking_problem(input_text: str, output_text: str) -> Score | None:
     if format_problem:
         return Score(0.15, format_problem, judge=RULE, judge_version=RULES_VERSION)
     return None
-
-
-def _contradicts(
-    claim: str, words: set[str], context_sentences: list[str], context_numbers: set[str]
-) -> bool:
-    if not words or not context_sentences:
-        return False
-    best, best_overlap = "", 0.0
-    for sentence in context_sentences:
-        overlap = lexical.support(words, lexical.content_words(sentence))
-        if overlap > best_overlap:
-            best, best_overlap = sentence, overlap
-    # Thresholds measured on HaluEval (bench/evaluators.py): a polarity flip only counts on
-    # a near-verbatim claim (negations elsewhere in a long context sentence are noise); a
-    # changed number on a claim sharing most of a sentence's words.
-    if best_overlap >= 0.9 and lexical.negated(claim) != lexical.negated(best):
-        return True
-    claim_numbers = lexical.numbers(claim)
-    best_numbers = lexical.numbers(best)
-    return bool(
-        best_overlap >= 0.8
-        and claim_numbers
-        and best_numbers
-        and not claim_numbers <= context_numbers
-    )
 
 
 def _format_problem(input_text: str, output: str) -> str:
