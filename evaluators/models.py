@@ -266,6 +266,10 @@ class EvaluationResult(models.Model):
     threshold = models.FloatField()
     reason = models.TextField()
     judge = models.CharField(max_length=100)
+    # The model version or file checksum of the judge that decided; why the configured
+    # judge did not (a fallback), "" when it did. Database defaults: bulk imports omit them.
+    judge_version = models.CharField(max_length=200, blank=True, db_default="")
+    judge_fallback = models.TextField(blank=True, db_default="")
     latency_ms = models.FloatField()
     sampling_probability = models.FloatField()
     predicted_label = models.TextField(null=True, blank=True)

@@ -11,7 +11,13 @@ from django.db import connection
 from django.db.models import Count, Expression, F, FloatField, Q, QuerySet, Sum, TextField, Value
 from django.db.models.fields.json import KT
 
-from .contracts import EvaluationCount, EvaluationHourCount, EvaluationPage, EvaluationView
+from .contracts import (
+    EvaluationCount,
+    EvaluationHourCount,
+    EvaluationPage,
+    EvaluationView,
+    JudgeUse,
+)
 from .models import EvaluationResult
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -87,6 +93,8 @@ def _view(row: EvaluationResult) -> EvaluationView:
         created_at=row.created_at,
         updated_at=row.updated_at,
         cohort=dict(row.cohort or {}),
+        judge_version=row.judge_version,
+        judge_fallback=row.judge_fallback,
     )
 
 
@@ -242,6 +250,27 @@ def evaluation_counts(
 # -- for rollups kept by other apps ----------------------------------------------------------
 
 _HOUR = "date_trunc('hour', span_start_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+
+
+def judge_uses(since: datetime) -> list[JudgeUse]:
+    """Which judge, at which version, decided the results written since ``since``, per
+    evaluator, fallbacks apart (``microlens status``)."""
+    rows = (
+        EvaluationResult.objects.filter(updated_at__gte=since)
+        .values("evaluator", "judge", "judge_version", "judge_fallback")
+        .annotate(results=Count("id"))
+        .order_by("evaluator", "judge", "judge_version", "judge_fallback")
+    )
+    return [
+        JudgeUse(
+            evaluator=row["evaluator"],
+            judge=row["judge"],
+            judge_version=row["judge_version"],
+            fallback=row["judge_fallback"],
+            results=row["results"],
+        )
+        for row in rows
+    ]
 
 
 def changed_evaluation_hours(since: datetime) -> set[tuple[int, datetime]]:

@@ -34,6 +34,7 @@ from tracestore.queries import (
 
 from . import contracts
 from .checks import verdicts
+from .checks.inputs import judge_input
 from .contracts import (
     GROUNDEDNESS,
     LABEL_CHECK,
@@ -632,16 +633,21 @@ def _evaluate(
             thumbs_up=thumbs,
         )
     judge = judge_for(config.judge if config else None)
-    # A routing decision's output is a route name: what it decided on is the request the
-    # trace's root received and answered.
-    use_root = model.task == TaskKind.ROUTING or not (span.input_text and span.output_text)
-    input_text = context.root_input if use_root else span.input_text
-    output_text = context.root_output if use_root else span.output_text
-    if use_root and not (input_text and output_text):
-        input_text, output_text = span.input_text, span.output_text
+    given = judge_input(
+        input_text=span.input_text,
+        output_text=span.output_text,
+        documents=context.documents,
+        root_input=context.root_input,
+        root_output=context.root_output,
+        decides_on_root=model.task == TaskKind.ROUTING,
+    )
     if job.evaluator == TASK_COMPLETION:
-        return verdicts.task_completion(input_text, output_text, judge=judge, threshold=threshold)
-    return verdicts.groundedness(output_text, context.documents, judge=judge, threshold=threshold)
+        return verdicts.task_completion(
+            given.input_text, given.output_text, judge=judge, threshold=threshold
+        )
+    return verdicts.groundedness(
+        given.output_text, given.documents, judge=judge, threshold=threshold
+    )
 
 
 def _feedback_for(project_id: int, trace_id: bytes, span_id: bytes) -> Feedback | None:
@@ -701,6 +707,8 @@ def _upsert_result(
         "threshold",
         "reason",
         "judge",
+        "judge_version",
+        "judge_fallback",
         "latency_ms",
         "predicted_label",
         "expected_label",
@@ -726,6 +734,8 @@ def _upsert_result(
                 threshold=threshold,
                 reason=verdict.reason,
                 judge=verdict.judge,
+                judge_version=verdict.judge_version,
+                judge_fallback=verdict.judge_fallback,
                 latency_ms=verdict.latency_ms,
                 sampling_probability=sampling_probability,
                 predicted_label=verdict.predicted_label,

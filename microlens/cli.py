@@ -219,7 +219,29 @@ def status(home: Path, as_json: bool = False) -> int:
             f"worker      {verdict}: last heartbeat {worker.age_seconds:.1f}s ago "
             f"({worker.hostname}, pid {worker.pid})"
         )
+    _print_judges()
     return 0 if healthy else 1
+
+
+def _print_judges() -> None:
+    """The judges that decided the last day's results, with their versions; a fallback
+    (the configured judge could not run) is flagged with its reason."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from evaluators.queries import judge_uses
+
+    uses = judge_uses(timezone.now() - timedelta(days=1))
+    if not uses:
+        print("judges      no results in the last 24 h")
+        return
+    print("judges      (results of the last 24 h)")
+    for use in uses:
+        line = f"  {use.evaluator:<16} {use.judge:<16} {use.judge_version or '-':<40} {use.results}"
+        if use.fallback:
+            line += f"  FALLBACK ({use.fallback})"
+        print(line)
 
 
 if __name__ == "__main__":

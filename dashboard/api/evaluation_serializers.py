@@ -20,7 +20,16 @@ class EvaluationSerializer(serializers.Serializer):
     passed = serializers.BooleanField(allow_null=True, help_text="Null: not applicable.")
     threshold = serializers.FloatField()
     reason = serializers.CharField()
-    judge = serializers.CharField(help_text="Which judge made the verdict.")
+    judge = serializers.CharField(
+        help_text="Which judge decided: rule, local-lexical, local-minilm, exact, or an LLM "
+        "judge's name."
+    )
+    judge_version = serializers.CharField(
+        help_text="The deciding judge's model version or file checksum."
+    )
+    judge_fallback = serializers.CharField(
+        help_text="Why the configured judge did not decide (a fallback); empty when it did."
+    )
     latency_ms = serializers.FloatField()
     sampling_probability = serializers.FloatField(
         help_text="Probability that this span was sampled (reweight by its inverse)."

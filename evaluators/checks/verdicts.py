@@ -6,16 +6,20 @@ import time
 from collections.abc import Mapping, Sequence
 
 from ..contracts import Verdict
-from ..judges import Judge
+from ..judges import Judge, Score
+
+EXACT = "exact"
+EXACT_VERSION = "exact-1"  # LabelCheck's comparison (case-folded, through synonyms)
 
 # Bump when an evaluator's logic changes: results are unique per (span, evaluator, version),
 # so a new version is evaluated afresh and the old results stay comparable.
 # groundedness 2: the local judge's model weighs the words an output adds to its context.
-VERSIONS = {"task_completion": 1, "groundedness": 2, "label_check": 1}
+# groundedness 3: it weighs claim support only (no word weights), calibrated per length
+# band, and the benchmark's and worker's inputs are the retrieved documents alone.
+VERSIONS = {"task_completion": 1, "groundedness": 3, "label_check": 1}
 # Pass thresholds of a newly registered micro model. The local Groundedness score is a
-# probability of being grounded (a model trained on HaluEval; on its dev split 0.5 gives
-# balanced accuracy 0.83 / 0.72 on summarization / dialogue, 0.6 gains 0.01 on one and
-# loses 0.01 on the other: docs/benchmarks.md).
+# probability of being grounded, calibrated per output length band on data the benchmark
+# does not score (docs/benchmarks.md).
 DEFAULT_THRESHOLDS = {"label_check": 1.0, "task_completion": 0.5, "groundedness": 0.5}
 
 
@@ -28,7 +32,7 @@ def task_completion(
         return _not_applicable("the span has no output", judge.name)
     started = time.perf_counter()
     result = judge.task_completion(input_text or "", output_text)
-    return _verdict(result.score, result.reason, judge.name, threshold, started)
+    return _judged(result, judge, threshold, started)
 
 
 def groundedness(
@@ -41,7 +45,31 @@ def groundedness(
         return _not_applicable("the span has no output", judge.name)
     started = time.perf_counter()
     result = judge.groundedness(output_text or "", context)
-    return _verdict(result.score, result.reason, judge.name, threshold, started)
+    return _judged(result, judge, threshold, started)
+
+
+def _judged(result: Score, judge: Judge, threshold: float, started: float) -> Verdict:
+    """The verdict names what decided: the part of the judge the score names, else the
+    judge asked."""
+    verdict = _verdict(
+        result.score,
+        result.reason,
+        result.judge or judge.name,
+        threshold,
+        started,
+        version=result.judge_version or judge.version,
+    )
+    if not result.fallback:
+        return verdict
+    return Verdict(
+        score=verdict.score,
+        passed=verdict.passed,
+        reason=verdict.reason,
+        judge=verdict.judge,
+        latency_ms=verdict.latency_ms,
+        judge_version=verdict.judge_version,
+        judge_fallback=result.fallback,
+    )
 
 
 def canonical_label(label: str, synonyms: Mapping[str, Sequence[str]]) -> str:
@@ -67,13 +95,20 @@ def label_check(
     started = time.perf_counter()
     if expected is None or not expected.strip():
         if thumbs_up is None:
-            return _not_applicable("no expected label", "exact")
+            return _not_applicable("no expected label", EXACT)
         reason = "feedback: thumbs up" if thumbs_up else "feedback: thumbs down"
-        verdict = _verdict(1.0 if thumbs_up else 0.0, reason, "exact", threshold, started)
+        verdict = _verdict(
+            1.0 if thumbs_up else 0.0, reason, EXACT, threshold, started, version=EXACT_VERSION
+        )
         return _with_labels(verdict, predicted, None)
     if predicted is None or not predicted.strip():
         verdict = _verdict(
-            0.0, f"no predicted label, expected {expected!r}", "exact", threshold, started
+            0.0,
+            f"no predicted label, expected {expected!r}",
+            EXACT,
+            threshold,
+            started,
+            version=EXACT_VERSION,
         )
         return _with_labels(verdict, predicted, expected)
     same = canonical_label(predicted, synonyms or {}) == canonical_label(expected, synonyms or {})
@@ -82,7 +117,9 @@ def label_check(
         if same
         else f"predicted {predicted!r}, expected {expected!r}"
     )
-    verdict = _verdict(1.0 if same else 0.0, reason, "exact", threshold, started)
+    verdict = _verdict(
+        1.0 if same else 0.0, reason, EXACT, threshold, started, version=EXACT_VERSION
+    )
     return _with_labels(verdict, predicted, expected)
 
 
@@ -95,10 +132,13 @@ def _with_labels(verdict: Verdict, predicted: str | None, expected: str | None) 
         latency_ms=verdict.latency_ms,
         predicted_label=predicted,
         expected_label=expected,
+        judge_version=verdict.judge_version,
     )
 
 
-def _verdict(score: float, reason: str, judge: str, threshold: float, started: float) -> Verdict:
+def _verdict(
+    score: float, reason: str, judge: str, threshold: float, started: float, *, version: str
+) -> Verdict:
     score = max(0.0, min(1.0, score))
     return Verdict(
         score=score,
@@ -106,6 +146,7 @@ def _verdict(score: float, reason: str, judge: str, threshold: float, started: f
         reason=reason,
         judge=judge,
         latency_ms=(time.perf_counter() - started) * 1000,
+        judge_version=version,
     )
 
 

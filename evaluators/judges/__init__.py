@@ -3,14 +3,35 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
+
+RULE = "rule"  # the judge name of verdicts a fixed rule decided (refusal, empty, format)
+
+
+def file_checksum(path: Path) -> str:
+    """The version of a judge that is a file: the start of its SHA-256."""
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def text_checksum(*parts: str) -> str:
+    """The version of a judge that is code-held rules: the start of their SHA-256."""
+    return "sha256:" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
 class Score:
+    """A judge's score. ``judge`` and ``judge_version`` name what actually decided when it
+    is not the judge asked (a rule before the model, the lexical model inside the MiniLM
+    judge); ``fallback`` says why the configured judge did not decide, when it did not."""
+
     score: float
     reason: str
+    judge: str = ""
+    judge_version: str = ""
+    fallback: str = ""
 
 
 class JudgeError(Exception):
@@ -27,6 +48,9 @@ class JudgeUnavailable(Exception):
 
 class Judge(Protocol):
     name: str
+    # The model version or file checksum of what decides by default (``Score`` may name
+    # another part of the judge that decided instead).
+    version: str
 
     def task_completion(self, input_text: str, output_text: str) -> Score: ...
 

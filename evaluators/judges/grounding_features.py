@@ -1,19 +1,18 @@
-"""Lexical evidence that an output is grounded in its context, as features for the small
-learned Groundedness model (``groundedness_model.json``, trained by
-``bench/train_groundedness.py`` on HaluEval pairs the benchmark never sees).
+"""How well a context supports each claim of an output: the evidence the local Groundedness
+model weighs (``groundedness_model.json``, trained by ``bench/train_groundedness.py``).
 
-Two kinds of evidence:
+Every feature describes support, never which words the output uses: the share of each
+claim's content words the context holds (anywhere, and in the one context sentence that
+matches the claim best), numbers and dates the context lacks, and contradictions -- a
+claim that matches a context sentence but flips its negation, or puts another number,
+date or name where that sentence has one. Discourse words that carry no claim ("actually",
+"well", "he says") count for nothing, and nothing depends on casing, spacing or the order
+of the sentences, so none of these can move a score (the test suite checks it on generated
+cases).
 
-- dense: how much of the output the context supports (content words, per claim, bigrams,
-  trigrams, names, numbers, extractive fragments, the claim rule's score) and what kind of
-  words it adds (numbers, capitalised names, other words);
-- novel tokens: each word of the output that the context lacks (``n:<stem>``), and each
-  output bigram with such a word (``nb:<stem>_<stem>``). The model weighs which invented
-  words signal a hallucination (an added film title or a "despite" that brings in a new
-  fact) and which are harmless in a reply (a "yes", a "say").
-
-No feature measures length: the benchmark compares outputs of matched length, and HaluEval's
-hallucinated answers are longer, which a length feature would learn instead.
+Length enters only to pick the calibration band: a short answer's support is measured on
+two or three words, a summary's on dozens, and the same raw value does not mean the same
+there (``LENGTH_BANDS``).
 """
 
 from __future__ import annotations
@@ -21,157 +20,209 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from difflib import SequenceMatcher
 from typing import Any
 
 from ..checks import lexical
 
-_TOKEN = re.compile(r"[A-Za-z0-9]+(?:'[a-z]+)?")
-
-DENSE_FEATURES = (
+FEATURES = (
     "support",
-    "claim_mean_support",
-    "claim_min_support",
-    "bigram_support",
-    "name_support",
-    "number_support",
-    "word_support",
-    "rule_score",
-    "fragment_coverage",
-    "fragment_density",
-    "longest_fragment",
-    "trigram_support",
-    "novel_share",
+    "mean_support",
+    "min_support",
+    "mean_local_support",
+    "min_local_support",
     "novel_number_share",
-    "novel_year_share",
-    "novel_name_share",
-    "novel_word_share",
-    "novel_stopword_share",
-    "novel_negation",
+    "novel_content_share",
+    "contradicted_share",
+    "mean_pair_support",
+    "min_pair_support",
 )
+# Content words in an output's claims, upper bounds: short answers, replies, summaries.
+LENGTH_BANDS = (("short", 6), ("medium", 20), ("long", 10**9))
+
+# Words that frame a claim without making one: a reply may add them to any answer.
+_NEUTRAL_TEXT = """actually well so indeed basically honestly really yes yeah yep ok okay sure oh
+    thanks thank hi hello hey say says said saying tell tells told think thinks believe believes
+    guess course anyway also just like know mean right great good sorry"""
+NEUTRAL = frozenset(_NEUTRAL_TEXT.split())
+_CLAIM_SPLIT = re.compile(r"(?<=[.!?;])\s+|\n+")
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:[.,:][0-9]+)*(?:'[a-z]+)?")
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimSupport:
+    claim: str
+    support: float  # share of its content words anywhere in the context
+    pair_support: float  # share of its adjacent content-word pairs found adjacent there
+    local_support: float  # share in the best-matching context sentence
+    novel_numbers: frozenset[str]
+    contradiction: str  # "" or why the claim contradicts the context
+
+
+@dataclass(frozen=True, slots=True)
+class Grounding:
+    claims: list[ClaimSupport]
+    features: list[float]
+    content_words: int  # in all claims: picks the length band
+
+
+def claims_of(text: str) -> list[str]:
+    """Sentences of the output with at least one content word (whatever their casing)."""
+    parts = (p.strip() for p in _CLAIM_SPLIT.split(text or ""))
+    return [p for p in parts if p and _content(p)]
+
+
+def _content(text: str) -> set[str]:
+    return {
+        lexical.stem(w)
+        for w in lexical.words(text)
+        if w not in lexical.STOPWORDS and w not in lexical.NEGATIONS and w not in NEUTRAL
+    }
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", "") for n in _NUMBER.findall(text or "")}
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN.findall((text or "").replace("\u2019", "'"))
 
 
 @dataclass(slots=True)
-class Features:
-    dense: list[float]
-    # novel-token feature -> the output's word it came from (for the reason)
-    tokens: dict[str, str] = field(default_factory=dict)
+class _Sentence:
+    words: set[str]
+    tokens: list[str]  # lower-cased
+    names: set[str]  # tokens written with a capital inside the sentence, and numbers
+    negated: bool
 
 
-def _fragments(output: list[str], context: list[str]) -> list[int]:
-    """Lengths of the greedy longest extractive fragments: runs of output words copied
-    verbatim from the context (Grusky et al., 2018)."""
-    positions: dict[str, list[int]] = {}
-    for j, w in enumerate(context):
-        positions.setdefault(w, []).append(j)
-    found, i = [], 0
-    while i < len(output):
-        best = 0
-        for j in positions.get(output[i], ()):
-            k = 0
-            while i + k < len(output) and j + k < len(context) and output[i + k] == context[j + k]:
-                k += 1
-            best = max(best, k)
-        if best:
-            found.append(best)
-            i += best
-        else:
-            i += 1
-    return found
+def _pairs(text: str) -> set[tuple[str, str]]:
+    """Adjacent content words (stopwords and neutral words skipped): a claim's phrasing
+    that the context may hold too."""
+    stems = [
+        lexical.stem(w)
+        for w in lexical.words(text)
+        if w not in lexical.STOPWORDS and w not in lexical.NEGATIONS and w not in NEUTRAL
+    ]
+    return set(itertools.pairwise(stems))
 
 
-def _share(part: set[Any], whole: set[Any]) -> float:
-    return len(part & whole) / len(part) if part else 1.0
+class Context:
+    """A context prepared once for the claims checked against it."""
+
+    def __init__(self, documents: list[str]) -> None:
+        self.pairs: set[tuple[str, str]] = set()
+        self.words: set[str] = set()
+        self.tokens: set[str] = set()
+        self.numbers: set[str] = set()
+        self.sentences: list[_Sentence] = []
+        for doc in documents:
+            self.words |= lexical.content_words(doc)
+            for sentence in _CLAIM_SPLIT.split(doc):
+                self.pairs |= _pairs(sentence)
+            self.numbers |= _numbers(doc)
+            for sentence in _CLAIM_SPLIT.split(doc):
+                raw = _tokens(sentence)
+                if not raw:
+                    continue
+                lowered = [t.lower() for t in raw]
+                self.tokens.update(lowered)
+                names = {t.lower() for i, t in enumerate(raw) if (i > 0 and t[0].isupper())} | {
+                    t for t in lowered if t[0].isdigit()
+                }
+                self.sentences.append(
+                    _Sentence(
+                        lexical.content_words(sentence), lowered, names, lexical.negated(sentence)
+                    )
+                )
 
 
-def grounding_features(output: str, context: str, rule_score: float) -> Features:
-    context_words = lexical.content_words(context)
-    claims = lexical.sentences(output) or [output]
-    supports = [lexical.support(lexical.content_words(c), context_words) for c in claims]
-
-    output_stems = [lexical.stem(w) for w in lexical.words(output)]
-    context_stems = [lexical.stem(w) for w in lexical.words(context)]
-    context_stem_set = set(context_stems)
-    fragments = _fragments(output_stems, context_stems)
-    n = max(1, len(output_stems))
-    output_trigrams = set(zip(output_stems, output_stems[1:], output_stems[2:], strict=False))
-    context_trigrams = set(zip(context_stems, context_stems[1:], context_stems[2:], strict=False))
-
-    tokens = _TOKEN.findall(output.replace("\u2019", "'"))
-    names = [t.lower() for i, t in enumerate(tokens) if i > 0 and t[0].isupper()]
-    lowered = context.lower()
-    shapes = {"number": 0, "year": 0, "name": 0, "word": 0, "stopword": 0}
-    novel: dict[str, str] = {}
-    for i, token in enumerate(tokens):
-        word = token.lower()
-        stem = lexical.stem(word)
-        if stem in context_stem_set:
+def _contradiction(claim: str, words: set[str], best: _Sentence, local: float, ctx: Context) -> str:
+    # Only a near-verbatim claim: a negation elsewhere in a long context sentence is noise.
+    if local >= 0.9 and lexical.negated(claim) != best.negated:
+        return "flips the negation of the context"
+    if local < 0.5:
+        return ""
+    tokens = [t.lower() for t in _tokens(claim)]
+    matcher = SequenceMatcher(a=best.tokens, b=tokens, autojunk=False)
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        # A word or two for a word or two; the context's side may run on only where the
+        # claim ends there (a claim cut short after the changed word). Longer rewrites are
+        # paraphrase far more often than a changed fact.
+        if op != "replace" or b1 - b0 > 2 or a1 - a0 > (8 if b1 == len(tokens) else 2):
             continue
-        novel.setdefault(f"n:{stem}", token)
-        if token[0].isdigit():
-            shapes["year" if len(token) == 4 and token.isdigit() else "number"] += 1
-        elif token[0].isupper() and i > 0:
-            shapes["name"] += 1
-        elif word in lexical.STOPWORDS:
-            shapes["stopword"] += 1
-        else:
-            shapes["word"] += 1
-    for a, b in itertools.pairwise(output_stems):
-        if a not in context_stem_set or b not in context_stem_set:
-            novel.setdefault(f"nb:{a}_{b}", f"{a} {b}")
-    novel_count = sum(shapes.values())
-    ntokens = max(1, len(tokens))
-    context_all_words = set(lexical.words(context))
-    novel_negation = any(
-        (w in lexical.NEGATIONS or w.endswith("n't")) and w not in context_all_words
-        for w in lexical.words(output)
-    )
+        replaced = set(best.tokens[a0:a1]) & best.names
+        # A word the context lacks, or another number where the context has a number (an
+        # opening hour given as the closing one is still a changed fact).
+        replaced_numbers = {t for t in replaced if t[0].isdigit()}
+        added = [
+            t
+            for t in tokens[b0:b1]
+            if (t not in ctx.tokens and lexical.stem(t) not in ctx.words and t not in NEUTRAL)
+            or (replaced_numbers and t[0].isdigit() and t not in replaced_numbers)
+        ]
+        if replaced and added:
+            return f"says {' '.join(tokens[b0:b1])!r} where the context says " + repr(
+                " ".join(best.tokens[a0:a1])
+            )
+    return ""
 
-    dense = [
-        lexical.support(lexical.content_words(output), context_words),
+
+def claim_support(claim: str, ctx: Context) -> ClaimSupport:
+    words = _content(claim)
+    support = lexical.support(words, ctx.words)
+    best, local = None, 0.0
+    for sentence in ctx.sentences:
+        overlap = lexical.support(words, sentence.words)
+        if overlap > local:
+            best, local = sentence, overlap
+    novel = frozenset(_numbers(claim) - ctx.numbers)
+    contradiction = _contradiction(claim, words, best, local, ctx) if best else ""
+    if not contradiction and novel:
+        contradiction = f"states {', '.join(sorted(novel)[:3])}, which the context does not"
+    pairs = _pairs(claim)
+    pair_support = len(pairs & ctx.pairs) / len(pairs) if pairs else support
+    return ClaimSupport(claim, support, pair_support, local, novel, contradiction)
+
+
+def grounding(output: str, documents: list[str]) -> Grounding:
+    ctx = Context(documents)
+    claims = [claim_support(c, ctx) for c in claims_of(output)]
+    words = _content(output)
+    numbers = _numbers(output)
+    if not claims:
+        return Grounding([], [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0], 0)
+    supports = [c.support for c in claims]
+    locals_ = [c.local_support for c in claims]
+    features = [
+        lexical.support(words, ctx.words),
         sum(supports) / len(supports),
         min(supports),
-        _share(set(itertools.pairwise(output_stems)), set(itertools.pairwise(context_stems))),
-        sum(name in lowered for name in names) / len(names) if names else 1.0,
-        _share(lexical.numbers(output), lexical.numbers(context)),
-        _share(set(lexical.words(output)), context_all_words),
-        rule_score,
-        sum(fragments) / n,
-        sum(f * f for f in fragments) / (n * n),
-        max(fragments, default=0) / n,
-        _share(output_trigrams, context_trigrams),
-        novel_count / ntokens,
-        shapes["number"] / ntokens,
-        shapes["year"] / ntokens,
-        shapes["name"] / ntokens,
-        shapes["word"] / ntokens,
-        shapes["stopword"] / ntokens,
-        float(novel_negation),
+        sum(locals_) / len(locals_),
+        min(locals_),
+        len(numbers - ctx.numbers) / len(numbers) if numbers else 0.0,
+        len(words - ctx.words) / len(words) if words else 0.0,
+        sum(1 for c in claims if c.contradiction) / len(claims),
+        sum(c.pair_support for c in claims) / len(claims),
+        min(c.pair_support for c in claims),
     ]
-    return Features(dense, novel)
+    return Grounding(claims, features, sum(len(_content(c.claim)) for c in claims))
 
 
-def _logit(model: dict[str, Any], features: Features) -> float:
+def length_band(content_words: int) -> str:
+    return next(name for name, top in LENGTH_BANDS if content_words <= top)
+
+
+def probability(model: dict[str, Any], found: Grounding) -> float:
+    """The model's calibrated probability that the output is grounded: a logistic model
+    over the features, then the Platt scaling of the output's length band."""
     z = float(model["bias"])
     for w, x, m, s in zip(
-        model["weights"], features.dense, model["mean"], model["std"], strict=True
+        model["weights"], found.features, model["mean"], model["std"], strict=True
     ):
         z += w * (x - m) / s
-    token_weights = model["tokens"]
-    return z + sum(token_weights.get(t, 0.0) for t in features.tokens)
-
-
-def probability(model: dict[str, Any], features: Features) -> float:
-    z = _logit(model, features)
+    a, b = model["calibration"][length_band(found.content_words)]
+    z = a * z + b
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
-
-
-def invented_words(model: dict[str, Any], features: Features, limit: int = 3) -> list[str]:
-    """The output's words absent from the context that the model holds most against it."""
-    token_weights = model["tokens"]
-    weighed = sorted(
-        (token_weights[t], word)
-        for t, word in features.tokens.items()
-        if t.startswith("n:") and token_weights.get(t, 0.0) < 0
-    )
-    return [word for _, word in weighed[:limit]]

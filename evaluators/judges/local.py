@@ -1,13 +1,14 @@
 """The offline judge: lexical evidence, no model download, fast on one CPU core.
 
-Groundedness: each sentence of the output is a claim; its support is the share of its
-content words found in the context; a claim whose best-matching context sentence shares
-most of its words but flips a negation or changes a number is contradicted, and weighs
-double at score 0. That rule and richer lexical evidence (``grounding_features``: support
-of words, n-grams and copied fragments, and which words the output invents) feed a small
-logistic model shipped as JSON (``groundedness_model.json``); its probability of the
-output being grounded, times the share of claim weight not contradicted, is the score.
-The reason names the least supported claim and the invented words held most against it.
+Groundedness: each sentence of the output is a claim, checked against the retrieved
+context (``grounding_features``): how much of it the context supports, anywhere and in
+its best-matching sentence, numbers the context lacks, and contradictions (a claim that
+matches a context sentence but flips its negation or puts another number, date or name
+where that sentence has one). A small logistic model over that evidence, calibrated per
+output length band (``groundedness_model.json``), gives the probability of the output
+being grounded; times the share of claim weight not contradicted (a contradicted claim
+weighs double, at 0) it is the score. No feature says which words the output uses.
+The reason names the contradicted or least supported claim.
 TaskCompletion: refusals, empty answers and broken requested formats fail; otherwise the
 answer must be on the input's topic (content-word overlap).
 """
@@ -21,13 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import lexical
-from . import Score
-from .grounding_features import (
-    DENSE_FEATURES,
-    grounding_features,
-    invented_words,
-    probability,
-)
+from . import RULE, Score, file_checksum, text_checksum
+from .grounding_features import FEATURES, grounding, probability
 
 _MODEL_PATH = Path(__file__).with_name("groundedness_model.json")
 
@@ -41,6 +37,14 @@ _WANTS_JSON = re.compile(r"\bjson\b", re.I)
 _WANTS_ONE_WORD = re.compile(r"\b(?:one|single)[- ]word\b", re.I)
 _WANTS_YES_NO = re.compile(r"\byes or no\b", re.I)
 
+# A rule's verdict names the rule judge and the checksum of its patterns: changing a rule
+# changes the version that results record.
+RULES_VERSION = text_checksum(
+    _REFUSAL.pattern, _WANTS_JSON.pattern, _WANTS_ONE_WORD.pattern, _WANTS_YES_NO.pattern
+)
+# TaskCompletion's topical word overlap (no learned part): bump when its formula changes.
+WORD_OVERLAP_VERSION = "word-overlap-1"
+
 CONTRADICTION_WEIGHT = 2.0
 _RELEVANCE_FLOOR = 0.3
 
@@ -51,7 +55,7 @@ def shipped_groundedness_model() -> dict[str, Any] | None:
         model: dict[str, Any] = json.loads(_MODEL_PATH.read_text())
     except FileNotFoundError:
         return None
-    if tuple(model.get("features", ())) != DENSE_FEATURES:
+    if tuple(model.get("features", ())) != FEATURES:
         raise ValueError(
             f"{_MODEL_PATH.name} was trained on other features than grounding_features "
             "computes: re-train it with bench/train_groundedness.py"
@@ -69,6 +73,10 @@ class LexicalJudge:
         self._model: dict[str, Any] | None = (
             shipped_groundedness_model() if isinstance(model, str) else model
         )
+        if isinstance(model, str):
+            self.version = file_checksum(_MODEL_PATH) if self._model is not None else "rules"
+        else:
+            self.version = "in-memory" if model is not None else "rules"
 
     def task_completion(self, input_text: str, output_text: str) -> Score:
         problem = blocking_problem(input_text, output_text)
@@ -77,69 +85,55 @@ class LexicalJudge:
         output = output_text.strip()
         asked = lexical.content_words(input_text)
         if not asked:
-            return Score(0.75, "no content words in the input to check the topic against")
+            return self._overlap(0.75, "no content words in the input to check the topic against")
         answered = lexical.content_words(output)
         overlap = len(asked & answered) / len(asked)
         score = min(1.0, _RELEVANCE_FLOOR + 1.4 * overlap)
         if overlap == 0:
-            return Score(score, "off topic: the output shares no content word with the input")
+            return self._overlap(
+                score, "off topic: the output shares no content word with the input"
+            )
         shared = ", ".join(sorted(asked & answered)[:5])
-        return Score(score, f"on topic ({overlap:.0%} of the input's content words: {shared})")
+        return self._overlap(
+            score, f"on topic ({overlap:.0%} of the input's content words: {shared})"
+        )
+
+    def _overlap(self, score: float, reason: str) -> Score:
+        return Score(score, reason, judge=self.name, judge_version=WORD_OVERLAP_VERSION)
 
     def groundedness(self, output_text: str, documents: list[str]) -> Score:
-        rule, kept = self.claim_groundedness(output_text, documents)
-        if self._model is None:
-            return rule
-        features = grounding_features(output_text, "\n".join(documents), rule.score)
-        # The learned model ranks invented content; contradictions (which HaluEval barely
-        # rewards) keep their double weight: the score keeps only the non-contradicted
-        # claims' share of the weight.
-        reason = rule.reason
-        invented = invented_words(self._model, features)
-        if invented:
-            reason += "; invented: " + ", ".join(invented)
-        return Score(probability(self._model, features) * kept, reason)
-
-    def claim_groundedness(self, output_text: str, documents: list[str]) -> tuple[Score, float]:
-        """The rule score (its reason names the least supported claim), and the share of
-        claim weight not contradicted."""
-        claims = lexical.sentences(output_text)
-        if not claims:
-            return Score(1.0, "no claims in the output"), 1.0
-        context_sentences = [s for doc in documents for s in lexical.sentences(doc)]
-        context_words = set().union(*(lexical.content_words(d) for d in documents))
-        context_numbers = set().union(*(lexical.numbers(d) for d in documents))
-        weighted = total = 0.0
-        unsupported = contradicted = 0
-        weakest, weakest_support, first_contradicted = "", 2.0, ""
-        for claim in claims:
-            words = lexical.content_words(claim)
-            claim_support = lexical.support(words, context_words)
-            if _contradicts(claim, words, context_sentences, context_numbers):
-                contradicted += 1
-                first_contradicted = first_contradicted or claim
-                total += CONTRADICTION_WEIGHT
-                continue
-            if claim_support < weakest_support:
-                weakest, weakest_support = claim, claim_support
-            if claim_support < 0.5:
-                unsupported += 1
-            weighted += claim_support
-            total += 1.0
-        score = weighted / total if total else 1.0
+        """The model's calibrated probability of the output being grounded, times the share
+        of claim weight not contradicted (a contradicted claim weighs double, at 0)."""
+        found = grounding(output_text, documents)
+        if not found.claims:
+            return self._grounded(1.0, "no claims in the output")
+        contradicted = [c for c in found.claims if c.contradiction]
+        total = len(found.claims) + (CONTRADICTION_WEIGHT - 1.0) * len(contradicted)
+        kept = 1.0 - CONTRADICTION_WEIGHT * len(contradicted) / total
+        unsupported = [c for c in found.claims if not c.contradiction and c.support < 0.5]
+        n = len(found.claims)
         if contradicted:
-            reason = f"{contradicted} of {len(claims)} claims contradict the context"
+            first = contradicted[0]
+            reason = f"{len(contradicted)} of {n} claims contradict the context"
             if unsupported:
-                reason += f", {unsupported} unsupported"
-            reason += f"; contradicted: {_quote(first_contradicted)}"
+                reason += f", {len(unsupported)} unsupported"
+            reason += f"; {_quote(first.claim)} {first.contradiction}"
         elif unsupported:
-            reason = f"{unsupported} of {len(claims)} claims not supported by the context"
+            reason = f"{len(unsupported)} of {n} claims not supported by the context"
         else:
-            reason = f"all {len(claims)} claims supported by the context"
-        if weakest and weakest_support < 1.0 and not contradicted:
-            reason += f"; least supported ({weakest_support:.0%}): {_quote(weakest)}"
-        kept = 1.0 - CONTRADICTION_WEIGHT * contradicted / total if total else 1.0
-        return Score(max(0.0, min(1.0, score)), reason), kept
+            reason = f"all {n} claims supported by the context"
+        novel = sorted({x for c in found.claims for x in c.novel_numbers})
+        if novel:
+            reason += "; numbers not in the context: " + ", ".join(novel[:5])
+        weakest = min(found.claims, key=lambda c: c.support)
+        if not contradicted and weakest.support < 1.0:
+            reason += f"; least supported ({weakest.support:.0%}): {_quote(weakest.claim)}"
+        # Without the shipped model (while it is re-trained): the plain mean claim support.
+        score = found.features[0] if self._model is None else probability(self._model, found)
+        return self._grounded(score * max(0.0, kept), reason)
+
+    def _grounded(self, score: float, reason: str) -> Score:
+        return Score(score, reason, judge=self.name, judge_version=self.version)
 
 
 def _quote(claim: str, limit: int = 120) -> str:
@@ -152,38 +146,18 @@ def blocking_problem(input_text: str, output_text: str) -> Score | None:
     (JSON, one word, yes/no) not followed."""
     output = (output_text or "").strip()
     if not output:
-        return Score(0.0, "empty output")
+        return Score(0.0, "empty output", judge=RULE, judge_version=RULES_VERSION)
     if _REFUSAL.search(output[:300]):
-        return Score(0.05, "the output refuses or declines the request")
+        return Score(
+            0.05,
+            "the output refuses or declines the request",
+            judge=RULE,
+            judge_version=RULES_VERSION,
+        )
     format_problem = _format_problem(input_text, output)
     if format_problem:
-        return Score(0.15, format_problem)
+        return Score(0.15, format_problem, judge=RULE, judge_version=RULES_VERSION)
     return None
-
-
-def _contradicts(
-    claim: str, words: set[str], context_sentences: list[str], context_numbers: set[str]
-) -> bool:
-    if not words or not context_sentences:
-        return False
-    best, best_overlap = "", 0.0
-    for sentence in context_sentences:
-        overlap = lexical.support(words, lexical.content_words(sentence))
-        if overlap > best_overlap:
-            best, best_overlap = sentence, overlap
-    # Thresholds measured on HaluEval (bench/evaluators.py): a polarity flip only counts on
-    # a near-verbatim claim (negations elsewhere in a long context sentence are noise); a
-    # changed number on a claim sharing most of a sentence's words.
-    if best_overlap >= 0.9 and lexical.negated(claim) != lexical.negated(best):
-        return True
-    claim_numbers = lexical.numbers(claim)
-    best_numbers = lexical.numbers(best)
-    return bool(
-        best_overlap >= 0.8
-        and claim_numbers
-        and best_numbers
-        and not claim_numbers <= context_numbers
-    )
 
 
 def _format_problem(input_text: str, output: str) -> str:

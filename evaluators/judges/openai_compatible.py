@@ -60,6 +60,7 @@ class OpenAICompatibleJudge:
         if not base_url or not model:
             raise JudgeError(f"judge {name!r} needs a base URL and a model")
         self.name = name
+        self.version = model  # what an endpoint tells of its judge: the model it serves
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._model = model
         self._api_key = api_key

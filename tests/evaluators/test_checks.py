@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evaluators.checks import verdicts
-from evaluators.judges.grounding_features import DENSE_FEATURES
+from evaluators.judges.grounding_features import FEATURES, LENGTH_BANDS
 from evaluators.judges.local import LexicalJudge, shipped_groundedness_model
 
 JUDGE = LexicalJudge()
@@ -38,7 +38,8 @@ def test_task_completion_verdicts(question: str, answer: str, passed: bool) -> N
 
     assert verdict.passed is passed
     assert 0.0 <= verdict.score <= 1.0
-    assert verdict.judge == "local-lexical"
+    # A refusal, an empty answer or a broken format is the rules' verdict, not the model's.
+    assert verdict.judge in ("local-lexical", "rule")
     assert verdict.reason
 
 
@@ -81,21 +82,24 @@ def test_a_contradiction_weighs_more_than_an_unsupported_claim() -> None:
     assert "contradict" in contradicted_score.reason
 
 
-def test_an_invented_claim_fails_and_the_reason_names_it_and_its_invented_words() -> None:
+def test_an_invented_claim_fails_and_the_reason_names_it() -> None:
     answer = (
         "Premium plans cost 20 dollars a month. Despite this, Steven Spielberg recommends the "
         "premium plan."
     )
 
-    verdict = verdicts.groundedness(answer, CONTEXT, judge=JUDGE, threshold=0.5)
+    verdict = verdicts.groundedness(answer, CONTEXT, judge=JUDGE, threshold=0.6)
+    supported = verdicts.groundedness(
+        "Premium plans cost 20 dollars a month.", CONTEXT, judge=JUDGE, threshold=0.6
+    )
 
     assert verdict.passed is False
-    assert verdict.score < 0.2
+    assert supported.passed is True
+    assert verdict.score < supported.score - 0.15
     assert verdict.reason.startswith(
         "1 of 2 claims not supported by the context; least supported (33%): "
-        '"Despite this, Steven Spielberg recommends the premium plan."; invented: '
+        '"Despite this, Steven Spielberg recommends the premium plan."'
     )
-    assert "Spielberg" in verdict.reason
 
 
 def test_a_supported_output_passes_and_says_so() -> None:
@@ -104,7 +108,7 @@ def test_a_supported_output_passes_and_says_so() -> None:
     verdict = verdicts.groundedness(answer, CONTEXT, judge=JUDGE, threshold=0.5)
 
     assert verdict.passed is True
-    assert verdict.score > 0.8
+    assert verdict.score > 0.6
     assert verdict.reason == "all 1 claims supported by the context"
 
 
@@ -115,19 +119,21 @@ def test_a_contradicted_claim_scores_zero_and_is_quoted() -> None:
 
     assert (verdict.score, verdict.passed) == (0.0, False)
     assert verdict.reason == (
-        "1 of 1 claims contradict the context; contradicted: "
-        '"Duplicate charges are refunded within 10 days."'
+        "1 of 1 claims contradict the context; "
+        '"Duplicate charges are refunded within 10 days." '
+        "says '10' where the context says '3'; numbers not in the context: 10"
     )
 
 
-def test_the_shipped_groundedness_model_matches_the_features_and_stays_small() -> None:
+def test_the_shipped_groundedness_model_weighs_support_not_words() -> None:
     model = shipped_groundedness_model()
 
     assert model is not None
-    assert tuple(model["features"]) == DENSE_FEATURES
-    assert len(model["weights"]) == len(model["mean"]) == len(model["std"]) == len(DENSE_FEATURES)
-    assert 1000 < len(model["tokens"]) < 50000
-    assert all(key.startswith(("n:", "nb:")) for key in model["tokens"])
+    assert tuple(model["features"]) == FEATURES
+    assert len(model["weights"]) == len(model["mean"]) == len(model["std"]) == len(FEATURES)
+    # No weight per word: nothing in the model names a word of an output.
+    assert "tokens" not in model
+    assert set(model["calibration"]) == {name for name, _ in LENGTH_BANDS}
 
 
 def test_groundedness_without_context_is_not_applicable_not_a_pass() -> None:

