@@ -8,7 +8,7 @@ import evaluators.models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('evaluators', '0004_judge_timeout_shorter_than_the_lease'),
+        ('evaluators', '0005_evaluation_result_judge_version_and_fallback'),
     ]
 
     operations = [
