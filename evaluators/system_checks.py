@@ -15,10 +15,25 @@ def judge_key_env_prefix(
 ) -> list[CheckMessage]:
     if not databases:
         return []
+    from django.db import connections
+
     from .models import Judge, judge_key_env_error
 
     warnings: list[CheckMessage] = []
-    for judge in Judge.objects.order_by("name").only("id", "name", "kind", "api_key_env"):
+    # `migrate` runs the database checks before it creates the tables: nothing to check yet.
+    aliases = [
+        alias
+        for alias in databases
+        if Judge._meta.db_table in connections[alias].introspection.table_names()
+    ]
+    judges = (
+        judge
+        for alias in aliases
+        for judge in Judge.objects.using(alias)
+        .order_by("name")
+        .only("id", "name", "kind", "api_key_env")
+    )
+    for judge in judges:
         error = judge_key_env_error(judge.api_key_env)
         if error is not None:
             warnings.append(

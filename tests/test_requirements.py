@@ -12,7 +12,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parent.parent
-RUNTIME_PACKAGES = ("microlens", "tracestore", "evaluators", "dashboard")
+RUNTIME_PACKAGES = ("microlens", "tracestore", "evaluators", "dashboard", "audit")
 
 
 def _normalised(name: str) -> str:

@@ -50,9 +50,10 @@ def own_cluster() -> Iterator[EmbeddedPostgres]:
 
 
 def _manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args], env=env, check=True, capture_output=True
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args], env=env, capture_output=True, text=True
     )
+    assert done.returncode == 0, f"manage.py {' '.join(args)} failed:\n{done.stderr}"
 
 
 def _wait_for_log(path: Path, text: bytes, timeout: float = 60) -> None:
