@@ -58,7 +58,14 @@ from .models import (
     TaskKind,
 )
 from .queries import evaluation_views
-from .sampling import AlwaysRules, Matcher, always_reason, in_sample, match
+from .sampling import (
+    AlwaysRules,
+    Matcher,
+    always_reason,
+    in_sample,
+    match,
+    not_applicable_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +129,21 @@ def _wrap(row: MicroModel, now: datetime) -> _Model:
 
 
 def register_micro_model(project_id: int, name: str) -> MicroModel:
-    """A micro model seen in traffic before anyone configured it: LabelCheck on every span
-    with an expected label, the model-based evaluators on a 10% sample."""
+    """A micro model seen in traffic before anyone configured it, its task "auto": each span
+    gets the evaluators that apply to what it is (``sampling.not_applicable_reason``):
+    LabelCheck on every label decision with an expected label, TaskCompletion and
+    Groundedness on a 10% sample of generative spans (Groundedness where the trace
+    retrieved context)."""
     with transaction.atomic():
         row, created = MicroModel.objects.get_or_create(
             project_id=project_id,
             name=name,
-            defaults={"micro_model_name": name, "auto_registered": True, "sample_rate": 10.0},
+            defaults={
+                "micro_model_name": name,
+                "auto_registered": True,
+                "sample_rate": 10.0,
+                "task": TaskKind.AUTO,
+            },
         )
         if created:
             EvaluatorConfig.objects.bulk_create(
@@ -354,6 +369,20 @@ class _Plan:
     rows: list[EvaluationJob]
     registered: int = 0
     over_budget: int = 0
+    not_applicable: int = 0
+
+
+def inapplicable(evaluator: str, span: ModelSpan, model: MicroModel, has_context: bool) -> str:
+    """Why the evaluator does not apply to this span of this micro model ("" if it does)."""
+    return not_applicable_reason(
+        evaluator,
+        task=model.task,
+        predicted_label=_predicted_label(span, model),
+        expected_label=span.expected_label,
+        input_text=span.input_text,
+        output_text=span.output_text,
+        has_context=has_context,
+    )
 
 
 def _plan_jobs(
@@ -385,11 +414,11 @@ def _plan_jobs(
             for name in model.configs:
                 if evaluator is not None and name != evaluator:
                     continue
-                if name == LABEL_CHECK:
-                    if not (span.expected_label and _predicted_label(span, model.row)):
-                        continue  # feedback posted later creates the result
-                    probability = 1.0
-                elif always:
+                if inapplicable(name, span, model.row, trace.has_retrieval):
+                    # Feedback posted later creates a LabelCheck result.
+                    plan.not_applicable += 1
+                    continue
+                if name == LABEL_CHECK or always:
                     probability = 1.0
                 elif sampled:
                     probability = model.row.sample_rate / 100.0
@@ -410,6 +439,7 @@ def _plan_jobs(
                         evaluator=name,
                         evaluator_version=verdicts.VERSIONS[name],
                         sampling_probability=probability,
+                        cohort=trace.cohort,
                     )
                 )
     return plan
@@ -419,14 +449,16 @@ _INSERT_JOBS = """
 INSERT INTO evaluators_evaluationjob (
     project_id, trace_id, span_id, span_start_time, micro_model_id, evaluator,
     evaluator_version, sampling_probability, status, attempts, next_attempt_at,
-    dispatched_at, claimed_by, last_error, created_at
+    dispatched_at, claimed_by, last_error, cohort, created_at
 )
 SELECT j.project_id, decode(j.trace_id, 'hex'), decode(j.span_id, 'hex'), j.span_start_time,
     j.micro_model_id, j.evaluator, j.evaluator_version, j.sampling_probability, 'pending', 0,
-    statement_timestamp(), statement_timestamp(), '', '', statement_timestamp()
+    statement_timestamp(), statement_timestamp(), '', '', coalesce(j.cohort, '{}'::jsonb),
+    statement_timestamp()
 FROM jsonb_to_recordset(%s::jsonb) AS j(
     project_id bigint, trace_id text, span_id text, span_start_time timestamptz,
-    micro_model_id bigint, evaluator text, evaluator_version int, sampling_probability float8
+    micro_model_id bigint, evaluator text, evaluator_version int, sampling_probability float8,
+    cohort jsonb
 )
 ORDER BY j.project_id, j.trace_id, j.span_id, j.evaluator
 ON CONFLICT (project_id, trace_id, span_id, evaluator, evaluator_version) DO NOTHING
@@ -450,6 +482,7 @@ def _insert_jobs(rows: Sequence[EvaluationJob]) -> list[int]:
                 "evaluator": r.evaluator,
                 "evaluator_version": r.evaluator_version,
                 "sampling_probability": r.sampling_probability,
+                "cohort": r.cohort or {},
             }
             for r in rows
         ]
@@ -489,11 +522,12 @@ def schedule_evaluations(*, now: datetime | None = None, limit: int = 500) -> Sc
             },
         )
     log.info(
-        "evaluations.scheduled traces=%s jobs=%s registered=%s over_budget=%s",
+        "evaluations.scheduled traces=%s jobs=%s registered=%s over_budget=%s not_applicable=%s",
         len(traces),
         len(job_ids),
         plan.registered,
         plan.over_budget,
+        plan.not_applicable,
     )
     return ScheduleResult(
         traces=len(traces),
@@ -501,6 +535,7 @@ def schedule_evaluations(*, now: datetime | None = None, limit: int = 500) -> Sc
         models_registered=plan.registered,
         skipped_over_budget=plan.over_budget,
         job_ids=job_ids,
+        not_applicable=plan.not_applicable,
     )
 
 
@@ -616,31 +651,42 @@ def _evaluate(
     model = job.micro_model
     if job.evaluator == LABEL_CHECK:
         feedback = _feedback_for(job.project_id, bytes(job.trace_id), bytes(job.span_id))
-        expected = span.expected_label
-        thumbs = None
-        if feedback is not None:
-            expected = feedback.expected_label or (
-                None if feedback.thumbs_up is not None else expected
-            )
-            thumbs = feedback.thumbs_up
+        thumbs = feedback.thumbs_up if feedback is not None else None
         return verdicts.label_check(
             _predicted_label(span, model),
-            expected,
+            _expected_with_feedback(span.expected_label, feedback),
             synonyms=model.label_synonyms or {},
             threshold=threshold,
             thumbs_up=thumbs,
         )
+    # A job created before its micro model's task changed (or before evaluators were
+    # chosen per span) may not apply: not applicable, counted in no rate.
+    reason = inapplicable(job.evaluator, span, model, bool(context.documents))
+    if reason:
+        return Verdict(
+            score=None,
+            passed=None,
+            reason=f"not applicable: {reason}",
+            judge="rule",
+            latency_ms=0.0,
+        )
     judge = judge_for(config.judge if config else None)
-    # A routing decision's output is a route name: what it decided on is the request the
-    # trace's root received and answered.
-    use_root = model.task == TaskKind.ROUTING or not (span.input_text and span.output_text)
-    input_text = context.root_input if use_root else span.input_text
-    output_text = context.root_output if use_root else span.output_text
-    if use_root and not (input_text and output_text):
-        input_text, output_text = span.input_text, span.output_text
     if job.evaluator == TASK_COMPLETION:
-        return verdicts.task_completion(input_text, output_text, judge=judge, threshold=threshold)
-    return verdicts.groundedness(output_text, context.documents, judge=judge, threshold=threshold)
+        return verdicts.task_completion(
+            span.input_text, span.output_text, judge=judge, threshold=threshold
+        )
+    return verdicts.groundedness(
+        span.output_text, context.documents, judge=judge, threshold=threshold
+    )
+
+
+def _expected_with_feedback(attribute: str | None, feedback: Feedback | None) -> str | None:
+    """Feedback's expected label wins over the span's attribute (label quality resolves
+    it the same way: contracts.resolve_expected_label); a thumbs up/down without a label
+    judges the decision itself."""
+    if feedback is None:
+        return attribute
+    return feedback.expected_label or (None if feedback.thumbs_up is not None else attribute)
 
 
 def _feedback_for(project_id: int, trace_id: bytes, span_id: bytes) -> Feedback | None:
@@ -861,13 +907,19 @@ def record_feedback(
             assert precise is not None
             verdict = verdicts.label_check(
                 _predicted_label(span, model.row),
-                precise.expected_label,
+                _expected_with_feedback(span.expected_label, precise),
                 synonyms=model.row.label_synonyms or {},
                 threshold=threshold,
                 thumbs_up=precise.thumbs_up,
             )
-            if verdict.passed is None:
-                continue
+            key = {
+                "project_id": context.project_id,
+                "trace_id": bytes.fromhex(trace_hex),
+                "span_id": bytes.fromhex(span.span_id),
+                "evaluator": LABEL_CHECK,
+            }
+            if verdict.passed is None and not EvaluationResult.objects.filter(**key).exists():
+                continue  # nothing to judge, and no earlier verdict to replace
             _upsert_result(
                 job_id=None,
                 project_id=context.project_id,
