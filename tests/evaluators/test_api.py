@@ -221,3 +221,23 @@ def test_evaluation_counts_per_evaluator_micro_model_and_cohort(tenant: Tenant) 
     ]
     assert evaluation_counts([tenant.project_id], cohort=("user.tier", "free")) == []
     assert evaluation_counts([tenant.project_id + 1000]) == []
+
+
+def test_a_later_feedback_without_a_label_replaces_the_earlier_label(tenant: Tenant) -> None:
+    trace = classifier_trace(label="billing")  # no expected label on the span
+    tenant.store(trace)
+    decision = trace.spans[1].span_id.hex()
+    client = tenant.client()
+    target = {"trace_id": trace.trace_hex, "span_id": decision}
+
+    labelled = client.post("/api/v1/feedback/", {**target, "expected_label": "refund"}).json()
+    commented = client.post("/api/v1/feedback/", {**target, "comment": "not sure"}).json()
+
+    assert [(e["expected_label"], e["passed"]) for e in labelled["evaluations"]] == [
+        ("refund", False)
+    ]
+    # The label is withdrawn: the LabelCheck no longer applies and counts in no rate.
+    assert [(e["expected_label"], e["passed"], e["source"]) for e in commented["evaluations"]] == [
+        (None, None, "feedback")
+    ]
+    assert EvaluationResult.objects.count() == 1
