@@ -316,12 +316,22 @@ def expected_labels(
 ) -> dict[str, ExpectedLabel]:
     """Expected label and its source of each (span id hex, attribute expected label) of
     one trace, for the trace page and API; spans with neither are left out."""
-    posted = feedback_labels([(project_id, trace_id)]).get((project_id, trace_id.lower()), {})
+    found = expected_labels_of_spans([(project_id, trace_id, s, a) for s, a in spans])
+    return {span_id: label for (_, _, span_id), label in found.items()}
+
+
+def expected_labels_of_spans(
+    spans: Sequence[tuple[int, str, str, str | None]],
+) -> dict[tuple[int, str, str], ExpectedLabel]:
+    """Expected label and its source of each (project id, trace id hex, span id hex,
+    attribute expected label), keyed by the first three; spans with neither left out."""
+    posted = feedback_labels([(p, t.lower()) for p, t, _, _ in spans])
     found = {}
-    for span_id, attribute in spans:
-        expected = resolve_expected_label(attribute, posted, span_id)
+    for project_id, trace_id, span_id, attribute in spans:
+        trace_posted = posted.get((project_id, trace_id.lower()), {})
+        expected = resolve_expected_label(attribute, trace_posted, span_id)
         if expected is not None:
-            found[span_id] = expected
+            found[(project_id, trace_id, span_id)] = expected
     return found
 
 

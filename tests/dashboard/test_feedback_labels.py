@@ -131,6 +131,9 @@ def test_the_api_and_trace_page_show_where_the_expected_label_came_from(labelled
         detail = api.get(f"/api/v1/traces/{trace.trace_hex}/").json()
         [span] = [s for s in detail["spans"] if s["span_id"] == trace.spans[1].span_id.hex()]
         sources.append((span["expected_label"], span["expected_label_source"]))
+    one = traces[2]
+    span_api = api.get(f"/api/v1/traces/{one.trace_hex}/spans/{one.spans[1].span_id.hex()}/")
+    listed = api.get("/api/v1/spans/", {"trace_id": one.trace_hex, "range": "24h"})
     html = page.get(f"/traces/{traces[2].trace_hex}/").content.decode()
     attribute_html = page.get(f"/traces/{traces[6].trace_hex}/").content.decode()
     unlabelled_html = page.get(f"/traces/{traces[5].trace_hex}/").content.decode()
@@ -141,6 +144,9 @@ def test_the_api_and_trace_page_show_where_the_expected_label_came_from(labelled
         ("billing", "attribute"),
         ("refund", "feedback"),
     ]
+    for body in (span_api.json(), *listed.json()["results"]):
+        assert (body["expected_label"], body["expected_label_source"]) == ("refund", "feedback")
+    assert len(listed.json()["results"]) == 1
     assert '<td class="expected">refund <span class="muted source">(feedback)</span></td>' in html
     assert (
         '<td class="expected">billing <span class="muted source">(attribute)</span></td>'
