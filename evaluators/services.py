@@ -13,7 +13,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -370,6 +370,7 @@ class _Plan:
     registered: int = 0
     over_budget: int = 0
     not_applicable: int = 0
+    stale: list[EvaluationJob] = field(default_factory=list)
 
 
 def inapplicable(evaluator: str, span: ModelSpan, model: MicroModel, has_context: bool) -> str:
@@ -417,6 +418,17 @@ def _plan_jobs(
                 if inapplicable(name, span, model.row, trace.has_retrieval):
                     # Feedback posted later creates a LabelCheck result.
                     plan.not_applicable += 1
+                    # A job made before (under another rule or task) is re-run by a
+                    # backfill with --rerun: its result becomes "not applicable".
+                    plan.stale.append(
+                        EvaluationJob(
+                            project_id=span.project_id,
+                            trace_id=bytes.fromhex(span.trace_id),
+                            span_id=bytes.fromhex(span.span_id),
+                            evaluator=name,
+                            evaluator_version=verdicts.VERSIONS[name],
+                        )
+                    )
                     continue
                 if name == LABEL_CHECK or always:
                     probability = 1.0
@@ -972,7 +984,8 @@ def backfill_evaluations(
     """Create the jobs the scheduler would have created for traces that started in
     [start, end) (same sampling, no quiet rule, no hourly budget); with ``rerun``, also
     put the existing jobs of those spans back to pending so they are judged again (after a
-    threshold or judge change). Returns the job ids to run."""
+    threshold or judge change), those of evaluators that no longer apply to their span
+    included (their results become "not applicable"). Returns the job ids to run."""
     total = count_traces_with_models_started_between(start=start, end=end, project_ids=project_ids)
     created: list[int] = []
     reset: list[int] = []
@@ -992,6 +1005,8 @@ def backfill_evaluations(
             created.extend(_insert_jobs(plan.rows))
             if rerun and plan.rows:
                 reset.extend(_reset_jobs(plan.rows, exclude=set(created)))
+            if rerun and plan.stale:
+                reset.extend(_reset_jobs(plan.stale, exclude=set(created)))
         seen += len(traces)
         after = traces[-1].position
         if progress is not None:
