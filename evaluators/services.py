@@ -393,6 +393,7 @@ def _plan_jobs(
     micro_model: str | None = None,
     evaluator: str | None = None,
     use_budget: bool = True,
+    collect_stale: bool = False,
 ) -> _Plan:
     plan = _Plan(rows=[])
     for trace in traces:
@@ -418,17 +419,18 @@ def _plan_jobs(
                 if inapplicable(name, span, model.row, trace.has_retrieval):
                     # Feedback posted later creates a LabelCheck result.
                     plan.not_applicable += 1
-                    # A job made before (under another rule or task) is re-run by a
-                    # backfill with --rerun: its result becomes "not applicable".
-                    plan.stale.append(
-                        EvaluationJob(
-                            project_id=span.project_id,
-                            trace_id=bytes.fromhex(span.trace_id),
-                            span_id=bytes.fromhex(span.span_id),
-                            evaluator=name,
-                            evaluator_version=verdicts.VERSIONS[name],
+                    if collect_stale and name in MODEL_BASED:
+                        # A job made before (under another rule or task) is re-run by a
+                        # backfill with --rerun: its result becomes "not applicable".
+                        plan.stale.append(
+                            EvaluationJob(
+                                project_id=span.project_id,
+                                trace_id=bytes.fromhex(span.trace_id),
+                                span_id=bytes.fromhex(span.span_id),
+                                evaluator=name,
+                                evaluator_version=verdicts.VERSIONS[name],
+                            )
                         )
-                    )
                     continue
                 if name == LABEL_CHECK or always:
                     probability = 1.0
@@ -1000,7 +1002,12 @@ def backfill_evaluations(
         with transaction.atomic():
             models = _load_models((t.project_id for t in traces), timezone.now())
             plan = _plan_jobs(
-                traces, models, micro_model=micro_model, evaluator=evaluator, use_budget=False
+                traces,
+                models,
+                micro_model=micro_model,
+                evaluator=evaluator,
+                use_budget=False,
+                collect_stale=rerun,
             )
             created.extend(_insert_jobs(plan.rows))
             if rerun and plan.rows:
