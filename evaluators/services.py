@@ -63,6 +63,7 @@ from .sampling import (
     Matcher,
     always_reason,
     in_sample,
+    is_label_decision,
     match,
     not_applicable_reason,
 )
@@ -919,9 +920,13 @@ def record_feedback(
                 context.project_id, bytes.fromhex(trace_hex), bytes.fromhex(span.span_id)
             )
             assert precise is not None
+            predicted = _predicted_label(span, model.row)
+            expected = _expected_with_feedback(span.expected_label, precise)
+            if not predicted and not is_label_decision(model.row.task, predicted):
+                expected = None  # generated text: only a thumbs up/down judges it
             verdict = verdicts.label_check(
-                _predicted_label(span, model.row),
-                _expected_with_feedback(span.expected_label, precise),
+                predicted,
+                expected,
                 synonyms=model.row.label_synonyms or {},
                 threshold=threshold,
                 thumbs_up=precise.thumbs_up,

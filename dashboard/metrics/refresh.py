@@ -202,6 +202,11 @@ def with_feedback_labels(traces: list[TraceFacts]) -> list[TraceFacts]:
             continue
         decisions = []
         for d in trace.decisions:
+            if not d.label:
+                # Generated text (feedback on a whole trace reaches every decision in
+                # it): no predicted label for an expected one to be compared with.
+                decisions.append(d)
+                continue
             expected = resolve_expected_label(d.expected_label, posted, d.span_id)
             decisions.append(replace(d, expected_label=expected.label if expected else None))
         out.append(replace(trace, decisions=decisions))

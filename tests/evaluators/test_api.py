@@ -8,7 +8,7 @@ import pytest
 from evaluators.models import EvaluationResult, Feedback
 from evaluators.services import run_evaluation_job
 
-from .conftest import Tenant, classifier_trace, configure, schedule_all
+from .conftest import Tenant, classifier_trace, configure, generative_trace, schedule_all
 
 pytestmark = pytest.mark.django_db
 
@@ -241,3 +241,23 @@ def test_a_later_feedback_without_a_label_replaces_the_earlier_label(tenant: Ten
         (None, None, "feedback")
     ]
     assert EvaluationResult.objects.count() == 1
+
+
+def test_an_expected_label_on_generated_text_is_no_label_check_but_a_thumbs_is(
+    tenant: Tenant,
+) -> None:
+    trace = generative_trace(micro_model="answer-mini")  # registered from traffic: "auto"
+    tenant.store(trace)
+    client = tenant.client()
+
+    labelled = client.post(
+        "/api/v1/feedback/", {"trace_id": trace.trace_hex, "expected_label": "billing"}
+    ).json()
+    thumbs = client.post(
+        "/api/v1/feedback/", {"trace_id": trace.trace_hex, "thumbs_up": False}
+    ).json()
+
+    assert labelled["evaluations"] == []
+    assert [(e["passed"], e["reason"]) for e in thumbs["evaluations"]] == [
+        (False, "feedback: thumbs down")
+    ]
