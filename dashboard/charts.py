@@ -311,11 +311,19 @@ def eval_heatmap_figure(
                 text_row.append("")
                 custom_row.append([evaluator, value])
                 continue
+            pending = row.get("pending", 0)
+            if row["rate"] is None:
+                # Scheduled, nothing run yet: no rate to colour.
+                z_row.append(None)
+                text_row.append(f"{pending} pending")
+                custom_row.append([evaluator, value])
+                continue
             mark = "*" if row["n"] < small_n else ""
             z_row.append(row["rate"] * 100)
             text_row.append(
                 f"{row['rate'] * 100:.1f}%{mark}<br>n={row['n']}<br>"
                 f"[{row['low'] * 100:.0f}-{row['high'] * 100:.0f}%]"
+                + (f"<br>{pending} pending" if pending else "")
             )
             custom_row.append([evaluator, value])
         z.append(z_row)

@@ -16,7 +16,7 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 from django.views.defaults import page_not_found
 
-from evaluators.queries import evaluations_by_span, list_evaluations
+from evaluators.queries import evaluations_by_span, expected_labels, list_evaluations
 from tracestore.queries import get_trace
 
 from . import metrics, pages
@@ -193,6 +193,13 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     if trace is None:
         raise Http404("No such trace in your projects.")
     rows = span_tree(trace.spans)
+    decisions = [s for s in trace.spans if s.micro_model]
+    # The expected label counts the same whether the span carried it or feedback brought it.
+    expected = expected_labels(
+        trace.summary.project_id,
+        trace.summary.trace_id,
+        [(s.span_id, s.expected_label) for s in decisions],
+    )
     costs = cost_breakdown(trace.spans)
     known = [c.cost_usd for c in costs if c.cost_usd is not None]
     return render(
@@ -202,7 +209,7 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
             "trace": trace.summary,
             "rows": rows,
             "waterfall": waterfall_figure(rows),
-            "decisions": [s for s in trace.spans if s.micro_model],
+            "decisions": [(s, expected.get(s.span_id)) for s in decisions],
             "evaluations": evaluations_by_span(project_ids, trace.summary.trace_id),
             "costs": costs,
             "total_cost": sum(known) if len(known) == len(costs) else None,

@@ -142,6 +142,8 @@ class ScheduleResult:
     models_registered: int
     skipped_over_budget: int
     job_ids: list[int] = field(default_factory=list)
+    # Span x evaluator pairs left without a job: the evaluator does not apply to the span.
+    not_applicable: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,3 +155,30 @@ class RunOutcome:
     status: str
     retry_in: float | None = None
     detail: str = ""
+
+
+ATTRIBUTE = "attribute"
+FEEDBACK = "feedback"
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedLabel:
+    """A decision's expected label and where it came from: ``attribute`` (the span's
+    ``micro_model.expected_label``) or ``feedback`` (posted later; it wins, a span's own
+    feedback over its trace's)."""
+
+    label: str
+    source: str
+
+
+def resolve_expected_label(
+    attribute: str | None, feedback: dict[str, str], span_id: str
+) -> ExpectedLabel | None:
+    """The expected label of span ``span_id`` given its attribute and its trace's feedback
+    labels (span id hex -> label; key "" for feedback on the whole trace)."""
+    label = feedback.get(span_id) or feedback.get("")
+    if label:
+        return ExpectedLabel(label, FEEDBACK)
+    if attribute and attribute.strip():
+        return ExpectedLabel(attribute, ATTRIBUTE)
+    return None

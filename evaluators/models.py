@@ -24,6 +24,9 @@ class Evaluator(models.TextChoices):
 
 
 class TaskKind(models.TextChoices):
+    # Registered from traffic: each span decides (a predicted label makes it a label
+    # decision, otherwise it is generated text); sampling.not_applicable_reason.
+    AUTO = "auto", "auto (by what each span is)"
     CLASSIFICATION = "classification"
     ROUTING = "routing"
     EXTRACTION = "extraction"
@@ -220,6 +223,9 @@ class EvaluationJob(models.Model):
     claimed_by = models.CharField(max_length=200, blank=True, default="")
     claimed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
+    # The trace's cohort when scheduled: pending jobs are counted per cohort value beside
+    # each eval fail rate.
+    cohort = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(db_default=Now())
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -318,6 +324,9 @@ class Feedback(models.Model):
 
     class Meta:
         verbose_name_plural = "feedback"
+        # The metric fold re-reads the expected labels of traces given feedback since its
+        # last run (queries.feedback_changed_traces).
+        indexes = [models.Index(fields=["updated_at"], name="feedback_updated_idx")]
         constraints = [
             models.UniqueConstraint(
                 fields=["project", "trace_id", "span_id"], name="feedback_target_uniq"

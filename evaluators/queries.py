@@ -16,9 +16,11 @@ from .contracts import (
     EvaluationHourCount,
     EvaluationPage,
     EvaluationView,
+    ExpectedLabel,
     JudgeUse,
+    resolve_expected_label,
 )
-from .models import EvaluationResult
+from .models import EvaluationJob, EvaluationResult, Feedback, JobStatus
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _CURSOR = re.compile(r"(-?\d{1,20})\.(\d{1,20})")
@@ -245,6 +247,107 @@ def evaluation_counts(
         )
         for row in counted
     ]
+
+
+def pending_counts(
+    project_ids: Sequence[int],
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    micro_model: str | None = None,
+    group_by: str | None = None,
+    cohort: tuple[str, str] | None = None,
+) -> dict[tuple[str, str | None], int]:
+    """(evaluator, group) -> jobs scheduled for spans started in ``[start, end)`` that have
+    not run yet (pending or running): shown beside each fail rate, which counts only what
+    has run. Grouped like ``evaluation_counts``; read from the open jobs' partial index."""
+    rows = EvaluationJob.objects.filter(
+        project_id__in=list(project_ids), status__in=[JobStatus.PENDING, JobStatus.RUNNING]
+    )
+    if start is not None:
+        rows = rows.filter(span_start_time__gte=start)
+    if end is not None:
+        rows = rows.filter(span_start_time__lt=end)
+    if micro_model is not None:
+        rows = rows.filter(micro_model__name=micro_model)
+    if cohort is not None:
+        rows = rows.filter(cohort__contains={cohort[0]: cohort[1]})
+    group: Expression | F
+    if group_by == "micro_model":
+        group = F("micro_model__name")
+    elif group_by:
+        group = KT(f"cohort__{group_by}")
+        rows = rows.filter(cohort__has_key=group_by)
+    else:
+        group = Value(None, output_field=TextField())
+    counted = (
+        rows.order_by().annotate(group=group).values("evaluator", "group").annotate(n=Count("id"))
+    )
+    return {
+        (row["evaluator"], None if row["group"] is None else str(row["group"])): row["n"]
+        for row in counted
+    }
+
+
+# -- expected labels (span attribute or feedback) ---------------------------------------------
+
+
+def feedback_labels(keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], dict[str, str]]:
+    """Expected labels posted as feedback for the traces ``keys`` (project id, trace id
+    hex): per trace, span id hex -> label, "" for feedback on the whole trace. Feed them
+    with each span's attribute to ``contracts.resolve_expected_label``."""
+    by_project: dict[int, list[bytes]] = {}
+    for project_id, trace_hex in keys:
+        trace = _ids(trace_hex, 16)
+        if trace is not None:
+            by_project.setdefault(project_id, []).append(trace)
+    found: dict[tuple[int, str], dict[str, str]] = {}
+    for project_id, traces in by_project.items():
+        rows = Feedback.objects.filter(
+            project_id=project_id, trace_id__in=traces, expected_label__isnull=False
+        ).exclude(expected_label="")
+        for trace_id, span_id, label in rows.values_list("trace_id", "span_id", "expected_label"):
+            if label:
+                found.setdefault((project_id, bytes(trace_id).hex()), {})[bytes(span_id).hex()] = (
+                    label
+                )
+    return found
+
+
+def expected_labels(
+    project_id: int, trace_id: str, spans: Sequence[tuple[str, str | None]]
+) -> dict[str, ExpectedLabel]:
+    """Expected label and its source of each (span id hex, attribute expected label) of
+    one trace, for the trace page and API; spans with neither are left out."""
+    found = expected_labels_of_spans([(project_id, trace_id, s, a) for s, a in spans])
+    return {span_id: label for (_, _, span_id), label in found.items()}
+
+
+def expected_labels_of_spans(
+    spans: Sequence[tuple[int, str, str, str | None]],
+) -> dict[tuple[int, str, str], ExpectedLabel]:
+    """Expected label and its source of each (project id, trace id hex, span id hex,
+    attribute expected label), keyed by the first three; spans with neither left out."""
+    posted = feedback_labels([(p, t.lower()) for p, t, _, _ in spans])
+    found = {}
+    for project_id, trace_id, span_id, attribute in spans:
+        trace_posted = posted.get((project_id, trace_id.lower()), {})
+        expected = resolve_expected_label(attribute, trace_posted, span_id)
+        if expected is not None:
+            found[(project_id, trace_id, span_id)] = expected
+    return found
+
+
+def feedback_changed_traces(since: datetime, until: datetime) -> list[tuple[int, str]]:
+    """(project id, trace id hex) of traces whose feedback was posted or updated in
+    ``[since, until)``: their decisions' expected labels may have changed."""
+    rows = (
+        Feedback.objects.filter(updated_at__gte=since, updated_at__lt=until)
+        .values_list("project_id", "trace_id")
+        .distinct()
+        .order_by("project_id", "trace_id")
+    )
+    return [(project_id, bytes(trace_id).hex()) for project_id, trace_id in rows]
 
 
 # -- for rollups kept by other apps ----------------------------------------------------------

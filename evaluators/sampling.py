@@ -90,3 +90,51 @@ def _escalated(span: ModelSpan, trace_spans: Sequence[ModelSpan], rules: AlwaysR
         if other.is_fallback or (other.model is not None and other.model in rules.fallback_models):
             return True
     return False
+
+
+# -- which evaluators apply to a span --------------------------------------------------------
+
+# Micro-model tasks whose output is a label (a class, a route, a verdict): their decisions
+# are judged against an expected label, never as generated text.
+LABEL_TASKS = frozenset({"classification", "routing", "safety"})
+# "auto" (micro models registered from traffic): the span decides, a predicted label
+# making it a label decision.
+AUTO_TASK = "auto"
+
+
+def is_label_decision(task: str, predicted_label: str | None) -> bool:
+    if task == AUTO_TASK:
+        return bool(predicted_label and predicted_label.strip())
+    return task in LABEL_TASKS
+
+
+def not_applicable_reason(
+    evaluator: str,
+    *,
+    task: str,
+    predicted_label: str | None,
+    expected_label: str | None,
+    input_text: str | None,
+    output_text: str | None,
+    has_context: bool,
+) -> str:
+    """Why ``evaluator`` does not apply to a span ("" when it does). LabelCheck judges a
+    label decision with an expected label; TaskCompletion a generative span with an input
+    and an output; Groundedness a generative span's output where retrieved context exists.
+    The scheduler creates no job where this is not empty, and a job run on a span it does
+    not apply to records "not applicable", which counts in no rate."""
+    if evaluator == "label_check":
+        if not (predicted_label and predicted_label.strip()):
+            return "no predicted label"
+        if not (expected_label and expected_label.strip()):
+            return "no expected label"
+        return ""
+    if is_label_decision(task, predicted_label):
+        return "a label decision is judged by LabelCheck, not as generated text"
+    if not (output_text and output_text.strip()):
+        return "the span has no output"
+    if evaluator == "task_completion" and not (input_text and input_text.strip()):
+        return "no input to judge the output against"
+    if evaluator == "groundedness" and not has_context:
+        return "no retrieved context in the trace"
+    return ""

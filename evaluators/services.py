@@ -13,7 +13,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,7 +59,15 @@ from .models import (
     TaskKind,
 )
 from .queries import evaluation_views
-from .sampling import AlwaysRules, Matcher, always_reason, in_sample, match
+from .sampling import (
+    AlwaysRules,
+    Matcher,
+    always_reason,
+    in_sample,
+    is_label_decision,
+    match,
+    not_applicable_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +131,21 @@ def _wrap(row: MicroModel, now: datetime) -> _Model:
 
 
 def register_micro_model(project_id: int, name: str) -> MicroModel:
-    """A micro model seen in traffic before anyone configured it: LabelCheck on every span
-    with an expected label, the model-based evaluators on a 10% sample."""
+    """A micro model seen in traffic before anyone configured it, its task "auto": each span
+    gets the evaluators that apply to what it is (``sampling.not_applicable_reason``):
+    LabelCheck on every label decision with an expected label, TaskCompletion and
+    Groundedness on a 10% sample of generative spans (Groundedness where the trace
+    retrieved context)."""
     with transaction.atomic():
         row, created = MicroModel.objects.get_or_create(
             project_id=project_id,
             name=name,
-            defaults={"micro_model_name": name, "auto_registered": True, "sample_rate": 10.0},
+            defaults={
+                "micro_model_name": name,
+                "auto_registered": True,
+                "sample_rate": 10.0,
+                "task": TaskKind.AUTO,
+            },
         )
         if created:
             # One save each (not bulk_create): configuration saves reach the audit log.
@@ -356,6 +372,21 @@ class _Plan:
     rows: list[EvaluationJob]
     registered: int = 0
     over_budget: int = 0
+    not_applicable: int = 0
+    stale: list[EvaluationJob] = field(default_factory=list)
+
+
+def inapplicable(evaluator: str, span: ModelSpan, model: MicroModel, has_context: bool) -> str:
+    """Why the evaluator does not apply to this span of this micro model ("" if it does)."""
+    return not_applicable_reason(
+        evaluator,
+        task=model.task,
+        predicted_label=_predicted_label(span, model),
+        expected_label=span.expected_label,
+        input_text=span.input_text,
+        output_text=span.output_text,
+        has_context=has_context,
+    )
 
 
 def _plan_jobs(
@@ -365,6 +396,7 @@ def _plan_jobs(
     micro_model: str | None = None,
     evaluator: str | None = None,
     use_budget: bool = True,
+    collect_stale: bool = False,
 ) -> _Plan:
     plan = _Plan(rows=[])
     for trace in traces:
@@ -387,11 +419,23 @@ def _plan_jobs(
             for name in model.configs:
                 if evaluator is not None and name != evaluator:
                     continue
-                if name == LABEL_CHECK:
-                    if not (span.expected_label and _predicted_label(span, model.row)):
-                        continue  # feedback posted later creates the result
-                    probability = 1.0
-                elif always:
+                if inapplicable(name, span, model.row, trace.has_retrieval):
+                    # Feedback posted later creates a LabelCheck result.
+                    plan.not_applicable += 1
+                    if collect_stale and name in MODEL_BASED:
+                        # A job made before (under another rule or task) is re-run by a
+                        # backfill with --rerun: its result becomes "not applicable".
+                        plan.stale.append(
+                            EvaluationJob(
+                                project_id=span.project_id,
+                                trace_id=bytes.fromhex(span.trace_id),
+                                span_id=bytes.fromhex(span.span_id),
+                                evaluator=name,
+                                evaluator_version=verdicts.VERSIONS[name],
+                            )
+                        )
+                    continue
+                if name == LABEL_CHECK or always:
                     probability = 1.0
                 elif sampled:
                     probability = model.row.sample_rate / 100.0
@@ -412,6 +456,7 @@ def _plan_jobs(
                         evaluator=name,
                         evaluator_version=verdicts.VERSIONS[name],
                         sampling_probability=probability,
+                        cohort=trace.cohort,
                     )
                 )
     return plan
@@ -421,14 +466,16 @@ _INSERT_JOBS = """
 INSERT INTO evaluators_evaluationjob (
     project_id, trace_id, span_id, span_start_time, micro_model_id, evaluator,
     evaluator_version, sampling_probability, status, attempts, next_attempt_at,
-    dispatched_at, claimed_by, last_error, created_at
+    dispatched_at, claimed_by, last_error, cohort, created_at
 )
 SELECT j.project_id, decode(j.trace_id, 'hex'), decode(j.span_id, 'hex'), j.span_start_time,
     j.micro_model_id, j.evaluator, j.evaluator_version, j.sampling_probability, 'pending', 0,
-    statement_timestamp(), statement_timestamp(), '', '', statement_timestamp()
+    statement_timestamp(), statement_timestamp(), '', '', coalesce(j.cohort, '{}'::jsonb),
+    statement_timestamp()
 FROM jsonb_to_recordset(%s::jsonb) AS j(
     project_id bigint, trace_id text, span_id text, span_start_time timestamptz,
-    micro_model_id bigint, evaluator text, evaluator_version int, sampling_probability float8
+    micro_model_id bigint, evaluator text, evaluator_version int, sampling_probability float8,
+    cohort jsonb
 )
 ORDER BY j.project_id, j.trace_id, j.span_id, j.evaluator
 ON CONFLICT (project_id, trace_id, span_id, evaluator, evaluator_version) DO NOTHING
@@ -452,6 +499,7 @@ def _insert_jobs(rows: Sequence[EvaluationJob]) -> list[int]:
                 "evaluator": r.evaluator,
                 "evaluator_version": r.evaluator_version,
                 "sampling_probability": r.sampling_probability,
+                "cohort": r.cohort or {},
             }
             for r in rows
         ]
@@ -491,11 +539,12 @@ def schedule_evaluations(*, now: datetime | None = None, limit: int = 500) -> Sc
             },
         )
     log.info(
-        "evaluations.scheduled traces=%s jobs=%s registered=%s over_budget=%s",
+        "evaluations.scheduled traces=%s jobs=%s registered=%s over_budget=%s not_applicable=%s",
         len(traces),
         len(job_ids),
         plan.registered,
         plan.over_budget,
+        plan.not_applicable,
     )
     return ScheduleResult(
         traces=len(traces),
@@ -503,6 +552,7 @@ def schedule_evaluations(*, now: datetime | None = None, limit: int = 500) -> Sc
         models_registered=plan.registered,
         skipped_over_budget=plan.over_budget,
         job_ids=job_ids,
+        not_applicable=plan.not_applicable,
     )
 
 
@@ -618,19 +668,24 @@ def _evaluate(
     model = job.micro_model
     if job.evaluator == LABEL_CHECK:
         feedback = _feedback_for(job.project_id, bytes(job.trace_id), bytes(job.span_id))
-        expected = span.expected_label
-        thumbs = None
-        if feedback is not None:
-            expected = feedback.expected_label or (
-                None if feedback.thumbs_up is not None else expected
-            )
-            thumbs = feedback.thumbs_up
+        thumbs = feedback.thumbs_up if feedback is not None else None
         return verdicts.label_check(
             _predicted_label(span, model),
-            expected,
+            _expected_with_feedback(span.expected_label, feedback),
             synonyms=model.label_synonyms or {},
             threshold=threshold,
             thumbs_up=thumbs,
+        )
+    # A job created before its micro model's task changed (or before evaluators were
+    # chosen per span) may not apply: not applicable, counted in no rate.
+    reason = inapplicable(job.evaluator, span, model, bool(context.documents))
+    if reason:
+        return Verdict(
+            score=None,
+            passed=None,
+            reason=f"not applicable: {reason}",
+            judge="rule",
+            latency_ms=0.0,
         )
     judge = judge_for(config.judge if config else None)
     given = judge_input(
@@ -648,6 +703,15 @@ def _evaluate(
     return verdicts.groundedness(
         given.output_text, given.documents, judge=judge, threshold=threshold
     )
+
+
+def _expected_with_feedback(attribute: str | None, feedback: Feedback | None) -> str | None:
+    """Feedback's expected label wins over the span's attribute (label quality resolves
+    it the same way: contracts.resolve_expected_label); a thumbs up/down without a label
+    judges the decision itself."""
+    if feedback is None:
+        return attribute
+    return feedback.expected_label or (None if feedback.thumbs_up is not None else attribute)
 
 
 def _feedback_for(project_id: int, trace_id: bytes, span_id: bytes) -> Feedback | None:
@@ -870,15 +934,25 @@ def record_feedback(
                 context.project_id, bytes.fromhex(trace_hex), bytes.fromhex(span.span_id)
             )
             assert precise is not None
+            predicted = _predicted_label(span, model.row)
+            expected = _expected_with_feedback(span.expected_label, precise)
+            if not predicted and not is_label_decision(model.row.task, predicted):
+                expected = None  # generated text: only a thumbs up/down judges it
             verdict = verdicts.label_check(
-                _predicted_label(span, model.row),
-                precise.expected_label,
+                predicted,
+                expected,
                 synonyms=model.row.label_synonyms or {},
                 threshold=threshold,
                 thumbs_up=precise.thumbs_up,
             )
-            if verdict.passed is None:
-                continue
+            key = {
+                "project_id": context.project_id,
+                "trace_id": bytes.fromhex(trace_hex),
+                "span_id": bytes.fromhex(span.span_id),
+                "evaluator": LABEL_CHECK,
+            }
+            if verdict.passed is None and not EvaluationResult.objects.filter(**key).exists():
+                continue  # nothing to judge, and no earlier verdict to replace
             _upsert_result(
                 job_id=None,
                 project_id=context.project_id,
@@ -931,7 +1005,8 @@ def backfill_evaluations(
     """Create the jobs the scheduler would have created for traces that started in
     [start, end) (same sampling, no quiet rule, no hourly budget); with ``rerun``, also
     put the existing jobs of those spans back to pending so they are judged again (after a
-    threshold or judge change). Returns the job ids to run."""
+    threshold or judge change), those of evaluators that no longer apply to their span
+    included (their results become "not applicable"). Returns the job ids to run."""
     total = count_traces_with_models_started_between(start=start, end=end, project_ids=project_ids)
     created: list[int] = []
     reset: list[int] = []
@@ -946,11 +1021,18 @@ def backfill_evaluations(
         with transaction.atomic():
             models = _load_models((t.project_id for t in traces), timezone.now())
             plan = _plan_jobs(
-                traces, models, micro_model=micro_model, evaluator=evaluator, use_budget=False
+                traces,
+                models,
+                micro_model=micro_model,
+                evaluator=evaluator,
+                use_budget=False,
+                collect_stale=rerun,
             )
             created.extend(_insert_jobs(plan.rows))
             if rerun and plan.rows:
                 reset.extend(_reset_jobs(plan.rows, exclude=set(created)))
+            if rerun and plan.stale:
+                reset.extend(_reset_jobs(plan.stale, exclude=set(created)))
         seen += len(traces)
         after = traces[-1].position
         if progress is not None:

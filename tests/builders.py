@@ -107,8 +107,10 @@ def micro_model_trace(
     label: str = "billing",
     confidence: float = 0.93,
     fallback: bool = False,
+    expected: str | None = None,
 ) -> TraceBuilder:
     """A realistic micro-model trace: root, intent classifier, retriever, optional fallback."""
+    decision: dict[str, Any] = {"micro_model.expected_label": expected} if expected else {}
     trace = TraceBuilder()
     root = trace.span(
         "POST /chat",
@@ -138,6 +140,7 @@ def micro_model_trace(
             "llm.token_count.completion": 3,
             "input.value": "Why was I charged twice this month?",
             "output.value": label,
+            **decision,
         },
     )
     trace.span(

@@ -237,13 +237,15 @@ class ModelSpan:
 @dataclass(frozen=True, slots=True)
 class TraceModelSpans:
     """One trace's model spans; ``position`` is the trace's place in the read order, to
-    resume from (``updated_at`` or ``start_time``, project id, trace id hex)."""
+    resume from (``updated_at`` or ``start_time``, project id, trace id hex).
+    ``has_retrieval``: the trace has a RETRIEVER span (retrieved context to ground on)."""
 
     project_id: int
     trace_id: str
     position: tuple[datetime, int, str]
     cohort: dict[str, str]
     spans: list[ModelSpan]
+    has_retrieval: bool = False
 
 
 @dataclass(frozen=True, slots=True)

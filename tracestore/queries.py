@@ -453,6 +453,7 @@ def _traces_with_model_spans(
     traces: Sequence[Mapping[str, Any]], order_field: str
 ) -> list[contracts.TraceModelSpans]:
     by_trace: dict[tuple[int, bytes], list[contracts.ModelSpan]] = {}
+    retrieval: set[tuple[int, bytes]] = set()
     if traces:
         keys = Q()
         for t in traces:
@@ -472,6 +473,13 @@ def _traces_with_model_spans(
         for row in spans:
             key = (row["project_id"], bytes(row["trace_id"]))
             by_trace.setdefault(key, []).append(_model_span(row))
+        retrievers = (
+            Span.objects.filter(keys)
+            .filter(span_kind="RETRIEVER")
+            .values_list("project_id", "trace_id")
+            .distinct()
+        )
+        retrieval = {(project_id, bytes(trace_id)) for project_id, trace_id in retrievers}
     return [
         contracts.TraceModelSpans(
             project_id=t["project_id"],
@@ -479,6 +487,7 @@ def _traces_with_model_spans(
             position=(t[order_field], t["project_id"], bytes(t["trace_id"]).hex()),
             cohort=dict(t["cohort"]),
             spans=by_trace.get((t["project_id"], bytes(t["trace_id"])), []),
+            has_retrieval=(t["project_id"], bytes(t["trace_id"])) in retrieval,
         )
         for t in traces
     ]

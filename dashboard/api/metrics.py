@@ -24,7 +24,9 @@ class MetricResultSerializer(serializers.Serializer):
     results = serializers.ListField(
         source="rows",
         child=serializers.DictField(child=serializers.JSONField()),
-        help_text="One object per group (and time bucket); every one carries its n.",
+        help_text="One object per group (and time bucket); every one carries its n."
+        " eval-fail-rate rows also carry `evaluated` (= n, the verdicts the rate is over) and"
+        " `pending` (evaluations scheduled for spans in the range that have not run yet).",
     )
     notes = serializers.ListField(child=serializers.CharField())
 

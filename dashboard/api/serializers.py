@@ -70,7 +70,16 @@ class SpanSerializer(serializers.Serializer):
     route = serializers.CharField(allow_null=True)
     label = serializers.CharField(allow_null=True)  # type: ignore[assignment]  # a field named like a Field attribute
     confidence = serializers.FloatField(allow_null=True)
-    expected_label = serializers.CharField(allow_null=True)
+    expected_label = serializers.CharField(
+        allow_null=True,
+        help_text="The span's micro_model.expected_label, or the label posted later as feedback"
+        " (feedback wins).",
+    )
+    expected_label_source = serializers.ChoiceField(
+        choices=["attribute", "feedback"],
+        allow_null=True,
+        help_text="Where expected_label came from.",
+    )
     is_fallback = serializers.BooleanField()
     is_retry = serializers.BooleanField()
     cache_hit = serializers.BooleanField()

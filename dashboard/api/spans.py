@@ -15,7 +15,11 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from evaluators.queries import evaluations_by_span, evaluations_for_spans
+from evaluators.queries import (
+    evaluations_by_span,
+    evaluations_for_spans,
+    expected_labels_of_spans,
+)
 from tracestore.queries import get_span, get_spans, get_trace
 
 from .. import metrics
@@ -68,10 +72,23 @@ def _decode(cursor: str) -> metrics.DecisionKey:
 
 
 def _with_evaluations(views: list[Any], evaluations: dict) -> list[dict[str, Any]]:
-    return [
-        {**asdict(view), "evaluations": evaluations.get((view.trace_id, view.span_id), [])}
-        for view in views
-    ]
+    """Spans with their evaluations, and their expected label as LabelCheck and label
+    quality count it (the span's attribute, or feedback) with its source."""
+    expected = expected_labels_of_spans(
+        [(v.project_id, v.trace_id, v.span_id, v.expected_label) for v in views]
+    )
+    out = []
+    for view in views:
+        label = expected.get((view.project_id, view.trace_id, view.span_id))
+        out.append(
+            {
+                **asdict(view),
+                "expected_label": label.label if label else None,
+                "expected_label_source": label.source if label else None,
+                "evaluations": evaluations.get((view.trace_id, view.span_id), []),
+            }
+        )
+    return out
 
 
 class SpanListView(APIView):

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from evaluators.queries import evaluations_by_span
+from evaluators.queries import evaluations_by_span, expected_labels
 from tracestore.queries import get_trace
 
 from ..access import visible_project_ids
@@ -74,8 +74,20 @@ class TraceDetailView(APIView):
         if trace is None:
             raise exceptions.NotFound("No trace with this id in your projects.")
         evaluations = evaluations_by_span([trace.summary.project_id], trace.summary.trace_id)
-        spans = [
-            {**asdict(span), "evaluations": evaluations.get(span.span_id, [])}
-            for span in trace.spans
-        ]
+        expected = expected_labels(
+            trace.summary.project_id,
+            trace.summary.trace_id,
+            [(span.span_id, span.expected_label) for span in trace.spans],
+        )
+        spans = []
+        for span in trace.spans:
+            label = expected.get(span.span_id)
+            spans.append(
+                {
+                    **asdict(span),
+                    "expected_label": label.label if label else None,
+                    "expected_label_source": label.source if label else None,
+                    "evaluations": evaluations.get(span.span_id, []),
+                }
+            )
         return Response(TraceDetailSerializer({"summary": trace.summary, "spans": spans}).data)

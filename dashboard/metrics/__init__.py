@@ -25,6 +25,8 @@ from typing import Any
 
 from django.db import connection
 
+from evaluators.queries import pending_counts
+
 from ..models import CohortDimension
 from .histograms import (
     CONFIDENCE_BINS,
@@ -560,6 +562,16 @@ def eval_fail_rate(
     if filters.route is not None or filters.model is not None:
         raise InvalidQuery("eval-fail-rate is filtered by micro model and cohort, not route")
     counts = _evaluation_counts(filters, group_by)
+    pending = pending_counts(
+        list(filters.project_ids),
+        start=filters.start,
+        end=filters.end,
+        micro_model=filters.micro_model,
+        group_by=group_by,
+        cohort=filters.cohort,
+    )
+    for key in pending:
+        counts.setdefault(key, [0, 0, 0.0, 0.0])
     rows = []
     for (evaluator, grp), (failed, evaluated, w_failed, w_evaluated) in sorted(
         counts.items(), key=lambda item: (item[0][0], str(item[0][1]))
@@ -570,6 +582,10 @@ def eval_fail_rate(
                 "evaluator": evaluator,
                 "group": grp,
                 "n": evaluated,
+                # What the rate is over, and what is scheduled in the window but not run
+                # yet: a rate over 10 evaluations with 90 pending is not yet the window's.
+                "evaluated": evaluated,
+                "pending": pending.get((evaluator, grp), 0),
                 "failed": failed,
                 "rate": failed / evaluated if evaluated else None,
                 # Reweighted by 1 / sampling probability: always-evaluated traces

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from evaluators.contracts import resolve_expected_label
+from evaluators.queries import feedback_changed_traces, feedback_labels
 from tracestore.contracts import TraceFacts
 from tracestore.queries import changed_trace_keys, trace_facts
 
@@ -183,6 +185,32 @@ def _copy(cursor, table: str, columns: Iterable[str], rows: Iterable[tuple]) -> 
     with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(tuple(_array(v) if type(v) is list else v for v in row))
+
+
+def with_feedback_labels(traces: list[TraceFacts]) -> list[TraceFacts]:
+    """The traces with each decision's expected label as evaluators resolve it: feedback
+    posted later wins over the span's attribute, so label quality counts a label the same
+    wherever it came from."""
+    labels = feedback_labels([(t.project_id, t.trace_id) for t in traces])
+    if not labels:
+        return traces
+    out = []
+    for trace in traces:
+        posted = labels.get((trace.project_id, trace.trace_id))
+        if posted is None:
+            out.append(trace)
+            continue
+        decisions = []
+        for d in trace.decisions:
+            if not d.label:
+                # Generated text (feedback on a whole trace reaches every decision in
+                # it): no predicted label for an expected one to be compared with.
+                decisions.append(d)
+                continue
+            expected = resolve_expected_label(d.expected_label, posted, d.span_id)
+            decisions.append(replace(d, expected_label=expected.label if expected else None))
+        out.append(replace(trace, decisions=decisions))
+    return out
 
 
 def replace_facts(traces: list[TraceFacts], keys: list[tuple[int, str]], prices: PriceBook):
@@ -438,6 +466,7 @@ def fold_changes(now: datetime | None = None, *, since: datetime | None = None) 
         )
         start = since if since is not None else max(mark.folded_until - LATE_COMMIT_MARGIN, _EPOCH)
         touched: set[tuple[int, datetime]] = set()
+        folded: set[tuple[int, str]] = set()
         after = None
         count = 0
         while True:
@@ -445,7 +474,8 @@ def fold_changes(now: datetime | None = None, *, since: datetime | None = None) 
             if not changed:
                 break
             keys = [(project_id, trace_hex) for _, project_id, trace_hex in changed]
-            touched |= replace_facts(trace_facts(keys), keys, prices)
+            touched |= replace_facts(with_feedback_labels(trace_facts(keys)), keys, prices)
+            folded.update(keys)
             count += len(keys)
             after = changed[-1]
             if count % ANALYZE_EVERY < len(keys):
@@ -454,6 +484,12 @@ def fold_changes(now: datetime | None = None, *, since: datetime | None = None) 
                 # by scanning a whole project's rows.
                 with connection.cursor() as cursor:
                     cursor.execute("ANALYZE dashboard_decisionfact")
+        # Feedback changes no span: its traces are folded again for their expected labels.
+        relabelled = [k for k in feedback_changed_traces(start, until) if k not in folded]
+        for i in range(0, len(relabelled), CHUNK):
+            keys = relabelled[i : i + CHUNK]
+            touched |= replace_facts(with_feedback_labels(trace_facts(keys)), keys, prices)
+            count += len(keys)
         rebuild_hours(touched, keys_config)
         days = {(project_id, _day(hour)) for project_id, hour in touched}
         rebuild_days(days)

@@ -24,8 +24,13 @@ pytestmark = pytest.mark.django_db
 
 def test_a_split_eval_fail_rate_rule_equals_the_metric_per_cohort_value(project) -> None:
     for i in range(6):
+        # Labels that disagree fail LabelCheck: two of three per tier.
         trace = micro_model_trace(
-            tier=("free", "pro")[i % 2], fallback=True, label="billing", route="billing"
+            tier=("free", "pro")[i % 2],
+            fallback=True,
+            label="billing",
+            route="billing",
+            expected="refund" if i < 4 else "billing",
         )
         store_spans(project.id, trace.records())
     fold_changes()

@@ -220,6 +220,7 @@ def test_the_detail_returns_field_for_field_what_was_stored(tenant: Tenant) -> N
         "label": "billing",
         "confidence": 0.5,
         "expected_label": None,
+        "expected_label_source": None,
         "is_fallback": True,
         "is_retry": False,
         "cache_hit": False,

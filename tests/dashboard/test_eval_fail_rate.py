@@ -22,14 +22,18 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def evaluated(project, settings):
-    # The lexical judge fails these one-word answers' TaskCompletion; MiniLM finds
-    # "billing" on topic for a billing question. The tests need failures to link to.
+    # The one-word answers are label decisions: LabelCheck alone judges them (the lexical
+    # judge keeps any model-based evaluator offline and fast).
     settings.MICROLENS_LOCAL_JUDGE = "lexical"
     local_judge.cache_clear()
     for i in range(6):
-        # Fallback traces are always sampled; labels that disagree fail LabelCheck.
+        # Labels that disagree fail LabelCheck: two of three per tier.
         trace = micro_model_trace(
-            tier=("free", "pro")[i % 2], fallback=True, label="billing", route="billing"
+            tier=("free", "pro")[i % 2],
+            fallback=True,
+            label="billing",
+            route="billing",
+            expected="refund" if i < 4 else "billing",
         )
         store_spans(project.id, trace.records())
     fold_changes()

@@ -54,7 +54,7 @@ def after_quiet() -> datetime:
 
 def schedule_all(now: datetime | None = None) -> ScheduleResult:
     """Run the scheduler until it has read every quiet trace; returns the totals."""
-    traces = jobs = registered = over = 0
+    traces = jobs = registered = over = not_applicable = 0
     ids: list[int] = []
     while True:
         result = schedule_evaluations(now=now or after_quiet(), limit=100)
@@ -62,20 +62,23 @@ def schedule_all(now: datetime | None = None) -> ScheduleResult:
         jobs += result.jobs_created
         registered += result.models_registered
         over += result.skipped_over_budget
+        not_applicable += result.not_applicable
         ids += result.job_ids
         if result.traces == 0:
-            return ScheduleResult(traces, jobs, registered, over, ids)
+            return ScheduleResult(traces, jobs, registered, over, ids, not_applicable)
 
 
 def classifier_trace(
     *,
-    label: str = "billing",
+    label: str | None = "billing",
     expected: str | None = None,
     confidence: float = 0.9,
     error: bool = False,
     answer: str = "Duplicate charges are refunded within 3 days.",
     documents: tuple[str, ...] = ("Duplicate charges are refunded within 3 days.",),
     micro_model: str = "intent-mini",
+    retriever: bool = True,
+    tier: str = "pro",
 ) -> TraceBuilder:
     """Root request -> micro-model decision (with its own input/output) -> retriever."""
     trace = TraceBuilder()
@@ -83,7 +86,7 @@ def classifier_trace(
         "POST /chat",
         duration_ms=900,
         attrs={
-            "user.tier": "pro",
+            "user.tier": tier,
             "input.value": "Why was I charged twice this month?",
             "output.value": answer,
         },
@@ -92,20 +95,27 @@ def classifier_trace(
         "openinference.span.kind": "LLM",
         "micro_model.name": micro_model,
         "llm.model_name": f"{micro_model}-v2",
-        "micro_model.label": label,
         "micro_model.confidence": confidence,
-        "route.name": label,
         "input.value": "Why was I charged twice this month?",
         "output.value": answer,
     }
+    if label is not None:
+        attrs["micro_model.label"] = label
+        attrs["route.name"] = label
     if expected is not None:
         attrs["micro_model.expected_label"] = expected
     trace.span("intent-classifier", parent=root, offset_ms=5, attrs=attrs, error=error)
-    retriever = {"openinference.span.kind": "RETRIEVER"}
-    for i, doc in enumerate(documents):
-        retriever[f"retrieval.documents.{i}.document.content"] = doc
-    trace.span("retrieve", parent=root, offset_ms=40, attrs=retriever)
+    if retriever:
+        retrieved = {"openinference.span.kind": "RETRIEVER"}
+        for i, doc in enumerate(documents):
+            retrieved[f"retrieval.documents.{i}.document.content"] = doc
+        trace.span("retrieve", parent=root, offset_ms=40, attrs=retrieved)
     return trace
+
+
+def generative_trace(**kwargs) -> TraceBuilder:
+    """The same trace whose micro-model span generates the answer: no predicted label."""
+    return classifier_trace(label=None, **kwargs)
 
 
 def configure(
@@ -117,6 +127,9 @@ def configure(
     judge: Judge | None = None,
     **fields,
 ) -> MicroModel:
+    # "generation" unless told: every evaluator applies to the spans of classifier_trace
+    # (a generated answer that also carries a label); tests of the choice by task pass it.
+    fields.setdefault("task", "generation")
     model = MicroModel.objects.create(
         project_id=project_id,
         name=name,

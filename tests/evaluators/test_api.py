@@ -8,7 +8,7 @@ import pytest
 from evaluators.models import EvaluationResult, Feedback
 from evaluators.services import run_evaluation_job
 
-from .conftest import Tenant, classifier_trace, configure, schedule_all
+from .conftest import Tenant, classifier_trace, configure, generative_trace, schedule_all
 
 pytestmark = pytest.mark.django_db
 
@@ -221,3 +221,43 @@ def test_evaluation_counts_per_evaluator_micro_model_and_cohort(tenant: Tenant) 
     ]
     assert evaluation_counts([tenant.project_id], cohort=("user.tier", "free")) == []
     assert evaluation_counts([tenant.project_id + 1000]) == []
+
+
+def test_a_later_feedback_without_a_label_replaces_the_earlier_label(tenant: Tenant) -> None:
+    trace = classifier_trace(label="billing")  # no expected label on the span
+    tenant.store(trace)
+    decision = trace.spans[1].span_id.hex()
+    client = tenant.client()
+    target = {"trace_id": trace.trace_hex, "span_id": decision}
+
+    labelled = client.post("/api/v1/feedback/", {**target, "expected_label": "refund"}).json()
+    commented = client.post("/api/v1/feedback/", {**target, "comment": "not sure"}).json()
+
+    assert [(e["expected_label"], e["passed"]) for e in labelled["evaluations"]] == [
+        ("refund", False)
+    ]
+    # The label is withdrawn: the LabelCheck no longer applies and counts in no rate.
+    assert [(e["expected_label"], e["passed"], e["source"]) for e in commented["evaluations"]] == [
+        (None, None, "feedback")
+    ]
+    assert EvaluationResult.objects.count() == 1
+
+
+def test_an_expected_label_on_generated_text_is_no_label_check_but_a_thumbs_is(
+    tenant: Tenant,
+) -> None:
+    trace = generative_trace(micro_model="answer-mini")  # registered from traffic: "auto"
+    tenant.store(trace)
+    client = tenant.client()
+
+    labelled = client.post(
+        "/api/v1/feedback/", {"trace_id": trace.trace_hex, "expected_label": "billing"}
+    ).json()
+    thumbs = client.post(
+        "/api/v1/feedback/", {"trace_id": trace.trace_hex, "thumbs_up": False}
+    ).json()
+
+    assert labelled["evaluations"] == []
+    assert [(e["passed"], e["reason"]) for e in thumbs["evaluations"]] == [
+        (False, "feedback: thumbs down")
+    ]

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from evaluators.models import EvaluationJob, EvaluationResult, EvaluatorConfig
+from evaluators.models import EvaluationJob, EvaluationResult, EvaluatorConfig, MicroModel
 
 from .conftest import Tenant, classifier_trace, configure
 
@@ -59,4 +59,26 @@ def test_backfill_can_limit_to_one_micro_model(tenant: Tenant) -> None:
     assert "new jobs: 1" in out
     assert list(EvaluationResult.objects.values_list("micro_model__name", flat=True)) == [
         "tone-mini"
+    ]
+
+
+def test_a_rerun_turns_verdicts_that_no_longer_apply_into_not_applicable(tenant: Tenant) -> None:
+    # A classifier judged as generated text (what micro models registered from traffic got
+    # before evaluators were chosen per span), then given its task.
+    model = configure(tenant.project_id, evaluators={"label_check": 1.0, "task_completion": 0.5})
+    for _ in range(2):
+        tenant.store(classifier_trace(expected="billing"))
+    _backfill()
+    assert EvaluationResult.objects.filter(evaluator="task_completion", passed=True).count() == 2
+    MicroModel.objects.filter(pk=model.pk).update(task="auto")
+
+    out, _ = _backfill("--rerun")
+
+    assert "new jobs: 0, jobs to re-run: 4" in out
+    judged = EvaluationResult.objects.values_list("evaluator", "passed")
+    assert sorted(judged) == [
+        ("label_check", True),
+        ("label_check", True),
+        ("task_completion", None),
+        ("task_completion", None),
     ]

@@ -43,6 +43,7 @@ def test_the_scheduler_runs_what_the_api_configured(tenant: Tenant) -> None:
     _create(
         tenant.client(),
         micro_model_name="intent-mini",
+        task="generation",
         sample_rate=100,
         evaluators=[{"evaluator": TASK_COMPLETION, "threshold": 0.7}],
     )

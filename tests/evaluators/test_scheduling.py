@@ -11,7 +11,14 @@ from evaluators.sampling import in_sample
 from evaluators.services import run_evaluation_job, schedule_evaluations
 from tests.builders import key_values
 
-from .conftest import Tenant, after_quiet, classifier_trace, configure, schedule_all
+from .conftest import (
+    Tenant,
+    after_quiet,
+    classifier_trace,
+    configure,
+    generative_trace,
+    schedule_all,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -40,15 +47,24 @@ def test_an_unknown_micro_model_registers_itself_with_defaults(tenant: Tenant) -
         ("task_completion", 0.5, True),
     ]
     assert result.models_registered == 1
-    # LabelCheck on every span with an expected label; the rest on the 10% sample only.
+    assert model.task == "auto"
+    # Label decisions: LabelCheck on every span with an expected label, and neither
+    # TaskCompletion nor Groundedness (they judged label outputs as text: noise).
     assert EvaluationJob.objects.filter(evaluator="label_check").count() == 40
+    assert EvaluationJob.objects.exclude(evaluator="label_check").count() == 0
+
+
+def test_an_auto_registered_generator_is_sampled_at_ten_percent(tenant: Tenant) -> None:
+    traces = [generative_trace(micro_model="answer-mini") for _ in range(40)]
+    for trace in traces:
+        tenant.store(trace)
+
+    schedule_all()
+
     sampled = sum(in_sample(t.trace_hex, 10.0) for t in traces)
     assert EvaluationJob.objects.filter(evaluator="task_completion").count() == sampled
-    assert set(
-        EvaluationJob.objects.filter(evaluator="groundedness").values_list(
-            "sampling_probability", flat=True
-        )
-    ) <= {0.1}
+    assert EvaluationJob.objects.filter(evaluator="groundedness").count() == sampled
+    assert set(EvaluationJob.objects.values_list("sampling_probability", flat=True)) <= {0.1}
 
 
 def test_a_trace_is_scheduled_only_once_quiet_even_when_spans_arrive_out_of_order(
@@ -150,10 +166,18 @@ def test_duplicate_delivery_runs_a_job_once_with_one_result(tenant: Tenant) -> N
     assert (job.status, job.attempts) == ("done", 1)
 
 
-def test_run_on_a_trace_scheduled_by_start_time_uses_the_routing_root(tenant: Tenant) -> None:
+def test_a_routing_decision_gets_no_task_completion(tenant: Tenant) -> None:
     configure(tenant.project_id, evaluators={"task_completion": 0.5}, task="routing")
-    trace = classifier_trace(answer="I'm sorry, but I cannot help with that.")
-    tenant.store(trace)
+    tenant.store(classifier_trace(answer="I'm sorry, but I cannot help with that."))
+
+    result = schedule_all(after_quiet())
+
+    assert (result.jobs_created, result.not_applicable) == (0, 1)
+
+
+def test_a_generated_refusal_fails_task_completion(tenant: Tenant) -> None:
+    configure(tenant.project_id, evaluators={"task_completion": 0.5})
+    tenant.store(generative_trace(answer="I'm sorry, but I cannot help with that."))
     [job_id] = schedule_all(after_quiet()).job_ids
 
     assert run_evaluation_job(job_id).status == "done"

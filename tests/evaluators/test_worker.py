@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from evaluators.models import EvaluationJob, EvaluationResult, Judge
-from evaluators.services import sweep_evaluation_jobs
+from evaluators.models import EvaluationJob, EvaluationResult, Judge, MicroModel
+from evaluators.services import register_micro_model, sweep_evaluation_jobs
 from evaluators.tasks import dispatch, schedule, sweep
 from tests.celery_processes import CeleryProcesses, filesystem_broker, kill, wait_for
 
-from .conftest import Tenant, classifier_trace, configure, schedule_all
+from .conftest import Tenant, classifier_trace, configure, generative_trace, schedule_all
 from .judge_server import JudgeServer, Reply, judge_server, verdict
 
 LEASE = 3
@@ -176,3 +176,34 @@ def test_the_tasks_and_beat_entries_are_registered() -> None:
     assert (run.acks_late, run.reject_on_worker_lost) == (True, True)
     beat = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert {"evaluators.schedule", "evaluators.sweep"} <= beat
+
+
+def test_the_worker_judges_each_span_of_an_auto_registered_model_by_what_it_is(
+    tenant: Tenant, broker: Path, settings, tmp_path: Path
+) -> None:
+    settings.MICROLENS_EVAL_QUIET_SECONDS = 0
+    # The lexical judge: loading MiniLM in a fresh worker takes most of the wait on a busy
+    # machine, and which judge scores is not what this test is about.
+    processes = CeleryProcesses(tmp_path, {"MICROLENS_LOCAL_JUDGE": "lexical"}, name="eval")
+    register_micro_model(tenant.project_id, "tone-mini")
+    MicroModel.objects.filter(name="tone-mini").update(sample_rate=100.0)
+    labelled = [classifier_trace(micro_model="tone-mini", expected="billing") for _ in range(2)]
+    generated = generative_trace(micro_model="tone-mini")
+    for trace in [*labelled, generated]:
+        tenant.store(trace)
+    try:
+        processes.start()
+
+        schedule()
+        sweep()
+
+        _wait_for(lambda: EvaluationJob.objects.count() == 4 and _all_done(), what="4 jobs")
+    finally:
+        processes.stop_all()
+    _one_result_per_job()
+    judged = sorted((bytes(r.trace_id).hex(), r.evaluator) for r in EvaluationResult.objects.all())
+    assert judged == sorted(
+        [(t.trace_hex, "label_check") for t in labelled]
+        + [(generated.trace_hex, "groundedness"), (generated.trace_hex, "task_completion")]
+    )
+    assert EvaluationResult.objects.filter(passed__isnull=True).count() == 0
