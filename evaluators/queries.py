@@ -214,16 +214,7 @@ def evaluation_counts(
     rows = _filtered(
         project_ids, micro_model=micro_model, evaluator=evaluator, start=start, end=end
     ).filter(passed__isnull=False)
-    if cohort is not None:
-        rows = rows.filter(cohort__contains={cohort[0]: cohort[1]})
-    group: Expression | F
-    if group_by == "micro_model":
-        group = F("micro_model__name")
-    elif group_by:
-        group = KT(f"cohort__{group_by}")
-        rows = rows.filter(cohort__has_key=group_by)
-    else:
-        group = Value(None, output_field=TextField())
+    rows, group = _grouped(rows, group_by, cohort)
     counted = (
         rows.order_by()
         .annotate(group=group)
@@ -270,16 +261,7 @@ def pending_counts(
         rows = rows.filter(span_start_time__lt=end)
     if micro_model is not None:
         rows = rows.filter(micro_model__name=micro_model)
-    if cohort is not None:
-        rows = rows.filter(cohort__contains={cohort[0]: cohort[1]})
-    group: Expression | F
-    if group_by == "micro_model":
-        group = F("micro_model__name")
-    elif group_by:
-        group = KT(f"cohort__{group_by}")
-        rows = rows.filter(cohort__has_key=group_by)
-    else:
-        group = Value(None, output_field=TextField())
+    rows, group = _grouped(rows, group_by, cohort)
     counted = (
         rows.order_by().annotate(group=group).values("evaluator", "group").annotate(n=Count("id"))
     )
@@ -428,3 +410,17 @@ def evaluation_hour_counts(
             )
             for row in cursor.fetchall()
         ]
+
+
+def _grouped(
+    rows: QuerySet, group_by: str | None, cohort: tuple[str, str] | None
+) -> tuple[QuerySet, Expression | F]:
+    """Results or jobs narrowed to ``cohort`` and the expression they are grouped by: the
+    micro model's name, a cohort key's value (rows without that key left out) or nothing."""
+    if cohort is not None:
+        rows = rows.filter(cohort__contains={cohort[0]: cohort[1]})
+    if group_by == "micro_model":
+        return rows, F("micro_model__name")
+    if group_by:
+        return rows.filter(cohort__has_key=group_by), KT(f"cohort__{group_by}")
+    return rows, Value(None, output_field=TextField())
