@@ -930,10 +930,14 @@ def record_feedback(
             model = models[matcher.id]
             config = model.configs.get(LABEL_CHECK)
             threshold = config.threshold if config else DEFAULT_THRESHOLDS[LABEL_CHECK]
-            precise = _feedback_for(
-                context.project_id, bytes.fromhex(trace_hex), bytes.fromhex(span.span_id)
+            # The span's own feedback wins over the trace's; the row just written is the
+            # one that applies when the span has none of its own.
+            precise = (
+                _feedback_for(
+                    context.project_id, bytes.fromhex(trace_hex), bytes.fromhex(span.span_id)
+                )
+                or feedback
             )
-            assert precise is not None
             predicted = _predicted_label(span, model.row)
             expected = _expected_with_feedback(span.expected_label, precise)
             if not predicted and not is_label_decision(model.row.task, predicted):
@@ -1053,11 +1057,13 @@ def _reset_jobs(rows: Sequence[EvaluationJob], exclude: set[int]) -> list[int]:
     jobs = EvaluationJob.objects.filter(keys).exclude(id__in=exclude)
     jobs = jobs.exclude(status=JobStatus.RUNNING)
     ids = sorted(jobs.values_list("id", flat=True))
+    # The database clock, as new jobs and the claim use it: an app clock ahead of the
+    # database's would leave a reset job unclaimable until the two agree.
     EvaluationJob.objects.filter(id__in=ids).update(
         status=JobStatus.PENDING,
         attempts=0,
-        next_attempt_at=timezone.now(),
-        dispatched_at=timezone.now(),
+        next_attempt_at=Now(),
+        dispatched_at=Now(),
         claimed_by="",
         claimed_at=None,
         last_error="",

@@ -111,7 +111,9 @@ class Span(models.Model):
 
 
 class Trace(models.Model):
-    """Per-trace rollup, recomputed from the trace's spans on every batch that touches it."""
+    """Per-trace rollup: each batch merges its own per-trace deltas into it with
+    order-independent operations (sums, min start, max end, first root), never re-reading
+    the trace's stored spans (``services._merge_rollups``)."""
 
     pk = models.CompositePrimaryKey("project_id", "trace_id")
     # No index of its own: the primary key (project_id, trace_id) serves project lookups.
