@@ -4,7 +4,7 @@ from evaluators import api as config
 
 from ..access import visible_project_ids
 from ..alerts import api as alerts
-from . import evaluations, metrics, spans, views
+from . import compare, evaluations, metrics, spans, views
 
 app_name = "api"
 
@@ -27,6 +27,8 @@ urlpatterns = [
     path("feedback/", evaluations.FeedbackView.as_view(), name="feedback"),
     path("metrics/<str:name>/", metrics.MetricView.as_view(), name="metric"),
     path("micro-models/", metrics.MicroModelListView.as_view(), name="micro-model-list"),
+    # Before the detail route: its <path:name> would take "name/compare" whole.
+    path("micro-models/<path:name>/compare/", compare.CompareView.as_view(), name="compare"),
     path(
         "micro-models/<path:name>/",
         metrics.MicroModelDetailView.as_view(),
