@@ -352,3 +352,46 @@ def eval_heatmap_figure(
     )
     layout["height"] = max(300, 70 * len(evaluators) + 160)
     return {"data": data, "layout": layout}
+
+
+def economics_figure(rows: Sequence[dict[str, Any]], title: str) -> dict[str, Any]:
+    """Per day: what the rescues cost and what the micro model saved against sending every
+    trace to the fallback (USD), and the rescue rate (%, right axis)."""
+    x = [row["time"] for row in rows]
+    data = [
+        {
+            "type": "bar",
+            "name": name,
+            "x": x,
+            "y": [row[field] for row in rows],
+            "customdata": [row["n"] for row in rows],
+            "hovertemplate": "%{x}: $%{y:.4f} (n=%{customdata})<extra>" + name + "</extra>",
+            "marker": {"color": colour},
+        }
+        for name, field, colour in (
+            ("rescue cost", "rescue_cost", _PALETTE[2]),
+            ("savings", "savings", _PALETTE[1]),
+        )
+    ]
+    data.append(
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": "rescue rate",
+            "x": x,
+            "y": [None if row["rescue_rate"] is None else row["rescue_rate"] * 100 for row in rows],
+            "yaxis": "y2",
+            "customdata": [[row["rescues"], row["decisions"]] for row in rows],
+            "hovertemplate": "%{y:.1f}% (%{customdata[0]} of n=%{customdata[1]})"
+            "<extra>rescue rate</extra>",
+            "line": {"color": _PALETTE[0]},
+        }
+    )
+    layout = _layout(title, "day (UTC)", "USD")
+    layout["yaxis2"] = {
+        "title": {"text": "rescue rate (%)"},
+        "overlaying": "y",
+        "side": "right",
+        "rangemode": "tozero",
+    }
+    return {"data": data, "layout": layout}
