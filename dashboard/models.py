@@ -152,6 +152,8 @@ class Rollup(models.Model):
     # Escalated traces whose rescue (the fallback's spans) is priced, and its cost.
     rescue_costed = models.IntegerField(default=0)
     rescue_cost_sum = models.FloatField(default=0.0)
+    # Their sum of squares: the interval of the mean cost of a rescue.
+    rescue_cost_sq_sum = models.FloatField(default=0.0)
 
     class Meta:
         indexes = [

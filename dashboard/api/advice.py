@@ -30,6 +30,10 @@ class AdviceSerializer(serializers.Serializer):
         help_text="Send: what escalating the rest of the cohort adds per day; take back:"
         " what it saves. Null when no rescue was ever priced.",
     )
+    usd_per_day_low = serializers.FloatField(
+        allow_null=True, help_text="From the 95 % interval of the cost of a rescue."
+    )
+    usd_per_day_high = serializers.FloatField(allow_null=True)
     message = serializers.CharField()
 
 

@@ -15,18 +15,23 @@ and optionally per day:
   the fallback at the observed cost of a rescue (the micro model's own spend dropped);
 - ``savings`` = always-fallback - actual, per day of the range and per 1,000 traces.
 
-Costs are exact sums over the traces in range (nothing is sampled); a group with no
-priced rescue has no cost per rescue and so no savings (None, never zero).
+Costs are exact sums over the traces in range (nothing is sampled); the one estimate is the
+cost of a rescue, whose 95 % interval (normal, from the rollup's sum of squares; two
+priced rescues at least) carries into ``*_low`` / ``*_high`` of the cost per rescue and
+of the savings. A group with no priced rescue has no cost per rescue and so no savings
+(None, never zero).
 """
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
 from django.db import connection
 
 from . import (
+    WILSON_Z,
     Filters,
     InvalidQuery,
     MetricResult,
@@ -39,7 +44,7 @@ from . import (
 
 _SQL = (
     "sum(decisions), sum(fallbacks), sum(costed_traces), sum(cost_sum),"
-    " sum(rescue_costed), sum(rescue_cost_sum)"
+    " sum(rescue_costed), sum(rescue_cost_sum), sum(rescue_cost_sq_sum)"
 )
 
 
@@ -51,12 +56,26 @@ def economics_row(
     rescue_costed: int,
     rescue_cost_sum: float,
     days: float,
+    rescue_cost_sq_sum: float = 0.0,
 ) -> dict[str, Any]:
     """One group's figures from its sums (module docstring)."""
     interval = wilson_interval(rescues, decisions)
     per_rescue = rescue_cost_sum / rescue_costed if rescue_costed else None
     always = costed_traces * per_rescue if per_rescue is not None else None
     savings = always - cost_sum if always is not None else None
+    mean_interval = _mean_interval(rescue_costed, rescue_cost_sum, rescue_cost_sq_sum)
+    ranges: dict[str, Any] = {}
+    for name, scale in (
+        ("savings", 1.0),
+        ("savings_per_day", 1 / days if days > 0 else None),
+        ("savings_per_1k_traces", 1000 / costed_traces if costed_traces else None),
+    ):
+        bounds: list[float | None] = (
+            [(costed_traces * m - cost_sum) * scale for m in mean_interval]
+            if mean_interval is not None and scale is not None
+            else [None, None]
+        )
+        ranges[f"{name}_low"], ranges[f"{name}_high"] = bounds
     return {
         "n": costed_traces,
         "decisions": decisions,
@@ -67,6 +86,8 @@ def economics_row(
         "priced_rescues": rescue_costed,
         "rescue_cost": rescue_cost_sum,
         "cost_per_rescue": per_rescue,
+        "cost_per_rescue_low": mean_interval[0] if mean_interval else None,
+        "cost_per_rescue_high": mean_interval[1] if mean_interval else None,
         "actual_cost": cost_sum,
         "always_fallback_cost": always,
         "savings": savings,
@@ -74,7 +95,18 @@ def economics_row(
         "savings_per_1k_traces": savings / costed_traces * 1000
         if savings is not None and costed_traces
         else None,
+        **ranges,
     }
+
+
+def _mean_interval(k: int, total: float, squares: float) -> tuple[float, float] | None:
+    """95 % normal interval of a mean from its count, sum and sum of squares (k >= 2)."""
+    if k < 2:
+        return None
+    mean = total / k
+    variance = max(0.0, (squares - k * mean * mean) / (k - 1))
+    half = WILSON_Z * math.sqrt(variance / k)
+    return max(0.0, mean - half), mean + half
 
 
 def fallback_economics(
@@ -109,6 +141,7 @@ def fallback_economics(
             int(sums[4] or 0),
             float(sums[5] or 0.0),
             days,
+            float(sums[6] or 0.0),
         )
         rows.append({"group": grp, "time": time.isoformat() if time else None, **row})
     notes = [] if rows else ["no traffic in range"]

@@ -254,8 +254,9 @@ def replace_facts(traces: list[TraceFacts], keys: list[tuple[int, str]], prices:
 def _new_rollup() -> list:
     # decisions, fallbacks, retries, cache_hits, errors, traces, trace_errors,
     # costed_traces, cost_sum, prompt_tokens, completion_tokens, latency, cost hist,
-    # unpriced models, rescue_costed, rescue_cost_sum
-    return [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, [0] * LATENCY_BINS, [0] * COST_BINS, set(), 0, 0.0]
+    # unpriced models, rescue_costed, rescue_cost_sum, rescue_cost_sq_sum
+    acc = [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, [0] * LATENCY_BINS, [0] * COST_BINS, set()]
+    return [*acc, 0, 0.0, 0.0]
 
 
 def _add_fact(acc: list, f: tuple) -> None:
@@ -282,6 +283,7 @@ def _add_fact(acc: list, f: tuple) -> None:
         if f[12] is not None:
             acc[14] += 1
             acc[15] += f[12]
+            acc[16] += f[12] * f[12]
 
 
 _ROLLUP_COLUMNS = (
@@ -309,6 +311,7 @@ _ROLLUP_COLUMNS = (
     "unpriced_models",
     "rescue_costed",
     "rescue_cost_sum",
+    "rescue_cost_sq_sum",
 )
 _LABEL_COLUMNS = (
     "width",
@@ -382,7 +385,7 @@ def _write_rows(
         "dashboard_rollup",
         _ROLLUP_COLUMNS,
         (
-            (width, k[0], project_id, *k[1:], *acc[:13], sorted(acc[13]), acc[14], acc[15])
+            (width, k[0], project_id, *k[1:], *acc[:13], sorted(acc[13]), *acc[14:17])
             for k, acc in rollups.items()
         ),
     )
@@ -420,7 +423,7 @@ def rebuild_days(buckets: set[tuple[int, datetime]]) -> None:
                 acc = rollups.get(key)
                 if acc is None:
                     acc = rollups[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, None, None, set()]
-                    acc += [0, 0.0]
+                    acc += [0, 0.0, 0.0]
                 for i in range(11):
                     acc[i] += row[7 + i]
                 for i in (11, 12):
@@ -431,6 +434,7 @@ def rebuild_days(buckets: set[tuple[int, datetime]]) -> None:
                 acc[13].update(row[20])
                 acc[14] += row[21]
                 acc[15] += row[22]
+                acc[16] += row[23]
             cursor.execute(
                 f"SELECT {', '.join(_LABEL_COLUMNS[1:])}"
                 + day_filter.format(table="dashboard_labelrollup"),

@@ -7,7 +7,8 @@ by the dimension: n and Wilson 95 % interval):
 - **send** when the fail rate's interval lies wholly above ``threshold`` (its lower bound
   above it) and ``n >= min_n``. The cost: the cohort's decisions per day not escalated
   today x the observed cost of one rescue (``fallback-economics`` for the cohort, else
-  the micro model's own when the cohort had no priced rescue);
+  the micro model's own when the cohort had no priced rescue), with the interval that
+  cost's interval gives;
 - **take back** when the interval lies wholly below ``threshold`` (upper bound below) and
   the cohort is escalated at all: the saving is its rescues per day x the cost of one.
 
@@ -30,7 +31,14 @@ def _pct(value: float) -> str:
     return f"{value * 100:.1f} %"
 
 
-def _advice(action: str, key: str, row: dict[str, Any], money: float | None) -> dict[str, Any]:
+def _advice(
+    action: str,
+    key: str,
+    row: dict[str, Any],
+    units_per_day: float,
+    per_rescue: tuple[float | None, float | None, float | None],
+) -> dict[str, Any]:
+    money, low, high = (None if c is None else units_per_day * c for c in per_rescue)
     cohort = f"{key}={row['group']}"
     rate = (
         f"{row['evaluator']} fail rate {_pct(row['rate'])}"
@@ -52,8 +60,16 @@ def _advice(action: str, key: str, row: dict[str, Any], money: float | None) -> 
         "low": row["low"],
         "high": row["high"],
         "usd_per_day": money,
+        "usd_per_day_low": low,
+        "usd_per_day_high": high,
         "message": message,
     }
+
+
+def _per_rescue(row: dict[str, Any] | None) -> tuple[float | None, float | None, float | None]:
+    if row is None:
+        return None, None, None
+    return row["cost_per_rescue"], row["cost_per_rescue_low"], row["cost_per_rescue_high"]
 
 
 def routing_advice(
@@ -78,7 +94,7 @@ def routing_advice(
     for name in names:
         f = filters.with_(micro_model=name)
         overall = fallback_economics(f).rows
-        default_per_rescue = overall[0]["cost_per_rescue"] if overall else None
+        default = _per_rescue(overall[0] if overall else None)
         send: list[dict[str, Any]] = []
         take_back: list[dict[str, Any]] = []
         for key, _ in cohort_dimensions():
@@ -87,19 +103,15 @@ def routing_advice(
                 if row["n"] < min_n or row["rate"] is None:
                     continue
                 traffic = economics.get(row["group"])
-                per_rescue = (traffic or {}).get("cost_per_rescue") or default_per_rescue
+                own = _per_rescue(traffic)
+                per_rescue = own if own[0] is not None else default
                 decisions = traffic["decisions"] if traffic else 0
                 rescues = traffic["rescues"] if traffic else 0
                 if row["low"] > threshold:
-                    money = (
-                        (decisions - rescues) * per_rescue / days
-                        if per_rescue is not None
-                        else None
-                    )
-                    send.append(_advice("send", key, row, money))
+                    units = (decisions - rescues) / days
+                    send.append(_advice("send", key, row, units, per_rescue))
                 elif row["high"] < threshold and rescues:
-                    money = rescues * per_rescue / days if per_rescue is not None else None
-                    take_back.append(_advice("take_back", key, row, money))
+                    take_back.append(_advice("take_back", key, row, rescues / days, per_rescue))
         send.sort(key=lambda a: -a["low"])
         take_back.sort(key=lambda a: a["high"])
         out.append(

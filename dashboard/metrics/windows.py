@@ -112,7 +112,8 @@ def _facts(
 
 _RESCUE = (
     "(count(*) FILTER (WHERE rescue_cost IS NOT NULL))::int AS rescue_costed,"
-    " coalesce(sum(rescue_cost), 0)::float8 AS rescue_cost_sum"
+    " coalesce(sum(rescue_cost), 0)::float8 AS rescue_cost_sum,"
+    " coalesce(sum(rescue_cost * rescue_cost), 0)::float8 AS rescue_cost_sq_sum"
 )
 
 
@@ -154,7 +155,7 @@ def _rollup_rows(facts: str, histograms: bool) -> str:
         f" {_histogram('g.cost_bins', COST_BINS)} AS cost_hist,"
         " ARRAY(SELECT DISTINCT m FROM jsonb_array_elements(coalesce(g.unpriced, '[]')) a,"
         " jsonb_array_elements_text(a) m) AS unpriced_models, g.rescue_costed,"
-        " g.rescue_cost_sum"
+        " g.rescue_cost_sum, g.rescue_cost_sq_sum"
         " FROM (SELECT hour AS bucket, project_id, micro_model, model, route, dim_key,"
         " dim_value,"
         " (count(*) FILTER (WHERE is_decision))::int AS decisions,"
@@ -204,7 +205,7 @@ _COLUMNS = {
         "width, bucket, project_id, micro_model, model, route, dim_key, dim_value, decisions,"
         " fallbacks, retries, cache_hits, errors, traces, trace_errors, costed_traces,"
         " cost_sum, prompt_tokens, completion_tokens, latency_hist, cost_hist, unpriced_models,"
-        " rescue_costed, rescue_cost_sum"
+        " rescue_costed, rescue_cost_sum, rescue_cost_sq_sum"
     ),
     "dashboard_labelrollup": (
         "width, bucket, project_id, micro_model, model, route, label, expected_label, dim_key,"

@@ -23,4 +23,9 @@ class Migration(migrations.Migration):
             name="rescue_cost_sum",
             field=models.FloatField(default=0.0),
         ),
+        migrations.AddField(
+            model_name="rollup",
+            name="rescue_cost_sq_sum",
+            field=models.FloatField(default=0.0),
+        ),
     ]

@@ -4,6 +4,8 @@ the API and the micro model page."""
 
 from __future__ import annotations
 
+import math
+import statistics
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -12,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from dashboard.metrics import Filters
-from dashboard.metrics.economics import fallback_economics
+from dashboard.metrics.economics import economics_row, fallback_economics
 from dashboard.metrics.refresh import fold_changes
 from dashboard.models import ModelPrice
 from tests.builders import TraceBuilder
@@ -121,6 +123,10 @@ def test_rescue_costs_and_savings_per_tier_are_the_known_answers(traffic, ragged
             assert row[field] == pytest.approx(value, rel=1e-9), (tier, field)
         low, high = row["rescue_rate_low"], row["rescue_rate_high"]
         assert low < row["rescue_rate"] < high
+        # Every rescue costs the same: the cost of one has a zero-width interval.
+        for field in ("cost_per_rescue", "savings", "savings_per_day", "savings_per_1k_traces"):
+            assert row[f"{field}_low"] == pytest.approx(row[field], rel=1e-6)
+            assert row[f"{field}_high"] == pytest.approx(row[field], rel=1e-6)
     # Free: 40 traces, 10 rescued at $0.0045 -> $0.18 always-fallback vs $0.04548 actual.
     assert rows["free"]["savings"] == pytest.approx(0.13452)
 
@@ -165,3 +171,35 @@ def test_the_micro_model_page_shows_the_economics(traffic, member_client: Client
     # 60 traces, 20 rescued at $0.0045: always-fallback $0.27, actual $0.09072.
     assert "$0.17928" in html
     assert "33.3%" in html
+
+
+def test_the_cost_of_a_rescue_has_a_normal_interval_from_its_sums() -> None:
+    costs = [0.001, 0.002, 0.003, 0.004]
+    half = 1.959963984540054 * statistics.stdev(costs) / math.sqrt(len(costs))
+
+    row = economics_row(
+        decisions=100,
+        rescues=4,
+        costed_traces=100,
+        cost_sum=0.05,
+        rescue_costed=4,
+        rescue_cost_sum=sum(costs),
+        days=2.0,
+        rescue_cost_sq_sum=sum(c * c for c in costs),
+    )
+
+    assert row["cost_per_rescue"] == pytest.approx(0.0025)
+    assert row["cost_per_rescue_low"] == pytest.approx(0.0025 - half)
+    assert row["cost_per_rescue_high"] == pytest.approx(0.0025 + half)
+    # 100 traces at the cost of a rescue, less the $0.05 they cost, over 2 days.
+    assert row["savings_per_day"] == pytest.approx((100 * 0.0025 - 0.05) / 2)
+    assert row["savings_per_day_low"] == pytest.approx((100 * (0.0025 - half) - 0.05) / 2)
+    assert row["savings_per_1k_traces_high"] == pytest.approx((100 * (0.0025 + half) - 0.05) * 10)
+
+
+def test_one_priced_rescue_gives_a_cost_without_an_interval() -> None:
+    row = economics_row(10, 1, 10, 0.01, 1, 0.004, 1.0, 0.004**2)
+
+    assert row["cost_per_rescue"] == pytest.approx(0.004)
+    assert row["cost_per_rescue_low"] is None
+    assert row["savings_low"] is None

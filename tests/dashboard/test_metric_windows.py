@@ -178,9 +178,10 @@ def _normalised(table: str, rows: list[tuple]) -> list[tuple]:
 
 
 def _sums(rows: list[tuple]) -> list[tuple]:
-    # ... and the rescue sums (columns 22, 23).
+    # ... and the rescue sums (columns 22-24).
     return sorted(
-        (*row[1:16], round(row[16], 12), *row[17:19], row[22], round(row[23], 12)) for row in rows
+        (*row[1:16], round(row[16], 12), *row[17:19], row[22], *(round(v, 12) for v in row[23:25]))
+        for row in rows
     )
 
 

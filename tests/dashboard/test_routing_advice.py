@@ -70,6 +70,8 @@ def test_a_failing_cohort_is_sent_and_a_good_escalated_one_taken_back(advised) -
     cost = (traces - escalated) * RESCUE_COST / days
     assert send["value"] == "enterprise"
     assert send["usd_per_day"] == pytest.approx(cost)
+    assert send["usd_per_day_low"] == pytest.approx(cost)  # every rescue costs the same
+    assert send["usd_per_day_high"] == pytest.approx(cost)
     assert send["low"] == pytest.approx(wilson_roots(60, 200)[0])
     assert send["message"] == _message("send", "enterprise", cost)
     # Free: 2 % (0.8-5.0 %) lies below 10 %, and 10 of its decisions were rescued.
