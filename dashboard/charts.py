@@ -395,3 +395,28 @@ def economics_figure(rows: Sequence[dict[str, Any]], title: str) -> dict[str, An
         "rangemode": "tozero",
     }
     return {"data": data, "layout": layout}
+
+
+def savings_by_cohort_figure(
+    rows: Sequence[dict[str, Any]], title: str, dimension: str
+) -> dict[str, Any]:
+    """Savings per day (USD) against always-fallback, one line per cohort value, with the
+    interval of the cost of a rescue as hover and n (priced traces) per point."""
+    series: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        series.setdefault(row["group"], []).append(row)
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": f"{escape(dimension)}={_name(value)}",
+            "x": [row["time"] for row in points],
+            "y": [row["savings"] for row in points],
+            "customdata": [[row["n"], row["savings_low"], row["savings_high"]] for row in points],
+            "hovertemplate": "$%{y:.4f} ($%{customdata[1]:.4f} to $%{customdata[2]:.4f},"
+            " n=%{customdata[0]})<extra>%{fullData.name}</extra>",
+            "line": {"color": _PALETTE[i % len(_PALETTE)]},
+        }
+        for i, (value, points) in enumerate(sorted(series.items(), key=lambda kv: str(kv[0])))
+    ]
+    return {"data": data, "layout": _layout(title, "day (UTC)", "savings (USD)")}

@@ -16,6 +16,12 @@ def economics_section(f: Filters, dimension: str | None) -> tuple[dict[str, Any]
     by_cohort = fallback_economics(f, dimension).rows if dimension else []
     series = fallback_economics(f, None, "day").rows
     figures = {}
+    if dimension and by_cohort:
+        figures["economics-by-cohort"] = charts.savings_by_cohort_figure(
+            fallback_economics(f, dimension, "day").rows,
+            f"Savings per day by {dimension}",
+            dimension,
+        )
     if series:
         figures["economics-series"] = charts.economics_figure(
             series, "Rescue cost, savings and rescue rate per day"

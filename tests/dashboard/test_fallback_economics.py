@@ -164,10 +164,13 @@ def test_the_economics_endpoint_answers_with_the_same_figures(traffic) -> None:
 
 
 def test_the_micro_model_page_shows_the_economics(traffic, member_client: Client) -> None:
-    html = member_client.get("/micro-models/intent-mini/?range=24h").content.decode()
+    html = member_client.get(
+        "/micro-models/intent-mini/?range=24h&dimension=user.tier"
+    ).content.decode()
 
     assert 'id="fallback-economics"' in html
     assert 'id="economics-series" type="application/json"' in html
+    assert 'id="economics-by-cohort" type="application/json"' in html
     # 60 traces, 20 rescued at $0.0045: always-fallback $0.27, actual $0.09072.
     assert "$0.17928" in html
     assert "33.3%" in html
