@@ -147,6 +147,8 @@ def main() -> int:
                 f"/api/v1/spans/?{r}&label=billing&fallback=true",
             ),
         ]
+        mm, pv = "/api/v1/micro-models/intent-mini", "prompt.version"
+        urls += [(f"api {u.split('/')[-2]} {range_name}", u) for u in (f"{mm}/economics/?{r}&group_by=user.tier&interval=day", f"/api/v1/advice/routing/?{r}", f"{mm}/compare/?baseline={pv}=v1&candidate={pv}=v2&window={range_name}")]  # fmt: skip  # noqa: E501
     if row:
         urls.append(("page trace detail", f"/traces/{row[0]}/"))
         urls.append(("api trace's spans", f"/api/v1/traces/{row[0]}/spans/"))

@@ -352,3 +352,71 @@ def eval_heatmap_figure(
     )
     layout["height"] = max(300, 70 * len(evaluators) + 160)
     return {"data": data, "layout": layout}
+
+
+def economics_figure(rows: Sequence[dict[str, Any]], title: str) -> dict[str, Any]:
+    """Per day: what the rescues cost and what the micro model saved against sending every
+    trace to the fallback (USD), and the rescue rate (%, right axis)."""
+    x = [row["time"] for row in rows]
+    data = [
+        {
+            "type": "bar",
+            "name": name,
+            "x": x,
+            "y": [row[field] for row in rows],
+            "customdata": [row["n"] for row in rows],
+            "hovertemplate": "%{x}: $%{y:.4f} (n=%{customdata})<extra>" + name + "</extra>",
+            "marker": {"color": colour},
+        }
+        for name, field, colour in (
+            ("rescue cost", "rescue_cost", _PALETTE[2]),
+            ("savings", "savings", _PALETTE[1]),
+        )
+    ]
+    data.append(
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": "rescue rate",
+            "x": x,
+            "y": [None if row["rescue_rate"] is None else row["rescue_rate"] * 100 for row in rows],
+            "yaxis": "y2",
+            "customdata": [[row["rescues"], row["decisions"]] for row in rows],
+            "hovertemplate": "%{y:.1f}% (%{customdata[0]} of n=%{customdata[1]})"
+            "<extra>rescue rate</extra>",
+            "line": {"color": _PALETTE[0]},
+        }
+    )
+    layout = _layout(title, "day (UTC)", "USD")
+    layout["yaxis2"] = {
+        "title": {"text": "rescue rate (%)"},
+        "overlaying": "y",
+        "side": "right",
+        "rangemode": "tozero",
+    }
+    return {"data": data, "layout": layout}
+
+
+def savings_by_cohort_figure(
+    rows: Sequence[dict[str, Any]], title: str, dimension: str
+) -> dict[str, Any]:
+    """Savings per day (USD) against always-fallback, one line per cohort value, with the
+    interval of the cost of a rescue as hover and n (priced traces) per point."""
+    series: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        series.setdefault(row["group"], []).append(row)
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": f"{escape(dimension)}={_name(value)}",
+            "x": [row["time"] for row in points],
+            "y": [row["savings"] for row in points],
+            "customdata": [[row["n"], row["savings_low"], row["savings_high"]] for row in points],
+            "hovertemplate": "$%{y:.4f} ($%{customdata[1]:.4f} to $%{customdata[2]:.4f},"
+            " n=%{customdata[0]})<extra>%{fullData.name}</extra>",
+            "line": {"color": _PALETTE[i % len(_PALETTE)]},
+        }
+        for i, (value, points) in enumerate(sorted(series.items(), key=lambda kv: str(kv[0])))
+    ]
+    return {"data": data, "layout": _layout(title, "day (UTC)", "savings (USD)")}

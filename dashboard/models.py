@@ -92,6 +92,9 @@ class DecisionFact(models.Model):
     unpriced_models = ArrayField(models.TextField(), default=list)
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
+    # Primary row of an escalated trace: what its spans on models other than the micro
+    # models' cost (the rescue); NULL when not escalated or a model has no price.
+    rescue_cost = models.FloatField(null=True)
 
     class Meta:
         constraints = [
@@ -146,6 +149,11 @@ class Rollup(models.Model):
     cost_hist = ArrayField(models.IntegerField())
     # Models that left traces in this bucket uncosted (no price): listed, never zero.
     unpriced_models = ArrayField(models.TextField(), default=list)
+    # Escalated traces whose rescue (the fallback's spans) is priced, and its cost.
+    rescue_costed = models.IntegerField(default=0)
+    rescue_cost_sum = models.FloatField(default=0.0)
+    # Their sum of squares: the interval of the mean cost of a rescue.
+    rescue_cost_sq_sum = models.FloatField(default=0.0)
 
     class Meta:
         indexes = [

@@ -8,8 +8,10 @@ from datetime import timedelta
 from typing import Any
 
 from . import charts, metrics
+from .economics_page import economics_section
 from .metric_filters import RANGES, MetricQuery
 from .metrics import Filters
+from .routing_page import routing_section
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,8 @@ def micro_model_page(query: MetricQuery, name: str, dimension: str | None) -> Pa
             figures["confusion"] = charts.confusion_figure(
                 quality_row["confusion"]["labels"], quality_row["confusion"]["matrix"]
             )
+    economics, economics_figures = economics_section(f, dimension)
+    figures.update(economics_figures)
     return Page(
         context={
             **_common(query),
@@ -123,6 +127,8 @@ def micro_model_page(query: MetricQuery, name: str, dimension: str | None) -> Pa
             "routes": routes.rows,
             "quality": quality_row,
             "dimension": dimension,
+            **economics,
+            **routing_section(f),
         },
         figures=figures,
     )

@@ -1,4 +1,4 @@
-"""The ``microlens`` command: ``up`` (the whole stack), ``status``, ``demo``."""
+"""The ``microlens`` command: ``up`` (the whole stack), ``status``, ``demo``, ``gate``."""
 
 from __future__ import annotations
 
@@ -95,11 +95,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--traces", type=int, default=200, help="how many traces (default 200)")
     demo.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
+
+    gate = commands.add_parser(
+        "gate",
+        help="release gate for CI: compare two versions of a micro model on a running stack",
+        description="Exit 0 when no drop's interval lies wholly beyond --max-drop, 1 when one"
+        " does, 2 when there is too little data to say, 3 when the gate could not run.",
+    )
+    from .gate import add_arguments
+
+    add_arguments(gate)
     return parser
 
 
+def _gate(options: argparse.Namespace) -> int:
+    from .gate import run_from_arguments
+
+    return run_from_arguments(options)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    options = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        options = build_parser().parse_args(arguments)
+    except SystemExit as exc:
+        # The gate's 2 means "too little data": a usage error must not read as that.
+        if arguments[:1] == ["gate"] and exc.code == 2:
+            return 3
+        raise
+    if options.command == "gate":
+        return _gate(options)
     home = _home(options.home)
     os.environ["MICROLENS_HOME"] = str(home)
     if options.command == "up":

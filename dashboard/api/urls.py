@@ -4,7 +4,7 @@ from evaluators import api as config
 
 from ..access import visible_project_ids
 from ..alerts import api as alerts
-from . import evaluations, metrics, spans, views
+from . import advice, compare, economics, evaluations, metrics, spans, views
 
 app_name = "api"
 
@@ -27,6 +27,11 @@ urlpatterns = [
     path("feedback/", evaluations.FeedbackView.as_view(), name="feedback"),
     path("metrics/<str:name>/", metrics.MetricView.as_view(), name="metric"),
     path("micro-models/", metrics.MicroModelListView.as_view(), name="micro-model-list"),
+    # Before the detail route: its <path:name> would take "name/compare" whole.
+    path("micro-models/<path:name>/compare/", compare.CompareView.as_view(), name="compare"),
+    path(
+        "micro-models/<path:name>/economics/", economics.EconomicsView.as_view(), name="economics"
+    ),
     path(
         "micro-models/<path:name>/",
         metrics.MicroModelDetailView.as_view(),
@@ -44,6 +49,7 @@ urlpatterns = [
     ),
     path("config/judges/", config.JudgeList.as_view(), name="judge-list"),
     path("config/judges/<int:pk>/", config.JudgeDetail.as_view(), name="judge-detail"),
+    path("advice/routing/", advice.RoutingAdviceView.as_view(), name="routing-advice"),
     path("alert-rules/", alerts.AlertRuleListView.as_view(), name="alert-rule-list"),
     path("alert-rules/<int:pk>/", alerts.AlertRuleDetailView.as_view(), name="alert-rule-detail"),
     path("alert-events/", alerts.AlertEventListView.as_view(), name="alert-event-list"),

@@ -74,6 +74,7 @@ _FACT_COLUMNS = (
     "unpriced_models",
     "prompt_tokens",
     "completion_tokens",
+    "rescue_cost",
 )
 
 
@@ -101,6 +102,7 @@ def fact_rows(trace: TraceFacts, prices: PriceBook) -> list[tuple]:
     """The DecisionFact rows of one trace (pure given the price book)."""
     hour = _hour(trace.start_time)
     cost = prices.trace_cost(trace.usage)
+    rescue = _rescue_cost(trace, prices)
     trace_id = bytes.fromhex(trace.trace_id)
     cohort = json.dumps(trace.cohort, separators=(",", ":"))
     trace_error = trace.error_count > 0
@@ -135,6 +137,7 @@ def fact_rows(trace: TraceFacts, prices: PriceBook) -> list[tuple]:
                 list(cost.unpriced_models) if primary else [],
                 trace.prompt_tokens if primary else 0,
                 trace.completion_tokens if primary else 0,
+                rescue if primary else None,
             )
         )
     if not rows:
@@ -163,9 +166,20 @@ def fact_rows(trace: TraceFacts, prices: PriceBook) -> list[tuple]:
                 list(cost.unpriced_models),
                 trace.prompt_tokens,
                 trace.completion_tokens,
+                None,
             )
         )
     return rows
+
+
+def _rescue_cost(trace: TraceFacts, prices: PriceBook) -> float | None:
+    """An escalated trace's spend on models other than its micro models' (the fallback
+    that rescued it), or None (not escalated, nothing spent, or a model without a price)."""
+    if not (trace.is_fallback or any(d.is_fallback for d in trace.decisions)):
+        return None
+    own = {d.model for d in trace.decisions if d.model}
+    usage = [u for u in trace.usage if u.model not in own]
+    return prices.trace_cost(usage).cost if usage else None
 
 
 def _array(values: list) -> str:
@@ -240,8 +254,9 @@ def replace_facts(traces: list[TraceFacts], keys: list[tuple[int, str]], prices:
 def _new_rollup() -> list:
     # decisions, fallbacks, retries, cache_hits, errors, traces, trace_errors,
     # costed_traces, cost_sum, prompt_tokens, completion_tokens, latency, cost hist,
-    # unpriced models
-    return [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, [0] * LATENCY_BINS, [0] * COST_BINS, set()]
+    # unpriced models, rescue_costed, rescue_cost_sum, rescue_cost_sq_sum
+    acc = [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, [0] * LATENCY_BINS, [0] * COST_BINS, set()]
+    return [*acc, 0, 0.0, 0.0]
 
 
 def _add_fact(acc: list, f: tuple) -> None:
@@ -265,6 +280,10 @@ def _add_fact(acc: list, f: tuple) -> None:
             acc[12][log_bin(cost, COST_BASE_USD, COST_BINS)] += 1
         else:
             acc[13].update(f[11])
+        if f[12] is not None:
+            acc[14] += 1
+            acc[15] += f[12]
+            acc[16] += f[12] * f[12]
 
 
 _ROLLUP_COLUMNS = (
@@ -290,6 +309,9 @@ _ROLLUP_COLUMNS = (
     "latency_hist",
     "cost_hist",
     "unpriced_models",
+    "rescue_costed",
+    "rescue_cost_sum",
+    "rescue_cost_sq_sum",
 )
 _LABEL_COLUMNS = (
     "width",
@@ -327,7 +349,7 @@ def rebuild_hours(buckets: set[tuple[int, datetime]], keys: list[str]) -> None:
                 "SELECT hour, micro_model, model, route, label, expected_label, confidence,"
                 " cohort::text, is_decision, is_primary, is_fallback, is_retry, cache_hit,"
                 " is_error, latency_ms, trace_error, cost, prompt_tokens, completion_tokens,"
-                " unpriced_models"
+                " unpriced_models, rescue_cost"
                 " FROM dashboard_decisionfact"
                 " WHERE project_id = %s AND hour = ANY(%s::timestamptz[])",
                 [project_id, hours],
@@ -363,7 +385,7 @@ def _write_rows(
         "dashboard_rollup",
         _ROLLUP_COLUMNS,
         (
-            (width, k[0], project_id, *k[1:], *acc[:13], sorted(acc[13]))
+            (width, k[0], project_id, *k[1:], *acc[:13], sorted(acc[13]), *acc[14:17])
             for k, acc in rollups.items()
         ),
     )
@@ -401,6 +423,7 @@ def rebuild_days(buckets: set[tuple[int, datetime]]) -> None:
                 acc = rollups.get(key)
                 if acc is None:
                     acc = rollups[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, None, None, set()]
+                    acc += [0, 0.0, 0.0]
                 for i in range(11):
                     acc[i] += row[7 + i]
                 for i in (11, 12):
@@ -409,6 +432,9 @@ def rebuild_days(buckets: set[tuple[int, datetime]]) -> None:
                     else:
                         add_into(acc[i], row[7 + i])
                 acc[13].update(row[20])
+                acc[14] += row[21]
+                acc[15] += row[22]
+                acc[16] += row[23]
             cursor.execute(
                 f"SELECT {', '.join(_LABEL_COLUMNS[1:])}"
                 + day_filter.format(table="dashboard_labelrollup"),

@@ -110,6 +110,13 @@ def _facts(
     return sql, params
 
 
+_RESCUE = (
+    "(count(*) FILTER (WHERE rescue_cost IS NOT NULL))::int AS rescue_costed,"
+    " coalesce(sum(rescue_cost), 0)::float8 AS rescue_cost_sum,"
+    " coalesce(sum(rescue_cost * rescue_cost), 0)::float8 AS rescue_cost_sq_sum"
+)
+
+
 def _rollup_rows(facts: str, histograms: bool) -> str:
     latency = lower_bounds(LATENCY_BASE_MS, LATENCY_BINS)
     cost = lower_bounds(COST_BASE_USD, COST_BINS)
@@ -135,7 +142,8 @@ def _rollup_rows(facts: str, histograms: bool) -> str:
             f" coalesce(sum(completion_tokens) FILTER (WHERE {primary}), 0)::bigint"
             " AS completion_tokens,"
             " NULL::integer[] AS latency_hist, NULL::integer[] AS cost_hist,"
-            " NULL::text[] AS unpriced_models"
+            " NULL::text[] AS unpriced_models,"
+            f" {_RESCUE}"
             f"{facts} GROUP BY 2, 3, 4, 5, 6, 7, 8"
         )
     return (
@@ -146,7 +154,8 @@ def _rollup_rows(facts: str, histograms: bool) -> str:
         f" {_histogram('g.latency_bins', LATENCY_BINS)} AS latency_hist,"
         f" {_histogram('g.cost_bins', COST_BINS)} AS cost_hist,"
         " ARRAY(SELECT DISTINCT m FROM jsonb_array_elements(coalesce(g.unpriced, '[]')) a,"
-        " jsonb_array_elements_text(a) m) AS unpriced_models"
+        " jsonb_array_elements_text(a) m) AS unpriced_models, g.rescue_costed,"
+        " g.rescue_cost_sum, g.rescue_cost_sq_sum"
         " FROM (SELECT hour AS bucket, project_id, micro_model, model, route, dim_key,"
         " dim_value,"
         " (count(*) FILTER (WHERE is_decision))::int AS decisions,"
@@ -166,7 +175,7 @@ def _rollup_rows(facts: str, histograms: bool) -> str:
         f" array_agg(width_bucket(cost, '{_array(cost)}'::float8[]))"
         f" FILTER (WHERE {priced}) AS cost_bins,"
         f" jsonb_agg(to_jsonb(unpriced_models)) FILTER (WHERE {primary} AND cost IS NULL)"
-        " AS unpriced"
+        f" AS unpriced, {_RESCUE}"
         f"{facts} GROUP BY 1, 2, 3, 4, 5, 6, 7) AS g"
     )
 
@@ -195,7 +204,8 @@ _COLUMNS = {
     "dashboard_rollup": (
         "width, bucket, project_id, micro_model, model, route, dim_key, dim_value, decisions,"
         " fallbacks, retries, cache_hits, errors, traces, trace_errors, costed_traces,"
-        " cost_sum, prompt_tokens, completion_tokens, latency_hist, cost_hist, unpriced_models"
+        " cost_sum, prompt_tokens, completion_tokens, latency_hist, cost_hist, unpriced_models,"
+        " rescue_costed, rescue_cost_sum, rescue_cost_sq_sum"
     ),
     "dashboard_labelrollup": (
         "width, bucket, project_id, micro_model, model, route, label, expected_label, dim_key,"
