@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from . import charts, metrics
+from .label_cohort import label_cohort_section
 from .metric_filters import RANGES, MetricQuery
 from .metrics import Filters
 
@@ -116,6 +117,7 @@ def micro_model_page(query: MetricQuery, name: str, dimension: str | None) -> Pa
             figures["confusion"] = charts.confusion_figure(
                 quality_row["confusion"]["labels"], quality_row["confusion"]["matrix"]
             )
+    label_cohort = label_cohort_section(f, dimension) if routes.rows else None
     return Page(
         context={
             **_common(query),
@@ -123,8 +125,9 @@ def micro_model_page(query: MetricQuery, name: str, dimension: str | None) -> Pa
             "routes": routes.rows,
             "quality": quality_row,
             "dimension": dimension,
+            "label_cohort": label_cohort.context if label_cohort else None,
         },
-        figures=figures,
+        figures={**figures, **(label_cohort.figures if label_cohort else {})},
     )
 
 

@@ -4,7 +4,7 @@ from evaluators import api as config
 
 from ..access import visible_project_ids
 from ..alerts import api as alerts
-from . import evaluations, metrics, spans, views
+from . import evaluations, label_quality, metrics, spans, views
 
 app_name = "api"
 
@@ -27,6 +27,11 @@ urlpatterns = [
     path("feedback/", evaluations.FeedbackView.as_view(), name="feedback"),
     path("metrics/<str:name>/", metrics.MetricView.as_view(), name="metric"),
     path("micro-models/", metrics.MicroModelListView.as_view(), name="micro-model-list"),
+    path(
+        "micro-models/<path:name>/label-quality/",
+        label_quality.MicroModelLabelQualityView.as_view(),
+        name="micro-model-label-quality",
+    ),
     path(
         "micro-models/<path:name>/",
         metrics.MicroModelDetailView.as_view(),

@@ -469,11 +469,44 @@ def _label_rows(filters: Filters, group_by: str | None) -> list[tuple]:
         return cursor.fetchall()
 
 
+def f1_interval(tp: int, fp: int, fn: int) -> tuple[float, float] | None:
+    """95 % interval of F1 = 2tp / (2tp + fp + fn). F1 = 2J / (1 + J), J = tp / (tp + fp
+    + fn) (the Jaccard index), and J is a binomial proportion over the tp + fp + fn
+    decisions that predicted or should have predicted the label: its Wilson interval,
+    mapped through the increasing 2J / (1 + J), is F1's (docs/metrics.md)."""
+    bounds = wilson_interval(tp, tp + fp + fn)
+    if bounds is None:
+        return None
+    low, high = bounds
+    return 2 * low / (1 + low), 2 * high / (1 + high)
+
+
+def _label_intervals(tp: int, predicted: int, actual: int, has_f1: bool) -> dict[str, Any]:
+    """Wilson intervals of precision (over ``predicted``) and recall (over ``actual``), the
+    F1 interval, and the n each is over."""
+    precision = wilson_interval(tp, predicted)
+    recall = wilson_interval(tp, actual)
+    f1 = f1_interval(tp, predicted - tp, actual - tp) if has_f1 else None
+    return {
+        "precision_n": predicted,
+        "precision_low": precision[0] if precision else None,
+        "precision_high": precision[1] if precision else None,
+        "recall_n": actual,
+        "recall_low": recall[0] if recall else None,
+        "recall_high": recall[1] if recall else None,
+        "f1_n": predicted + actual - tp,
+        "f1_low": f1[0] if f1 else None,
+        "f1_high": f1[1] if f1 else None,
+    }
+
+
 def label_quality(
     filters: Filters, group_by: str | None = None, interval: str | None = None
 ) -> MetricResult:
-    """Per label precision, recall and F1, and the confusion matrix (rows: expected label,
-    columns: predicted), over decisions with a known expected label."""
+    """Per label precision, recall and F1, each with its 95 % interval and n (Wilson for
+    precision and recall, F1's through the Jaccard index: ``f1_interval``), and the
+    confusion matrix (rows: expected label, columns: predicted), over decisions with a
+    known expected label; per group (micro model, route, model or a cohort key's value)."""
     if interval is not None:
         raise InvalidQuery("label-quality is not a time series: leave out interval")
     by_group: dict[Any, dict[tuple[str, str], int]] = defaultdict(dict)
@@ -509,6 +542,7 @@ def label_quality(
                     "precision": precision,
                     "recall": recall,
                     "f1": f1,
+                    **_label_intervals(tp, predicted, actual, f1 is not None),
                 }
             )
         total = sum(sum(row) for row in matrix)
