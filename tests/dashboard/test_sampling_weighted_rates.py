@@ -13,6 +13,8 @@ import pytest
 from django.test import Client
 
 from dashboard import metrics
+from dashboard.alerts.evaluation import preview_rule
+from dashboard.alerts.models import AlertRule
 from dashboard.metrics.evaluations import fold_evaluations
 from dashboard.metrics.weighting import weighted_rate
 from evaluators.contracts import TASK_COMPLETION, EvaluationRecord
@@ -160,6 +162,32 @@ def test_the_cohorts_page_shows_the_weighted_rate_beside_the_raw_one(
     assert '<td class="num weighted-rate">37.3%</td>' in html
     assert '<td class="num raw-rate">20.0%</td>' in html
     assert '<td class="num effective-n">240.8</td>' in html
+
+
+def test_an_eval_fail_rate_alert_rule_reads_the_weighted_rate(sampled) -> None:
+    project, _ = sampled
+    rule = AlertRule(
+        name="task completion failing",
+        project_id=project.id,
+        metric="eval-fail-rate",
+        evaluator=TASK_COMPLETION,
+        micro_model="intent-mini",
+        comparator="above",
+        threshold=0.30,
+        window_seconds=int((WINDOW[1] - WINDOW[0]).total_seconds()),
+        min_n=30,
+        statistical=True,
+    )
+    rule.full_clean()
+    rule.save()
+
+    (row,) = preview_rule(rule, WINDOW[1])
+
+    # The raw 20 % would never fire; the whole traffic's 37.3 % (interval above 30 %) does.
+    assert row.reading.value == pytest.approx(0.372727, abs=1e-6)
+    assert row.reading.n == 600
+    assert row.reading.low is not None and row.reading.low > 0.30
+    assert row.breached is True
 
 
 @pytest.mark.parametrize(
