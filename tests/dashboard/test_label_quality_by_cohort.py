@@ -14,8 +14,9 @@ from django.utils import timezone
 
 from dashboard import metrics
 from dashboard.metrics.refresh import fold_changes
+from tests.browser import ARGS, CHROMIUM, sync_playwright_or_skip, watch_csp_violations
 from tests.builders import micro_model_trace
-from tracestore.services import store_spans
+from tracestore.services import create_project, store_spans
 
 pytestmark = pytest.mark.django_db
 
@@ -38,16 +39,20 @@ DESIGN = {
 }
 
 
-@pytest.fixture
-def labelled(project):
+def _store_design(project_id: int) -> None:
     for tier, cells in DESIGN.items():
         for (expected, predicted), count in cells.items():
             for _ in range(count):
                 trace = micro_model_trace(
                     tier=tier, label=predicted, route=predicted, expected=expected
                 )
-                store_spans(project.id, trace.records())
+                store_spans(project_id, trace.records())
     fold_changes()
+
+
+@pytest.fixture
+def labelled(project):
+    _store_design(project.id)
     return project
 
 
@@ -160,3 +165,40 @@ def test_the_micro_model_page_draws_the_cohort_by_label_recall_heatmap(
     ]
     assert heatmap["text"][1][0].startswith("50.0%*<br>n=10<br>")
     assert '<tr data-cohort="pro" data-label="billing">' in html
+
+
+def test_the_recall_heatmap_draws_in_a_real_browser(
+    live_server, transactional_db, django_user_model, artifacts_dir
+) -> None:
+    sync_playwright = sync_playwright_or_skip()
+    project = create_project("browser")
+    user = django_user_model.objects.create_user("bea", password="browser-test-pw-1")
+    user.projects.add(project.id)
+    _store_design(project.id)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            violations = watch_csp_violations(page)
+            page.goto(live_server.url + "/login/")
+            page.fill("input[name=username]", "bea")
+            page.fill("input[name=password]", "browser-test-pw-1")
+            page.click("button[type=submit]")
+            page.wait_for_load_state("networkidle")
+
+            response = page.goto(live_server.url + "/micro-models/intent-mini/?dimension=user.tier")
+
+            assert response is not None and response.status == 200
+            holder = page.locator('[data-figure="label-cohort-recall"]')
+            holder.locator(".main-svg").first.wait_for(timeout=15_000)
+            assert "50.0%*" in holder.inner_text()
+            rows = page.locator("table.label-cohort-table tbody tr")
+            assert rows.count() == 4
+            section = page.locator("section.label-cohort")
+            section.screenshot(path=str(artifacts_dir / "dashboard-label-cohort.png"))
+            assert errors == []
+            assert violations == []
+        finally:
+            browser.close()
