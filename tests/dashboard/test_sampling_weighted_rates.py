@@ -19,6 +19,8 @@ from dashboard.metrics.evaluations import fold_evaluations
 from dashboard.metrics.weighting import weighted_rate
 from evaluators.contracts import TASK_COMPLETION, EvaluationRecord
 from evaluators.services import import_evaluation_results
+from tests.browser import ARGS, CHROMIUM, sync_playwright_or_skip, watch_csp_violations
+from tracestore.services import create_project
 
 pytestmark = pytest.mark.django_db
 
@@ -204,3 +206,43 @@ def test_all_passed_or_all_failed_uses_the_kish_n(failed, evaluated, expected) -
     assert got.rate == expected[0]
     bound = Z * Z / kish / (1 + Z * Z / kish)  # Wilson at 0 of n: z²/n / (1 + z²/n)
     assert (got.low, got.high) == pytest.approx((0.0, bound) if failed == 0 else (1 - bound, 1.0))
+
+
+def test_the_cohorts_table_shows_both_rates_in_a_real_browser(
+    live_server, transactional_db, django_user_model, artifacts_dir
+) -> None:
+    sync_playwright = sync_playwright_or_skip()
+    project = create_project("browser")
+    user = django_user_model.objects.create_user("bea", password="browser-test-pw-1")
+    user.projects.add(project.id)
+    import_evaluation_results(project.id, _records())
+    fold_evaluations()
+    window = f"start={WINDOW[0].isoformat()}&end={WINDOW[1].isoformat()}".replace("+", "%2B")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            violations = watch_csp_violations(page)
+            page.goto(live_server.url + "/login/")
+            page.fill("input[name=username]", "bea")
+            page.fill("input[name=password]", "browser-test-pw-1")
+            page.click("button[type=submit]")
+            page.wait_for_load_state("networkidle")
+
+            response = page.goto(f"{live_server.url}/cohorts/?dimension=language&{window}")
+
+            assert response is not None and response.status == 200
+            page.locator('[data-figure="eval-heatmap"] .main-svg').first.wait_for(timeout=15_000)
+            row = page.locator("table.eval-counts tbody tr").first
+            assert row.locator("td.weighted-rate").inner_text() == "37.3%"
+            assert row.locator("td.raw-rate").inner_text() == "20.0%"
+            assert row.locator("td.effective-n").inner_text() == "240.8"
+            page.locator("section.card", has=page.locator("table.eval-counts")).screenshot(
+                path=str(artifacts_dir / "dashboard-weighted-rates.png")
+            )
+            assert errors == []
+            assert violations == []
+        finally:
+            browser.close()
