@@ -6,12 +6,15 @@ effective n."""
 
 from __future__ import annotations
 
+import importlib
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from django.test import Client
 
+import dashboard.migrations
 from dashboard import metrics
 from dashboard.alerts.evaluation import preview_rule
 from dashboard.alerts.models import AlertRule
@@ -190,6 +193,40 @@ def test_an_eval_fail_rate_alert_rule_reads_the_weighted_rate(sampled) -> None:
     assert row.reading.n == 600
     assert row.reading.low is not None and row.reading.low > 0.30
     assert row.breached is True
+
+
+def test_rollup_rows_from_before_the_squared_weights_are_recounted_whole(sampled) -> None:
+    """The migration that adds the w² sums drops the old rows and the fold's watermark:
+    the next fold re-counts every hour, so no row is left with w² sums of zero."""
+    from django.apps import apps as django_apps
+
+    from dashboard.models import EvalRollup
+
+    project, _ = sampled
+    migration = importlib.import_module(
+        "dashboard.migrations."
+        + next(
+            Path(dashboard.migrations.__file__).parent.glob("*_evalrollup_squared_weights.py")
+        ).stem
+    )
+    before = _rows(project.id)
+    EvalRollup.objects.update(weighted_sq_evaluated=0.0, weighted_sq_failed=0.0)
+
+    migration.recount_from_scratch(django_apps, None)
+    assert not EvalRollup.objects.exists()
+    fold_evaluations()
+
+    assert _rows(project.id) == before
+    assert not EvalRollup.objects.filter(weighted_sq_evaluated=0.0).exists()
+
+
+def _rows(project_id: int) -> list:
+    return [
+        (r["evaluator"], r["group"], r["n"], r["rate"], r["low"], r["high"], r["effective_n"])
+        for r in metrics.compute(
+            "eval-fail-rate", metrics.Filters((project_id,), *WINDOW), group_by="user.tier"
+        ).rows
+    ]
 
 
 @pytest.mark.parametrize(
