@@ -139,6 +139,10 @@ def main() -> int:
                 f"/api/v1/metrics/label-quality/?{r}&group_by=language",
             ),
             (
+                f"api label-quality by cohort {range_name}",
+                f"/api/v1/micro-models/intent-mini/label-quality/?{r}&group_by=cohort.user.tier",
+            ),
+            (
                 f"api spans micro_model, cohort.language=ja {range_name}",
                 f"/api/v1/spans/?{r}&micro_model=intent-mini&cohort.language=ja",
             ),

@@ -207,8 +207,9 @@ class RollupWatermark(models.Model):
 class EvalRollup(models.Model):
     """Applicable evaluation verdicts per bucket (an hour, or a whole UTC day) x project x
     micro model x evaluator x cohort value (``dim_key`` '' for all cohorts), re-summed from
-    evaluators' results by ``metrics.evaluations``. The weighted sums add 1 / sampling
-    probability per verdict: the counts the whole traffic would have had."""
+    evaluators' results by ``metrics.evaluations``. The weighted sums add w = 1 / sampling
+    probability per verdict: the counts the whole traffic would have had; the squared sums
+    add w², which the interval of the weighted rate (and its effective n) is computed from."""
 
     width = models.CharField(max_length=1)
     bucket = models.DateTimeField()
@@ -221,6 +222,8 @@ class EvalRollup(models.Model):
     failed = models.IntegerField()
     weighted_evaluated = models.FloatField()
     weighted_failed = models.FloatField()
+    weighted_sq_evaluated = models.FloatField(default=0.0)
+    weighted_sq_failed = models.FloatField(default=0.0)
 
     class Meta:
         indexes = [

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import charts, metrics
 from .economics_page import economics_section
+from .label_cohort import label_cohort_section
 from .metric_filters import RANGES, MetricQuery
 from .metrics import Filters
 from .routing_page import routing_section
@@ -120,6 +121,7 @@ def micro_model_page(query: MetricQuery, name: str, dimension: str | None) -> Pa
             )
     economics, economics_figures = economics_section(f, dimension)
     figures.update(economics_figures)
+    label_cohort = label_cohort_section(f, dimension) if routes.rows else None
     return Page(
         context={
             **_common(query),
@@ -129,8 +131,9 @@ def micro_model_page(query: MetricQuery, name: str, dimension: str | None) -> Pa
             "dimension": dimension,
             **economics,
             **routing_section(f),
+            "label_cohort": label_cohort.context if label_cohort else None,
         },
-        figures=figures,
+        figures={**figures, **(label_cohort.figures if label_cohort else {})},
     )
 
 

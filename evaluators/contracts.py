@@ -72,7 +72,8 @@ class JudgeUse:
 @dataclass(frozen=True, slots=True)
 class EvaluationCount:
     """Applicable verdicts of one evaluator in one group (micro model or cohort value);
-    the weighted counts weigh each verdict by 1 / its sampling probability."""
+    the weighted counts weigh each verdict by w = 1 / its sampling probability, the squared
+    ones by w² (what the interval of the weighted rate needs)."""
 
     evaluator: str
     group: str | None
@@ -80,6 +81,8 @@ class EvaluationCount:
     evaluated: int
     weighted_failed: float
     weighted_evaluated: float
+    weighted_sq_failed: float = 0.0
+    weighted_sq_evaluated: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,8 @@ class EvaluationRecord:
 @dataclass(frozen=True, slots=True)
 class EvaluationHourCount:
     """Applicable verdicts of one hour x micro model x evaluator x cohort value (dim_key ''
-    for all cohorts), with the sums of 1 / sampling probability (the reweighted counts)."""
+    for all cohorts), with the sums of w = 1 / sampling probability (the reweighted counts)
+    and of w² (for the interval of the weighted rate)."""
 
     hour: datetime
     micro_model: str
@@ -118,6 +122,8 @@ class EvaluationHourCount:
     failed: int
     weighted_evaluated: float
     weighted_failed: float
+    weighted_sq_evaluated: float = 0.0
+    weighted_sq_failed: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ _CURSOR = re.compile(r"(-?\d{1,20})\.(\d{1,20})")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A verdict weighs 1 / its sampling probability in the whole traffic.
 _WEIGHT = Value(1.0, output_field=FloatField()) / F("sampling_probability")
+_WEIGHT_SQ = _WEIGHT / F("sampling_probability")
 
 
 class InvalidCursor(ValueError):
@@ -224,6 +225,8 @@ def evaluation_counts(
             failed=Count("id", filter=Q(passed=False)),
             weighted_evaluated=Sum(_WEIGHT),
             weighted_failed=Sum(_WEIGHT, filter=Q(passed=False), default=0.0),
+            weighted_sq_evaluated=Sum(_WEIGHT_SQ),
+            weighted_sq_failed=Sum(_WEIGHT_SQ, filter=Q(passed=False), default=0.0),
         )
         .order_by("evaluator", "group")
     )
@@ -235,6 +238,8 @@ def evaluation_counts(
             evaluated=row["evaluated"],
             weighted_failed=float(row["weighted_failed"]),
             weighted_evaluated=float(row["weighted_evaluated"]),
+            weighted_sq_failed=float(row["weighted_sq_failed"]),
+            weighted_sq_evaluated=float(row["weighted_sq_evaluated"]),
         )
         for row in counted
     ]
@@ -383,7 +388,10 @@ def evaluation_hour_counts(
     sql = (
         "SELECT h.hour, m.name, r.evaluator, d.key, d.value, count(*),"
         " count(*) FILTER (WHERE NOT r.passed), sum(1.0 / r.sampling_probability),"
-        " coalesce(sum(1.0 / r.sampling_probability) FILTER (WHERE NOT r.passed), 0)"
+        " coalesce(sum(1.0 / r.sampling_probability) FILTER (WHERE NOT r.passed), 0),"
+        " sum(1.0 / (r.sampling_probability * r.sampling_probability)),"
+        " coalesce(sum(1.0 / (r.sampling_probability * r.sampling_probability))"
+        " FILTER (WHERE NOT r.passed), 0)"
         " FROM unnest(%s::timestamptz[]) AS h(hour)"
         " JOIN evaluators_evaluationresult r ON r.project_id = %s"
         " AND r.span_start_time >= h.hour AND r.span_start_time < h.hour + interval '1 hour'"
@@ -407,6 +415,8 @@ def evaluation_hour_counts(
                 failed=row[6],
                 weighted_evaluated=float(row[7]),
                 weighted_failed=float(row[8]),
+                weighted_sq_evaluated=float(row[9]),
+                weighted_sq_failed=float(row[10]),
             )
             for row in cursor.fetchall()
         ]

@@ -26,7 +26,10 @@ class MetricResultSerializer(serializers.Serializer):
         child=serializers.DictField(child=serializers.JSONField()),
         help_text="One object per group (and time bucket); every one carries its n."
         " eval-fail-rate rows also carry `evaluated` (= n, the verdicts the rate is over) and"
-        " `pending` (evaluations scheduled for spans in the range that have not run yet).",
+        " `pending` (evaluations scheduled for spans in the range that have not run yet);"
+        " their `rate`, `low` and `high` weigh each verdict by 1 / its sampling probability"
+        " (the whole traffic's rate), with `effective_n` (Kish) and the unweighted"
+        " `raw_rate`, `raw_low`, `raw_high`.",
     )
     notes = serializers.ListField(child=serializers.CharField())
 

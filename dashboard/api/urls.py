@@ -4,7 +4,7 @@ from evaluators import api as config
 
 from ..access import visible_project_ids
 from ..alerts import api as alerts
-from . import advice, compare, economics, evaluations, metrics, spans, views
+from . import advice, compare, economics, evaluations, label_quality, metrics, spans, views
 
 app_name = "api"
 
@@ -31,6 +31,11 @@ urlpatterns = [
     path("micro-models/<path:name>/compare/", compare.CompareView.as_view(), name="compare"),
     path(
         "micro-models/<path:name>/economics/", economics.EconomicsView.as_view(), name="economics"
+    ),
+    path(
+        "micro-models/<path:name>/label-quality/",
+        label_quality.MicroModelLabelQualityView.as_view(),
+        name="micro-model-label-quality",
     ),
     path(
         "micro-models/<path:name>/",

@@ -38,13 +38,13 @@ from .histograms import (
     add_into,
     percentile,
 )
+from .weighting import WILSON_Z, weighted_rate
 from .windows import partial_hours, partial_hours_once, source, whole_hours
 
 COLUMN_GROUPS = ("micro_model", "route", "model")
 INTERVALS = ("hour", "day")
 # Below this many samples a rate is shown but marked as small-n.
 SMALL_N = 30
-WILSON_Z = 1.959963984540054
 
 
 class InvalidQuery(ValueError):
@@ -469,11 +469,44 @@ def _label_rows(filters: Filters, group_by: str | None) -> list[tuple]:
         return cursor.fetchall()
 
 
+def f1_interval(tp: int, fp: int, fn: int) -> tuple[float, float] | None:
+    """95 % interval of F1 = 2tp / (2tp + fp + fn). F1 = 2J / (1 + J), J = tp / (tp + fp
+    + fn) (the Jaccard index), and J is a binomial proportion over the tp + fp + fn
+    decisions that predicted or should have predicted the label: its Wilson interval,
+    mapped through the increasing 2J / (1 + J), is F1's (docs/metrics.md)."""
+    bounds = wilson_interval(tp, tp + fp + fn)
+    if bounds is None:
+        return None
+    low, high = bounds
+    return 2 * low / (1 + low), 2 * high / (1 + high)
+
+
+def _label_intervals(tp: int, predicted: int, actual: int, has_f1: bool) -> dict[str, Any]:
+    """Wilson intervals of precision (over ``predicted``) and recall (over ``actual``), the
+    F1 interval, and the n each is over."""
+    precision = wilson_interval(tp, predicted)
+    recall = wilson_interval(tp, actual)
+    f1 = f1_interval(tp, predicted - tp, actual - tp) if has_f1 else None
+    return {
+        "precision_n": predicted,
+        "precision_low": precision[0] if precision else None,
+        "precision_high": precision[1] if precision else None,
+        "recall_n": actual,
+        "recall_low": recall[0] if recall else None,
+        "recall_high": recall[1] if recall else None,
+        "f1_n": predicted + actual - tp,
+        "f1_low": f1[0] if f1 else None,
+        "f1_high": f1[1] if f1 else None,
+    }
+
+
 def label_quality(
     filters: Filters, group_by: str | None = None, interval: str | None = None
 ) -> MetricResult:
-    """Per label precision, recall and F1, and the confusion matrix (rows: expected label,
-    columns: predicted), over decisions with a known expected label."""
+    """Per label precision, recall and F1, each with its 95 % interval and n (Wilson for
+    precision and recall, F1's through the Jaccard index: ``f1_interval``), and the
+    confusion matrix (rows: expected label, columns: predicted), over decisions with a
+    known expected label; per group (micro model, route, model or a cohort key's value)."""
     if interval is not None:
         raise InvalidQuery("label-quality is not a time series: leave out interval")
     by_group: dict[Any, dict[tuple[str, str], int]] = defaultdict(dict)
@@ -509,6 +542,7 @@ def label_quality(
                     "precision": precision,
                     "recall": recall,
                     "f1": f1,
+                    **_label_intervals(tp, predicted, actual, f1 is not None),
                 }
             )
         total = sum(sum(row) for row in matrix)
@@ -539,8 +573,9 @@ def confidence_histogram(filters: Filters) -> dict[str, list[int]]:
 
 
 def _evaluation_counts(filters: Filters, group_by: str | None) -> dict[tuple[str, Any], list]:
-    """(evaluator, group) -> [failed, evaluated, weighted failed, weighted evaluated]: whole
-    hours from the evaluation rollup, partial hours from the results (see evaluations.py)."""
+    """(evaluator, group) -> [failed, evaluated, Σw·failed, Σw, Σw²·failed, Σw²] (w = 1 /
+    sampling probability): whole hours from the evaluation rollup, partial hours from the
+    results (see evaluations.py)."""
     from .evaluations import rollup_counts
 
     return rollup_counts(filters, group_by)
@@ -549,10 +584,13 @@ def _evaluation_counts(filters: Filters, group_by: str | None) -> dict[tuple[str
 def eval_fail_rate(
     filters: Filters, group_by: str | None = None, interval: str | None = None
 ) -> MetricResult:
-    """Failed / evaluated per evaluator x group (micro_model or a cohort key), with n and a
-    Wilson 95 % interval, and the rate reweighted by 1 / sampling probability; evaluations
-    that do not apply are left out. The window's whole hours are read from the evaluation
-    rollup, the partial hours at its ends counted from the results."""
+    """Failed / evaluated per evaluator x group (micro_model or a cohort key). The headline
+    ``rate`` is the sampling-weighted one (weighting.py): each verdict weighs 1 / its
+    sampling probability, with the interval of that ratio estimator (``low``, ``high``),
+    the raw n and the Kish ``effective_n``; ``raw_rate`` (with its Wilson interval) is the
+    plain share of the verdicts run. Evaluations that do not apply are left out. The
+    window's whole hours are read from the evaluation rollup, the partial hours at its ends
+    counted from the results."""
     if interval is not None:
         raise InvalidQuery("eval-fail-rate is not a time series: leave out interval")
     if group_by not in (None, "micro_model") and group_by not in {
@@ -571,12 +609,13 @@ def eval_fail_rate(
         cohort=filters.cohort,
     )
     for key in pending:
-        counts.setdefault(key, [0, 0, 0.0, 0.0])
+        counts.setdefault(key, [0, 0, 0.0, 0.0, 0.0, 0.0])
     rows = []
-    for (evaluator, grp), (failed, evaluated, w_failed, w_evaluated) in sorted(
+    for (evaluator, grp), (failed, evaluated, *sums) in sorted(
         counts.items(), key=lambda item: (item[0][0], str(item[0][1]))
     ):
-        interval_ = wilson_interval(failed, evaluated)
+        raw = wilson_interval(failed, evaluated)
+        weighted = weighted_rate(failed, evaluated, *sums)
         rows.append(
             {
                 "evaluator": evaluator,
@@ -587,13 +626,18 @@ def eval_fail_rate(
                 "evaluated": evaluated,
                 "pending": pending.get((evaluator, grp), 0),
                 "failed": failed,
-                "rate": failed / evaluated if evaluated else None,
-                # Reweighted by 1 / sampling probability: always-evaluated traces
-                # (fallbacks, errors) count for what they are in the whole traffic.
-                "weighted_rate": w_failed / w_evaluated if w_evaluated else None,
-                "low": interval_[0] if interval_ else None,
-                "high": interval_[1] if interval_ else None,
-                "small_n": evaluated < SMALL_N,
+                # Reweighted by 1 / sampling probability: a cohort sampled at 5 % and
+                # always-evaluated traces (fallbacks, errors) count for what they are in
+                # the whole traffic.
+                "rate": weighted.rate,
+                "low": weighted.low,
+                "high": weighted.high,
+                "effective_n": round(weighted.effective_n, 2),
+                "weighted_rate": weighted.rate,
+                "raw_rate": failed / evaluated if evaluated else None,
+                "raw_low": raw[0] if raw else None,
+                "raw_high": raw[1] if raw else None,
+                "small_n": weighted.effective_n < SMALL_N,
             }
         )
     notes = [] if rows else ["no evaluations yet"]

@@ -1,13 +1,14 @@
 """The evaluation rollup: eval fail rate without counting results at request time.
 
 ``EvalRollup`` holds, per hour (and per whole UTC day) x project x micro model x
-evaluator x cohort value, the applicable verdicts, the failed ones and both weighted by
-1 / sampling probability. ``fold_evaluations`` (the same beat task as the span rollups)
-asks evaluators which (project, hour) buckets have results written or updated since the
-watermark and re-counts each such hour whole from evaluators' results, then re-sums its
-day from the hours. A verdict belongs to its span's hour forever, and a bucket is replaced,
-never added to: a re-run or late feedback that flips a LabelCheck changes the count once,
-however often the fold sees it.
+evaluator x cohort value, the applicable verdicts, the failed ones, both weighted by
+w = 1 / sampling probability and both weighted by w² (for the interval of the weighted
+rate). ``fold_evaluations`` (the same beat task as the span rollups) asks evaluators which
+(project, hour) buckets have results written or updated since the watermark and re-counts
+each such hour whole from evaluators' results, then re-sums its day from the hours. A
+verdict belongs to its span's hour forever, and a bucket is replaced, never added to: a
+re-run or late feedback that flips a LabelCheck changes the count once, however often the
+fold sees it.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ _COLUMNS = (
     "failed",
     "weighted_evaluated",
     "weighted_failed",
+    "weighted_sq_evaluated",
+    "weighted_sq_failed",
 )
 
 
@@ -88,6 +91,8 @@ def rebuild_evaluation_hours(buckets: set[tuple[int, datetime]], keys: list[str]
                             c.failed,
                             c.weighted_evaluated,
                             c.weighted_failed,
+                            c.weighted_sq_evaluated,
+                            c.weighted_sq_failed,
                         )
                         for c in counts
                     ),
@@ -106,7 +111,8 @@ def rebuild_evaluation_days(buckets: set[tuple[int, datetime]]) -> None:
             cursor.execute(
                 f"INSERT INTO dashboard_evalrollup ({', '.join(_COLUMNS)})"  # noqa: S608 (constant SQL; values are parameters)
                 " SELECT 'd', %s, project_id, micro_model, evaluator, dim_key, dim_value,"
-                " sum(evaluated), sum(failed), sum(weighted_evaluated), sum(weighted_failed)"
+                " sum(evaluated), sum(failed), sum(weighted_evaluated), sum(weighted_failed),"
+                " sum(weighted_sq_evaluated), sum(weighted_sq_failed)"
                 " FROM dashboard_evalrollup WHERE project_id = %s AND width = 'h'"
                 " AND bucket >= %s AND bucket < %s"
                 " GROUP BY project_id, micro_model, evaluator, dim_key, dim_value",
@@ -172,23 +178,25 @@ def expire_evaluation_rollups(now: datetime | None = None) -> None:
 
 
 def rollup_counts(filters: Filters, group_by: str | None) -> dict[tuple[str, Any], list]:
-    """(evaluator, group) -> [failed, evaluated, weighted failed, weighted evaluated] over
+    """(evaluator, group) -> [failed, evaluated, weighted failed, weighted evaluated,
+    w²-weighted failed, w²-weighted evaluated] over
     ``[start, end)`` exactly: its whole hours from the rollup (whole days from day rows,
     ragged hours from hour rows), the partial hours at its ends (windows.py) counted from
     evaluators' results, whose spans started inside them."""
-    counts: dict[tuple[str, Any], list] = defaultdict(lambda: [0, 0, 0.0, 0.0])
+    counts: dict[tuple[str, Any], list] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0, 0.0])
     hours = whole_hours(filters.start, filters.end)
     if hours is not None:
         whole = replace(filters, start=hours[0], end=hours[1])
         where, params, group_sql = _where(whole, group_by, None, "dashboard_evalrollup")
         sql = (
             f"SELECT evaluator, {group_sql or 'NULL::text'}, sum(failed), sum(evaluated),"
-            f" sum(weighted_failed), sum(weighted_evaluated) {where} GROUP BY 1, 2"
+            f" sum(weighted_failed), sum(weighted_evaluated), sum(weighted_sq_failed),"
+            f" sum(weighted_sq_evaluated) {where} GROUP BY 1, 2"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            for evaluator, grp, failed, evaluated, w_failed, w_evaluated in cursor.fetchall():
-                _add(counts[(evaluator, grp)], failed, evaluated, w_failed, w_evaluated)
+            for evaluator, grp, *sums in cursor.fetchall():
+                _add(counts[(evaluator, grp)], *sums)
     for edge_start, edge_end in partial_hours(filters.start, filters.end):
         for c in evaluation_counts(
             list(filters.project_ids),
@@ -204,12 +212,14 @@ def rollup_counts(filters: Filters, group_by: str | None) -> dict[tuple[str, Any
                 c.evaluated,
                 c.weighted_failed,
                 c.weighted_evaluated,
+                c.weighted_sq_failed,
+                c.weighted_sq_evaluated,
             )
     return dict(counts)
 
 
-def _add(into: list, failed: int, evaluated: int, w_failed: float, w_evaluated: float) -> None:
+def _add(into: list, failed: int, evaluated: int, *weighted: float) -> None:
     into[0] += int(failed)
     into[1] += int(evaluated)
-    into[2] += float(w_failed)
-    into[3] += float(w_evaluated)
+    for i, value in enumerate(weighted, start=2):
+        into[i] += float(value)

@@ -201,24 +201,16 @@ def test_evaluation_counts_per_evaluator_micro_model_and_cohort(tenant: Tenant) 
     )
 
     assert evaluation_counts([tenant.project_id]) == [
-        # sample_rate 100 %: each verdict weighs 1 (the dict holds thresholds)
-        EvaluationCount(
-            "groundedness", None, failed=0, evaluated=2, weighted_failed=0.0, weighted_evaluated=2.0
-        ),
-        EvaluationCount(
-            "label_check", None, failed=2, evaluated=3, weighted_failed=2.0, weighted_evaluated=3.0
-        ),
+        # sample_rate 100 %: each verdict weighs 1, and 1² (the dict holds thresholds)
+        EvaluationCount("groundedness", None, 0, 2, 0.0, 2.0, 0.0, 2.0),
+        EvaluationCount("label_check", None, 2, 3, 2.0, 3.0, 2.0, 3.0),
     ]
     assert evaluation_counts(
         [tenant.project_id], evaluator="label_check", group_by="user.tier"
-    ) == [EvaluationCount("label_check", "pro", 2, 3, weighted_failed=2.0, weighted_evaluated=3.0)]
+    ) == [EvaluationCount("label_check", "pro", 2, 3, 2.0, 3.0, 2.0, 3.0)]
     assert evaluation_counts(
         [tenant.project_id], evaluator="label_check", group_by="micro_model"
-    ) == [
-        EvaluationCount(
-            "label_check", "intent-mini", 2, 3, weighted_failed=2.0, weighted_evaluated=3.0
-        )
-    ]
+    ) == [EvaluationCount("label_check", "intent-mini", 2, 3, 2.0, 3.0, 2.0, 3.0)]
     assert evaluation_counts([tenant.project_id], cohort=("user.tier", "free")) == []
     assert evaluation_counts([tenant.project_id + 1000]) == []
 

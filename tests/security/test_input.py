@@ -53,6 +53,7 @@ API_GETS = [
     ("/api/v1/metrics/{text}/", METRIC),
     ("/api/v1/micro-models/", RANGE),
     ("/api/v1/micro-models/{text}/", RANGE),
+    ("/api/v1/micro-models/{text}/label-quality/", (*RANGE, "cohort.user.tier", "group_by")),
     ("/api/v1/config/micro-models/", ("cursor", "limit")),
     ("/api/v1/config/micro-models/{int}/", ()),
     ("/api/v1/config/judges/", ("cursor", "limit")),
