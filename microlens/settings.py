@@ -90,7 +90,7 @@ AUDITED_MODELS = (
     "evaluators.MicroModel",
     "evaluators.EvaluatorConfig",
     "dashboard.ModelPrice",
-    "dashboard.CohortDimension",
+    "tracestore.CohortDimension",
     "alerts.AlertRule",
     "tracestore.ApiKey",
     "tracestore.Project",
@@ -289,6 +289,11 @@ MICROLENS_INGEST_MAX_IN_FLIGHT_BYTES = env_int(
 # An export waits at most this long on the database (each statement and lock wait, and a
 # database that does not answer at all), then is answered UNAVAILABLE. 0: no bound.
 MICROLENS_INGEST_DB_TIMEOUT_SECONDS = env_int("MICROLENS_INGEST_DB_TIMEOUT_SECONDS", 5, minimum=0)
+# The receivers re-read the configured cohort dimensions at most this often (seconds), so a
+# key added in the admin is extracted from spans received this long after, with no restart.
+MICROLENS_COHORT_DIMENSIONS_REFRESH_SECONDS = env_int(
+    "MICROLENS_COHORT_DIMENSIONS_REFRESH_SECONDS", 10, minimum=0
+)
 # Browser origins allowed to export over OTLP/HTTP (CORS): exact origins, "*", or "*" in
 # a host or port ("https://*.example.com"). Empty: no CORS.
 MICROLENS_OTLP_CORS_ORIGINS = env_list("MICROLENS_OTLP_CORS_ORIGINS", [])
