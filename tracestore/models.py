@@ -136,7 +136,8 @@ class Span(models.Model):
 
 
 class Trace(models.Model):
-    """Per-trace rollup, recomputed from the trace's spans on every batch that touches it."""
+    """Per-trace rollup: each stored batch merges its per-trace delta into it (the spans
+    are not re-read); ``services.rebuild_trace_rollups`` recomputes it from the spans."""
 
     pk = models.CompositePrimaryKey("project_id", "trace_id")
     # No index of its own: the primary key (project_id, trace_id) serves project lookups.
