@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from rest_framework.test import APIClient
 
+from audit.models import AuditEntry
 from dashboard import metrics
 from dashboard.metrics.refresh import fold_changes
 from tests.tracestore.test_receiver_http import _serve
@@ -176,3 +177,5 @@ def test_the_admin_says_when_a_new_key_applies_and_that_history_is_not_back_fill
     assert list(CohortDimension.objects.filter(key=REGION).values_list("display_name")) == [
         ("Customer region",)
     ]
+    entry = AuditEntry.objects.get(model="tracestore.CohortDimension", actor="user root")
+    assert (entry.action, entry.after["key"]) == ("create", REGION)
