@@ -1,14 +1,14 @@
-"""Admin for what the dashboard's metrics are configured by: model prices and cohort
-dimensions. Both change how history is folded: after an edit, run
-``manage.py refresh_metrics --rebuild`` (prices apply from their date on)."""
+"""Admin for what the dashboard's metrics are configured by: model prices. An edit changes
+how history is folded: after it, run ``manage.py refresh_metrics --rebuild`` (prices apply
+from their date on). Cohort dimensions are configured with the spans (tracestore's admin):
+ingest reads them."""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .models import CohortDimension, ModelPrice
+from .models import ModelPrice
 
 _REBUILD_HINT = (
     "Saved. Metrics already folded keep the old values until you run "
@@ -30,18 +30,4 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
-        messages.info(request, _REBUILD_HINT)
-
-
-@admin.register(CohortDimension)
-class CohortDimensionAdmin(admin.ModelAdmin):
-    list_display = ("display_name", "key")
-    search_fields = ("key", "display_name")
-
-    def save_model(self, request: HttpRequest, obj, form, change) -> None:
-        super().save_model(request, obj, form, change)
-        messages.info(request, _REBUILD_HINT)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        super().delete_queryset(request, queryset)
         messages.info(request, _REBUILD_HINT)

@@ -48,20 +48,6 @@ class ModelPrice(models.Model):
         return f"{self.model_pattern} from {self.effective_from}"
 
 
-class CohortDimension(models.Model):
-    """An attribute key metrics can be filtered and grouped by (ingest reads the values
-    of tracestore's cohort keys; this table says which of them the dashboard shows)."""
-
-    key = models.CharField(max_length=200, unique=True, help_text="Span attribute key.")
-    display_name = models.CharField(max_length=200)
-
-    class Meta:
-        ordering = ("display_name",)
-
-    def __str__(self) -> str:
-        return self.display_name
-
-
 class DecisionFact(models.Model):
     """One micro-model decision (span_id set) or, for a trace with none, one trace row
     (span_id empty). The first decision of a trace is its primary row and carries the

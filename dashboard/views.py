@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import plotly
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -30,8 +31,6 @@ from .span_tree import span_tree
 PAGE_SIZE = 50
 LOGIN_URL = "dashboard:login"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-# Where exporters send traces (the receiver's default port), for the empty state.
-OTLP_GRPC_ENDPOINT = "localhost:4317"
 
 
 # Query parameters that switch the traces page from "recent" to a search of metric facts.
@@ -76,8 +75,21 @@ def _render_page(request: HttpRequest, template: str, page: pages.Page) -> HttpR
     return render(
         request,
         template,
-        {**page.context, "figures": page.figures, "query_string": request.GET.urlencode()},
+        {
+            **page.context,
+            "figures": page.figures,
+            "query_string": request.GET.urlencode(),
+            **_otlp_endpoints(),
+        },
     )
+
+
+def _otlp_endpoints() -> dict[str, str]:
+    """Where apps send traces, for the empty states: the stack's configured receivers."""
+    return {
+        "otlp_grpc_endpoint": settings.MICROLENS_OTLP_GRPC_ENDPOINT,
+        "otlp_http_endpoint": settings.MICROLENS_OTLP_HTTP_ENDPOINT,
+    }
 
 
 @require_GET
@@ -180,7 +192,7 @@ def trace_list(request: HttpRequest) -> HttpResponse:
             "service": service,
             "paged": "before" in request.GET,
             "has_projects": bool(project_ids),
-            "otlp_endpoint": OTLP_GRPC_ENDPOINT,
+            **_otlp_endpoints(),
         },
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -90,7 +91,7 @@ AUDITED_MODELS = (
     "evaluators.MicroModel",
     "evaluators.EvaluatorConfig",
     "dashboard.ModelPrice",
-    "dashboard.CohortDimension",
+    "tracestore.CohortDimension",
     "alerts.AlertRule",
     "tracestore.ApiKey",
     "tracestore.Project",
@@ -289,6 +290,11 @@ MICROLENS_INGEST_MAX_IN_FLIGHT_BYTES = env_int(
 # An export waits at most this long on the database (each statement and lock wait, and a
 # database that does not answer at all), then is answered UNAVAILABLE. 0: no bound.
 MICROLENS_INGEST_DB_TIMEOUT_SECONDS = env_int("MICROLENS_INGEST_DB_TIMEOUT_SECONDS", 5, minimum=0)
+# The receivers re-read the configured cohort dimensions at most this often (seconds), so a
+# key added in the admin is extracted from spans received this long after, with no restart.
+MICROLENS_COHORT_DIMENSIONS_REFRESH_SECONDS = env_int(
+    "MICROLENS_COHORT_DIMENSIONS_REFRESH_SECONDS", 10, minimum=0
+)
 # Browser origins allowed to export over OTLP/HTTP (CORS): exact origins, "*", or "*" in
 # a host or port ("https://*.example.com"). Empty: no CORS.
 MICROLENS_OTLP_CORS_ORIGINS = env_list("MICROLENS_OTLP_CORS_ORIGINS", [])
@@ -342,6 +348,20 @@ if MICROLENS_ALERT_DELIVERY_LEASE_SECONDS <= MICROLENS_ALERT_WEBHOOK_TIMEOUT_SEC
 MICROLENS_ALERT_MAX_ATTEMPTS = env_int("MICROLENS_ALERT_MAX_ATTEMPTS", 8, minimum=1)
 # The dashboard's address as people reach it, for links in notifications.
 MICROLENS_PUBLIC_URL = env_str("MICROLENS_PUBLIC_URL", "http://localhost:8000")
+# The OTLP receivers' ports (`microlens up` passes the ones it binds to every process), and
+# where apps send traces as the dashboard's empty states show it: by default the public
+# URL's host with those ports.
+MICROLENS_GRPC_PORT = env_int("MICROLENS_GRPC_PORT", 4317, minimum=1)
+MICROLENS_HTTP_PORT = env_int("MICROLENS_HTTP_PORT", 4318, minimum=1)
+_OTLP_HOST = urlsplit(MICROLENS_PUBLIC_URL or "").hostname or "localhost"
+_OTLP_HOST = f"[{_OTLP_HOST}]" if ":" in _OTLP_HOST else _OTLP_HOST
+MICROLENS_OTLP_GRPC_ENDPOINT = (
+    env_str("MICROLENS_OTLP_GRPC_ENDPOINT") or f"{_OTLP_HOST}:{MICROLENS_GRPC_PORT}"
+)
+MICROLENS_OTLP_HTTP_ENDPOINT = (
+    env_str("MICROLENS_OTLP_HTTP_ENDPOINT")
+    or f"http://{_OTLP_HOST}:{MICROLENS_HTTP_PORT}/v1/traces"
+)
 EMAIL_HOST = env_str("MICROLENS_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("MICROLENS_EMAIL_PORT", 25, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("MICROLENS_EMAIL_FROM", "microlens@localhost")

@@ -41,7 +41,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -91,6 +91,24 @@ def connect_host(host: str) -> str:
 
 def host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def child_environment(options: UpOptions, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of every process `up` starts: its own, less the secrets only `up`
+    consumes, plus where this stack lives and listens, so the dashboard names the ports
+    and address it really serves (where it tells apps to send traces, links in alerts)."""
+    env = {key: value for key, value in environ.items() if key not in _BOOTSTRAP_ONLY_VARIABLES}
+    env.update(
+        PYTHONUNBUFFERED="1",
+        DJANGO_SETTINGS_MODULE="microlens.settings",
+        MICROLENS_HOME=str(options.home),
+        MICROLENS_GRPC_PORT=str(options.grpc_port),
+        MICROLENS_HTTP_PORT=str(options.http_port),
+    )
+    if not env.get("MICROLENS_PUBLIC_URL"):
+        web = host_port(connect_host(options.host), options.web_port)
+        env["MICROLENS_PUBLIC_URL"] = f"http://{web}"
+    return env
 
 
 def run_dir(home: Path) -> Path:
@@ -352,14 +370,7 @@ class Up:
 
     def _supervise(self, banner: list[str]) -> int:
         options = self.options
-        env = {
-            key: value for key, value in os.environ.items() if key not in _BOOTSTRAP_ONLY_VARIABLES
-        }
-        env.update(
-            PYTHONUNBUFFERED="1",
-            DJANGO_SETTINGS_MODULE="microlens.settings",
-            MICROLENS_HOME=str(options.home),
-        )
+        env = child_environment(options, os.environ)
         self.supervisor = Supervisor(
             env=env,
             cwd=PROJECT_ROOT,

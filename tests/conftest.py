@@ -1,13 +1,10 @@
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import pytest
 
-DEFAULT_COHORT_DIMENSIONS = importlib.import_module(
-    "dashboard.migrations.0002_default_cohort_dimensions"
-).DEFAULTS
+from tracestore.normalise import DEFAULT_COHORT_DIMENSIONS
 
 
 @pytest.fixture
@@ -29,7 +26,7 @@ def _rows_from_data_migrations(request: pytest.FixtureRequest) -> None:
     if not transactional:
         return
     request.getfixturevalue("transactional_db")
-    from dashboard.models import CohortDimension
+    from tracestore.models import CohortDimension
 
     for key, display_name in DEFAULT_COHORT_DIMENSIONS:
         CohortDimension.objects.get_or_create(key=key, defaults={"display_name": display_name})

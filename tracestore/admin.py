@@ -1,4 +1,4 @@
-"""Admin for projects and their API keys.
+"""Admin for projects, their API keys, and the cohort dimensions ingest extracts.
 
 Keys are issued from the Projects list ("Issue a new API key"): the raw key is shown once,
 in the action's own answer (never in a message, which would travel in a cookie or sit in
@@ -7,6 +7,7 @@ the session), and only its digest is stored. Keys are revoked, never edited.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
@@ -14,7 +15,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from .models import ApiKey, Project
+from .models import ApiKey, CohortDimension, Project
 from .services import issue_api_key
 
 
@@ -101,3 +102,35 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 key.revoked_at = now
                 key.save(update_fields=["revoked_at"])
         self.message_user(request, f"Revoked {len(keys)} API key(s).", messages.SUCCESS)
+
+
+_COHORT_DIMENSION_SAVED = (
+    "Saved. The receivers read the change within {seconds} s (no restart); spans stored "
+    "before are not back-filled. Metrics already folded are regrouped by "
+    "`manage.py refresh_metrics --resum`."
+)
+
+
+@admin.register(CohortDimension)
+class CohortDimensionAdmin(admin.ModelAdmin):
+    """Any span or resource attribute key can be a cohort dimension: ingest extracts every
+    configured key (see the model)."""
+
+    list_display = ("display_name", "key")
+    search_fields = ("key", "display_name")
+
+    def _saved(self, request: HttpRequest) -> None:
+        seconds = settings.MICROLENS_COHORT_DIMENSIONS_REFRESH_SECONDS
+        messages.info(request, _COHORT_DIMENSION_SAVED.format(seconds=seconds))
+
+    def save_model(self, request: HttpRequest, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        self._saved(request)
+
+    def delete_model(self, request: HttpRequest, obj) -> None:
+        super().delete_model(request, obj)
+        self._saved(request)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().delete_queryset(request, queryset)
+        self._saved(request)

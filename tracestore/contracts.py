@@ -122,6 +122,8 @@ class SpanView:
     output_text: str | None = None
     is_mirrored: bool = False
     mirror_of: str | None = None
+    # The trace's cohort (its root span's values, else the earliest span's), as traces,
+    # evaluations and metrics carry it: every span of a trace shows the same cohort.
     cohort: dict[str, str] = field(default_factory=dict)
     project_id: int | None = None
 

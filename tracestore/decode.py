@@ -29,7 +29,7 @@ from .contracts import (
     FLAG_ZERO_TIMESTAMP,
     SpanRecord,
 )
-from .normalise import DEFAULT_COHORT_KEYS, checked_canonical_values
+from .normalise import DEFAULT_COHORT_DIMENSION_KEYS, checked_canonical_values
 from .otlp_protobuf import parse_protobuf
 
 try:
@@ -55,7 +55,7 @@ _INT2 = 2**15
 class Limits:
     max_value_bytes: int = 64 * 1024
     max_attributes: int = 512
-    cohort_keys: tuple[str, ...] = DEFAULT_COHORT_KEYS
+    cohort_dimensions: tuple[str, ...] = DEFAULT_COHORT_DIMENSION_KEYS
 
 
 @dataclass
@@ -198,7 +198,7 @@ def decode_protobuf(
             heads, result.attributes_json, rejected = decoded
             for reason in rejected:
                 result.reject(reason)
-            keys = limits.cohort_keys
+            keys = limits.cohort_dimensions
             rows = result.rows
             for head in heads:
                 # head[12] and head[13]: the attributes and the resource attributes.
@@ -318,7 +318,9 @@ def _row(
         sanitiser.truncated = True
     if sanitiser.truncated:
         flags |= FLAG_TRUNCATED
-    values, unconvertible = checked_canonical_values(attrs, resource, sanitiser.limits.cohort_keys)
+    values, unconvertible = checked_canonical_values(
+        attrs, resource, sanitiser.limits.cohort_dimensions
+    )
     if unconvertible:
         flags |= FLAG_UNCONVERTIBLE_VALUE
     return (

@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from django.db import (
@@ -179,6 +179,39 @@ class CachedAuthenticator:
         return project
 
 
+class CachedCohortDimensions:
+    """The configured cohort dimensions' keys, read again once ``refresh_seconds`` have
+    passed since the last read: a key added or removed in the admin reaches ingest within
+    that time, at the cost of one small query per process per period (never per span or
+    per request). A failed read raises, so the export is answered UNAVAILABLE rather than
+    stored without the configured keys."""
+
+    def __init__(
+        self,
+        read: Callable[[], Sequence[str]],
+        refresh_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._refresh = refresh_seconds
+        self._clock = clock
+        self._keys: tuple[str, ...] | None = None
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> tuple[str, ...]:
+        keys = self._keys
+        if keys is not None and self._clock() - self._read_at < self._refresh:
+            return keys
+        # One thread reads; the others wait for it rather than each running the query.
+        with self._lock:
+            now = self._clock()
+            if self._keys is None or now - self._read_at >= self._refresh:
+                self._keys = tuple(self._read())
+                self._read_at = now
+            return self._keys
+
+
 class Counters:
     """Per-stage counters (no per-span logging)."""
 
@@ -313,10 +346,14 @@ class Ingest:
         counters: Counters | None = None,
         admission: Admission | None = None,
         stall_guard: StallGuard | None = None,
+        cohort_dimensions: Callable[[], tuple[str, ...]] | None = None,
     ) -> None:
         self._sink = sink
         self._authenticate = authenticate
         self._limits = limits or Limits()
+        # The configured cohort dimensions' keys (CachedCohortDimensions); None: the keys
+        # in ``limits``, fixed.
+        self._cohort_dimensions = cohort_dimensions
         self.counters = counters or Counters()
         self._admission = admission
         self._stall_guard = stall_guard or StallGuard(0)
@@ -360,6 +397,11 @@ class Ingest:
                 # their lifetime or left broken by an earlier error before using one.
                 close_old_connections()
                 project = self._authenticate(raw_key)
+                limits = self._limits
+                if project is not None and self._cohort_dimensions is not None:
+                    keys = self._cohort_dimensions()
+                    if keys != limits.cohort_dimensions:
+                        limits = self._limits = replace(limits, cohort_dimensions=keys)
         except StorageError as exc:
             return self._storage_failed(exc, None)
         if project is None:
@@ -369,9 +411,9 @@ class Ingest:
         try:
             request = load()
             decoded = (
-                decode_protobuf(request, self._limits)
+                decode_protobuf(request, limits)
                 if isinstance(request, bytes)
-                else decode_request(request, self._limits)
+                else decode_request(request, limits)
             )
         except RequestRejected as exc:
             self.counters.add(f"requests_{exc.status.value}")
@@ -422,10 +464,13 @@ class Ingest:
 
 def ingest_from_settings(max_in_flight: int | None = None) -> Ingest:
     """The receivers' ``Ingest`` (gRPC and HTTP alike): PostgreSQL storage, cached key
-    lookups, decoding limits, admission and the database bound, all from settings.
+    lookups, decoding limits, the configured cohort dimensions (re-read every
+    MICROLENS_COHORT_DIMENSIONS_REFRESH_SECONDS), admission and the database bound, all from
+    settings.
     ``max_in_flight`` overrides MICROLENS_INGEST_MAX_IN_FLIGHT (a receiver's command line)."""
     from django.conf import settings
 
+    from .queries import cohort_dimension_keys
     from .services import authenticate_api_key, store_span_rows
 
     limits = Limits(
@@ -447,4 +492,7 @@ def ingest_from_settings(max_in_flight: int | None = None) -> Ingest:
         limits,
         admission=admission,
         stall_guard=stall_guard,
+        cohort_dimensions=CachedCohortDimensions(
+            cohort_dimension_keys, settings.MICROLENS_COHORT_DIMENSIONS_REFRESH_SECONDS
+        ),
     )

@@ -42,6 +42,31 @@ class ApiKey(models.Model):
         return f"{self.prefix}… ({self.project.name})"
 
 
+class CohortDimension(models.Model):
+    """An attribute key traces are grouped by. Ingest copies each configured key's value into
+    the span's cohort (the span's attribute, else its resource's) and the trace's (its root
+    span's value, else the earliest span's); the dashboard filters and groups metrics by it.
+    Receivers re-read this table every MICROLENS_COHORT_DIMENSIONS_REFRESH_SECONDS; spans
+    stored before a key was added are not back-filled."""
+
+    key = models.CharField(
+        max_length=200,
+        unique=True,
+        help_text=(
+            "Span or resource attribute key, e.g. customer.region. The receivers start "
+            "reading a new key within a few seconds (MICROLENS_COHORT_DIMENSIONS_REFRESH_"
+            "SECONDS, default 10); spans stored before are not back-filled."
+        ),
+    )
+    display_name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ("display_name",)
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
 class Span(models.Model):
     # The logical identity. In the database the table is partitioned by day of start_time
     # (migration 0003), so its primary key also holds start_time.
@@ -111,9 +136,8 @@ class Span(models.Model):
 
 
 class Trace(models.Model):
-    """Per-trace rollup: each batch merges its own per-trace deltas into it with
-    order-independent operations (sums, min start, max end, first root), never re-reading
-    the trace's stored spans (``services._merge_rollups``)."""
+    """Per-trace rollup: each stored batch merges its per-trace delta into it (the spans
+    are not re-read); ``services.rebuild_trace_rollups`` recomputes it from the spans."""
 
     pk = models.CompositePrimaryKey("project_id", "trace_id")
     # No index of its own: the primary key (project_id, trace_id) serves project lookups.

@@ -84,7 +84,15 @@ OUTPUT_MESSAGE_LISTS = (
 _INPUT_PROBES = tuple((f"{p}0{s}", p, s) for p, s in INPUT_MESSAGE_LISTS)
 _OUTPUT_PROBES = tuple((f"{p}0{s}", p, s) for p, s in OUTPUT_MESSAGE_LISTS)
 
-DEFAULT_COHORT_KEYS = ("user.tier", "language", "prompt.version", "task.type")
+# The cohort dimensions a new installation starts with (key, display name); the configured
+# ones are the CohortDimension rows (models.py), which ingest reads.
+DEFAULT_COHORT_DIMENSIONS = (
+    ("user.tier", "User tier"),
+    ("language", "Language"),
+    ("prompt.version", "Prompt version"),
+    ("task.type", "Task type"),
+)
+DEFAULT_COHORT_DIMENSION_KEYS = tuple(key for key, _ in DEFAULT_COHORT_DIMENSIONS)
 
 # Operation names and framework kinds mapped onto OpenInference span kinds.
 _KIND_ALIASES = {
@@ -354,25 +362,27 @@ CANONICAL_FIELDS = (
 def canonical_fields(
     attrs: Mapping[str, Any],
     resource: Mapping[str, Any],
-    cohort_keys: Sequence[str] = DEFAULT_COHORT_KEYS,
+    cohort_dimensions: Sequence[str] = DEFAULT_COHORT_DIMENSION_KEYS,
 ) -> dict[str, Any]:
     """Every canonical field of one span, as keyword arguments for SpanRecord."""
-    return dict(zip(CANONICAL_FIELDS, canonical_values(attrs, resource, cohort_keys), strict=True))
+    return dict(
+        zip(CANONICAL_FIELDS, canonical_values(attrs, resource, cohort_dimensions), strict=True)
+    )
 
 
 def canonical_values(
     attrs: Mapping[str, Any],
     resource: Mapping[str, Any],
-    cohort_keys: Sequence[str] = DEFAULT_COHORT_KEYS,
+    cohort_dimensions: Sequence[str] = DEFAULT_COHORT_DIMENSION_KEYS,
 ) -> tuple[Any, ...]:
     """The canonical fields of one span, in the order of CANONICAL_FIELDS."""
-    return checked_canonical_values(attrs, resource, cohort_keys)[0]
+    return checked_canonical_values(attrs, resource, cohort_dimensions)[0]
 
 
 def checked_canonical_values(
     attrs: Mapping[str, Any],
     resource: Mapping[str, Any],
-    cohort_keys: Sequence[str] = DEFAULT_COHORT_KEYS,
+    cohort_dimensions: Sequence[str] = DEFAULT_COHORT_DIMENSION_KEYS,
 ) -> tuple[tuple[Any, ...], bool]:
     """``canonical_values``, and whether a numeric key was present with a value that has no
     number its column can hold (text, infinity, an integer past the column's range, a list):
@@ -437,6 +447,6 @@ def checked_canonical_values(
         "cache.hit" in present and _as_bool(attrs["cache.hit"]),
         "route.mirrored" in present and _as_bool(attrs["route.mirrored"]),
         _as_text(mirror_of) if mirror_of not in (None, "") else None,
-        cohort_values(attrs, resource, cohort_keys),
+        cohort_values(attrs, resource, cohort_dimensions),
     )
     return values, unconvertible

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import JSONField, OuterRef, Q, QuerySet, Subquery
 
 from . import contracts
 from .contracts import (
@@ -22,7 +22,7 @@ from .contracts import (
     TraceFacts,
     TraceSummary,
 )
-from .models import Project, Span, Trace
+from .models import CohortDimension, Project, Span, Trace
 
 _TRACE_ID_HEX = re.compile(r"[0-9a-fA-F]{32}")
 _SPAN_ID_HEX = re.compile(r"[0-9a-fA-F]{16}")
@@ -47,6 +47,16 @@ _SUMMARY_COLUMNS = (
     "cohort",
 )
 _SUMMARY_SELECT = ", ".join(_SUMMARY_COLUMNS)
+
+
+def cohort_dimensions() -> list[tuple[str, str]]:
+    """The configured cohort dimensions as (key, display name), by display name."""
+    return list(CohortDimension.objects.order_by("display_name").values_list("key", "display_name"))
+
+
+def cohort_dimension_keys() -> list[str]:
+    """The configured cohort dimensions' keys, sorted: what ingest extracts."""
+    return list(CohortDimension.objects.order_by("key").values_list("key", flat=True))
 
 
 def project_ids_for_user(user_id: int, is_superuser: bool) -> list[int]:
@@ -140,7 +150,8 @@ def get_trace(project_ids: list[int], trace_id_hex: str) -> TraceDetail | None:
         .order_by("start_time", "span_id")
         .defer("received_at")
     )
-    return TraceDetail(summary=_summary(row), spans=[_span_view(span) for span in spans])
+    summary = _summary(row)
+    return TraceDetail(summary=summary, spans=[_span_view(span, summary.cohort) for span in spans])
 
 
 def get_span(project_ids: list[int], trace_id_hex: str, span_id_hex: str) -> SpanView | None:
@@ -150,7 +161,7 @@ def get_span(project_ids: list[int], trace_id_hex: str, span_id_hex: str) -> Spa
         return None
     if not _SPAN_ID_HEX.fullmatch(span_id_hex or ""):
         return None
-    span = (
+    spans = (
         Span.objects.filter(
             project_id__in=project_ids,
             trace_id=bytes.fromhex(trace_id_hex),
@@ -158,9 +169,9 @@ def get_span(project_ids: list[int], trace_id_hex: str, span_id_hex: str) -> Spa
         )
         .order_by("project_id")
         .defer("received_at")
-        .first()
     )
-    return None if span is None else _span_view(span)
+    found = _with_trace_cohort(spans[:1])
+    return _span_view(*found[0]) if found else None
 
 
 def get_spans(keys: Sequence[tuple[int, str, str, datetime]]) -> list[SpanView]:
@@ -178,8 +189,8 @@ def get_spans(keys: Sequence[tuple[int, str, str, datetime]]) -> list[SpanView]:
         start_time__gte=min(at for *_, at in keys),
     ).defer("received_at")
     found = {}
-    for span in rows:
-        view = _span_view(span)
+    for span, trace_cohort in _with_trace_cohort(rows):
+        view = _span_view(span, trace_cohort)
         key = (span.project_id, view.trace_id, view.span_id)
         if key in wanted:
             found[key] = view
@@ -372,7 +383,19 @@ def _summary(row: dict[str, Any]) -> TraceSummary:
     )
 
 
-def _span_view(span: Span) -> SpanView:
+def _with_trace_cohort(spans: QuerySet[Span]) -> list[tuple[Span, dict[str, str] | None]]:
+    """``spans``, each with its trace's cohort (down the trace's primary key, one lookup per
+    span, in the same query)."""
+    trace = Trace.objects.filter(project_id=OuterRef("project_id"), trace_id=OuterRef("trace_id"))
+    annotated = spans.annotate(
+        trace_cohort=Subquery(trace.values("cohort")[:1], output_field=JSONField())
+    )
+    return [(span, span.trace_cohort) for span in annotated]
+
+
+def _span_view(span: Span, trace_cohort: dict[str, str] | None) -> SpanView:
+    """A span as the API shows it, with its trace's cohort (the one metrics, traces and
+    evaluations group by): the span's own values are in its attributes and resource."""
     return SpanView(
         trace_id=bytes(span.trace_id).hex(),
         span_id=bytes(span.span_id).hex(),
@@ -409,7 +432,8 @@ def _span_view(span: Span) -> SpanView:
         cache_hit=span.cache_hit,
         is_mirrored=span.is_mirrored,
         mirror_of=span.mirror_of,
-        cohort=span.cohort,
+        # The trace row is written with its spans; should it be missing, the span's own.
+        cohort=dict(trace_cohort) if trace_cohort is not None else span.cohort,
         project_id=span.project_id,
     )
 

@@ -85,7 +85,13 @@ class SpanSerializer(serializers.Serializer):
     cache_hit = serializers.BooleanField()
     is_mirrored = serializers.BooleanField()
     mirror_of = serializers.CharField(allow_null=True)
-    cohort = serializers.DictField(child=serializers.CharField())
+    cohort = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="The trace's cohort, as traces, evaluations and metrics carry it: each"
+        " configured cohort dimension's value on the root span (its attribute, else its"
+        " resource's), else on the earliest span carrying it. The span's own values are in"
+        " `attributes` and `resource_attributes`.",
+    )
     evaluations = EvaluationSerializer(many=True, help_text="This span's evaluation results.")
 
 

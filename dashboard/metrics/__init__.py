@@ -26,8 +26,8 @@ from typing import Any
 from django.db import connection
 
 from evaluators.queries import pending_counts
+from tracestore.queries import cohort_dimensions
 
-from ..models import CohortDimension
 from .histograms import (
     CONFIDENCE_BINS,
     COST_BASE_USD,
@@ -88,11 +88,6 @@ def wilson_interval(successes: int, n: int, z: float = WILSON_Z) -> tuple[float,
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == n else min(1.0, centre + half)
     return low, high
-
-
-def cohort_dimensions() -> list[tuple[str, str]]:
-    """(attribute key, display name) of every configured cohort dimension."""
-    return list(CohortDimension.objects.order_by("display_name").values_list("key", "display_name"))
 
 
 def group_choices() -> list[str]:

@@ -27,10 +27,11 @@ from evaluators.queries import (
     evaluation_counts,
     evaluation_hour_counts,
 )
+from tracestore.queries import cohort_dimension_keys
 
 from ..models import RollupWatermark
 from . import Filters, _where
-from .refresh import LATE_COMMIT_MARGIN, _copy, cohort_keys
+from .refresh import LATE_COMMIT_MARGIN, _copy
 from .windows import partial_hours, whole_hours
 
 WATERMARK = "evaluations"
@@ -140,7 +141,7 @@ def fold_evaluations(now: datetime | None = None) -> tuple[int, int]:
         # updated_at may be its transaction's start: re-read a margin for late commits.
         start = max(mark.folded_until - LATE_COMMIT_MARGIN, _EPOCH)
         touched = changed_evaluation_hours(start)
-        days = _rebuild(touched, cohort_keys()) if touched else set()
+        days = _rebuild(touched, cohort_dimension_keys()) if touched else set()
         mark.folded_until = max(until, mark.folded_until)
         mark.save(update_fields=["folded_until"])
     return len(touched), len(days)

@@ -24,9 +24,9 @@ from django.utils import timezone
 from evaluators.contracts import resolve_expected_label
 from evaluators.queries import feedback_changed_traces, feedback_labels
 from tracestore.contracts import TraceFacts
-from tracestore.queries import changed_trace_keys, trace_facts
+from tracestore.queries import changed_trace_keys, cohort_dimension_keys, trace_facts
 
-from ..models import CohortDimension, DecisionFact, LabelRollup, Rollup, RollupWatermark
+from ..models import DecisionFact, LabelRollup, Rollup, RollupWatermark
 from .histograms import (
     CONFIDENCE_BINS,
     COST_BASE_USD,
@@ -92,10 +92,6 @@ def _hour(at: datetime) -> datetime:
 
 def _day(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def cohort_keys() -> list[str]:
-    return list(CohortDimension.objects.order_by("key").values_list("key", flat=True))
 
 
 def fact_rows(trace: TraceFacts, prices: PriceBook) -> list[tuple]:
@@ -483,7 +479,7 @@ def fold_changes(now: datetime | None = None, *, since: datetime | None = None) 
     a new cohort dimension re-folds history) into the facts and rollups."""
     until = now or timezone.now()
     prices = PriceBook.load()
-    keys_config = cohort_keys()
+    keys_config = cohort_dimension_keys()
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_ID])
@@ -540,7 +536,7 @@ def resum_rollups() -> FoldResult:
     """Re-sum every rollup from the facts, without re-reading spans: enough after a cohort
     dimension change (facts keep every cohort key tracestore reads), not after a price
     change (costs are in the facts; use ``rebuild_all_rollups``)."""
-    keys_config = cohort_keys()
+    keys_config = cohort_dimension_keys()
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_ID])

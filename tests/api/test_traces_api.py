@@ -226,7 +226,8 @@ def test_the_detail_returns_field_for_field_what_was_stored(tenant: Tenant) -> N
         "cache_hit": False,
         "is_mirrored": False,
         "mirror_of": None,
-        "cohort": {},  # cohort attributes are on the root span; the trace rollup has them
+        # The trace's cohort (from its root span), as the trace and evaluations carry it.
+        "cohort": {"user.tier": "free"},
         "evaluations": [],
     }
     assert root_span["cohort"] == {"user.tier": "free"}

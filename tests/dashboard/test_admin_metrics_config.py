@@ -10,8 +10,9 @@ from django.test import Client
 
 from dashboard import metrics
 from dashboard.metrics.refresh import fold_changes, rebuild_all_rollups
-from dashboard.models import CohortDimension, ModelPrice
+from dashboard.models import ModelPrice
 from tests.dashboard.metric_data import NOW, build_trace
+from tracestore.models import CohortDimension
 from tracestore.services import create_project, store_spans
 
 pytestmark = pytest.mark.django_db

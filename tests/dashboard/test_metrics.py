@@ -291,7 +291,7 @@ def test_expiry_drops_facts_and_rollups_past_retention(loaded) -> None:
 
 def test_resumming_from_facts_picks_up_a_new_cohort_dimension(loaded) -> None:
     from dashboard.metrics.refresh import resum_rollups
-    from dashboard.models import CohortDimension
+    from tracestore.models import CohortDimension
 
     project_id, _ = loaded
     CohortDimension.objects.filter(key="language").delete()

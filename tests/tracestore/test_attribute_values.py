@@ -17,7 +17,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from tests.builders import otlp_json
 from tracestore.contracts import FLAG_UNCONVERTIBLE_VALUE
 from tracestore.decode import decode_protobuf
-from tracestore.normalise import _KNOWN_KEYS, DEFAULT_COHORT_KEYS
+from tracestore.normalise import _KNOWN_KEYS, DEFAULT_COHORT_DIMENSION_KEYS
 from tracestore.otlp_json import parse_export_request
 from tracestore.services import _rollup_deltas, _rows
 
@@ -61,7 +61,7 @@ _ANY_VALUES = st.recursive(
     ),
     max_leaves=12,
 )
-_KEYS = st.sampled_from(sorted(_KNOWN_KEYS | set(DEFAULT_COHORT_KEYS)))
+_KEYS = st.sampled_from(sorted(_KNOWN_KEYS | set(DEFAULT_COHORT_DIMENSION_KEYS)))
 
 
 def _body(attributes: list[tuple[str, AnyValue]]) -> bytes:
