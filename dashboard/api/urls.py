@@ -4,7 +4,7 @@ from evaluators import api as config
 
 from ..access import visible_project_ids
 from ..alerts import api as alerts
-from . import evaluations, metrics, spans, views
+from . import evaluations, metrics, model_decisions, spans, views
 
 app_name = "api"
 
@@ -27,6 +27,8 @@ urlpatterns = [
     path("feedback/", evaluations.FeedbackView.as_view(), name="feedback"),
     path("metrics/<str:name>/", metrics.MetricView.as_view(), name="metric"),
     path("micro-models/", metrics.MicroModelListView.as_view(), name="micro-model-list"),
+    path("micro-models/<path:name>/shadow/", model_decisions.ShadowAgreementView.as_view()),
+    path("micro-models/<path:name>/thresholds/", model_decisions.ThresholdsView.as_view()),
     path(
         "micro-models/<path:name>/",
         metrics.MicroModelDetailView.as_view(),

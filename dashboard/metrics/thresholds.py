@@ -1,0 +1,150 @@
+"""The confidence-threshold optimiser: for each threshold t (escalate a decision to the
+fallback when its confidence < t) the accuracy of the decisions kept, the share escalated
+and the cost per 1,000 decisions, and the lowest-cost threshold meeting a target accuracy,
+per cohort.
+
+Read from ``dashboard_decisionfact`` (live decisions only; mirrored calls are not there):
+decisions with a confidence, a predicted label and an expected label (feedback wins over the
+span attribute, as for label quality), counted per confidence step in the database.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from django.db import connection
+
+from . import Filters, InvalidQuery, wilson_interval
+
+STEPS = 20  # thresholds 0.00, 0.05, ..., 1.00
+DEFAULT_TARGET = 0.95
+ALL = ""
+
+
+def parse_target(value: str | None) -> float:
+    """The target accuracy of a query parameter: a fraction in (0, 1] or a percentage
+    ("95%")."""
+    if value is None or value == "":
+        return DEFAULT_TARGET
+    text = value.strip()
+    try:
+        target = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError as exc:
+        raise InvalidQuery(
+            f"target: a fraction like 0.95 or a percentage like 95%, not {value!r}."
+        ) from exc
+    if not 0 < target <= 1:
+        raise InvalidQuery(f"target: between 0 (excluded) and 1 (or 100%), not {value!r}.")
+    return target
+
+
+def _unit_costs(filters: Filters, conditions: list[str], params: list[Any]) -> dict[str, Any]:
+    """The observed cost of a decision kept and the extra cost of one escalated: mean cost
+    of the micro model's priced traces that did not go to the fallback, and the mean cost
+    of those that did minus it. Unpriced traces are left out (and counted)."""
+    sql = (
+        "SELECT is_fallback, count(*), count(cost), coalesce(sum(cost), 0)"  # noqa: S608 (constant SQL; values are parameters)
+        f" FROM dashboard_decisionfact WHERE {' AND '.join(conditions)} AND is_primary"
+        " GROUP BY is_fallback"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        by_side = {row[0]: row[1:] for row in cursor.fetchall()}
+    kept_n, kept_priced, kept_sum = by_side.get(False, (0, 0, 0.0))
+    esc_n, esc_priced, esc_sum = by_side.get(True, (0, 0, 0.0))
+    kept_mean = kept_sum / kept_priced if kept_priced else None
+    esc_mean = esc_sum / esc_priced if esc_priced else None
+    return {
+        "kept_traces": kept_n,
+        "kept_priced": kept_priced,
+        "escalated_traces": esc_n,
+        "escalated_priced": esc_priced,
+        "cost_kept": kept_mean,
+        "cost_escalated": esc_mean,
+        "fallback_cost": (
+            esc_mean - kept_mean if kept_mean is not None and esc_mean is not None else None
+        ),
+    }
+
+
+def threshold_table(
+    filters: Filters, target: float = DEFAULT_TARGET, dimension: str | None = None
+) -> dict[str, Any]:
+    """Per cohort value (``""``: every decision) the row of each threshold and the chosen
+    one: the lowest-cost (fewest escalations) threshold whose kept accuracy meets
+    ``target``, with the Wilson interval of that accuracy; None when none meets it."""
+    if not filters.micro_model:
+        raise InvalidQuery("the threshold optimiser needs a micro model.")
+    if dimension and filters.cohort and filters.cohort[0] != dimension:
+        raise InvalidQuery(
+            "A cohort filter on one dimension and a split by another cannot be combined."
+        )
+    conditions = ["project_id = ANY(%s)", "micro_model = %s", "start_time >= %s", "start_time < %s"]
+    params: list[Any] = [list(filters.project_ids), filters.micro_model, filters.start, filters.end]
+    if filters.cohort is not None:
+        conditions.append("cohort ->> %s = %s")
+        params += list(filters.cohort)
+    cohort_sql = "coalesce(cohort ->> %s, '')" if dimension else "''"
+    # numeric: 0.35 is counted in step 7 exactly (as a float, 0.35 * 20 < 7).
+    sql = (
+        f"SELECT {cohort_sql},"  # noqa: S608 (constant SQL; values are parameters)
+        f" least(greatest(floor(confidence::numeric * {STEPS}), 0), {STEPS})::int,"
+        " count(*), count(*) FILTER (WHERE label = expected_label)"
+        f" FROM dashboard_decisionfact WHERE {' AND '.join(conditions)} AND is_decision"
+        " AND confidence IS NOT NULL AND label <> '' AND expected_label <> ''"
+        " GROUP BY 1, 2"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ([dimension] if dimension else []) + params)
+        counted = cursor.fetchall()
+    costs = _unit_costs(filters, conditions, params)
+    steps: dict[str, list[list[int]]] = defaultdict(lambda: [[0, 0] for _ in range(STEPS + 1)])
+    for cohort, step, n, correct in counted:
+        for key in (ALL, cohort) if dimension and cohort else (ALL,):
+            steps[key][step][0] += n
+            steps[key][step][1] += correct
+    cohorts = [
+        _cohort_rows(cohort, counts, target, costs) for cohort, counts in sorted(steps.items())
+    ]
+    return {"target": target, "costs": costs, "cohorts": cohorts}
+
+
+def _cohort_rows(
+    cohort: str, counts: list[list[int]], target: float, costs: dict[str, Any]
+) -> dict[str, Any]:
+    total = sum(n for n, _ in counts)
+    rows = []
+    kept = correct = 0
+    # From the top step down: decisions kept at threshold k/STEPS are steps k..STEPS.
+    for k in range(STEPS, -1, -1):
+        kept += counts[k][0]
+        correct += counts[k][1]
+        interval = wilson_interval(correct, kept)
+        escalated = total - kept
+        share = escalated / total if total else None
+        cost = None
+        if share is not None and costs["fallback_cost"] is not None:
+            cost = 1000 * (costs["cost_kept"] + share * costs["fallback_cost"])
+        rows.append(
+            {
+                "threshold": k / STEPS,
+                "kept": kept,
+                "correct": correct,
+                "accuracy": correct / kept if kept else None,
+                "low": interval[0] if interval else None,
+                "high": interval[1] if interval else None,
+                "escalated": escalated,
+                "escalated_share": share,
+                "cost_per_1000": cost,
+            }
+        )
+    rows.reverse()
+    # Escalating more never costs less (an escalation's observed extra cost is >= 0 in
+    # practice; when it is unknown, fewer escalations is the cheaper side): the lowest
+    # threshold that meets the target is the cheapest one.
+    best = next((r for r in rows if r["accuracy"] is not None and r["accuracy"] >= target), None)
+    if costs["fallback_cost"] is not None and costs["fallback_cost"] < 0:
+        meeting = [r for r in rows if r["accuracy"] is not None and r["accuracy"] >= target]
+        best = min(meeting, key=lambda r: float(r["cost_per_1000"] or 0.0), default=None)
+    return {"cohort": cohort, "n": total, "thresholds": rows, "best": best}
