@@ -10,6 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -191,3 +193,15 @@ def test_shadow_endpoint_answers_per_cohort_and_refuses_a_bad_split(shadowed):
     response = api.get(f"/api/v1/micro-models/{LIVE}/shadow/", {"group_by": "colour"})
     assert response.status_code == 400
     assert "not a cohort dimension" in response.content.decode()
+
+
+def test_the_micro_model_page_shows_the_paired_difference(shadowed):
+    user = get_user_model().objects.create_user("ana", password="pw-for-tests-1")
+    user.projects.add(shadowed.id)
+    client = Client()
+    client.force_login(user)
+    html = client.get(f"/micro-models/{LIVE}/?dimension=user.tier").content.decode()
+    assert 'id="shadow"' in html
+    # enterprise: 18 labelled pairs, shadow right on 4 the live missed, live on 1: +16.7 pp.
+    assert "+16.7 pp" in html
+    assert 'id="shadow-matrix-0"' in html
