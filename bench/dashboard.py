@@ -147,6 +147,13 @@ def main() -> int:
                 f"/api/v1/spans/?{r}&label=billing&fallback=true",
             ),
         ]
+        for part in ("shadow", "thresholds"):  # the micro model's decision analyses
+            urls.append(
+                (
+                    f"api {part} by user.tier {range_name}",
+                    f"/api/v1/micro-models/intent-mini/{part}/?{r}&group_by=user.tier",
+                )
+            )
     if row:
         urls.append(("page trace detail", f"/traces/{row[0]}/"))
         urls.append(("api trace's spans", f"/api/v1/traces/{row[0]}/spans/"))

@@ -112,6 +112,13 @@ class DecisionFact(models.Model):
                 name="decision_fact_span_idx",
                 condition=models.Q(is_decision=True),
             ),
+            # The threshold optimiser's unit costs: one micro model's traces, newest first.
+            models.Index(
+                fields=["project_id", "micro_model", "-start_time"],
+                name="decision_fact_model_idx",
+                condition=models.Q(is_primary=True),
+                include=["is_fallback", "cost"],
+            ),
         ]
 
     def __str__(self) -> str:

@@ -3,9 +3,10 @@ fallback when its confidence < t) the accuracy of the decisions kept, the share 
 and the cost per 1,000 decisions, and the lowest-cost threshold meeting a target accuracy,
 per cohort.
 
-Read from ``dashboard_decisionfact`` (live decisions only; mirrored calls are not there):
-decisions with a confidence, a predicted label and an expected label (feedback wins over the
-span attribute, as for label quality), counted per confidence step in the database.
+Accuracy is read from the label rollups (live decisions only; mirrored calls are not
+there): decisions with a confidence, a predicted label and an expected label (feedback wins
+over the span attribute), counted per confidence bin, as label-quality counts them. The
+unit costs come from the micro model's primary ``dashboard_decisionfact`` rows.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ from typing import Any
 
 from django.db import connection
 
-from . import Filters, InvalidQuery, wilson_interval
+from . import Filters, InvalidQuery, _label_rows, wilson_interval
+from .histograms import CONFIDENCE_BINS
 
-STEPS = 20  # thresholds 0.00, 0.05, ..., 1.00
+# Thresholds 0.00, 0.05, ..., 0.95: the label rollups' confidence bins (a decision with
+# confidence c is in bin min(floor(20 c), 19)), so escalating below t = k / 20 escalates
+# bins 0 .. k - 1 exactly.
+STEPS = CONFIDENCE_BINS
 DEFAULT_TARGET = 0.95
+COST_SAMPLE = 50_000
 ALL = ""
 
 
@@ -39,15 +45,20 @@ def parse_target(value: str | None) -> float:
     return target
 
 
-def _unit_costs(filters: Filters, conditions: list[str], params: list[Any]) -> dict[str, Any]:
+def _unit_costs(conditions: list[str], params: list[Any]) -> dict[str, Any]:
     """The observed cost of a decision kept and the extra cost of one escalated: mean cost
     of the micro model's priced traces that did not go to the fallback, and the mean cost
-    of those that did minus it. Unpriced traces are left out (and counted)."""
+    of those that did minus it, over its newest COST_SAMPLE traces in range (a mean needs no
+    more; the index on (project, micro model, start_time) of primary rows reads just
+    those). Unpriced traces are left out (and counted)."""
     sql = (
-        "SELECT is_fallback, count(*), count(cost), coalesce(sum(cost), 0)"  # noqa: S608 (constant SQL; values are parameters)
-        f" FROM dashboard_decisionfact WHERE {' AND '.join(conditions)} AND is_primary"
+        "SELECT is_fallback, count(*), count(cost), coalesce(sum(cost), 0) FROM ("  # noqa: S608 (constant SQL; values are parameters)
+        " SELECT is_fallback, cost FROM dashboard_decisionfact"
+        f" WHERE {' AND '.join(conditions)} AND is_primary"
+        " ORDER BY start_time DESC LIMIT %s) AS newest"
         " GROUP BY is_fallback"
     )
+    params = [*params, COST_SAMPLE]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         by_side = {row[0]: row[1:] for row in cursor.fetchall()}
@@ -80,30 +91,29 @@ def threshold_table(
         raise InvalidQuery(
             "A cohort filter on one dimension and a split by another cannot be combined."
         )
+    # Accuracy per confidence step from the label rollups (label x expected label x
+    # confidence histogram), read like label-quality: whole hours from the rollups, the
+    # partial hours at the ends from the facts.
+    steps: dict[str, list[list[int]]] = defaultdict(lambda: [[0, 0] for _ in range(STEPS)])
+    for group_by in (None, dimension) if dimension else (None,):
+        for group, label, expected, _, hists in _label_rows(filters, group_by):
+            if not expected or not label:
+                continue
+            counts = steps[group or ALL]
+            right = label == expected
+            for hist in hists:
+                if hist is None:
+                    continue
+                for step, n in enumerate(hist):
+                    if n:
+                        counts[step][0] += n
+                        counts[step][1] += n if right else 0
     conditions = ["project_id = ANY(%s)", "micro_model = %s", "start_time >= %s", "start_time < %s"]
     params: list[Any] = [list(filters.project_ids), filters.micro_model, filters.start, filters.end]
     if filters.cohort is not None:
         conditions.append("cohort ->> %s = %s")
         params += list(filters.cohort)
-    cohort_sql = "coalesce(cohort ->> %s, '')" if dimension else "''"
-    # numeric: 0.35 is counted in step 7 exactly (as a float, 0.35 * 20 < 7).
-    sql = (
-        f"SELECT {cohort_sql},"  # noqa: S608 (constant SQL; values are parameters)
-        f" least(greatest(floor(confidence::numeric * {STEPS}), 0), {STEPS})::int,"
-        " count(*), count(*) FILTER (WHERE label = expected_label)"
-        f" FROM dashboard_decisionfact WHERE {' AND '.join(conditions)} AND is_decision"
-        " AND confidence IS NOT NULL AND label <> '' AND expected_label <> ''"
-        " GROUP BY 1, 2"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, ([dimension] if dimension else []) + params)
-        counted = cursor.fetchall()
-    costs = _unit_costs(filters, conditions, params)
-    steps: dict[str, list[list[int]]] = defaultdict(lambda: [[0, 0] for _ in range(STEPS + 1)])
-    for cohort, step, n, correct in counted:
-        for key in (ALL, cohort) if dimension and cohort else (ALL,):
-            steps[key][step][0] += n
-            steps[key][step][1] += correct
+    costs = _unit_costs(conditions, params)
     cohorts = [
         _cohort_rows(cohort, counts, target, costs) for cohort, counts in sorted(steps.items())
     ]
@@ -116,8 +126,8 @@ def _cohort_rows(
     total = sum(n for n, _ in counts)
     rows = []
     kept = correct = 0
-    # From the top step down: decisions kept at threshold k/STEPS are steps k..STEPS.
-    for k in range(STEPS, -1, -1):
+    # From the top step down: decisions kept at threshold k/STEPS are steps k..STEPS-1.
+    for k in range(STEPS - 1, -1, -1):
         kept += counts[k][0]
         correct += counts[k][1]
         interval = wilson_interval(correct, kept)

@@ -123,7 +123,7 @@ def test_each_threshold_counts_kept_accuracy_share_escalated_and_cost(decided, t
     assert table["costs"]["fallback_cost"] == pytest.approx(FALLBACK_COST)
     cohort = next(c for c in table["cohorts"] if c["cohort"] == (tier or ""))
     assert cohort["n"] == len([r for r in design if tier is None or r[0] == tier])
-    assert len(cohort["thresholds"]) == STEPS + 1
+    assert len(cohort["thresholds"]) == STEPS
     for row in cohort["thresholds"]:
         expected = _expected(design, tier, row["threshold"])
         assert (row["kept"], row["correct"]) == (expected["kept"], expected["correct"])
@@ -136,7 +136,7 @@ def test_each_threshold_counts_kept_accuracy_share_escalated_and_cost(decided, t
     # The cheapest threshold meeting 90 %: the lowest whose kept accuracy reaches it.
     meeting = [
         k / STEPS
-        for k in range(STEPS + 1)
+        for k in range(STEPS)
         if (e := _expected(design, tier, k / STEPS))["kept"] and e["correct"] / e["kept"] >= 0.9
     ]
     if meeting:
