@@ -70,11 +70,15 @@ def shadow_matrix_figure(row: dict[str, Any]) -> dict[str, Any]:
             }
         ],
         "layout": {
-            "title": {"text": f"Live \u00d7 {row['shadow_model']} labels"},
-            "xaxis": {"title": {"text": f"shadow ({row['shadow_model']})"}},
-            "yaxis": {"title": {"text": "live"}, "autorange": "reversed"},
+            "title": {
+                "text": f"Live \u00d7 {row['shadow_model']} labels",
+                "x": 0,
+                "font": {"size": 14},
+            },
+            "xaxis": {"title": {"text": f"shadow ({row['shadow_model']})"}, "automargin": True},
+            "yaxis": {"title": {"text": "live"}, "autorange": "reversed", "automargin": True},
             "height": max(320, 40 * len(labels) + 140),
-            "margin": {"l": 90, "r": 20, "t": 50, "b": 70},
+            "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
         },
     }
 
@@ -144,6 +148,9 @@ def threshold_frontier_figure(table: dict[str, Any]) -> dict[str, Any]:
                     "line": {"dash": "dot", "color": "#888"},
                 }
             ],
-            "margin": {"l": 70, "r": 20, "t": 50, "b": 60},
+            "margin": {"l": 70, "r": 10, "t": 40, "b": 10},
+            "height": 420,
+            "legend": {"orientation": "h", "y": -0.2},
+            "plot_bgcolor": "#ffffff",
         },
     }
