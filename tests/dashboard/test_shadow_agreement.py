@@ -16,8 +16,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from dashboard import metrics
-from dashboard.metrics.refresh import fold_changes
+from dashboard.metrics.refresh import expire_before, fold_changes, rebuild_all_rollups
 from dashboard.metrics.shadow import newcombe_paired_interval, shadow_agreement
+from dashboard.models import ShadowPair
 from tests.builders import TraceBuilder
 from tracestore.services import create_project, issue_api_key, store_spans
 
@@ -205,3 +206,26 @@ def test_the_micro_model_page_shows_the_paired_difference(shadowed):
     # enterprise: 18 labelled pairs, shadow right on 4 the live missed, live on 1: +16.7 pp.
     assert "+16.7 pp" in html
     assert 'id="shadow-matrix-0"' in html
+
+
+def test_a_shadow_pairs_once_its_live_decision_arrives_and_leaves_with_retention():
+    project = create_project("shop")
+    trace = _trace("free", "billing", "refund", "billing")
+    store_spans(project.id, trace.records([trace.spans[0], trace.spans[2]]))
+    fold_changes()
+    assert ShadowPair.objects.count() == 0  # no live decision to pair with yet
+
+    store_spans(project.id, trace.records([trace.spans[1]]))
+    fold_changes()
+    rebuild_all_rollups()  # folding again changes nothing
+    [pair] = ShadowPair.objects.all()
+    assert (pair.micro_model, pair.shadow_model) == (LIVE, SHADOW)
+    assert (pair.live_label, pair.shadow_label, pair.expected_label) == (
+        "billing",
+        "refund",
+        "billing",
+    )
+    assert pair.cohort == {"user.tier": "free"}
+
+    expire_before(timezone.now() + timedelta(hours=2))
+    assert ShadowPair.objects.count() == 0
