@@ -25,6 +25,8 @@ from .histograms import CONFIDENCE_BINS
 STEPS = CONFIDENCE_BINS
 DEFAULT_TARGET = 0.95
 COST_SAMPLE = 50_000
+# A cohort's own unit costs are used from this many priced traces on each side.
+MIN_COST_N = 30
 ALL = ""
 
 
@@ -45,25 +47,39 @@ def parse_target(value: str | None) -> float:
     return target
 
 
-def _unit_costs(conditions: list[str], params: list[Any]) -> dict[str, Any]:
-    """The observed cost of a decision kept and the extra cost of one escalated: mean cost
-    of the micro model's priced traces that did not go to the fallback, and the mean cost
-    of those that did minus it, over its newest COST_SAMPLE traces in range (a mean needs no
-    more; the index on (project, micro model, start_time) of primary rows reads just
-    those). Unpriced traces are left out (and counted)."""
+def _unit_costs(
+    conditions: list[str], params: list[Any], dimension: str | None
+) -> dict[str, dict[str, Any]]:
+    """The observed cost of a decision kept and the extra cost of one escalated, overall
+    (key ``""``) and per value of ``dimension``: mean cost of the micro model's priced
+    traces that did not go to the fallback, and the mean cost of those that did minus it,
+    over its newest COST_SAMPLE traces in range (a mean needs no more; the index on
+    (project, micro model, start_time) of primary rows reads just those). Unpriced traces
+    are left out (and counted)."""
+    cohort_sql = "coalesce(cohort ->> %s, '')" if dimension else "''"
     sql = (
-        "SELECT is_fallback, count(*), count(cost), coalesce(sum(cost), 0) FROM ("  # noqa: S608 (constant SQL; values are parameters)
-        " SELECT is_fallback, cost FROM dashboard_decisionfact"
+        f"SELECT {cohort_sql}, is_fallback, count(*), count(cost), coalesce(sum(cost), 0)"  # noqa: S608 (constant SQL; values are parameters)
+        " FROM (SELECT cohort, is_fallback, cost FROM dashboard_decisionfact"
         f" WHERE {' AND '.join(conditions)} AND is_primary"
         " ORDER BY start_time DESC LIMIT %s) AS newest"
-        " GROUP BY is_fallback"
+        " GROUP BY 1, 2"
     )
-    params = [*params, COST_SAMPLE]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        by_side = {row[0]: row[1:] for row in cursor.fetchall()}
-    kept_n, kept_priced, kept_sum = by_side.get(False, (0, 0, 0.0))
-    esc_n, esc_priced, esc_sum = by_side.get(True, (0, 0, 0.0))
+        cursor.execute(sql, [*([dimension] if dimension else []), *params, COST_SAMPLE])
+        counted = cursor.fetchall()
+    sums: dict[str, dict[bool, list]] = defaultdict(lambda: {False: [0, 0, 0.0], True: [0, 0, 0.0]})
+    for cohort, escalated, n, priced, total in counted:
+        for key in (ALL, cohort) if dimension and cohort else (ALL,):
+            acc = sums[key][escalated]
+            acc[0] += n
+            acc[1] += priced
+            acc[2] += total
+    return {key: _costs(sides) for key, sides in sums.items()} or {ALL: _costs(sums[ALL])}
+
+
+def _costs(sides: dict[bool, list]) -> dict[str, Any]:
+    kept_n, kept_priced, kept_sum = sides[False]
+    esc_n, esc_priced, esc_sum = sides[True]
     kept_mean = kept_sum / kept_priced if kept_priced else None
     esc_mean = esc_sum / esc_priced if esc_priced else None
     return {
@@ -77,6 +93,20 @@ def _unit_costs(conditions: list[str], params: list[Any]) -> dict[str, Any]:
             esc_mean - kept_mean if kept_mean is not None and esc_mean is not None else None
         ),
     }
+
+
+def _cohort_costs(costs: dict[str, dict[str, Any]], cohort: str) -> tuple[dict[str, Any], str]:
+    """A cohort's own unit costs when both sides have MIN_COST_N priced traces, else the
+    micro model's over every cohort; and which ("cohort" or "all")."""
+    own = costs.get(cohort)
+    if (
+        cohort != ALL
+        and own is not None
+        and own["fallback_cost"] is not None
+        and min(own["kept_priced"], own["escalated_priced"]) >= MIN_COST_N
+    ):
+        return own, "cohort"
+    return costs[ALL], "all"
 
 
 def threshold_table(
@@ -113,15 +143,16 @@ def threshold_table(
     if filters.cohort is not None:
         conditions.append("cohort ->> %s = %s")
         params += list(filters.cohort)
-    costs = _unit_costs(conditions, params)
+    costs = _unit_costs(conditions, params, dimension)
     cohorts = [
-        _cohort_rows(cohort, counts, target, costs) for cohort, counts in sorted(steps.items())
+        _cohort_rows(cohort, counts, target, *_cohort_costs(costs, cohort))
+        for cohort, counts in sorted(steps.items())
     ]
-    return {"target": target, "costs": costs, "cohorts": cohorts}
+    return {"target": target, "costs": costs[ALL], "cohorts": cohorts}
 
 
 def _cohort_rows(
-    cohort: str, counts: list[list[int]], target: float, costs: dict[str, Any]
+    cohort: str, counts: list[list[int]], target: float, costs: dict[str, Any], basis: str
 ) -> dict[str, Any]:
     total = sum(n for n, _ in counts)
     rows = []
@@ -157,4 +188,11 @@ def _cohort_rows(
     if costs["fallback_cost"] is not None and costs["fallback_cost"] < 0:
         meeting = [r for r in rows if r["accuracy"] is not None and r["accuracy"] >= target]
         best = min(meeting, key=lambda r: float(r["cost_per_1000"] or 0.0), default=None)
-    return {"cohort": cohort, "n": total, "thresholds": rows, "best": best}
+    return {
+        "cohort": cohort,
+        "n": total,
+        "thresholds": rows,
+        "best": best,
+        "costs": costs,
+        "cost_basis": basis,
+    }

@@ -23,8 +23,10 @@ from tracestore.services import create_project, issue_api_key, store_spans
 pytestmark = pytest.mark.django_db
 
 # Micro model: 1,000 prompt tokens at $1/M -> $0.001 a decision; the fallback: 1,000 prompt
-# tokens at $10/M -> $0.01 more for each escalated trace.
-MICRO_COST, FALLBACK_COST = 0.001, 0.01
+# tokens at $10/M -> $0.01 more for each escalated trace, twice that on enterprise.
+MICRO_COST = 0.001
+FALLBACK_COST = {"enterprise": 0.02, "free": 0.01}
+FALLBACK_TOKENS = {"enterprise": 2000, "free": 1000}
 
 
 def _trace(tier: str, confidence: float, right: bool, fallback: bool) -> TraceBuilder:
@@ -50,7 +52,7 @@ def _trace(tier: str, confidence: float, right: bool, fallback: bool) -> TraceBu
             offset_ms=50,
             attrs={
                 "gen_ai.request.model": "gpt-large",
-                "gen_ai.usage.input_tokens": 1000,
+                "gen_ai.usage.input_tokens": FALLBACK_TOKENS[tier],
                 "gen_ai.usage.output_tokens": 0,
                 "route.fallback": True,
             },
@@ -64,7 +66,7 @@ def _design() -> list[tuple[str, float, bool, bool]]:
     rng = random.Random(17)
     rows = []
     for tier, slope in (("enterprise", 1.0), ("free", 0.7)):
-        for _ in range(120):
+        for _ in range(150):
             confidence = rng.randrange(30, 101) / 100
             right = rng.random() < slope * confidence + (1 - slope) * 0.5
             rows.append((tier, confidence, right, confidence < 0.5))
@@ -102,6 +104,17 @@ def _filters(project, **changes) -> metrics.Filters:
     )
 
 
+def _fallback_cost(design, tier: str | None) -> float:
+    """The mean extra cost of an escalated trace: the tier's own when both of its sides
+    have 30 traces, else over every tier."""
+    rows = [r for r in design if r[0] == tier]
+    escalated = sum(r[3] for r in rows)
+    if tier is not None and min(escalated, len(rows) - escalated) >= 30:
+        return FALLBACK_COST[tier]
+    costs = [FALLBACK_COST[r[0]] for r in design if r[3]]
+    return sum(costs) / len(costs)
+
+
 def _expected(design, tier: str | None, threshold: float) -> dict:
     rows = [r for r in design if tier is None or r[0] == tier]
     kept = [r for r in rows if r[1] >= threshold - 1e-12]
@@ -111,7 +124,7 @@ def _expected(design, tier: str | None, threshold: float) -> dict:
         "kept": len(kept),
         "correct": correct,
         "escalated_share": share,
-        "cost_per_1000": 1000 * (MICRO_COST + share * FALLBACK_COST),
+        "cost_per_1000": 1000 * (MICRO_COST + share * _fallback_cost(design, tier)),
     }
 
 
@@ -120,8 +133,10 @@ def test_each_threshold_counts_kept_accuracy_share_escalated_and_cost(decided, t
     project, design = decided
     table = threshold_table(_filters(project), 0.9, "user.tier")
     assert table["costs"]["cost_kept"] == pytest.approx(MICRO_COST)
-    assert table["costs"]["fallback_cost"] == pytest.approx(FALLBACK_COST)
+    assert table["costs"]["fallback_cost"] == pytest.approx(_fallback_cost(design, None))
     cohort = next(c for c in table["cohorts"] if c["cohort"] == (tier or ""))
+    # The design gives each tier more than 30 escalated traces: each has its own costs.
+    assert cohort["cost_basis"] == ("cohort" if tier else "all")
     assert cohort["n"] == len([r for r in design if tier is None or r[0] == tier])
     assert len(cohort["thresholds"]) == STEPS
     for row in cohort["thresholds"]:
