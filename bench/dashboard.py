@@ -153,6 +153,13 @@ def main() -> int:
         ]
         mm, pv = "/api/v1/micro-models/intent-mini", "prompt.version"
         urls += [(f"api {u.split('/')[-2]} {range_name}", u) for u in (f"{mm}/economics/?{r}&group_by=user.tier&interval=day", f"/api/v1/advice/routing/?{r}", f"{mm}/compare/?baseline={pv}=v1&candidate={pv}=v2&window={range_name}")]  # fmt: skip  # noqa: E501
+        for part in ("shadow", "thresholds"):  # the micro model's decision analyses
+            urls.append(
+                (
+                    f"api {part} by user.tier {range_name}",
+                    f"/api/v1/micro-models/intent-mini/{part}/?{r}&group_by=user.tier",
+                )
+            )
     if row:
         urls.append(("page trace detail", f"/traces/{row[0]}/"))
         urls.append(("api trace's spans", f"/api/v1/traces/{row[0]}/spans/"))

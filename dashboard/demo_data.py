@@ -6,11 +6,13 @@ the rollups the data lands in are the ones real traffic builds. 5.2 spans per tr
 average: the request root (carrying the cohort), an input guardrail (40 %), one
 micro-model decision, a query embedding and retrieval (80 %), a tool call (15 %), the
 answer LLM call and, when the micro model is not confident enough, a fallback call to a
-large model.
+large model. Part of intent-mini's and router-tiny's traffic is mirrored to a shadow
+candidate (``route.mirrored``), three prompt versions share the traffic.
 
 Evaluation results are written with them, through evaluators' bulk import: LabelCheck on
 every decision with an expected label, TaskCompletion and Groundedness on each micro
-model's sample of traces (5-20 %, and always on fallback or error), with pass/fail rates
+model's sample of traces (5-20 %, other rates for some cohorts, halved in the later half
+of the window, and always on fallback or error), with pass/fail rates
 that differ by micro model and cohort (Japanese and German traffic and the free tier fail
 more).
 """
@@ -41,10 +43,10 @@ MICRO_MODELS = {
 }
 TIERS = (("free", 0.55), ("pro", 0.3), ("enterprise", 0.15))
 LANGUAGES = (("en", 0.5), ("de", 0.15), ("fr", 0.12), ("es", 0.13), ("ja", 0.1))
-PROMPTS = (("v3", 0.6), ("v4", 0.4))
+PROMPTS = (("v3", 0.45), ("v4", 0.35), ("v5", 0.2))
 TASKS = (("support", 0.6), ("sales", 0.25), ("search", 0.15))
 # Harder cohorts escalate more: the pattern the dashboard should make visible.
-FALLBACK_BOOST = {"ja": 3.0, "de": 1.6, "free": 1.3, "v4": 0.7}
+FALLBACK_BOOST = {"ja": 3.0, "de": 1.6, "free": 1.3, "v4": 0.7, "v5": 0.6}
 BIG_MODELS = ("gpt-large", "claude-big")
 ANSWER_MODEL = "gpt-mini"
 EMBEDDING_MODEL = "text-embed-small"
@@ -65,6 +67,33 @@ SAMPLE_RATES = {
     "reranker-small": 5.0,
     "lang-detect": 5.0,
 }
+# Mixed sampling rates, as budgets set them: some cohorts are scored at another rate
+# (enterprise traffic of intent-mini always, free traffic of safety-screen at 5 %), and in
+# the later half of the window every other rate is halved (a budget cut).
+SAMPLE_RATE_BY_COHORT = {
+    ("intent-mini", "enterprise"): 100.0,
+    ("safety-screen", "free"): 5.0,
+}
+LATE_RATE_FACTOR = 0.5
+
+# Shadow candidates: a share of some micro models' traffic is mirrored to a candidate that
+# answers the same input (route.mirrored, route.mirror_of). Each candidate agrees with the
+# live label most of the time and is right more often on some cohorts than others.
+SHADOWS = {
+    # live name: (candidate name, its model version, share mirrored, accuracy by tier)
+    "intent-mini": (
+        "intent-mini-next",
+        "intent-mini-v3",
+        0.3,
+        {"free": 0.9, "pro": 0.93, "enterprise": 0.97},
+    ),
+    "router-tiny": (
+        "router-tiny-next",
+        "router-tiny-v2",
+        0.2,
+        {"free": 0.8, "pro": 0.82, "enterprise": 0.85},
+    ),
+}
 TASK_FAIL = {
     "intent-mini": 0.07,
     "safety-screen": 0.04,
@@ -72,7 +101,14 @@ TASK_FAIL = {
     "reranker-small": 0.12,
     "lang-detect": 0.03,
 }
-TASK_FAIL_BOOST = {"ja": 2.2, "de": 1.4, "free": 1.2, "enterprise": 0.8, "v4": 0.75}
+TASK_FAIL_BOOST = {
+    "ja": 2.2,
+    "de": 1.4,
+    "free": 1.2,
+    "enterprise": 0.8,
+    "v4": 0.75,
+    "v5": 0.6,
+}
 GROUNDED_FAIL = {
     "intent-mini": 0.05,
     "safety-screen": 0.03,
@@ -145,8 +181,22 @@ def _boost(table: dict[str, float], cohort: dict[str, str]) -> float:
     return factor
 
 
+def sample_rate(name: str, cohort: dict[str, str], late: bool) -> float:
+    """The percent of a micro model's traces its model-based evaluators score, for this
+    cohort and part of the window."""
+    for value in cohort.values():
+        rate = SAMPLE_RATE_BY_COHORT.get((name, value))
+        if rate is not None:
+            return rate
+    return SAMPLE_RATES[name] * (LATE_RATE_FACTOR if late else 1.0)
+
+
 def _trace(
-    rng: random.Random, start_ns: int, span_counter: Iterator[int]
+    rng: random.Random,
+    start_ns: int,
+    span_counter: Iterator[int],
+    late: bool = False,
+    shadow_rng: random.Random | None = None,
 ) -> tuple[list[SpanRecord], list[EvaluationRecord]]:
     trace_id = rng.getrandbits(128).to_bytes(16, "big")
 
@@ -260,6 +310,37 @@ def _trace(
         cache_hit=cache,
         status_code=2 if error and rng.random() < 0.5 else 0,
     )
+    if name in SHADOWS and shadow_rng is not None:
+        # Its own random stream: the live traffic is the same with or without shadows.
+        candidate, candidate_version, share, accuracy_by_tier = SHADOWS[name]
+        if shadow_rng.random() < share:
+            right = shadow_rng.random() < accuracy_by_tier[cohort["user.tier"]]
+            shadow_label = expected if right else shadow_rng.choice(labels)
+            shadow_confidence = round(min(1.0, max(0.05, shadow_rng.betavariate(7, 1.5))), 3)
+            span(
+                sid(),
+                root_id,
+                candidate,
+                offset + 1,
+                decision_ms * 1.3,
+                {
+                    "micro_model.name": candidate,
+                    "llm.model_name": candidate_version,
+                    "micro_model.label": shadow_label,
+                    "micro_model.confidence": shadow_confidence,
+                    "route.mirrored": True,
+                    "route.mirror_of": name,
+                },
+                span_kind="LLM",
+                model=candidate_version,
+                micro_model=candidate,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=2,
+                label=shadow_label,
+                confidence=shadow_confidence,
+                is_mirrored=True,
+                mirror_of=name,
+            )
     offset += decision_ms + 5
     if retrieves:
         span(
@@ -335,6 +416,7 @@ def _trace(
         fallback=fallback,
         error=error,
         retrieves=retrieves,
+        late=late,
     )
     return spans, evaluations
 
@@ -352,6 +434,7 @@ def _evaluations(
     fallback: bool,
     error: bool,
     retrieves: bool,
+    late: bool = False,
 ) -> list[EvaluationRecord]:
     """What evaluators would have stored for this decision: LabelCheck whenever the expected
     label is known, TaskCompletion and Groundedness on the micro model's sample of traces
@@ -393,9 +476,10 @@ def _evaluations(
             expected_label=expected,
         )
     always = fallback or error
-    if not always and not in_sample(trace_id.hex(), SAMPLE_RATES[name]):
+    rate = sample_rate(name, cohort, late)
+    if not always and not in_sample(trace_id.hex(), rate):
         return out
-    probability = 1.0 if always else SAMPLE_RATES[name] / 100
+    probability = 1.0 if always else rate / 100
     fail_p = TASK_FAIL[name] * _boost(TASK_FAIL_BOOST, cohort)
     fail_p *= 3.0 if error else (0.6 if fallback else 1.0)
     score, passed = _judged(rng, fail_p, 0.5)
@@ -444,6 +528,7 @@ def seed_demo_data(
     spread evenly over the last ``days`` days, written in batches of about 5000 spans in
     time order (as live traffic would be), with their evaluation results in bulk."""
     rng = random.Random(seed)
+    shadow_rng = random.Random(seed * 7919 + 1)
     end_ns = end_ns or time.time_ns()
     traces = max(1, spans // 5)
     window_ns = int(days * 86400 * 1e9)
@@ -456,7 +541,11 @@ def seed_demo_data(
     written = evaluated = 0
     for i in range(traces):
         trace_spans, trace_verdicts = _trace(
-            rng, begin + int(i * step + rng.random() * step), counter
+            rng,
+            begin + int(i * step + rng.random() * step),
+            counter,
+            late=i >= traces // 2,
+            shadow_rng=shadow_rng,
         )
         batch += trace_spans
         verdicts += trace_verdicts

@@ -101,6 +101,13 @@ class DecisionFact(models.Model):
                 name="decision_fact_span_idx",
                 condition=models.Q(is_decision=True),
             ),
+            # The threshold optimiser's unit costs: one micro model's traces, newest first.
+            models.Index(
+                fields=["project_id", "micro_model", "-start_time"],
+                name="decision_fact_model_idx",
+                condition=models.Q(is_primary=True),
+                include=["is_fallback", "cost"],
+            ),
         ]
 
     def __str__(self) -> str:
@@ -220,3 +227,38 @@ class EvalRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.width}:{self.bucket:%Y-%m-%d %H}h {self.micro_model}/{self.evaluator}"
+
+
+class ShadowPair(models.Model):
+    """A mirrored (shadow) decision paired with the live decision it mirrors: same trace,
+    the shadow span's ``route.mirror_of`` naming the live micro model. Shadow calls are
+    kept here, never in ``DecisionFact``, so no live figure counts them."""
+
+    project_id = models.BigIntegerField()
+    trace_id = models.BinaryField(max_length=16)
+    span_id = models.BinaryField(max_length=8)  # the shadow span
+    hour = models.DateTimeField()
+    start_time = models.DateTimeField()  # the trace's, as for DecisionFact
+    micro_model = models.TextField()  # the live micro model
+    shadow_model = models.TextField()
+    live_label = models.TextField(default="")
+    shadow_label = models.TextField(default="")
+    # The live decision's expected label (feedback wins over the attribute), else the
+    # shadow span's own attribute; empty when neither is known.
+    expected_label = models.TextField(default="")
+    cohort = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project_id", "trace_id", "span_id"], name="shadow_pair_uniq"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["project_id", "micro_model", "start_time"], name="shadow_pair_model_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{bytes(self.trace_id).hex()}/{bytes(self.span_id).hex()}"

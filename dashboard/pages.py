@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from . import charts, metrics
+from . import charts, decision_pages, metrics
 from .economics_page import economics_section
 from .label_cohort import label_cohort_section
 from .metric_filters import RANGES, MetricQuery
@@ -92,7 +92,9 @@ def overview_page(query: MetricQuery) -> Page:
     )
 
 
-def micro_model_page(query: MetricQuery, name: str, dimension: str | None) -> Page:
+def micro_model_page(
+    query: MetricQuery, name: str, dimension: str | None, target: str | None = None
+) -> Page:
     f = query.filters.with_(micro_model=name)
     dims = [key for key, _ in metrics.cohort_dimensions()]
     dimension = dimension if dimension in dims else (dims[0] if dims else None)
@@ -101,7 +103,11 @@ def micro_model_page(query: MetricQuery, name: str, dimension: str | None) -> Pa
     quality = metrics.label_quality(f)
     figures: dict[str, dict[str, Any]] = {}
     quality_row = quality.rows[0] if quality.rows else None
+    sections: dict[str, Any] = {}
     if routes.rows:
+        for context, section_figures in decision_pages.sections(f, dimension, target):
+            sections.update(context)
+            figures.update(section_figures)
         figures["route-share"] = charts.route_share_figure(
             metrics.route_share(f, None, interval).rows, f"Route share per {interval}"
         )
@@ -132,6 +138,7 @@ def micro_model_page(query: MetricQuery, name: str, dimension: str | None) -> Pa
             **economics,
             **routing_section(f),
             "label_cohort": label_cohort.context if label_cohort else None,
+            **sections,
         },
         figures={**figures, **(label_cohort.figures if label_cohort else {})},
     )

@@ -104,7 +104,9 @@ def overview(request: HttpRequest) -> HttpResponse:
 @login_required(login_url=LOGIN_URL)
 def micro_model(request: HttpRequest, name: str) -> HttpResponse:
     with metrics.partial_hours_once(), _invalid_query_is_400():
-        page = pages.micro_model_page(_metric_query(request), name, request.GET.get("dimension"))
+        page = pages.micro_model_page(
+            _metric_query(request), name, request.GET.get("dimension"), request.GET.get("target")
+        )
     return _render_page(request, "dashboard/micro_model.html", page)
 
 

@@ -191,6 +191,10 @@ class MicroModelDecision:
     cache_hit: bool
     is_error: bool
     duration_ms: float
+    # A mirrored (shadow) call: a candidate answering the live micro model's input; it is
+    # no live decision.
+    is_mirrored: bool = False
+    mirror_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

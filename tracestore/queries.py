@@ -290,7 +290,8 @@ def trace_facts(keys: list[tuple[int, str]]) -> list[TraceFacts]:
             " s.is_fallback, s.is_retry, s.cache_hit, s.status_code,"
             " coalesce(s.prompt_tokens, 0), coalesce(s.completion_tokens, 0),"
             f" {_first_attribute_sql(CACHED_TOKEN_KEYS)},"
-            f" {_first_attribute_sql(REPORTED_COST_KEYS)}"
+            f" {_first_attribute_sql(REPORTED_COST_KEYS)},"
+            " s.is_mirrored, s.mirror_of"
             " FROM unnest(%s::bigint[], %s::bytea[]) AS k(project_id, trace_id)"
             " JOIN tracestore_span s USING (project_id, trace_id)"
             " WHERE s.start_time >= %s AND s.start_time <= %s"
@@ -320,6 +321,8 @@ def trace_facts(keys: list[tuple[int, str]]) -> list[TraceFacts]:
                     cache_hit=row[13],
                     is_error=row[14] == 2,
                     duration_ms=row[4] / 1e6,
+                    is_mirrored=row[19],
+                    mirror_of=row[20],
                 )
             )
         if row[6] is not None and (row[15] or row[16] or row[18] is not None):

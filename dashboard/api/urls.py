@@ -4,7 +4,17 @@ from evaluators import api as config
 
 from ..access import visible_project_ids
 from ..alerts import api as alerts
-from . import advice, compare, economics, evaluations, label_quality, metrics, spans, views
+from . import (
+    advice,
+    compare,
+    economics,
+    evaluations,
+    label_quality,
+    metrics,
+    model_decisions,
+    spans,
+    views,
+)
 
 app_name = "api"
 
@@ -37,6 +47,8 @@ urlpatterns = [
         label_quality.MicroModelLabelQualityView.as_view(),
         name="micro-model-label-quality",
     ),
+    path("micro-models/<path:name>/shadow/", model_decisions.ShadowAgreementView.as_view()),
+    path("micro-models/<path:name>/thresholds/", model_decisions.ThresholdsView.as_view()),
     path(
         "micro-models/<path:name>/",
         metrics.MicroModelDetailView.as_view(),

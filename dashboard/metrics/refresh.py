@@ -23,10 +23,16 @@ from django.utils import timezone
 
 from evaluators.contracts import resolve_expected_label
 from evaluators.queries import feedback_changed_traces, feedback_labels
-from tracestore.contracts import TraceFacts
+from tracestore.contracts import MicroModelDecision, TraceFacts
 from tracestore.queries import changed_trace_keys, cohort_dimension_keys, trace_facts
 
-from ..models import DecisionFact, LabelRollup, Rollup, RollupWatermark
+from ..models import (
+    DecisionFact,
+    LabelRollup,
+    Rollup,
+    RollupWatermark,
+    ShadowPair,
+)
 from .histograms import (
     CONFIDENCE_BINS,
     COST_BASE_USD,
@@ -104,7 +110,9 @@ def fact_rows(trace: TraceFacts, prices: PriceBook) -> list[tuple]:
     trace_error = trace.error_count > 0
     common = (trace.duration_ms, trace_error, cohort)
     rows = []
-    for index, d in enumerate(trace.decisions):
+    # Mirrored (shadow) calls are no live decisions: they go to ShadowPair (shadow_rows).
+    live = [d for d in trace.decisions if not d.is_mirrored]
+    for index, d in enumerate(live):
         primary = index == 0
         rows.append(
             (
@@ -178,6 +186,53 @@ def _rescue_cost(trace: TraceFacts, prices: PriceBook) -> float | None:
     return prices.trace_cost(usage).cost if usage else None
 
 
+_SHADOW_COLUMNS = (
+    "project_id",
+    "trace_id",
+    "span_id",
+    "hour",
+    "start_time",
+    "micro_model",
+    "shadow_model",
+    "live_label",
+    "shadow_label",
+    "expected_label",
+    "cohort",
+)
+
+
+def shadow_rows(trace: TraceFacts) -> list[tuple]:
+    """The ShadowPair rows of one trace: each mirrored decision with the first live
+    decision of the micro model its ``mirror_of`` names. A shadow whose live decision has
+    not arrived yet has no row; the live span's arrival changes the trace, which is then
+    folded again."""
+    live: dict[str, MicroModelDecision] = {}
+    for d in trace.decisions:
+        if not d.is_mirrored:
+            live.setdefault(d.micro_model, d)
+    rows = []
+    for d in trace.decisions:
+        if not d.is_mirrored or not d.mirror_of or d.mirror_of not in live:
+            continue
+        pair = live[d.mirror_of]
+        rows.append(
+            (
+                trace.project_id,
+                bytes.fromhex(trace.trace_id),
+                bytes.fromhex(d.span_id),
+                _hour(trace.start_time),
+                trace.start_time,
+                pair.micro_model,
+                d.micro_model,
+                pair.label or "",
+                d.label or "",
+                pair.expected_label or d.expected_label or "",
+                json.dumps(trace.cohort, separators=(",", ":")),
+            )
+        )
+    return rows
+
+
 def _array(values: list) -> str:
     # An array literal in COPY text: psycopg's generic list dumper is ten times slower.
     if values and type(values[0]) is int:
@@ -231,8 +286,14 @@ def replace_facts(traces: list[TraceFacts], keys: list[tuple[int, str]], prices:
     for project_id, trace_hex in keys:
         by_project[project_id].append(bytes.fromhex(trace_hex))
     rows = [row for trace in traces for row in fact_rows(trace, prices)]
+    pairs = [row for trace in traces for row in shadow_rows(trace)]
     with connection.cursor() as cursor:
         for project_id, trace_ids in by_project.items():
+            cursor.execute(
+                "DELETE FROM dashboard_shadowpair"
+                " WHERE project_id = %s AND trace_id = ANY(%s::bytea[])",
+                [project_id, trace_ids],
+            )
             # = ANY on the unique index's leading columns: an index lookup per trace (a
             # join against unnest() was planned as a scan of the whole fact table).
             cursor.execute(
@@ -243,6 +304,7 @@ def replace_facts(traces: list[TraceFacts], keys: list[tuple[int, str]], prices:
             )
             touched.update(cursor.fetchall())
         _copy(cursor, "dashboard_decisionfact", _FACT_COLUMNS, rows)
+        _copy(cursor, "dashboard_shadowpair", _SHADOW_COLUMNS, pairs)
     touched.update((row[0], row[3]) for row in rows)
     return touched
 
@@ -458,6 +520,7 @@ def expire_before(cutoff: datetime) -> None:
     so no change will ever fold them again). Day rows go once the whole day has expired."""
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM dashboard_decisionfact WHERE hour < %s", [_hour(cutoff)])
+        cursor.execute("DELETE FROM dashboard_shadowpair WHERE hour < %s", [_hour(cutoff)])
         for table in ("dashboard_rollup", "dashboard_labelrollup"):
             cursor.execute(
                 f"DELETE FROM {table} WHERE (width = 'h' AND bucket < %s)"  # noqa: S608 (constant table names)
@@ -527,6 +590,7 @@ def rebuild_all_rollups() -> FoldResult:
     # history on its own).
     with transaction.atomic():
         DecisionFact.objects.all().delete()
+        ShadowPair.objects.all().delete()
         Rollup.objects.all().delete()
         LabelRollup.objects.all().delete()
         return fold_changes(since=_EPOCH)

@@ -8,8 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dashboard import metrics
-from dashboard.demo_data import SAMPLE_RATES, ensure_demo_prices, seed_demo_data
+from dashboard.demo_data import (
+    LATE_RATE_FACTOR,
+    SAMPLE_RATE_BY_COHORT,
+    SAMPLE_RATES,
+    ensure_demo_prices,
+    seed_demo_data,
+)
 from dashboard.metrics.refresh import fold_changes
+from dashboard.metrics.shadow import shadow_agreement
 from evaluators.contracts import LABEL_CHECK, TASK_COMPLETION, EvaluationRecord
 from evaluators.queries import evaluation_counts, list_evaluations
 from evaluators.services import import_evaluation_results
@@ -59,8 +66,29 @@ def test_model_based_evaluations_are_a_sample_with_its_probability(seeded) -> No
 
     assert 0.05 * result.traces < len(views) < 0.4 * result.traces
     for name, seen in probabilities.items():
-        assert seen <= {1.0, SAMPLE_RATES[name] / 100}, name
-        assert SAMPLE_RATES[name] / 100 in seen, name
+        base = SAMPLE_RATES[name] / 100
+        by_cohort = {r / 100 for (n, _), r in SAMPLE_RATE_BY_COHORT.items() if n == name}
+        assert seen <= {1.0, base, base * LATE_RATE_FACTOR, *by_cohort}, name
+        # Mixed rates: the early and the late half of the window are scored differently.
+        assert {base, base * LATE_RATE_FACTOR} <= seen, name
+    assert 0.05 in probabilities["safety-screen"]  # its free tier
+
+
+def test_part_of_the_traffic_is_mirrored_to_a_shadow_that_is_no_live_decision(seeded) -> None:
+    project, _ = seeded
+    f = _filters(project)
+    rows = shadow_agreement(f.with_(micro_model="intent-mini"), "user.tier")
+    overall = next(r for r in rows if r["cohort"] == "")
+    live = next(r for r in metrics.micro_models(f) if r["name"] == "intent-mini")
+
+    assert overall["shadow_model"] == "intent-mini-next"
+    assert 0.2 * live["n"] < overall["n"] < 0.4 * live["n"]
+    assert 0.6 < overall["agreement"]["rate"] < 1.0
+    assert overall["with_expected_label"] > 0
+    assert {r["cohort"] for r in rows} == {"", "free", "pro", "enterprise"}
+    assert "intent-mini-next" not in {r["name"] for r in metrics.micro_models(f)}
+    versions = {r["group"] for r in metrics.fallback_rate(f, "prompt.version").rows}
+    assert versions == {"v3", "v4", "v5"}
 
 
 def test_fail_rates_differ_by_cohort(seeded) -> None:

@@ -99,8 +99,9 @@ def test_weighted_rates_reweight_by_the_sampling_probability(seeded, window) -> 
         assert row["n"] == len(applicable)
         assert row["weighted_rate"] == pytest.approx(failed / weight, rel=1e-9)
         if row["evaluator"] != LABEL_CHECK and window == WINDOWS["3 days with ragged ends"]:
-            # Both the 10 % sample and the always-evaluated fallbacks are in the sum.
-            assert {v.sampling_probability for v in applicable} == {0.1, 1.0}
+            # The 10 % sample, the 5 % of the later half (a budget cut), and the
+            # always-evaluated fallbacks and enterprise traffic are all in the sum.
+            assert {v.sampling_probability for v in applicable} == {0.1, 0.05, 1.0}
     assert len(result.rows) == 3
 
 

@@ -206,7 +206,9 @@ def test_rollup_rows_from_before_the_squared_weights_are_recounted_whole(sampled
     migration = importlib.import_module(
         "dashboard.migrations."
         + next(
-            Path(dashboard.migrations.__file__).parent.glob("*_eval_rollup_squared_weights_recounted.py")
+            Path(dashboard.migrations.__file__).parent.glob(
+                "*_eval_rollup_squared_weights_recounted.py"
+            )
         ).stem
     )
     before = _rows(project.id)
