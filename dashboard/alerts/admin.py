@@ -15,16 +15,51 @@ from ..metrics import InvalidQuery
 from .evaluation import preview_rule
 from .models import AlertDelivery, AlertEvent, AlertRule, AlertState
 from .services import RULE_FIELDS
+from .units import UnitError, to_shown, to_stored
 
 PREVIEW = "_preview"
 
 
 class AlertRuleForm(forms.ModelForm):
     project_id = forms.TypedChoiceField(coerce=int, label="Project")
+    threshold = forms.FloatField(
+        help_text="Rates, shares, eval fail rate, label recall / precision / F1 and relative"
+        " changes in percent: type 10 for 10 % (0 to 100; a relative change -100 or more)."
+        " Latency in ms, cost in USD."
+    )
+    hysteresis = forms.FloatField(
+        initial=0.0,
+        help_text="A firing rule resolves only once the value is this far back inside, in the"
+        " threshold's unit (percentage points for a percentage).",
+    )
 
     class Meta:
         model = AlertRule
         fields = RULE_FIELDS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        rule = self.instance
+        if rule.pk is not None:
+            # The stored fractions are shown in percent, the unit the form takes.
+            for name in ("threshold", "hysteresis"):
+                self.initial[name] = to_shown(getattr(rule, name), rule.metric, rule.compare_to)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        metric, compare_to = cleaned.get("metric"), cleaned.get("compare_to")
+        if metric is None:
+            return cleaned
+        for name in ("threshold", "hysteresis"):
+            if cleaned.get(name) is None:
+                continue
+            try:
+                cleaned[name] = to_stored(
+                    cleaned[name], metric, compare_to, margin=name == "hysteresis"
+                )
+            except UnitError as exc:
+                self.add_error(name, str(exc))
+        return cleaned
 
     def is_valid(self) -> bool:
         # The Preview button validates and reads the rule, then answers "not valid" so the

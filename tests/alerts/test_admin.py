@@ -10,7 +10,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from dashboard.alerts.models import AlertRule
+from dashboard.alerts.models import AlertRule, AlertState
+from dashboard.alerts.services import evaluate_alert_rule
+from tests.dashboard.metric_data import NOW
 
 from .conftest import decisions, rule
 
@@ -36,7 +38,7 @@ def _form(project_id: int, **changes: str) -> dict[str, str]:
         "metric": "fallback-rate",
         "micro_model": "intent-mini",
         "comparator": "above",
-        "threshold": "0.1",
+        "threshold": "10",
         "window_seconds": "3600",
         "min_n": "10",
         "compare_to": "",
@@ -130,3 +132,61 @@ def test_the_change_page_of_a_saved_rule_renders_with_its_preview_button(
     html = response.content.decode()
     assert 'name="_preview"' in html and "saved rule" in html
     assert response.context["preview"] is None
+
+
+@pytest.mark.parametrize(("fallbacks", "state"), [(6, "firing"), (4, "ok")])
+def test_a_threshold_typed_as_10_means_10_percent(admin_client, project, fallbacks, state) -> None:
+    # 6 of 50 is 12 %, 4 of 50 is 8 %.
+    decisions(project.id, 50, fallbacks=fallbacks)
+    response = admin_client.post(ADD, {**_form(project.id), "_save": "Save"})
+    assert response.status_code == 302
+    saved = AlertRule.objects.get()
+    assert saved.threshold == 0.1
+
+    evaluate_alert_rule(saved.id, NOW)
+
+    assert AlertState.objects.get(rule=saved).state == state
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"threshold": "120"}, "threshold", "a percentage from 0 to 100"),
+        ({"threshold": "-1"}, "threshold", "a percentage from 0 to 100"),
+        ({"hysteresis": "101"}, "hysteresis", "a percentage from 0 to 100"),
+        ({"compare_to": "week", "threshold": "-150"}, "threshold", "-100 % or more"),
+    ],
+)
+def test_a_percentage_outside_its_range_is_refused(
+    admin_client, project, changes, field, message
+) -> None:
+    response = admin_client.post(ADD, {**_form(project.id, **changes), "_save": "Save"})
+
+    assert response.status_code == 200
+    assert message in " ".join(response.context["adminform"].form.errors[field])
+    assert AlertRule.objects.count() == 0
+
+
+def test_latency_and_relative_change_thresholds_keep_their_units(admin_client, project) -> None:
+    admin_client.post(
+        ADD, {**_form(project.id, metric="latency-p90", threshold="250"), "_save": "Save"}
+    )
+    admin_client.post(
+        ADD,
+        {**_form(project.id, name="up 30 %", compare_to="week", threshold="30"), "_save": "Save"},
+    )
+
+    assert dict(AlertRule.objects.values_list("name", "threshold")) == {
+        "fallbacks of intent-mini": 250.0,
+        "up 30 %": 0.3,
+    }
+
+
+def test_the_change_form_shows_a_stored_rate_in_percent(admin_client, project) -> None:
+    saved = rule(project.id, threshold=0.125, hysteresis=0.02)
+
+    response = admin_client.get(f"/admin/alerts/alertrule/{saved.id}/change/")
+
+    form = response.context["adminform"].form
+    assert (form["threshold"].value(), form["hysteresis"].value()) == (12.5, 2.0)
+    assert 'name="threshold" value="12.5"' in response.content.decode()
