@@ -7,9 +7,11 @@ Pure: no database, no Django; the template escapes every string it shows.
   ``gen_ai.output.messages`` (``[{role, parts: [{type: text|tool_call, ...}]}]``);
 - OpenTelemetry GenAI events: ``gen_ai.{system,user,assistant,tool}.message`` (attributes
   ``content``, ``tool_calls``) and ``gen_ai.choice`` (``message`` or ``content``);
+- OpenLLMetry before the GenAI names: ``llm.prompts.N.*``, ``llm.completions.N.*``;
 - OpenInference: ``llm.input_messages.N.message.role`` / ``.content`` /
   ``.contents.K.message_content.text`` /
-  ``.tool_calls.M.tool_call.{id,function.name,function.arguments}``, ``llm.output_messages``.
+  ``.tool_calls.M.tool_call.{id,function.name,function.arguments}``, ``llm.output_messages``
+  (traceAI: the same under ``gen_ai.input.messages.N.message.*``).
 
 The first layout a span carries wins (instrumentations write one; a span carrying two
 would otherwise show every message twice)."""
@@ -23,10 +25,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-INDEXED = re.compile(r"^(?P<side>gen_ai\.prompt|gen_ai\.completion)\.(?P<n>\d+)\.(?P<rest>.+)$")
-OPENINFERENCE = re.compile(
-    r"^llm\.(?P<side>input_messages|output_messages)\.(?P<n>\d+)\.message\.(?P<rest>.+)$"
+from tracestore.contracts import SpanView
+
+INDEXED = re.compile(
+    r"^(?P<side>gen_ai\.prompt|gen_ai\.completion|llm\.prompts|llm\.completions)"
+    r"\.(?P<n>\d+)\.(?P<rest>.+)$"
 )
+INDEXED_SIDES = {
+    "gen_ai.prompt": "input",
+    "gen_ai.completion": "output",
+    "llm.prompts": "input",
+    "llm.completions": "output",
+}
+OPENINFERENCE = re.compile(
+    r"^(?P<side>llm\.input_messages|llm\.output_messages|gen_ai\.input\.messages"
+    r"|gen_ai\.output\.messages)\.(?P<n>\d+)\.message\.(?P<rest>.+)$"
+)
+OPENINFERENCE_SIDES = {
+    "llm.input_messages": "input",
+    "llm.output_messages": "output",
+    "gen_ai.input.messages": "input",
+    "gen_ai.output.messages": "output",
+}
 TOOL_CALL = re.compile(r"^tool_calls\.(?P<m>\d+)\.(?P<rest>.+)$")
 CONTENT_PART = re.compile(r"^contents\.(?P<k>\d+)\.message_content\.text$")
 EVENT_ROLE = re.compile(r"^gen_ai\.(?P<role>system|user|assistant|tool)\.message$")
@@ -200,22 +220,23 @@ def _event_messages(events: list[dict[str, Any]]) -> list[ChatMessage]:
     return messages
 
 
+def span_chat(span: SpanView) -> list[ChatMessage]:
+    """A span's chat; none for an embedding span (its input is text to embed, not a turn)."""
+    if span.span_kind == "EMBEDDING":
+        return []
+    return chat_messages(span.attributes, span.events)
+
+
 def chat_messages(attributes: Mapping[str, Any], events: list[dict[str, Any]]) -> list[ChatMessage]:
     """The span's messages, inputs first; empty when the span carries none."""
     for read in (
-        lambda: _indexed(
-            attributes, INDEXED, {"gen_ai.prompt": "input", "gen_ai.completion": "output"}
-        ),
+        lambda: _indexed(attributes, INDEXED, INDEXED_SIDES),
         lambda: (
             _parts_messages(attributes.get("gen_ai.input.messages"), "input")
             + _parts_messages(attributes.get("gen_ai.output.messages"), "output")
         ),
         lambda: _event_messages(events),
-        lambda: _indexed(
-            attributes,
-            OPENINFERENCE,
-            {"input_messages": "input", "output_messages": "output"},
-        ),
+        lambda: _indexed(attributes, OPENINFERENCE, OPENINFERENCE_SIDES),
     ):
         messages = read()
         if messages:

@@ -22,7 +22,7 @@ from tracestore.queries import get_trace
 from . import metrics, pages
 from .access import visible_project_ids
 from .charts import waterfall_figure
-from .chat import chat_messages
+from .chat import span_chat
 from .metric_filters import MetricQuery, ProjectNotFound, parse_metric_query
 from .metrics.pricing import cost_breakdown
 from .pagination import InvalidCursor, trace_page
@@ -209,7 +209,7 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         {
             "trace": trace.summary,
             "rows": rows,
-            "details": [(row, chat_messages(row.span.attributes, row.span.events)) for row in rows],
+            "details": [(row, span_chat(row.span)) for row in rows],
             "waterfall": waterfall_figure(rows),
             "decisions": [(s, expected.get(s.span_id)) for s in decisions],
             "evaluations": evaluations_by_span(project_ids, trace.summary.trace_id),

@@ -5,15 +5,20 @@ attributes one click away."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from django.test import Client
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from dashboard.chat import ChatMessage, ToolCall, chat_messages
 from tests.builders import TraceBuilder, key_values
+from tracestore.decode import decode_request
 from tracestore.services import store_spans
 
 pytestmark = pytest.mark.django_db
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "instrumentations"
 
 GENAI = {
     "gen_ai.system": "openai",
@@ -160,3 +165,36 @@ def test_genai_json_messages_with_parts_are_read() -> None:
             "tool_call",
         ),
     ]
+
+
+# Payloads recorded from the instrumentation packages (tests/fixtures/instrumentations);
+# otel_genai_legacy sends message content to log events, never to the span.
+RECORDED = [
+    "openinference",
+    "otel_genai_latest",
+    "openllmetry",
+    "openllmetry_legacy",
+    "openllmetry_2024",
+    "traceai",
+    "traceai_legacy",
+]
+SYSTEM_PROMPT = "classify intent: answer with one word, billing, technical, account or other"
+
+
+@pytest.mark.parametrize("name", RECORDED)
+def test_recorded_instrumentation_payloads_show_their_chat(
+    member_client: Client, project, name
+) -> None:
+    request = ExportTraceServiceRequest.FromString((FIXTURES / f"{name}.pb").read_bytes())
+    records = decode_request(request).records
+    store_spans(project.id, records)
+
+    html = member_client.get(f"/traces/{records[0].trace_id.hex()}/").content.decode()
+
+    assert html.count('<div class="chat-message ') == 3  # the embedding span has no chat
+    assert f'<div class="chat-content">{SYSTEM_PROMPT}</div>' in html
+    assert (
+        '<div class="chat-role">user</div>\n'
+        '    <div class="chat-content">I was charged twice for my subscription this month.</div>'
+    ) in html
+    assert '<div class="chat-content">billing</div>' in html
