@@ -9,10 +9,11 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils import timezone
 
+from evaluators.contracts import EVALUATORS
 from tracestore.queries import list_projects, project_ids_for_user
 
 from ..metrics import InvalidQuery
-from .evaluation import preview_rule
+from .evaluation import ANY_EVALUATOR, preview_rule, suggest_min_n
 from .models import AlertDelivery, AlertEvent, AlertRule, AlertState
 from .services import RULE_FIELDS
 from .units import UnitError, to_shown, to_stored
@@ -27,6 +28,11 @@ class AlertRuleForm(forms.ModelForm):
         " changes in percent: type 10 for 10 % (0 to 100; a relative change -100 or more)."
         " Latency in ms, cost in USD."
     )
+    evaluator = forms.ChoiceField(
+        required=False,
+        help_text="Eval fail rate only: one evaluator, or any evaluator (the rule reads the"
+        " worst one, so it fires when any one of them crosses the threshold).",
+    )
     hysteresis = forms.FloatField(
         initial=0.0,
         help_text="A firing rule resolves only once the value is this far back inside, in the"
@@ -40,6 +46,14 @@ class AlertRuleForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         rule = self.instance
+        names = [*EVALUATORS, *([rule.evaluator] if rule.evaluator else [])]
+        field = self.fields["evaluator"]
+        if isinstance(field, forms.ChoiceField):
+            field.choices = [
+                ("", "(none: the metric is not an eval fail rate)"),
+                (ANY_EVALUATOR, "any evaluator"),
+                *((name, name) for name in dict.fromkeys(names) if name != ANY_EVALUATOR),
+            ]
         if rule.pk is not None:
             # The stored fractions are shown in percent, the unit the form takes.
             for name in ("threshold", "hysteresis"):
@@ -67,11 +81,18 @@ class AlertRuleForm(forms.ModelForm):
         valid = super().is_valid()
         if valid and PREVIEW in self.data:
             try:
-                self.preview = preview_rule(self.instance, timezone.now())
+                self.read_now()
             except InvalidQuery as exc:
                 self.add_error(None, str(exc))
             return False
         return valid
+
+    def read_now(self) -> None:
+        """The rule's current value and n for the chosen filters, and a minimum n from
+        current traffic (the preview block of the change form)."""
+        now = timezone.now()
+        self.preview = preview_rule(self.instance, now)
+        self.suggestion = suggest_min_n(self.instance, now)
 
 
 @admin.register(AlertRule)
@@ -123,7 +144,17 @@ class AlertRuleAdmin(admin.ModelAdmin):
         return form
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        context["preview"] = getattr(context["adminform"].form, "preview", None)
+        form = context["adminform"].form
+        if obj is not None and request.method == "GET":
+            # A saved rule's editor opens with its current value and n.
+            try:
+                form.read_now()
+            except InvalidQuery as exc:
+                form.preview_error = str(exc)
+        context["preview"] = getattr(form, "preview", None)
+        context["suggestion"] = getattr(form, "suggestion", None)
+        context["preview_error"] = getattr(form, "preview_error", "")
+        context["preview_rule"] = form.instance
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 

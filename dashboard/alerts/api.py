@@ -51,6 +51,13 @@ class AlertRuleSerializer(serializers.ModelSerializer):
         help_text="How far back inside the threshold a firing rule must come to resolve, in"
         " the rule's `unit` (percentage points for a percentage, 0 to 100).",
     )
+    evaluator = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="Eval fail rate only: an evaluator (label_check, groundedness,"
+        " task_completion), or `*` for any evaluator (the worst one's fail rate).",
+    )
     unit = serializers.SerializerMethodField(help_text=UNIT_HELP)
     states = AlertStateSerializer(many=True, read_only=True)
 

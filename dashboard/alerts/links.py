@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from django.urls import reverse
 
-from .units import ANY_EVALUATOR
+from .evaluation import ANY_EVALUATOR
 
 # The rule metric -> the Traces page filter that shows the traces it counts.
 TRACE_FLAGS = {"fallback-rate": {"fallback": "1"}, "error-rate": {"status": "error"}}

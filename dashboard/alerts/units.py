@@ -7,10 +7,6 @@ from __future__ import annotations
 
 from .evaluation import LABEL_METRICS, LATENCY_METRICS, RATE_METRICS
 
-# The evaluator filter of an eval-fail-rate rule that watches every evaluator: the rule
-# reads the worst one (see evaluation._read).
-ANY_EVALUATOR = "*"
-
 PROPORTION_METRICS = frozenset({*RATE_METRICS, "route-share", "eval-fail-rate", *LABEL_METRICS})
 
 

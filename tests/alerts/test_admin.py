@@ -61,7 +61,7 @@ def test_the_preview_shows_value_n_and_interval_without_saving(admin_client, pro
     assert [(r.reading.value, r.reading.n, r.breached) for r in rows] == [(0.25, 40, True)]
     assert 0.14 < rows[0].reading.low < 0.25 < rows[0].reading.high < 0.41
     html = response.content.decode()
-    assert "0.2500" in html and "yes: would fire" in html
+    assert "<td>25 %</td>" in html and "yes: would fire" in html
     assert AlertRule.objects.count() == 0
 
 
@@ -131,7 +131,9 @@ def test_the_change_page_of_a_saved_rule_renders_with_its_preview_button(
     assert response.status_code == 200
     html = response.content.decode()
     assert 'name="_preview"' in html and "saved rule" in html
-    assert response.context["preview"] is None
+    # No traffic: the editor still opens with the current reading (no data, n 0).
+    assert [(r.reading.value, r.reading.n) for r in response.context["preview"]] == [(None, 0)]
+    assert "No traffic for these filters in the last 7 days" in html
 
 
 @pytest.mark.parametrize(("fallbacks", "state"), [(6, "firing"), (4, "ok")])
@@ -190,3 +192,44 @@ def test_the_change_form_shows_a_stored_rate_in_percent(admin_client, project) -
     form = response.context["adminform"].form
     assert (form["threshold"].value(), form["hysteresis"].value()) == (12.5, 2.0)
     assert 'name="threshold" value="12.5"' in response.content.decode()
+
+
+def test_the_editor_shows_the_current_value_and_n_and_suggests_a_minimum_n(
+    admin_client, project
+) -> None:
+    # 280 decisions in the last 7 days: a 1-day window holds 40 on average.
+    decisions(project.id, 280, fallbacks=28, at=timezone.now() - timedelta(minutes=5))
+    saved = rule(project.id, window_seconds=86400, threshold=0.05)
+
+    response = admin_client.get(f"/admin/alerts/alertrule/{saved.id}/change/")
+
+    html = response.content.decode()
+    [row] = response.context["preview"]
+    assert (row.reading.value, row.reading.n, row.breached) == (0.1, 280, True)
+    assert "<td>10 %</td>" in html and "<td>280</td>" in html
+    assert response.context["suggestion"].min_n == 10
+    assert "Suggested minimum n: <strong>10</strong> (a window of this length held 40" in html
+
+
+def test_too_little_traffic_suggests_no_minimum_n(admin_client, project) -> None:
+    decisions(project.id, 40, fallbacks=10, at=timezone.now() - timedelta(minutes=5))
+
+    response = admin_client.post(ADD, {**_form(project.id), "_preview": "Preview"})
+
+    assert response.context["suggestion"].min_n is None
+    assert (
+        "Too little traffic to suggest a minimum n: a window of this length held 0.2"
+        in response.content.decode()
+    )
+
+
+def test_any_evaluator_is_a_choice_of_the_form(admin_client, project) -> None:
+    html = admin_client.get(ADD).content.decode()
+    assert '<option value="*">any evaluator</option>' in html
+
+    response = admin_client.post(
+        ADD, {**_form(project.id, metric="eval-fail-rate", evaluator="*"), "_save": "Save"}
+    )
+
+    assert response.status_code == 302
+    assert AlertRule.objects.values_list("metric", "evaluator").get() == ("eval-fail-rate", "*")
