@@ -139,8 +139,8 @@ class AlertRuleAdmin(admin.ModelAdmin):
         user = request.user
         projects = list_projects(project_ids_for_user(int(user.pk or 0), user.is_superuser))
         field = form.base_fields["project_id"]
-        assert isinstance(field, forms.ChoiceField)
-        field.choices = [(p.id, p.name) for p in projects]
+        if isinstance(field, forms.ChoiceField):  # declared so above; narrows the type
+            field.choices = [(p.id, p.name) for p in projects]
         return form
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
