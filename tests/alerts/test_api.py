@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+import yaml
+from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from dashboard.alerts.models import AlertRule
@@ -146,3 +148,15 @@ def test_changing_the_unit_without_a_new_threshold_is_refused(project) -> None:
     assert response.status_code == 400
     assert "give the threshold again" in response.json()["error"]["message"]
     assert AlertRule.objects.get().threshold == 250.0
+
+
+def test_the_api_schema_documents_the_threshold_unit(tmp_path) -> None:
+    out = tmp_path / "schema.yml"
+    call_command("spectacular", "--file", str(out))
+
+    rule_schema = yaml.safe_load(out.read_text())["components"]["schemas"]["AlertRule"]
+    properties = rule_schema["properties"]
+    assert "a percentage is typed as percent (10 = 10 %)" in properties["threshold"]["description"]
+    assert "'percent' for rates" in properties["unit"]["description"]
+    assert properties["unit"]["readOnly"] is True
+    assert "`*` for any evaluator" in properties["evaluator"]["description"]
