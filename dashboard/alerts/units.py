@@ -5,6 +5,8 @@ conversion happens here, at the form and serializer boundary, and nowhere else."
 
 from __future__ import annotations
 
+import math
+
 from .evaluation import LABEL_METRICS, LATENCY_METRICS, RATE_METRICS
 
 PROPORTION_METRICS = frozenset({*RATE_METRICS, "route-share", "eval-fail-rate", *LABEL_METRICS})
@@ -26,6 +28,8 @@ def unit_of(metric: str, compare_to: str | None) -> str:
 def to_stored(value: float, metric: str, compare_to: str | None, *, margin: bool = False) -> float:
     """The stored value of a typed threshold (``margin``: the hysteresis). An absolute
     proportion is 0-100 %, a relative change at least -100 % (a drop to zero)."""
+    if not math.isfinite(value):
+        raise UnitError("a finite number")
     if unit_of(metric, compare_to) != "percent":
         return value
     if margin or not compare_to:
