@@ -8,15 +8,17 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.html import format_html
 
 from evaluators.contracts import EVALUATORS
 from tracestore.queries import list_projects, project_ids_for_user
 
 from ..metrics import InvalidQuery
 from .evaluation import ANY_EVALUATOR, preview_rule, suggest_min_n
+from .links import traces_path
 from .models import AlertDelivery, AlertEvent, AlertRule, AlertState
 from .services import RULE_FIELDS
-from .units import UnitError, to_shown, to_stored
+from .units import UnitError, display, to_shown, to_stored
 
 PREVIEW = "_preview"
 
@@ -99,7 +101,7 @@ class AlertRuleForm(forms.ModelForm):
 class AlertRuleAdmin(admin.ModelAdmin):
     form = AlertRuleForm
     change_form_template = "admin/alerts/alertrule/change_form.html"
-    list_display = ("name", "project_id", "metric", "comparator", "threshold", "severity")
+    list_display = ("name", "project_id", "metric", "comparator", "shown_threshold", "severity")
     list_filter = ("enabled", "severity", "metric")
     search_fields = ("name", "micro_model", "route")
     fieldsets = (
@@ -134,6 +136,10 @@ class AlertRuleAdmin(admin.ModelAdmin):
         ("Notifications", {"fields": ("webhook_urls", "email_addresses")}),
     )
 
+    @admin.display(description="threshold", ordering="threshold")
+    def shown_threshold(self, rule: AlertRule) -> str:
+        return display(rule.threshold, rule.metric, rule.compare_to)
+
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
         user = request.user
@@ -160,9 +166,14 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
 @admin.register(AlertState)
 class AlertStateAdmin(admin.ModelAdmin):
-    list_display = ("rule", "split_value", "state", "since", "last_value", "last_n")
+    list_select_related = ("rule",)
+    list_display = ("rule", "split_value", "state", "since", "shown_value", "last_n")
     list_filter = ("state",)
     readonly_fields = [f.name for f in AlertState._meta.fields]
+
+    @admin.display(description="last value")
+    def shown_value(self, state: AlertState) -> str:
+        return display(state.last_value, state.rule.metric, state.rule.compare_to)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -170,9 +181,33 @@ class AlertStateAdmin(admin.ModelAdmin):
 
 @admin.register(AlertEvent)
 class AlertEventAdmin(admin.ModelAdmin):
-    list_display = ("rule", "split_value", "kind", "value", "n", "threshold", "created_at")
+    list_display = (
+        "rule",
+        "split_value",
+        "kind",
+        "shown_value",
+        "n",
+        "shown_threshold",
+        "created_at",
+        "traces",
+    )
+    list_select_related = ("rule",)
     list_filter = ("kind",)
     readonly_fields = [f.name for f in AlertEvent._meta.fields]
+
+    @admin.display(description="value")
+    def shown_value(self, event: AlertEvent) -> str:
+        return display(event.value, event.rule.metric, event.rule.compare_to)
+
+    @admin.display(description="threshold")
+    def shown_threshold(self, event: AlertEvent) -> str:
+        return display(event.threshold, event.rule.metric, event.rule.compare_to)
+
+    @admin.display(description="traces")
+    def traces(self, event: AlertEvent) -> str:
+        return format_html(
+            '<a href="{}">traces</a>', traces_path(event.rule, event.created_at, event.split_value)
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

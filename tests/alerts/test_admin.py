@@ -233,3 +233,22 @@ def test_any_evaluator_is_a_choice_of_the_form(admin_client, project) -> None:
 
     assert response.status_code == 302
     assert AlertRule.objects.values_list("metric", "evaluator").get() == ("eval-fail-rate", "*")
+
+
+def test_the_admin_lists_show_rates_in_percent_and_link_events_to_traces(
+    admin_client, project
+) -> None:
+    decisions(project.id, 40, fallbacks=10)
+    saved = rule(project.id, name="fallbacks")
+    evaluate_alert_rule(saved.id, NOW)
+
+    rules = admin_client.get("/admin/alerts/alertrule/").content.decode()
+    states = admin_client.get("/admin/alerts/alertstate/").content.decode()
+    events = admin_client.get("/admin/alerts/alertevent/").content.decode()
+
+    assert '<td class="field-shown_threshold">10 %</td>' in rules
+    assert '<td class="field-shown_value">25 %</td>' in states
+    assert '<td class="field-shown_value">25 %</td>' in events
+    assert '<td class="field-shown_threshold">10 %</td>' in events
+    assert '<td class="field-traces"><a href="/?start=' in events
+    assert "micro_model=intent-mini&amp;fallback=1" in events
