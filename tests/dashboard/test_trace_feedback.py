@@ -7,10 +7,11 @@ import re
 
 import pytest
 from django.test import Client
+from rest_framework.test import APIClient
 
 from evaluators.models import Feedback
 from tests.builders import micro_model_trace
-from tracestore.services import create_project, store_spans
+from tracestore.services import create_project, issue_api_key, store_spans
 
 pytestmark = pytest.mark.django_db
 
@@ -56,6 +57,13 @@ def test_feedback_given_on_the_page_shows_in_the_expected_column(csrf_client, pr
     assert '<td class="expected">refund <span class="muted source">(feedback)</span></td>' in after
     assert '<li class="message-success" role="status">Feedback saved.</li>' in after
     assert "label_check: fail" in after
+    assert (
+        '<p class="feedback-given">Given: expected <strong>refund</strong>,'
+        ' <span class="status status-error">fail</span> “asked for money back”'
+        ' <span class="muted">by ana, <time'
+    ) in after
+    assert '<input type="radio" name="verdict" value="fail" checked> fail' in after
+    assert '<input type="text" name="note" maxlength="5000" value="asked for money back">' in after
     stored = Feedback.objects.get()
     assert (stored.expected_label, stored.thumbs_up, stored.comment, stored.author) == (
         "refund",
@@ -113,3 +121,22 @@ def test_a_pass_verdict_alone_is_recorded(member_client, project) -> None:
     )
 
     assert Feedback.objects.values_list("expected_label", "thumbs_up").get() == (None, True)
+
+
+def test_feedback_on_the_whole_trace_from_the_api_shows_on_the_page(member_client, project) -> None:
+    trace, _ = _stored(project.id)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_api_key(project.id)}")
+    posted = api.post(
+        "/api/v1/feedback/",
+        {"trace_id": trace.trace_hex, "thumbs_up": True, "comment": "good call"},
+        format="json",
+    )
+    assert posted.status_code == 201
+
+    html = member_client.get(f"/traces/{trace.trace_hex}/").content.decode()
+
+    assert (
+        '<p class="feedback-given">On the whole trace: <span class="status status-ok">pass</span>'
+        ' “good call” <span class="muted">by api key of shop, <time'
+    ) in html
