@@ -23,7 +23,7 @@ VERDICTS = {"": None, "pass": True, "fail": False}
 
 @require_POST
 @login_required(login_url=settings.LOGIN_URL)
-def trace_feedback(request: HttpRequest, trace_id: str) -> HttpResponseRedirect:
+def post_trace_feedback(request: HttpRequest, trace_id: str) -> HttpResponseRedirect:
     form = request.POST
     back = f"{reverse('dashboard:trace-detail', args=[trace_id])}#decisions"
     verdict = form.get("verdict", "")

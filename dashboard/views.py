@@ -206,7 +206,8 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         trace.summary.trace_id,
         [(s.span_id, s.expected_label) for s in decisions],
     )
-    given = trace_feedback(trace.summary.project_id, trace.summary.trace_id)
+    # The feedback forms are per decision: no decision, no form, no read.
+    given = trace_feedback(trace.summary.project_id, trace.summary.trace_id) if decisions else {}
     costs = cost_breakdown(trace.spans)
     known = [c.cost_usd for c in costs if c.cost_usd is not None]
     return render(
