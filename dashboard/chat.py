@@ -66,6 +66,7 @@ class ChatMessage:
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: str = ""
+    tool_call_id: str = ""  # a tool's answer: the call it answers
 
 
 @dataclass
@@ -130,6 +131,7 @@ def _indexed(
                 content,
                 calls,
                 _text(draft.fields.get("finish_reason")),
+                _text(draft.fields.get("tool_call_id")),
             )
         )
     return messages
@@ -164,7 +166,7 @@ def _parts_messages(value: Any, side: str) -> list[ChatMessage]:
     for item in items:
         if not isinstance(item, dict):
             continue
-        texts, calls = [], []
+        texts, calls, answers = [], [], []
         for part in item.get("parts") or []:
             if not isinstance(part, dict):
                 continue
@@ -176,6 +178,7 @@ def _parts_messages(value: Any, side: str) -> list[ChatMessage]:
                 )
             elif part.get("type") == "tool_call_response":
                 texts.append(_text(part.get("response")))
+                answers.append(_text(part.get("id")))
             else:
                 texts.append(_text(part.get("content")))
         messages.append(
@@ -185,6 +188,7 @@ def _parts_messages(value: Any, side: str) -> list[ChatMessage]:
                 "\n".join(texts),
                 tuple(calls),
                 _text(item.get("finish_reason")),
+                ", ".join(a for a in answers if a),
             )
         )
     return messages
@@ -203,6 +207,7 @@ def _event_messages(events: list[dict[str, Any]]) -> list[ChatMessage]:
                     _text(attributes.get("role")) or role_match["role"],
                     _text(attributes.get("content")),
                     _tool_calls(attributes.get("tool_calls")),
+                    tool_call_id=_text(attributes.get("id") or attributes.get("tool_call_id")),
                 )
             )
         elif name == "gen_ai.choice":

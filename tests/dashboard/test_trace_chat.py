@@ -41,6 +41,7 @@ OPENINFERENCE = {
     "llm.input_messages.0.message.content": "Where is my parcel? <script>alert(1)</script>",
     "llm.input_messages.1.message.role": "tool",
     "llm.input_messages.1.message.contents.0.message_content.text": "status: shipped",
+    "llm.input_messages.1.message.tool_call_id": "call_8",
     "llm.output_messages.0.message.role": "assistant",
     "llm.output_messages.0.message.content": "It was shipped yesterday.",
     "llm.output_messages.0.message.tool_calls.0.tool_call.id": "call_9",
@@ -94,7 +95,8 @@ def test_openinference_messages_render_as_a_chat(member_client: Client, project)
     assert "<script>alert" not in html
     assert (
         '<div class="chat-message chat-input" data-role="tool">\n'
-        '    <div class="chat-role">tool</div>\n'
+        '    <div class="chat-role">tool'
+        ' <span class="muted">answers <code>call_8</code></span></div>\n'
         '    <div class="chat-content">status: shipped</div>'
     ) in html
     assert '<div class="chat-content">It was shipped yesterday.</div>' in html
