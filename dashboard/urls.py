@@ -3,12 +3,14 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import views
+from .trace_feedback import post_trace_feedback
 
 app_name = "dashboard"
 
 urlpatterns = [
     path("", views.trace_list, name="trace-list"),
     path("traces/<str:trace_id>/", views.trace_detail, name="trace-detail"),
+    path("traces/<str:trace_id>/feedback/", post_trace_feedback, name="trace-feedback"),
     path("overview/", views.overview, name="overview"),
     path("micro-models/<path:name>/", views.micro_model, name="micro-model"),
     path("cohorts/", views.cohorts, name="cohorts"),

@@ -17,12 +17,18 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 from django.views.defaults import page_not_found
 
-from evaluators.queries import evaluations_by_span, expected_labels, list_evaluations
+from evaluators.queries import (
+    evaluations_by_span,
+    expected_labels,
+    list_evaluations,
+    trace_feedback,
+)
 from tracestore.queries import get_trace
 
 from . import metrics, pages
 from .access import visible_project_ids
 from .charts import waterfall_figure
+from .chat import span_chat
 from .metric_filters import MetricQuery, ProjectNotFound, parse_metric_query
 from .metrics.pricing import cost_breakdown
 from .pagination import InvalidCursor, trace_page
@@ -214,6 +220,8 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         trace.summary.trace_id,
         [(s.span_id, s.expected_label) for s in decisions],
     )
+    # The feedback forms are per decision: no decision, no form, no read.
+    given = trace_feedback(trace.summary.project_id, trace.summary.trace_id) if decisions else {}
     costs = cost_breakdown(trace.spans)
     known = [c.cost_usd for c in costs if c.cost_usd is not None]
     return render(
@@ -222,8 +230,13 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         {
             "trace": trace.summary,
             "rows": rows,
+            "details": [(row, span_chat(row.span)) for row in rows],
             "waterfall": waterfall_figure(rows),
             "decisions": [(s, expected.get(s.span_id)) for s in decisions],
+            "feedback_forms": [
+                (s, expected.get(s.span_id), given.get(s.span_id)) for s in decisions
+            ],
+            "trace_feedback": given.get(""),
             "evaluations": evaluations_by_span(project_ids, trace.summary.trace_id),
             "costs": costs,
             "total_cost": sum(known) if len(known) == len(costs) else None,

@@ -188,3 +188,16 @@ def resolve_expected_label(
     if attribute and attribute.strip():
         return ExpectedLabel(attribute, ATTRIBUTE)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackNote:
+    """The feedback given for one span of a trace ('' span id: the whole trace), as the
+    trace page shows it beside its form."""
+
+    span_id: str
+    expected_label: str | None
+    thumbs_up: bool | None
+    comment: str
+    author: str
+    updated_at: datetime

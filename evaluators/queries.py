@@ -17,6 +17,7 @@ from .contracts import (
     EvaluationPage,
     EvaluationView,
     ExpectedLabel,
+    FeedbackNote,
     JudgeUse,
     resolve_expected_label,
 )
@@ -434,3 +435,17 @@ def _grouped(
     if group_by:
         return rows.filter(cohort__has_key=group_by), KT(f"cohort__{group_by}")
     return rows, Value(None, output_field=TextField())
+
+
+def trace_feedback(project_id: int, trace_id: str) -> dict[str, FeedbackNote]:
+    """Span id hex ('' for the whole trace) -> the feedback given for it, for one trace."""
+    trace = _ids(trace_id, 16)
+    if trace is None:
+        return {}
+    rows = Feedback.objects.filter(project_id=project_id, trace_id=trace).values_list(
+        "span_id", "expected_label", "thumbs_up", "comment", "author", "updated_at"
+    )
+    return {
+        bytes(span).hex(): FeedbackNote(bytes(span).hex(), label, thumbs, comment, author, at)
+        for span, label, thumbs, comment, author, at in rows
+    }

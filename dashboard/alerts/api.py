@@ -17,6 +17,12 @@ from evaluators.permissions import ConfigPermissions
 from ..access import visible_project_ids
 from .models import AlertEvent, AlertRule, AlertState
 from .services import RULE_FIELDS, create_alert_rule, delete_alert_rule, update_alert_rule
+from .units import UnitError, to_shown, to_stored, unit_of
+
+UNIT_HELP = (
+    "'percent' for rates, shares, eval fail rate, label recall / precision / F1 and relative"
+    " changes (compare_to); 'ms' for latency; 'USD' for cost."
+)
 
 
 class NewestFirst(CursorPagination):
@@ -36,16 +42,76 @@ class AlertRuleSerializer(serializers.ModelSerializer):
     project_id = serializers.IntegerField(
         required=False, help_text="One of your projects; defaults to an API key's project."
     )
+    threshold = serializers.FloatField(
+        help_text="In the rule's `unit`: a percentage is typed as percent (10 = 10 %), 0 to 100"
+        " for a rate, share or label quality, -100 or more for a relative change (30 = +30 %)."
+    )
+    hysteresis = serializers.FloatField(
+        required=False,
+        help_text="How far back inside the threshold a firing rule must come to resolve, in"
+        " the rule's `unit` (percentage points for a percentage, 0 to 100).",
+    )
+    evaluator = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="Eval fail rate only: an evaluator (label_check, groundedness,"
+        " task_completion), or `*` for any evaluator (the worst one's fail rate).",
+    )
+    unit = serializers.SerializerMethodField(help_text=UNIT_HELP)
     states = AlertStateSerializer(many=True, read_only=True)
 
     class Meta:
         model = AlertRule
-        fields = ("id", *RULE_FIELDS, "states", "created_at", "updated_at")
-        read_only_fields = ("id", "states", "created_at", "updated_at")
+        fields = ("id", *RULE_FIELDS, "unit", "states", "created_at", "updated_at")
+        read_only_fields = ("id", "unit", "states", "created_at", "updated_at")
+
+    def get_unit(self, rule: AlertRule) -> str:
+        return unit_of(rule.metric, rule.compare_to)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Percent in, fractions stored: the unit follows the rule as it will be saved.
+        current = self.instance
+        metric = attrs.get("metric", getattr(current, "metric", ""))
+        compare_to = attrs.get("compare_to", getattr(current, "compare_to", ""))
+        unit = unit_of(metric, compare_to)
+        if (
+            current is not None
+            and "threshold" not in attrs
+            and unit != unit_of(current.metric, current.compare_to)
+        ):
+            raise exceptions.ValidationError(
+                {"threshold": [f"give the threshold again: the rule's unit is now {unit}"]}
+            )
+        errors: dict[str, list[str]] = {}
+        for name in ("threshold", "hysteresis"):
+            if name in attrs:
+                try:
+                    attrs[name] = to_stored(
+                        attrs[name], metric, compare_to, margin=name == "hysteresis"
+                    )
+                except UnitError as exc:
+                    errors[name] = [str(exc)]
+        if errors:
+            raise exceptions.ValidationError(errors)
+        return attrs
+
+    def to_representation(self, instance: AlertRule) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        for name in ("threshold", "hysteresis"):
+            data[name] = to_shown(data[name], instance.metric, instance.compare_to)
+        for state in data["states"]:
+            state["last_value"] = to_shown(
+                state["last_value"], instance.metric, instance.compare_to
+            )
+        return data
 
 
 class AlertEventSerializer(serializers.ModelSerializer):
+    """Value, interval and threshold in the rule's ``unit`` (percent for a percentage)."""
+
     rule_name = serializers.CharField(source="rule.name", read_only=True)
+    unit = serializers.SerializerMethodField(help_text=UNIT_HELP)
 
     class Meta:
         model = AlertEvent
@@ -61,8 +127,19 @@ class AlertEventSerializer(serializers.ModelSerializer):
             "low",
             "high",
             "threshold",
+            "unit",
             "created_at",
         )
+
+    def get_unit(self, event: AlertEvent) -> str:
+        return unit_of(event.rule.metric, event.rule.compare_to)
+
+    def to_representation(self, instance: AlertEvent) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        rule = instance.rule
+        for name in ("value", "low", "high", "threshold"):
+            data[name] = to_shown(data[name], rule.metric, rule.compare_to)
+        return data
 
 
 def _project_for(request: Any, data: dict[str, Any]) -> int:

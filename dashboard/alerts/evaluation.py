@@ -18,6 +18,9 @@ COST_METRICS = {"cost-per-trace-mean": "mean_usd", "cost-per-trace-p90": "p90_us
 # Metrics whose value is a proportion with a Wilson interval (statistical mode needs one).
 WITH_INTERVAL = {*RATE_METRICS, "route-share", "eval-fail-rate", "label-recall", "label-precision"}
 COMPARE_OFFSETS = {"day": timedelta(days=1), "week": timedelta(days=7)}
+# An eval-fail-rate rule's evaluator filter that watches every evaluator (its value is the
+# worst evaluator's fail rate, so it fires when any one of them crosses the threshold).
+ANY_EVALUATOR = "*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,7 @@ class Reading:
     low: float | None = None
     high: float | None = None
     baseline: float | None = None  # the earlier window's value of a relative-change rule
+    evaluator: str = ""  # an any-evaluator rule: the evaluator the value is of
 
 
 def source_metric(metric: str) -> str:
@@ -53,7 +57,9 @@ def rule_problems(rule: Any) -> dict[str, str]:
         problems["route"] = "route share needs the route whose share is watched"
     if metric == "eval-fail-rate":
         if not rule.evaluator:
-            problems["evaluator"] = "eval fail rate needs an evaluator (e.g. label_check)"
+            problems["evaluator"] = (
+                "eval fail rate needs an evaluator (e.g. label_check), or * for any evaluator"
+            )
         if rule.route:
             problems["route"] = "eval fail rate is filtered by micro model and cohort, not route"
     elif rule.evaluator:
@@ -113,6 +119,30 @@ def _key(group: Any) -> str:
     return "" if group is None else str(group)
 
 
+def _worse(rule: Any, kept: Reading | None, new: Reading) -> Reading:
+    """Of two evaluators' readings, the one further beyond the threshold's side (the
+    bound statistical mode compares): a reading with n below the minimum counts only
+    while no evaluator has enough."""
+    if kept is None:
+        return new
+    enough = max(rule.min_n, 1)
+    if (kept.n >= enough) != (new.n >= enough):
+        return kept if kept.n >= enough else new
+    if kept.n < enough:
+        return kept if kept.n >= new.n else new
+    above = rule.comparator == "above"
+
+    def bound(r: Reading) -> float:
+        x = (r.low if above else r.high) if rule.statistical else r.value
+        if x is None:
+            return float("-inf") if above else float("inf")
+        return x
+
+    if above:
+        return new if bound(new) > bound(kept) else kept
+    return new if bound(new) < bound(kept) else kept
+
+
 def _read(rule: Any, start: datetime, end: datetime) -> dict[str, Reading]:
     """split value -> Reading, straight from the metrics module's rows."""
     split = bool(rule.split_by)
@@ -131,6 +161,12 @@ def _read(rule: Any, start: datetime, end: datetime) -> dict[str, Reading]:
             interval = metrics.wilson_interval(row["count"], row["n"])
             out[group] = Reading(group, row["share"], row["n"], *(interval or (None, None)))
         elif metric == "eval-fail-rate":
+            if rule.evaluator == ANY_EVALUATOR:
+                reading = Reading(
+                    group, row["rate"], row["n"], row["low"], row["high"], None, row["evaluator"]
+                )
+                out[group] = _worse(rule, out.get(group), reading)
+                continue
             if row["evaluator"] != rule.evaluator:
                 continue
             out[group] = Reading(group, row["rate"], row["n"], row["low"], row["high"])
@@ -242,3 +278,28 @@ def preview_rule(rule: Any, now: datetime) -> list[PreviewRow]:
     """What the rule reads right now (it need not be saved): value, n, interval and whether
     it is beyond the threshold, per split value."""
     return [PreviewRow(reading, breached(rule, reading)) for reading in read_rule(rule, now)]
+
+
+TRAFFIC_DAYS = 7
+MIN_SUGGESTED_N = 10
+
+
+@dataclass(frozen=True, slots=True)
+class MinNSuggestion:
+    typical_n: float  # the n a window of the rule's length held on average (per split value)
+    min_n: int | None  # None: too little traffic to suggest one
+
+
+def suggest_min_n(rule: Any, now: datetime) -> MinNSuggestion:
+    """A minimum n from current traffic: a quarter of what a window of the rule's length
+    held on average over the last 7 days (per split value), at least 10. A quarter lets a
+    normal window be evaluated while a near-empty one (night, an outage of the sender)
+    neither fires nor resolves on a handful of decisions."""
+    readings = _read(rule, now - timedelta(days=TRAFFIC_DAYS), now)
+    counted = [r.n for r in readings.values() if r.n]
+    if not counted:
+        return MinNSuggestion(0.0, None)
+    per_window = sum(counted) / len(counted) * rule.window_seconds / (TRAFFIC_DAYS * 86400)
+    if per_window / 4 < MIN_SUGGESTED_N:
+        return MinNSuggestion(per_window, None)
+    return MinNSuggestion(per_window, int(per_window // 4))

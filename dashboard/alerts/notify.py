@@ -17,7 +17,9 @@ from django.utils import timezone
 
 from microlens import outbound
 
+from .links import rule_admin_path, traces_path
 from .models import AlertDelivery, AlertEvent
+from .units import display
 
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 3600.0
@@ -45,6 +47,10 @@ def check_webhook_url(url: str, *, saving: bool = False) -> None:
         ) from None
 
 
+def _base() -> str:
+    return (settings.MICROLENS_PUBLIC_URL or "").rstrip("/")
+
+
 def dashboard_link(event: AlertEvent) -> str:
     """The dashboard page showing the rule's metric, with its filters and window."""
     rule = event.rule
@@ -64,7 +70,7 @@ def dashboard_link(event: AlertEvent) -> str:
             params[f"cohort.{rule.split_by}"] = event.split_value
         else:
             params["group_by"] = rule.split_by
-    base = (settings.MICROLENS_PUBLIC_URL or "").rstrip("/")
+    base = _base()
     # The page that shows the rule's metric: eval fail rates per cohort on Cohorts, label
     # quality and latency on the micro model's page, the rest on the overview.
     if rule.metric == "eval-fail-rate" and (rule.split_by or rule.cohort_key):
@@ -103,8 +109,16 @@ def event_payload(event: AlertEvent, delivery_id: int) -> dict[str, Any]:
         "n": event.n,
         "interval": [event.low, event.high] if event.low is not None else None,
         "threshold": event.threshold,
+        # The numbers above are stored fractions for percentages; these are the same
+        # values as people see them ("12.5 %").
+        "shown": {
+            "value": display(event.value, rule.metric, rule.compare_to),
+            "threshold": display(event.threshold, rule.metric, rule.compare_to),
+        },
         "at": event.created_at.isoformat(),
         "link": dashboard_link(event),
+        "traces_link": f"{_base()}{traces_path(rule, event.created_at, event.split_value)}",
+        "rule_link": f"{_base()}{rule_admin_path(rule)}",
     }
 
 
@@ -198,11 +212,17 @@ def _send_email(
     interval = payload["interval"]
     lines = [
         f"{rule.name}{split}: {verb}",
-        f"metric: {rule.metric}, {rule.comparator} {rule.threshold}",
-        f"value: {event.value} (n={event.n}"
-        + (f", 95 % interval {interval[0]:.4g} to {interval[1]:.4g})" if interval else ")"),
+        f"metric: {rule.metric}, {rule.comparator} {payload['shown']['threshold']}",
+        f"value: {payload['shown']['value']} (n={event.n}"
+        + (
+            f", 95 % interval {display(interval[0], rule.metric, rule.compare_to)} to"
+            f" {display(interval[1], rule.metric, rule.compare_to)})"
+            if interval
+            else ")"
+        ),
         f"window: {rule.window_seconds} s",
         f"dashboard: {payload['link']}",
+        f"traces: {payload['traces_link']}",
     ]
     message = EmailMessage(
         subject=f"[microlens {rule.severity}] {rule.name}{split}: {verb}",

@@ -50,7 +50,7 @@ def test_the_banner_and_the_alert_chart_show_in_a_real_browser(
             banner = page.locator("#alerts-banner")
             banner.wait_for(state="visible", timeout=15_000)
             assert banner.inner_text().startswith("1 alert firing:")
-            assert "intent-mini fallbacks [user.tier=pro] = 0.25 (n=40)" in banner.inner_text()
+            assert "intent-mini fallbacks [user.tier=pro] = 25 % (n=40)" in banner.inner_text()
 
             page.goto(live_server.url + "/alerts/")
             page.locator('[data-figure^="alert-rule-"] .main-svg').first.wait_for(timeout=15_000)

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from dashboard.alerts.models import AlertEvaluation, AlertEvent, AlertState
+from dashboard.alerts.models import AlertEvaluation, AlertEvent, AlertRule, AlertState
 from dashboard.alerts.services import evaluate_alert_rule
 from tests.dashboard.metric_data import NOW
 
@@ -268,3 +268,24 @@ def test_a_five_minute_rule_reads_exactly_its_five_minutes(project) -> None:
     }
     assert readings == {"5 min": (0.5, 20), "15 min": (0.5, 20), "1 h": (10 / 120, 120)}
     assert (_state(five.id), _state(quarter.id), _state(hour.id)) == ("firing", "firing", "ok")
+
+
+def test_rules_saved_with_a_percentage_as_fraction_are_read_as_percent(project) -> None:
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("dashboard.alerts.migrations.0004_rate_thresholds_typed_as_percent")
+    typed_10 = rule(project.id, name="typed 10", threshold=10.0, hysteresis=2.0)
+    rule(project.id, name="fraction", threshold=0.1)
+    rule(project.id, name="latency", metric="latency-p90", threshold=250.0)
+    rule(project.id, name="doubled", compare_to="week", threshold=1.5)
+    decisions(project.id, 50, fallbacks=6)
+
+    migration.thresholds_typed_as_percent(apps, None)
+
+    stored = dict(AlertRule.objects.values_list("name", "threshold"))
+    assert stored == {"typed 10": 0.1, "fraction": 0.1, "latency": 250.0, "doubled": 1.5}
+    assert AlertRule.objects.get(pk=typed_10.pk).hysteresis == 0.02
+    evaluate_alert_rule(typed_10.id, NOW)
+    assert _state(typed_10.id) == "firing"  # 12 % above 10 %

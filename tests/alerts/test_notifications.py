@@ -49,7 +49,9 @@ def test_an_email_is_sent_once_per_transition(project, settings) -> None:
     message = mail.outbox[0]
     assert message.to == ["oncall@example.com"]
     assert message.subject == "[microlens warning] fallbacks: FIRING"
-    assert "value: 0.25 (n=40, 95 % interval" in message.body
+    assert "metric: fallback-rate, above 10 %" in message.body
+    assert "value: 25 % (n=40, 95 % interval" in message.body
+    assert "traces: http://" in message.body and "fallback=1" in message.body
     assert "/overview/?project=" in message.body
     assert AlertDelivery.objects.get().status == "done"
 
@@ -73,6 +75,9 @@ def test_a_webhook_carries_the_transition_and_a_link(project, loopback_allowed) 
     assert low < 0.25 < high
     assert "micro_model=intent-mini" in body["link"]
     assert "cohort.user.tier=pro" in body["link"]
+    assert body["shown"] == {"value": "25 %", "threshold": "10 %"}
+    assert "cohort.user.tier=pro" in body["traces_link"] and "fallback=1" in body["traces_link"]
+    assert body["rule_link"].endswith(f"/admin/alerts/alertrule/{body['rule']['id']}/change/")
     assert AlertDelivery.objects.get().status == "done"
 
 

@@ -19,7 +19,7 @@
       var chip = document.createElement("span");
       chip.className = "chip";
       var split = alert.split_value ? " [" + alert.split_by + "=" + alert.split_value + "]" : "";
-      chip.textContent = alert.rule + split + " = " + alert.value + " (n=" + alert.n + ")";
+      chip.textContent = alert.rule + split + " = " + alert.shown + " (n=" + alert.n + ")";
       banner.appendChild(chip);
     });
     var link = document.createElement("a");
