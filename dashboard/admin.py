@@ -1,6 +1,7 @@
 """Admin for what the dashboard's metrics are configured by: model prices and cohort
-dimensions. Both change how history is folded: after an edit, run
-``manage.py refresh_metrics --rebuild`` (prices apply from their date on)."""
+dimensions. A price saved or deleted reaches the figures by itself: the next fold (every
+minute) re-prices the traces it applies to (``dashboard/signals.py``). A cohort dimension
+change still needs ``manage.py refresh_metrics --rebuild``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ from django.http import HttpRequest
 
 from .models import CohortDimension, ModelPrice
 
+_PRICE_HINT = (
+    "Saved. Within a minute, costs are recomputed for the traces that used a matching model"
+    " from its effective day on."
+)
+_PRICE_DELETED_HINT = (
+    "Deleted. Within a minute, the traces it priced show their cost without it, and the"
+    " model is listed as having no price where no other price applies."
+)
 _REBUILD_HINT = (
     "Saved. Metrics already folded keep the old values until you run "
     "`manage.py refresh_metrics --rebuild`."
@@ -30,7 +39,15 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
-        messages.info(request, _REBUILD_HINT)
+        messages.info(request, _PRICE_HINT)
+
+    def delete_model(self, request: HttpRequest, obj) -> None:
+        super().delete_model(request, obj)
+        messages.info(request, _PRICE_DELETED_HINT)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().delete_queryset(request, queryset)
+        messages.info(request, _PRICE_DELETED_HINT)
 
 
 @admin.register(CohortDimension)

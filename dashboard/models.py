@@ -223,3 +223,17 @@ class EvalRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.width}:{self.bucket:%Y-%m-%d %H}h {self.micro_model}/{self.evaluator}"
+
+
+class PriceChange(models.Model):
+    """A model price saved or deleted since the last fold: the fold re-prices the traces
+    that used a model matching ``model_pattern`` from ``effective_from`` on, then deletes
+    the row. Written in the price change's own transaction (``dashboard/signals.py``), so
+    it commits or rolls back with it."""
+
+    model_pattern = models.CharField(max_length=200)
+    effective_from = models.DateField()
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.model_pattern} from {self.effective_from}"

@@ -201,7 +201,6 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         [(s.span_id, s.expected_label) for s in decisions],
     )
     costs = cost_breakdown(trace.spans)
-    known = [c.cost_usd for c in costs if c.cost_usd is not None]
     return render(
         request,
         "dashboard/trace_detail.html",
@@ -212,7 +211,9 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
             "decisions": [(s, expected.get(s.span_id)) for s in decisions],
             "evaluations": evaluations_by_span(project_ids, trace.summary.trace_id),
             "costs": costs,
-            "total_cost": sum(known) if len(known) == len(costs) else None,
+            # The priced part, with the models left out named beside it.
+            "total_cost": sum(c.cost_usd for c in costs if c.cost_usd is not None),
+            "unpriced_models": sorted({c.model for c in costs if c.cost_usd is None}),
         },
     )
 

@@ -26,7 +26,10 @@ class MetricResultSerializer(serializers.Serializer):
         child=serializers.DictField(child=serializers.JSONField()),
         help_text="One object per group (and time bucket); every one carries its n."
         " eval-fail-rate rows also carry `evaluated` (= n, the verdicts the rate is over) and"
-        " `pending` (evaluations scheduled for spans in the range that have not run yet).",
+        " `pending` (evaluations scheduled for spans in the range that have not run yet)."
+        " cost-per-trace rows also carry `unpriced_models` (models that left traces of the"
+        " row without a price: those count in `uncosted_traces`, not in the cost figures)"
+        " and each cost per 1,000 traces (`mean_usd_per_1000_traces`, ...).",
     )
     notes = serializers.ListField(child=serializers.CharField())
 
