@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from dashboard import metrics
+from dashboard import charts, metrics
 from dashboard.metrics.pricing import glob_regex
 from dashboard.metrics.refresh import fold_changes
 from dashboard.models import ModelPrice, PriceChange
@@ -274,6 +274,8 @@ def test_a_partly_priced_trace_shows_its_priced_part_and_names_what_is_unpriced(
     start = timezone.now() - timedelta(minutes=30)
     trace_hex = _store_trace(project, start, fallback_model="mystery-xl", label_only_screen=True)
     _store_trace(project, start + timedelta(seconds=1), label_only_screen=True)
+    # Nothing in this one is priced: it says so rather than "$0".
+    unpriced_hex = _store_trace(project, start + timedelta(seconds=2), model="ranker-nano")
     fold_changes()
     priced = (41 * 0.10 + 3 * 0.40) / 1e6  # $0.0000053
 
@@ -283,6 +285,10 @@ def test_a_partly_priced_trace_shows_its_priced_part_and_names_what_is_unpriced(
     assert '<span class="unpriced">+ no price: mystery-xl</span>' in html
     assert "safety-screen" not in html.split("<h2>Cost</h2>")[1].split("</table>")[0]
 
+    other = member_client.get(f"/traces/{unpriced_hex}/").content.decode()
+    assert '<span class="unpriced">no price: ranker-nano</span>' in other
+    assert "$0<" not in other
+
     window = {
         "start": (start - timedelta(minutes=5)).isoformat(),
         "end": timezone.now().isoformat(),
@@ -290,19 +296,21 @@ def test_a_partly_priced_trace_shows_its_priced_part_and_names_what_is_unpriced(
     listing = member_client.get("/", window).content.decode()
     assert listing.count('<span class="unpriced">+ no price: mystery-xl</span>') == 1
     assert listing.count("$0.00000530") == 2
+    assert listing.count('<span class="unpriced">no price: ranker-nano</span>') == 1
 
     rows = metrics.find_traces(
         metrics.Filters((project.id,), start - timedelta(minutes=5), timezone.now())
     )
     assert sorted((r.cost_usd, r.unpriced_models) for r in rows) == [
+        (0.0, ("ranker-nano",)),
         (pytest.approx(priced), ()),
         (pytest.approx(priced), ("mystery-xl",)),
     ]
 
     api = member_client.get("/api/v1/metrics/cost-per-trace/", window).json()
     row = api["results"][0]
-    assert (row["traces"], row["n"], row["uncosted_traces"]) == (2, 1, 1)
-    assert row["unpriced_models"] == ["mystery-xl"]
+    assert (row["traces"], row["n"], row["uncosted_traces"]) == (3, 1, 2)
+    assert row["unpriced_models"] == ["mystery-xl", "ranker-nano"]
     assert row["mean_usd"] == pytest.approx(priced)
     assert row["mean_usd_per_1000_traces"] == pytest.approx(priced * 1000)
 
@@ -310,6 +318,8 @@ def test_a_partly_priced_trace_shows_its_priced_part_and_names_what_is_unpriced(
     assert "Cost per 1,000 traces (mean)" in overview
     assert "$0.00530 <span" in overview
     assert '<span class="unpriced">+ no price: mystery-xl</span>' in overview
+    assert '<span class="muted">no price: ranker-nano</span>' in overview
+    assert "no price for: mystery-xl, ranker-nano" in overview
 
 
 @pytest.mark.parametrize(
@@ -326,3 +336,19 @@ def test_a_partly_priced_trace_shows_its_priced_part_and_names_what_is_unpriced(
 )
 def test_costs_show_three_significant_digits(value: float | None, text: str) -> None:
     assert usd(value) == text
+
+
+def test_the_cost_chart_plots_usd_per_1000_traces() -> None:
+    rows = [
+        {"group": "intent-mini", "n": 4, "mean_usd_per_1000_traces": 0.0053},
+        {"group": "ranker-nano", "n": 0, "mean_usd_per_1000_traces": None},
+    ]
+    rows[0]["p90_usd_per_1000_traces"] = 0.0071
+    rows[1]["p90_usd_per_1000_traces"] = None
+    figure = charts.cost_figure(rows, "Cost per 1,000 traces by micro model", "micro model")
+
+    assert [(trace["name"], trace["x"], trace["y"]) for trace in figure["data"]] == [
+        ("mean", ["intent-mini"], [0.0053]),
+        ("p90", ["intent-mini"], [0.0071]),
+    ]
+    assert figure["layout"]["yaxis"]["title"]["text"] == "USD per 1,000 traces"
