@@ -196,13 +196,15 @@ def test_an_edited_price_re_prices_under_the_old_pattern_too(project: ProjectRef
         output_per_million=Decimal("2"),
         effective_from=day.date(),
     )
-    fold_changes()
+    # Folds an hour apart: the second re-reads no trace as changed by ingest.
+    clock = timezone.now() + timedelta(hours=1)
+    fold_changes(now=clock)
     window = (day - timedelta(hours=1), day + timedelta(hours=1))
     assert _cost(project, *window).rows[0]["uncosted_traces"] == 0
 
     price.model_pattern = "other-model"
     price.save()
-    fold_changes()
+    assert fold_changes(now=clock + timedelta(hours=1)).traces == 1
 
     row = _cost(project, *window).rows[0]
     assert (row["uncosted_traces"], row["unpriced_models"]) == (1, [INTENT])
