@@ -1,7 +1,7 @@
 """Admin for what the dashboard's metrics are configured by: model prices and cohort
 dimensions. A price saved or deleted reaches the figures by itself: the next fold (every
 minute) re-prices the traces it applies to (``dashboard/signals.py``). A cohort dimension
-change still needs ``manage.py refresh_metrics --rebuild``."""
+change is applied to folded history by ``manage.py refresh_metrics --resum``."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ _PRICE_DELETED_HINT = (
     "Deleted. Within a minute, the traces it priced show their cost without it, and the"
     " model is listed as having no price where no other price applies."
 )
-_REBUILD_HINT = (
+_RESUM_HINT = (
     "Saved. Metrics already folded keep the old values until you run "
-    "`manage.py refresh_metrics --rebuild`."
+    "`manage.py refresh_metrics --resum`."
 )
 
 
@@ -57,8 +57,8 @@ class CohortDimensionAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
-        messages.info(request, _REBUILD_HINT)
+        messages.info(request, _RESUM_HINT)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         super().delete_queryset(request, queryset)
-        messages.info(request, _REBUILD_HINT)
+        messages.info(request, _RESUM_HINT)

@@ -147,7 +147,12 @@ def test_a_price_added_then_deleted_in_the_admin_reaches_the_figures_at_the_next
     assert (whole["traces"], whole["mean_usd"]) == (1, pytest.approx(expected[0]))
 
     price = ModelPrice.objects.get()
-    admin_client.post(f"/admin/dashboard/modelprice/{price.pk}/delete/", {"post": "yes"})
+    deleted = admin_client.post(
+        f"/admin/dashboard/modelprice/{price.pk}/delete/", {"post": "yes"}, follow=True
+    )
+    assert "Within a minute, the traces it priced show their cost without it" in (
+        deleted.content.decode()
+    )
     assert not ModelPrice.objects.exists()
     refresh_metrics()
 
