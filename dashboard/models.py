@@ -9,8 +9,10 @@ never imports tracestore's models.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.postgres.fields import ArrayField
-from django.db import models
+from django.db import models, transaction
 
 
 class ModelPrice(models.Model):
@@ -46,6 +48,17 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_pattern} from {self.effective_from}"
+
+    # One transaction with the PriceChange rows its signals write (dashboard/signals.py),
+    # also outside the admin: a fold sees the new price and its change together or not at
+    # all. (QuerySet.delete() runs its signals inside its own transaction.)
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        with transaction.atomic():
+            return super().delete(*args, **kwargs)
 
 
 class CohortDimension(models.Model):

@@ -508,8 +508,9 @@ def fold_changes(now: datetime | None = None, *, since: datetime | None = None) 
             touched |= replace_facts(with_feedback_labels(trace_facts(keys)), keys, prices)
             count += len(keys)
         folded.update(relabelled)
-        for change in price_changes:
-            count, touched = _reprice(change, folded, prices, count, touched)
+        if start > _EPOCH:  # a rebuild has just folded every trace with these prices
+            for change in price_changes:
+                count, touched = _reprice(change, folded, prices, count, touched)
         PriceChange.objects.filter(id__in=[c.id for c in price_changes]).delete()
         rebuild_hours(touched, keys_config)
         days = {(project_id, _day(hour)) for project_id, hour in touched}
