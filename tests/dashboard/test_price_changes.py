@@ -109,7 +109,7 @@ def test_a_price_added_then_deleted_in_the_admin_reaches_the_figures_at_the_next
     late = _hour(now) - timedelta(minutes=10)
     _store_trace(project, early, prompt=41, completion=3)
     _store_trace(project, late, prompt=1000, completion=10)
-    start, end = early - timedelta(minutes=5), late + timedelta(seconds=1)
+    start, end = _hour(early), late + timedelta(seconds=1)
     refresh_metrics()
 
     before = _cost(project, start, end).rows[0]
