@@ -1,18 +1,23 @@
-"""Admin for what the dashboard's metrics are configured by: model prices. An edit changes
-how history is folded: after it, run ``manage.py refresh_metrics --rebuild`` (prices apply
-from their date on). Cohort dimensions are configured with the spans (tracestore's admin):
-ingest reads them."""
+"""Admin for what the dashboard's metrics are configured by: model prices. A price saved or
+deleted reaches the figures by itself: the next fold (every minute) re-prices the traces it
+applies to (``dashboard/signals.py``). Cohort dimensions are configured with the spans
+(tracestore's admin): ingest reads them."""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from .models import ModelPrice
 
-_REBUILD_HINT = (
-    "Saved. Metrics already folded keep the old values until you run "
-    "`manage.py refresh_metrics --rebuild`."
+_PRICE_HINT = (
+    "Saved. Within a minute, costs are recomputed for the traces that used a matching model"
+    " from its effective day on."
+)
+_PRICE_DELETED_HINT = (
+    "Deleted. Within a minute, the traces it priced show their cost without it, and the"
+    " model is listed as having no price where no other price applies."
 )
 
 
@@ -30,4 +35,12 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
-        messages.info(request, _REBUILD_HINT)
+        messages.info(request, _PRICE_HINT)
+
+    def delete_model(self, request: HttpRequest, obj) -> None:
+        super().delete_model(request, obj)
+        messages.info(request, _PRICE_DELETED_HINT)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().delete_queryset(request, queryset)
+        messages.info(request, _PRICE_DELETED_HINT)

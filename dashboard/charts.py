@@ -209,7 +209,8 @@ def grouped_rate_figure(rows: Sequence[dict[str, Any]], title: str, x_title: str
 
 
 def cost_figure(rows: Sequence[dict[str, Any]], title: str, x_title: str) -> dict[str, Any]:
-    """Mean and p90 cost per trace per group, in USD."""
+    """Mean and p90 cost per trace per group, in USD per 1,000 traces (a micro model's
+    trace costs micro-dollars; the same unit as the Overview's table)."""
     rows = [row for row in rows if row["n"]]
     x = [_name(row["group"]) for row in rows]
     data = [
@@ -219,15 +220,17 @@ def cost_figure(rows: Sequence[dict[str, Any]], title: str, x_title: str) -> dic
             "x": x,
             "y": [row[field] for row in rows],
             "text": [f"n={row['n']}" for row in rows],
-            "hovertemplate": "%{x}: $%{y:.5f} (%{text})<extra>" + name + "</extra>",
+            "hovertemplate": "%{x}: $%{y:,.3~g} per 1,000 traces (%{text})<extra>"
+            + name
+            + "</extra>",
             "marker": {"color": colour},
         }
         for name, field, colour in (
-            ("mean", "mean_usd", _PALETTE[0]),
-            ("p90", "p90_usd", _PALETTE[2]),
+            ("mean", "mean_usd_per_1000_traces", _PALETTE[0]),
+            ("p90", "p90_usd_per_1000_traces", _PALETTE[2]),
         )
     ]
-    return {"data": data, "layout": _layout(title, x_title, "cost per trace (USD)")}
+    return {"data": data, "layout": _layout(title, x_title, "USD per 1,000 traces")}
 
 
 def latency_figure(rows: Sequence[dict[str, Any]], title: str) -> dict[str, Any]:

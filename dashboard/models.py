@@ -9,8 +9,10 @@ never imports tracestore's models.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.postgres.fields import ArrayField
-from django.db import models
+from django.db import models, transaction
 
 
 class ModelPrice(models.Model):
@@ -46,6 +48,17 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_pattern} from {self.effective_from}"
+
+    # One transaction with the PriceChange rows its signals write (dashboard/signals.py),
+    # also outside the admin: a fold sees the new price and its change together or not at
+    # all. (QuerySet.delete() runs its signals inside its own transaction.)
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        with transaction.atomic():
+            return super().delete(*args, **kwargs)
 
 
 class DecisionFact(models.Model):
@@ -262,3 +275,17 @@ class ShadowPair(models.Model):
 
     def __str__(self) -> str:
         return f"{bytes(self.trace_id).hex()}/{bytes(self.span_id).hex()}"
+
+
+class PriceChange(models.Model):
+    """A model price saved or deleted since the last fold: the fold re-prices the traces
+    that used a model matching ``model_pattern`` from ``effective_from`` on, then deletes
+    the row. Written in the price change's own transaction (``dashboard/signals.py``), so
+    it commits or rolls back with it."""
+
+    model_pattern = models.CharField(max_length=200)
+    effective_from = models.DateField()
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.model_pattern} from {self.effective_from}"

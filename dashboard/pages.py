@@ -76,7 +76,7 @@ def overview_page(query: MetricQuery) -> Page:
         )
         figures["cost"] = charts.cost_figure(
             [cost[m["name"]] for m in models if m["name"] in cost],
-            "Cost per trace by micro model",
+            "Cost per 1,000 traces by micro model",
             "micro model",
         )
     return Page(
@@ -113,7 +113,7 @@ def micro_model_page(
         )
         figures["confidence"] = charts.confidence_figure(metrics.confidence_histogram(f))
         figures["cost-by-route"] = charts.cost_figure(
-            metrics.cost_per_trace(f, "route").rows, "Cost per trace by route", "route"
+            metrics.cost_per_trace(f, "route").rows, "Cost per 1,000 traces by route", "route"
         )
         if dimension:
             figures["fallback-by-cohort"] = charts.grouped_rate_figure(

@@ -223,7 +223,6 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     # The feedback forms are per decision: no decision, no form, no read.
     given = trace_feedback(trace.summary.project_id, trace.summary.trace_id) if decisions else {}
     costs = cost_breakdown(trace.spans)
-    known = [c.cost_usd for c in costs if c.cost_usd is not None]
     return render(
         request,
         "dashboard/trace_detail.html",
@@ -239,7 +238,9 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
             "trace_feedback": given.get(""),
             "evaluations": evaluations_by_span(project_ids, trace.summary.trace_id),
             "costs": costs,
-            "total_cost": sum(known) if len(known) == len(costs) else None,
+            # The priced part, with the models left out named beside it.
+            "total_cost": sum(c.cost_usd for c in costs if c.cost_usd is not None),
+            "unpriced_models": sorted({c.model for c in costs if c.cost_usd is None}),
         },
     )
 

@@ -628,3 +628,34 @@ def trace_context(project_id: int, trace_id_hex: str) -> contracts.TraceContext 
         cohort=dict(summary["cohort"]),
         spans=spans,
     )
+
+
+def traces_with_model_matching(
+    model_regex: str,
+    model_name: str,
+    ended_since: datetime,
+    *,
+    after: tuple[int, str] | None = None,
+    limit: int = 2000,
+) -> list[tuple[int, str]]:
+    """(project_id, trace id hex) of the traces that ended at or after ``ended_since`` and
+    used a model named ``model_name`` or matching the PostgreSQL regular expression
+    ``model_regex``, in primary key order, strictly after the ``after`` cursor.
+
+    Read when a model price changes (rarely): one pass over the trace table in key order,
+    page by page, rather than an index that every ingested batch would pay for.
+    """
+    params: list[Any] = [ended_since, model_name, model_regex]
+    cursor_sql = ""
+    if after is not None:
+        cursor_sql = " AND (t.project_id, t.trace_id) > (%s, %s)"
+        params += [after[0], bytes.fromhex(after[1])]
+    sql = (
+        "SELECT t.project_id, t.trace_id FROM tracestore_trace t"  # noqa: S608 (constant SQL; values are parameters)
+        " WHERE t.end_time >= %s"
+        " AND EXISTS (SELECT 1 FROM unnest(t.models) AS m WHERE m = %s OR m ~ %s)"
+        f"{cursor_sql} ORDER BY t.project_id, t.trace_id LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        return [(project_id, bytes(tid).hex()) for project_id, tid in cursor.fetchall()]

@@ -29,7 +29,10 @@ class MetricResultSerializer(serializers.Serializer):
         " `pending` (evaluations scheduled for spans in the range that have not run yet);"
         " their `rate`, `low` and `high` weigh each verdict by 1 / its sampling probability"
         " (the whole traffic's rate), with `effective_n` (Kish) and the unweighted"
-        " `raw_rate`, `raw_low`, `raw_high`.",
+        " `raw_rate`, `raw_low`, `raw_high`."
+        " cost-per-trace rows also carry `unpriced_models` (models that left traces of the"
+        " row without a price: those count in `uncosted_traces`, not in the cost figures)"
+        " and each cost per 1,000 traces (`mean_usd_per_1000_traces`, ...).",
     )
     notes = serializers.ListField(child=serializers.CharField())
 

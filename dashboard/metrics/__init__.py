@@ -28,6 +28,7 @@ from django.db import connection
 from evaluators.queries import pending_counts
 from tracestore.queries import cohort_dimensions
 
+from ..models import PriceChange
 from .histograms import (
     CONFIDENCE_BINS,
     COST_BASE_USD,
@@ -38,6 +39,7 @@ from .histograms import (
     add_into,
     percentile,
 )
+from .pricing import PriceBook
 from .weighting import WILSON_Z, weighted_rate
 from .windows import partial_hours, partial_hours_once, source, whole_hours
 
@@ -398,11 +400,16 @@ def _resolution_note() -> str:
     )
 
 
+PER_TRACES = 1000  # cost is shown per 1,000 traces: a micro model's trace costs micro-dollars
+
+
 def cost_per_trace(
     filters: Filters, group_by: str | None = None, interval: str | None = None
 ) -> MetricResult:
-    """Cost per trace in USD (mean, p50, p90) over the traces whose every model is priced,
-    tokens per trace over all traces; traces with unpriced models are counted apart."""
+    """Cost per trace in USD (mean, p50, p90, and the same per 1,000 traces) over the
+    traces whose every model is priced, tokens per trace over all traces; traces with an
+    unpriced model are counted apart (``uncosted_traces``) and the models named per row
+    (``unpriced_models``)."""
     sums = _sums(
         filters,
         group_by,
@@ -410,10 +417,14 @@ def cost_per_trace(
         ["traces", "costed_traces", "cost_sum", "prompt_tokens", "completion_tokens"],
     )
     hists = _histograms(filters, group_by, "cost_hist") if interval is None else {}
+    unpriced = unpriced_by_group(filters, group_by)
     rows = []
     for r in sums:
         traces, costed = int(r["traces"] or 0), int(r["costed_traces"] or 0)
         hist = hists.get((r["group"],), [0] * COST_BINS)
+        mean = r["cost_sum"] / costed if costed else None
+        p50 = percentile(hist, 0.5, COST_BASE_USD) if interval is None else None
+        p90 = percentile(hist, 0.9, COST_BASE_USD) if interval is None else None
         rows.append(
             {
                 "group": r["group"],
@@ -421,9 +432,13 @@ def cost_per_trace(
                 "n": costed,
                 "traces": traces,
                 "uncosted_traces": traces - costed,
-                "mean_usd": r["cost_sum"] / costed if costed else None,
-                "p50_usd": percentile(hist, 0.5, COST_BASE_USD) if interval is None else None,
-                "p90_usd": percentile(hist, 0.9, COST_BASE_USD) if interval is None else None,
+                "unpriced_models": unpriced.get(r["group"], []) if traces > costed else [],
+                "mean_usd": mean,
+                "p50_usd": p50,
+                "p90_usd": p90,
+                "mean_usd_per_1000_traces": _per_traces(mean),
+                "p50_usd_per_1000_traces": _per_traces(p50),
+                "p90_usd_per_1000_traces": _per_traces(p90),
                 "prompt_tokens_per_trace": int(r["prompt_tokens"] or 0) / traces
                 if traces
                 else None,
@@ -433,23 +448,50 @@ def cost_per_trace(
             }
         )
     notes = [_resolution_note()]
-    unpriced = unpriced_models(filters)
-    if unpriced:
-        names = ", ".join(unpriced)
-        notes.append(f"no price for: {names} (add them under Admin → Model prices)")
+    names = sorted({m for models in unpriced.values() for m in models})
+    if names:
+        notes.append(
+            f"no price for: {', '.join(names)} (add them under Admin → Model prices;"
+            " traces using them count apart, with the cost of their priced spans)"
+        )
+    if PriceChange.objects.exists():
+        notes.append(
+            "a model price changed: costs and the unpriced models are being updated"
+            " (within a minute)"
+        )
     return _result("cost-per-trace", filters, group_by, interval, rows, notes)
 
 
+def _per_traces(usd: float | None) -> float | None:
+    return None if usd is None else usd * PER_TRACES
+
+
 def unpriced_models(filters: Filters) -> list[str]:
-    """Models that left traces in range uncosted (add a ModelPrice, then rebuild)."""
-    where, params, _ = _where(filters, None, None)
+    """Models that left traces in range without a price, as far as prices are known now."""
+    return sorted({m for models in unpriced_by_group(filters, None).values() for m in models})
+
+
+def unpriced_by_group(filters: Filters, group_by: str | None) -> dict[Any, list[str]]:
+    """Per group, the models that left traces in range partly priced. A model priced now
+    from the range's first day on is left out even before the next fold re-prices its
+    traces: the note never names a model that has a price for the whole range."""
+    where, params, group_sql = _where(filters, group_by, None)
     sql = (
-        "SELECT DISTINCT unnest(unpriced_models)"
-        f" {where} AND costed_traces < traces ORDER BY 1 LIMIT 50"
+        f"SELECT DISTINCT {group_sql or 'NULL::text'}, unnest(unpriced_models)"
+        f" {where} AND costed_traces < traces ORDER BY 1, 2 LIMIT 1000"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [row[0] for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+    if not rows:
+        return {}
+    prices = PriceBook.load()
+    first_day = filters.start.astimezone(UTC).date()
+    out: dict[Any, list[str]] = defaultdict(list)
+    for group, model in rows:
+        if prices.price(model, first_day) is None:
+            out[group].append(model)
+    return dict(out)
 
 
 def _label_rows(filters: Filters, group_by: str | None) -> list[tuple]:
@@ -722,8 +764,9 @@ class TraceRow:
     is_fallback: bool
     is_error: bool
     duration_ms: float
-    cost_usd: float | None
+    cost_usd: float | None  # the priced part when ``unpriced_models`` is not empty
     cohort: dict[str, str]
+    unpriced_models: tuple[str, ...] = ()
 
 
 def find_traces(
@@ -757,7 +800,7 @@ def find_traces(
     # sort of every matching fact.
     columns = (
         "project_id, trace_id, start_time, micro_model, route, label, confidence,"
-        " is_fallback, trace_error, trace_duration_ms, cost, cohort"
+        " is_fallback, trace_error, trace_duration_ms, cost, cohort, unpriced_models"
     )
     sql = (
         f"SELECT {columns.replace('cohort', 'cohort::text')} FROM"  # noqa: S608 (constant SQL; values are parameters)
@@ -782,6 +825,7 @@ def find_traces(
             duration_ms=r[9],
             cost_usd=r[10],
             cohort=json.loads(r[11]),
+            unpriced_models=tuple(r[12]),
         )
         for r in rows
     ]

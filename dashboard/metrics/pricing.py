@@ -2,8 +2,10 @@
 
 A provider-reported cost on a span wins. Otherwise the price is the most specific matching
 pattern (an exact name beats a glob, a longer glob beats a shorter one) effective on the
-span's day. A span with tokens and no price makes the trace's cost unknown: it is listed,
-never counted as zero.
+span's day. A span with tokens and no price is never counted as zero: the trace's cost is
+its priced part, and the models without a price are listed beside it. A span with no
+tokens and no reported cost (a micro model that only returns a label) costs nothing to
+price and is never listed.
 """
 
 from __future__ import annotations
@@ -29,8 +31,42 @@ class Price:
 
 @dataclass(frozen=True, slots=True)
 class TraceCost:
-    cost: float | None
+    """``cost`` is the priced part; the whole cost only when ``unpriced_models`` is empty."""
+
+    cost: float
     unpriced_models: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.unpriced_models
+
+
+def glob_regex(pattern: str) -> str:
+    """A PostgreSQL regular expression matching every name ``fnmatch`` matches with
+    ``pattern``, and possibly more: a ``[...]`` set matches any one character. Used to find
+    the traces a price change may re-price, where matching more is only more work."""
+    out = ["^"]
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        i += 1
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[":
+            end = i + 1 if pattern[i : i + 1] == "!" else i
+            end = end + 1 if pattern[end : end + 1] == "]" else end
+            close = pattern.find("]", end)
+            if close < 0:
+                out.append("\\[")
+            else:
+                out.append(".")
+                i = close + 1
+        else:
+            out.append(char if char.isalnum() else "\\" + char)
+    out.append("$")
+    return "".join(out)
 
 
 class PriceBook:
@@ -90,9 +126,7 @@ class PriceBook:
                 + cached * price.cached_input_per_million
                 + span.completion_tokens * price.output_per_million
             ) / 1e6
-        if unpriced:
-            return TraceCost(cost=None, unpriced_models=tuple(sorted(unpriced)))
-        return TraceCost(cost=total, unpriced_models=())
+        return TraceCost(cost=total, unpriced_models=tuple(sorted(unpriced)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +173,10 @@ def cost_breakdown(spans: list[SpanView], prices: PriceBook | None = None) -> li
                 model=span.model,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
-                cost_usd=cost.cost,
+                cost_usd=cost.cost if cost.complete else None,
                 source="reported"
                 if reported is not None
-                else ("price" if cost.cost is not None else "no price"),
+                else ("price" if cost.complete else "no price"),
             )
         )
     return out

@@ -6,6 +6,10 @@ then every hour bucket it contributed to before or contributes to now is re-summ
 the facts, and every day bucket from its hours. Re-summing whole buckets instead of adding
 deltas makes the fold idempotent and exact whatever order spans arrived in: a late root
 span that moves a trace's start or adds its cohort just moves the trace's facts.
+
+A model price saved or deleted leaves a ``PriceChange`` row (``dashboard/signals.py``): the
+same fold re-prices every trace that used a matching model from the price's day on, in
+the same transaction as the hours it re-sums, so no window mixes old and new prices.
 """
 
 from __future__ import annotations
@@ -24,11 +28,17 @@ from django.utils import timezone
 from evaluators.contracts import resolve_expected_label
 from evaluators.queries import feedback_changed_traces, feedback_labels
 from tracestore.contracts import MicroModelDecision, TraceFacts
-from tracestore.queries import changed_trace_keys, cohort_dimension_keys, trace_facts
+from tracestore.queries import (
+    changed_trace_keys,
+    cohort_dimension_keys,
+    trace_facts,
+    traces_with_model_matching,
+)
 
 from ..models import (
     DecisionFact,
     LabelRollup,
+    PriceChange,
     Rollup,
     RollupWatermark,
     ShadowPair,
@@ -43,7 +53,7 @@ from .histograms import (
     confidence_bin,
     log_bin,
 )
-from .pricing import PriceBook
+from .pricing import PriceBook, glob_regex
 
 WATERMARK = "metrics"
 # updated_at is its transaction's start time: a batch that began before the last fold's
@@ -332,12 +342,14 @@ def _add_fact(acc: list, f: tuple) -> None:
         acc[6] += trace_error
         acc[9] += prompt
         acc[10] += completion
-        if cost is not None:
+        # Mean and percentiles count fully priced traces only; a partly priced trace (or
+        # one folded before priced parts were kept: cost NULL) lists what it lacks.
+        if f[11] or cost is None:
+            acc[13].update(f[11])
+        else:
             acc[7] += 1
             acc[8] += cost
             acc[12][log_bin(cost, COST_BASE_USD, COST_BINS)] += 1
-        else:
-            acc[13].update(f[11])
         if f[12] is not None:
             acc[14] += 1
             acc[15] += f[12]
@@ -538,14 +550,18 @@ def expire_before(cutoff: datetime) -> None:
 
 
 def fold_changes(now: datetime | None = None, *, since: datetime | None = None) -> FoldResult:
-    """Fold every trace changed since the watermark (or since ``since``: a price change or
-    a new cohort dimension re-folds history) into the facts and rollups."""
+    """Fold every trace changed since the watermark (or since ``since``: a rebuild re-folds
+    history), and every trace a price saved or deleted since the last fold re-prices, into
+    the facts and rollups."""
     until = now or timezone.now()
-    prices = PriceBook.load()
     keys_config = cohort_dimension_keys()
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_ID])
+        # Read the price changes before the prices: a change committed in between is
+        # applied at the next fold, never deleted unapplied.
+        price_changes = list(PriceChange.objects.order_by("id"))
+        prices = PriceBook.load()
         mark, _ = RollupWatermark.objects.select_for_update().get_or_create(
             name=WATERMARK, defaults={"folded_until": _EPOCH}
         )
@@ -575,6 +591,11 @@ def fold_changes(now: datetime | None = None, *, since: datetime | None = None) 
             keys = relabelled[i : i + CHUNK]
             touched |= replace_facts(with_feedback_labels(trace_facts(keys)), keys, prices)
             count += len(keys)
+        folded.update(relabelled)
+        if start > _EPOCH:  # a rebuild has just folded every trace with these prices
+            for change in price_changes:
+                count, touched = _reprice(change, folded, prices, count, touched)
+        PriceChange.objects.filter(id__in=[c.id for c in price_changes]).delete()
         rebuild_hours(touched, keys_config)
         days = {(project_id, _day(hour)) for project_id, hour in touched}
         rebuild_days(days)
@@ -583,8 +604,34 @@ def fold_changes(now: datetime | None = None, *, since: datetime | None = None) 
     return FoldResult(traces=count, hours=len(touched), days=len(days), folded_until=until)
 
 
+def _reprice(
+    change: PriceChange,
+    folded: set[tuple[int, str]],
+    prices: PriceBook,
+    count: int,
+    touched: set[tuple[int, datetime]],
+) -> tuple[int, set[tuple[int, datetime]]]:
+    """Fold again every trace that used a model ``change`` prices, from its day on (the
+    traces this fold has not folded already)."""
+    since = datetime.combine(change.effective_from, datetime.min.time(), tzinfo=UTC)
+    regex = glob_regex(change.model_pattern)
+    after = None
+    while True:
+        page = traces_with_model_matching(
+            regex, change.model_pattern, since, after=after, limit=CHUNK
+        )
+        if not page:
+            return count, touched
+        after = page[-1]
+        keys = [k for k in page if k not in folded]
+        if keys:
+            touched |= replace_facts(with_feedback_labels(trace_facts(keys)), keys, prices)
+            folded.update(keys)
+            count += len(keys)
+
+
 def rebuild_all_rollups() -> FoldResult:
-    """Re-fold everything (after a price change or a new cohort dimension)."""
+    """Re-fold everything (after a new cohort dimension; price changes need no rebuild)."""
     # One transaction: readers keep the old rollups until the new ones commit, and an
     # interrupted rebuild leaves the old ones in place (the watermark would not re-read
     # history on its own).
@@ -598,8 +645,8 @@ def rebuild_all_rollups() -> FoldResult:
 
 def resum_rollups() -> FoldResult:
     """Re-sum every rollup from the facts, without re-reading spans: enough after a cohort
-    dimension change (facts keep every cohort key tracestore reads), not after a price
-    change (costs are in the facts; use ``rebuild_all_rollups``)."""
+    dimension change (facts keep every cohort key tracestore reads). Costs are in the
+    facts: a price change is applied by ``fold_changes`` itself."""
     keys_config = cohort_dimension_keys()
     with transaction.atomic():
         with connection.cursor() as cursor:

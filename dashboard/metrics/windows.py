@@ -121,7 +121,8 @@ def _rollup_rows(facts: str, histograms: bool) -> str:
     latency = lower_bounds(LATENCY_BASE_MS, LATENCY_BINS)
     cost = lower_bounds(COST_BASE_USD, COST_BINS)
     primary = "is_primary"
-    priced = "is_primary AND cost IS NOT NULL"
+    # Fully priced traces (refresh._add_fact): a partly priced one lists what it lacks.
+    priced = "is_primary AND cost IS NOT NULL AND cardinality(unpriced_models) = 0"
     if not histograms:
         # The histograms and unpriced models are most of the work; sums-only queries
         # (rates, shares, the micro model list) leave them out.
@@ -174,7 +175,7 @@ def _rollup_rows(facts: str, histograms: bool) -> str:
         " FILTER (WHERE is_decision) AS latency_bins,"
         f" array_agg(width_bucket(cost, '{_array(cost)}'::float8[]))"
         f" FILTER (WHERE {priced}) AS cost_bins,"
-        f" jsonb_agg(to_jsonb(unpriced_models)) FILTER (WHERE {primary} AND cost IS NULL)"
+        f" jsonb_agg(to_jsonb(unpriced_models)) FILTER (WHERE {primary} AND NOT ({priced}))"
         f" AS unpriced, {_RESCUE}"
         f"{facts} GROUP BY 1, 2, 3, 4, 5, 6, 7) AS g"
     )

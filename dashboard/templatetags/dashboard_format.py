@@ -4,6 +4,8 @@ autoescape escapes them like any other value."""
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from typing import Any
 
 from django import template
@@ -53,6 +55,19 @@ def percent(value: float | None) -> str:
 
 @register.filter
 def usd(value: float | None) -> str:
+    """USD to three significant digits (a micro model's span costs micro-dollars: a fixed
+    five decimals would show it as $0.00000), never in exponent notation."""
     if value is None:
         return "no price"
-    return f"${value:.5f}"
+    if value == 0:
+        return "$0"
+    decimals = max(2, 2 - math.floor(math.log10(abs(value))))
+    return f"${value:,.{decimals}f}"
+
+
+@register.filter
+def unpriced_marker(models: Sequence[str] | None) -> str:
+    """What a partly priced cost leaves out: "+ no price: a, b" (empty when nothing)."""
+    if not models:
+        return ""
+    return "+ no price: " + ", ".join(models)

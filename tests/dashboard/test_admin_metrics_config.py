@@ -56,7 +56,9 @@ def test_a_price_added_in_the_admin_costs_history_after_a_rebuild(admin_client: 
     )
     rebuild_all_rollups()
 
-    assert "refresh_metrics --rebuild" in response.content.decode()
+    assert "costs are recomputed for the traces that used a matching model" in (
+        response.content.decode()
+    )
     assert ModelPrice.objects.count() == 1
     row = metrics.compute("cost-per-trace", filters).rows[0]
     assert row["uncosted_traces"] == 0

@@ -7,10 +7,11 @@ from ...metrics.refresh import fold_changes, rebuild_all_rollups, resum_rollups
 class Command(BaseCommand):
     help = (
         "Fold traces changed since the last run into the metric rollups (beat does this "
-        "every minute), and evaluation results changed since the last run into the "
-        "evaluation rollup. --rebuild recomputes all history from the spans (after a model "
-        "price change); --resum re-sums the rollups from the folded facts (after a cohort "
-        "dimension change, much faster). Both re-count the evaluation rollup."
+        "every minute; model prices saved or deleted since are applied too), and evaluation "
+        "results changed since the last run into the evaluation rollup. --rebuild "
+        "recomputes all history from the spans; --resum re-sums the rollups from the folded "
+        "facts (after a cohort dimension change, much faster). Both re-count the evaluation "
+        "rollup."
     )
 
     def add_arguments(self, parser) -> None:
