@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from . import charts, metrics
@@ -19,7 +18,7 @@ class Page:
 
 
 def series_interval(filters: Filters) -> str:
-    return "hour" if filters.end - filters.start <= timedelta(days=2) else "day"
+    return charts.series_interval(filters.start, filters.end)
 
 
 def _common(query: MetricQuery) -> dict[str, Any]:
@@ -61,7 +60,11 @@ def overview_page(query: MetricQuery) -> Page:
     figures: dict[str, dict[str, Any]] = {}
     if models:
         figures["route-share"] = charts.route_share_figure(
-            metrics.route_share(f, None, interval).rows, f"Route share per {interval}"
+            metrics.route_share(f, "micro_model", interval).rows,
+            f"Route share per {interval}",
+            f.start,
+            f.end,
+            interval,
         )
         figures["fallback"] = charts.rate_series_figure(
             {
@@ -70,6 +73,9 @@ def overview_page(query: MetricQuery) -> Page:
             },
             f"Fallback and retry rate per {interval}",
             "% of decisions",
+            f.start,
+            f.end,
+            interval,
         )
         figures["cost"] = charts.cost_figure(
             [cost[m["name"]] for m in models if m["name"] in cost],
@@ -100,7 +106,11 @@ def micro_model_page(query: MetricQuery, name: str, dimension: str | None) -> Pa
     quality_row = quality.rows[0] if quality.rows else None
     if routes.rows:
         figures["route-share"] = charts.route_share_figure(
-            metrics.route_share(f, None, interval).rows, f"Route share per {interval}"
+            metrics.route_share(f, "micro_model", interval).rows,
+            f"Route share per {interval}",
+            f.start,
+            f.end,
+            interval,
         )
         figures["confidence"] = charts.confidence_figure(metrics.confidence_histogram(f))
         figures["cost-by-route"] = charts.cost_figure(
