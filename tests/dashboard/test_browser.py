@@ -66,7 +66,7 @@ SCHEMES = ("light", "dark")
 _WORDS_BROKEN = """
 () => {
   const broken = [];
-  document.querySelectorAll("table.data th, table.data td").forEach((cell) => {
+  document.querySelectorAll("table.data th, table.data td, table.attrs th").forEach((cell) => {
     const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
     for (let node = walker.nextNode(); node; node = walker.nextNode()) {
       const text = node.textContent.trim();
