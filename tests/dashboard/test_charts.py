@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from dashboard.alerts.charts import rule_figure
 from dashboard.charts import (
     confidence_figure,
     cost_figure,
@@ -230,3 +231,15 @@ def test_legends_sit_above_the_plot_clear_of_the_axis_titles() -> None:
     # The title sits at the very top, the legend under it, in a top margin made for both.
     assert figure["layout"]["title"]["yref"] == "container"
     assert figure["layout"]["margin"]["t"] >= 60
+
+
+def test_an_alert_rule_with_one_evaluation_spans_an_hour_either_side() -> None:
+    at = T0 + timedelta(minutes=30)
+    figure = rule_figure("fallback", 0.1, {"": [(at, 0.25, 0.1, 0.5)]})
+    before, after = (at - timedelta(hours=1)).isoformat(), (at + timedelta(hours=1)).isoformat()
+    assert figure["layout"]["xaxis"]["range"] == [before, after]
+    assert figure["layout"]["xaxis"]["tickformat"] == "%m-%d %H:%M"
+    threshold = figure["data"][-1]
+    assert (threshold["name"], threshold["y"]) == ("threshold", [0.1, 0.1])
+    assert [x[:19] for x in threshold["x"]] == [before[:19], after[:19]]
+    assert figure["layout"]["legend"]["yanchor"] == "bottom"
