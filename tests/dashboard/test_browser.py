@@ -80,8 +80,8 @@ WIDTHS = (1280, 390)
 SCHEMES = ("light", "dark")
 
 # The longest word in any table cell spans one line: a cell's text without a space (or a
-# hyphen or slash, where a line may break), up to 24 characters long, drawn on more than
-# one line was broken mid-word.
+# hyphen or slash, where a line may break), up to 24 characters long, or a date, drawn on
+# more than one line was broken mid-word.
 _WORDS_BROKEN = """
 () => {
   const broken = [];
@@ -89,11 +89,18 @@ _WORDS_BROKEN = """
     const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
     for (let node = walker.nextNode(); node; node = walker.nextNode()) {
       const text = node.textContent.trim();
+      const lines = (start, end) => {
+        const range = document.createRange();
+        range.setStart(node, start);
+        range.setEnd(node, end);
+        return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+      };
+      // A date (2026-12-06) is one word too, hyphens and all.
+      for (const date of node.textContent.matchAll(/\\d{4}-\\d\\d-\\d\\d/g)) {
+        if (lines(date.index, date.index + 10) > 1) broken.push(date[0]);
+      }
       if (!text || /[\\s\\/-]/.test(text) || text.length > 24) continue;
-      const range = document.createRange();
-      range.selectNodeContents(node);
-      const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
-      if (lines.size > 1) broken.push(text);
+      if (lines(0, node.textContent.length) > 1) broken.push(text);
     }
   });
   return broken;
@@ -111,6 +118,15 @@ _FIGURES = """
   xticks: [...h.querySelectorAll(".xtick text")].map((t) => t.textContent),
   annotations: [...h.querySelectorAll(".annotation-text")].map((t) => t.textContent),
 }))
+"""
+
+
+# The firing-alerts banner's background, once its script has shown it (None before).
+_BANNER = """
+(() => {
+  const banner = document.getElementById("alerts-banner");
+  return banner && !banner.hidden ? getComputedStyle(banner).backgroundColor : null;
+})()
 """
 
 
@@ -174,6 +190,7 @@ def _tour(page, url, pages, label, artifacts_dir) -> dict[tuple[str, int, str], 
                 seen[(name, width, scheme)] = {
                     "scroll_width": page.evaluate("document.documentElement.scrollWidth"),
                     "background": page.evaluate("getComputedStyle(document.body).backgroundColor"),
+                    "banner": page.evaluate(_BANNER),
                     "figures": {f["figure"]: f for f in page.evaluate(_FIGURES)},
                     "broken_words": page.evaluate(_WORDS_BROKEN),
                 }
@@ -266,6 +283,8 @@ def test_every_page_in_a_real_browser_at_two_widths_light_and_dark(
         dark = _luminance(facts["background"]) < 60
         # Swagger UI (the API docs) has no dark theme of its own.
         assert dark == (scheme == "dark" and name != "api-docs"), (where, facts["background"])
+        if facts["banner"] is not None:
+            assert (_luminance(facts["banner"]) < 80) == (scheme == "dark"), (where, facts)
         for figure in facts["figures"].values():
             # Figures take the page's colours: a dark paper on a dark page.
             assert (_luminance(figure["paper"]) < 60) == (scheme == "dark"), (where, figure)

@@ -21,6 +21,10 @@ var microlensTheme = (function () {
     layout.paper_bgcolor = colour("--surface");
     layout.plot_bgcolor = colour("--surface");
     layout.font = Object.assign({}, layout.font, { color: text });
+    // Figures built with plotly.graph_objects carry Plotly's own template (white grid):
+    // the first axes are themed even when the figure does not name them.
+    layout.xaxis = layout.xaxis || {};
+    layout.yaxis = layout.yaxis || {};
     Object.keys(layout).forEach(function (key) {
       if (/^[xy]axis\d*$/.test(key)) {
         layout[key] = Object.assign({}, layout[key], {
