@@ -149,9 +149,13 @@ class Watch:
             "console",
             lambda m: m.type == "error" and self.problems.append(f"{page.url}: console {m.text}"),
         )
+        # A request the next navigation cancels (the alerts banner's poll) did not fail.
         page.on(
             "requestfailed",
-            lambda r: self.problems.append(f"{page.url}: failed {r.url} {r.failure}"),
+            lambda r: (
+                r.failure != "net::ERR_ABORTED"
+                and self.problems.append(f"{page.url}: failed {r.url} {r.failure}")
+            ),
         )
         page.on(
             "response",
