@@ -365,11 +365,11 @@ def grouped_rate_figure(rows: Sequence[dict[str, Any]], title: str, x_title: str
 
 def cost_figure(rows: Sequence[dict[str, Any]], title: str, x_title: str) -> dict[str, Any]:
     """Mean and p90 cost per trace per group, in USD."""
+    if rows and all(row["mean_usd"] is None for row in rows):
+        return empty_figure(title, "no priced traces in this window (prices: Admin → Model prices)")
     rows = [row for row in rows if row["n"]]
     if not rows:
         return empty_figure(title, "no traffic in this window")
-    if all(row["mean_usd"] is None for row in rows):
-        return empty_figure(title, "no priced traces in this window (prices: Admin → Model prices)")
     x = [_name(row["group"]) for row in rows]
     data = [
         {

@@ -126,6 +126,11 @@ def micro_model_page(query: MetricQuery, name: str, dimension: str | None) -> Pa
             figures["confusion"] = charts.confusion_figure(
                 quality_row["confusion"]["labels"], quality_row["confusion"]["matrix"]
             )
+        else:
+            figures["confusion"] = charts.empty_figure(
+                "Confusion matrix",
+                "no expected labels yet (feedback or micro_model.expected_label)",
+            )
     return Page(
         context={
             **_common(query),
