@@ -107,10 +107,12 @@ _WORDS_BROKEN = """
 }
 """
 
-# Every holder's drawn figure: its paper colour, traces and points drawn, tick labels.
+# Every holder's drawn figure (the trace page's waterfall too): its paper colour, traces
+# and points drawn, tick labels.
 _FIGURES = """
-() => [...document.querySelectorAll("[data-figure]")].filter((h) => h._fullLayout).map((h) => ({
-  figure: h.dataset.figure,
+() => [...document.querySelectorAll("[data-figure], #waterfall")].filter((h) => h._fullLayout)
+ .map((h) => ({
+  figure: h.dataset.figure || h.id,
   empty: h.dataset.empty || null,
   paper: h._fullLayout.paper_bgcolor,
   traces: h.querySelectorAll(".scatterlayer .trace, .barlayer .trace, .heatmaplayer .hm").length,
@@ -191,6 +193,8 @@ def _tour(page, url, pages, label, artifacts_dir) -> dict[tuple[str, int, str], 
                     )
                 if name == "api-docs":
                     page.locator(".swagger-ui .opblock").first.wait_for(timeout=15_000)
+                if name == "trace":
+                    page.locator('#waterfall[data-drawn="true"]').wait_for(timeout=15_000)
                 seen[(name, width, scheme)] = {
                     "scroll_width": page.evaluate("document.documentElement.scrollWidth"),
                     "background": page.evaluate("getComputedStyle(document.body).backgroundColor"),
@@ -300,6 +304,7 @@ def test_every_page_in_a_real_browser_at_two_widths_light_and_dark(
         for chart in dict((p[0], p[2]) for p in pages)[name]:
             figure = facts["figures"][chart]
             assert figure["traces"] > 0 and figure["empty"] is None, (name, figure)
+    assert seen[("trace", 390, "dark")]["figures"]["waterfall"]["traces"] > 0
     for width in WIDTHS:
         for chart in ("route-share", "fallback"):
             figure = seen[("one-hour", width, "light")]["figures"][chart]
