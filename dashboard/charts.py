@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
@@ -113,80 +114,234 @@ def waterfall_figure(rows: Sequence[TreeRow]) -> dict[str, Any]:
 # axis titles and units. Values from spans (routes, labels, cohort values) are escaped.
 
 _PALETTE = ["#3b6fd4", "#2f9e6e", "#c98a2b", "#8a5cc7", "#d1343a", "#5bb5a2", "#b0652a"]
+_OTHER_COLOUR = "#aab3c5"
+# One date format on every page: tables and the filter bar print 2026-12-06 14:00 (UTC).
+DATE_FORMAT = "%Y-%m-%d %H:%M"
+# Route share: the routes with most decisions per micro model, the rest summed as "other".
+TOP_ROUTES = 5
+# A window of a week or less is drawn per hour, a longer one per day.
+_HOURLY_UP_TO = timedelta(days=7)
+
+
+def series_interval(start: datetime, end: datetime) -> str:
+    """The time bucket a window is drawn in: hourly up to a week (at most 168 points, and a
+    1 h window still shows its hour), daily beyond (at most 400 points)."""
+    return "hour" if end - start <= _HOURLY_UP_TO else "day"
 
 
 def _layout(title: str, x_title: str, y_title: str, **extra: Any) -> dict[str, Any]:
+    # The legend sits above the plot, under the title: below it, it covered the x-axis
+    # title whenever the tick labels took two lines.
     layout: dict[str, Any] = {
-        "title": {"text": title, "x": 0, "font": {"size": 14}},
+        "title": {
+            "text": title,
+            "x": 0,
+            "xanchor": "left",
+            "y": 1,
+            "yref": "container",
+            "yanchor": "top",
+            "pad": {"t": 8},
+            "font": {"size": 14},
+        },
         "xaxis": {"title": {"text": x_title}, "automargin": True},
         "yaxis": {"title": {"text": y_title}, "automargin": True},
-        "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+        "margin": {"l": 10, "r": 10, "t": 64, "b": 10},
         "height": 320,
-        "legend": {"orientation": "h", "y": -0.25},
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
         "plot_bgcolor": "#ffffff",
     }
     layout.update(extra)
     return layout
 
 
+def empty_figure(title: str, reason: str) -> dict[str, Any]:
+    """A chart with nothing to draw says why (no axes pretending there is a scale)."""
+    layout = _layout(title, "", "", height=200)
+    layout["xaxis"] = {"visible": False}
+    layout["yaxis"] = {"visible": False}
+    layout["annotations"] = [
+        {
+            "text": escape(reason),
+            "xref": "paper",
+            "yref": "paper",
+            "x": 0.5,
+            "y": 0.5,
+            "showarrow": False,
+            "font": {"size": 14, "color": "#6b7385"},
+        }
+    ]
+    return {"data": [], "layout": layout, "empty": reason}
+
+
+_PERIOD_MS = {"hour": 3_600_000, "day": 86_400_000}
+
+
+def _time_axis(start: datetime, end: datetime, interval: str) -> dict[str, Any]:
+    """The whole window on the x axis, from the start of its first bucket to the end of its
+    last, whatever the buckets drawn: a single bucket would otherwise be auto-ranged to a
+    millisecond wide."""
+    step = timedelta(days=1) if interval == "day" else timedelta(hours=1)
+    first = start.replace(minute=0, second=0, microsecond=0)
+    last = end.replace(minute=0, second=0, microsecond=0)
+    if interval == "day":
+        first, last = first.replace(hour=0), last.replace(hour=0)
+    if last < end:
+        last += step
+    return {
+        "type": "date",
+        "range": [first.isoformat(), last.isoformat()],
+        "tickformat": "%Y-%m-%d" if interval == "day" else "%m-%d %H:%M",
+        "hoverformat": DATE_FORMAT,
+        "title": {"text": "time (UTC)"},
+        "automargin": True,
+    }
+
+
+def _in_period(trace: dict[str, Any], interval: str) -> dict[str, Any]:
+    """A point per bucket drawn in the middle of its bucket (its time is the bucket's start)."""
+    trace["xperiod"] = _PERIOD_MS[interval]
+    trace["xperiodalignment"] = "middle"
+    return trace
+
+
 def _name(value: Any) -> str:
     return escape("(none)" if value in (None, "") else str(value))
 
 
-def route_share_figure(rows: Sequence[dict[str, Any]], title: str) -> dict[str, Any]:
-    """Stacked area: each route's share of decisions per time bucket."""
-    by_route: dict[str, list[tuple[str, float, int, int]]] = {}
+def _top_routes(rows: Sequence[dict[str, Any]], top: int) -> dict[Any, list[str]]:
+    """Per micro model (row "group"), its ``top`` routes by decisions in the window."""
+    totals: dict[Any, dict[str, int]] = {}
     for row in rows:
-        by_route.setdefault(row["route"], []).append(
-            (row["time"], row["share"] * 100, row["count"], row["n"])
-        )
-    data = [
-        {
-            "type": "scatter",
-            "mode": "lines",
-            "stackgroup": "share",
-            "name": _name(route),
-            "x": [p[0] for p in points],
-            "y": [p[1] for p in points],
-            "customdata": [[p[2], p[3]] for p in points],
-            "hovertemplate": "%{y:.1f}% (%{customdata[0]} of %{customdata[1]})<extra>"
-            + _name(route)
-            + "</extra>",
-            "line": {"color": _PALETTE[i % len(_PALETTE)], "width": 1},
-        }
-        for i, (route, points) in enumerate(sorted(by_route.items()))
-    ]
+        by_route = totals.setdefault(row["group"], {})
+        by_route[row["route"]] = by_route.get(row["route"], 0) + row["count"]
     return {
-        "data": data,
-        "layout": _layout(title, "time (UTC)", "share of decisions (%)", yaxis_range=[0, 100]),
+        group: [r for r, _ in sorted(by_route.items(), key=lambda i: (-i[1], i[0]))[:top]]
+        for group, by_route in totals.items()
     }
 
 
+def route_share_figure(
+    rows: Sequence[dict[str, Any]],
+    title: str,
+    start: datetime,
+    end: datetime,
+    interval: str,
+    top: int = TOP_ROUTES,
+) -> dict[str, Any]:
+    """Stacked area per micro model (rows grouped by micro model in "group"; one panel each,
+    sharing the time axis): each of its top routes' share of its decisions per bucket, the
+    other routes summed as "other". A window of one bucket draws markers, as an area needs
+    two points."""
+    if not rows:
+        return empty_figure(title, "no traffic in this window")
+    tops = _top_routes(rows, top)
+    groups = sorted(tops, key=lambda g: "" if g is None else str(g))
+    # (group, route or "other") -> time -> [count, n]
+    points: dict[tuple[Any, str], dict[str, list[int]]] = {}
+    for row in rows:
+        route = row["route"] if row["route"] in tops[row["group"]] else "other"
+        cell = points.setdefault((row["group"], route), {}).setdefault(row["time"], [0, 0])
+        cell[0] += row["count"]
+        cell[1] = row["n"]
+    single = len({row["time"] for row in rows}) == 1
+    routes = sorted({r for rs in tops.values() for r in rs})
+    colours = {r: _PALETTE[i % len(_PALETTE)] for i, r in enumerate(routes)}
+    colours["other"] = _OTHER_COLOUR
+    panel_height = 220
+    gap = 0.08 if len(groups) > 1 else 0.0
+    span = (1 - gap * (len(groups) - 1)) / len(groups)
+    layout = _layout(title, "", "", height=80 + panel_height * len(groups))
+    data: list[dict[str, Any]] = []
+    shown: set[str] = set()
+    for index, group in enumerate(groups):
+        axis = "" if index == 0 else str(index + 1)
+        top_of = 1 - index * (span + gap)
+        layout[f"yaxis{axis}"] = {
+            "domain": [max(0.0, top_of - span), top_of],
+            "range": [0, 100],
+            "title": {
+                "text": f"<b>{_name(group)}</b><br>share (%)" if len(groups) > 1 else "share (%)"
+            },
+            "automargin": True,
+        }
+        for route in [*tops[group], "other"]:
+            series = points.get((group, route))
+            if not series:
+                continue
+            times = sorted(series)
+            name = _name(route)
+            data.append(
+                _in_period(
+                    {
+                        "type": "scatter",
+                        "mode": "markers" if single else "lines",
+                        "stackgroup": f"share{index}",
+                        "name": name,
+                        "legendgroup": name,
+                        "showlegend": name not in shown,
+                        "xaxis": "x",
+                        "yaxis": f"y{axis}",
+                        "x": times,
+                        "y": [series[t][0] * 100 / series[t][1] for t in times],
+                        "customdata": [series[t] for t in times],
+                        "hovertemplate": "%{y:.1f}% (%{customdata[0]} of %{customdata[1]})<extra>"
+                        + (f"{_name(group)}: " if len(groups) > 1 else "")
+                        + name
+                        + "</extra>",
+                        "line": {"color": colours[route], "width": 1},
+                        "marker": {"color": colours[route], "size": 12},
+                    },
+                    interval,
+                )
+            )
+            shown.add(name)
+    layout["xaxis"] = _time_axis(start, end, interval)
+    layout["xaxis"]["anchor"] = f"y{'' if len(groups) == 1 else len(groups)}"
+    return {"data": data, "layout": layout}
+
+
 def rate_series_figure(
-    series: dict[str, Sequence[dict[str, Any]]], title: str, y_title: str
+    series: dict[str, Sequence[dict[str, Any]]],
+    title: str,
+    y_title: str,
+    start: datetime,
+    end: datetime,
+    interval: str,
 ) -> dict[str, Any]:
     """One line per named rate over time, in %, hover with n."""
+    if not any(series.values()):
+        return empty_figure(title, "no traffic in this window")
+    single = len({row["time"] for rows in series.values() for row in rows}) == 1
     data = [
-        {
-            "type": "scatter",
-            "mode": "lines+markers",
-            "name": _name(name),
-            "x": [row["time"] for row in rows],
-            "y": [None if row["rate"] is None else row["rate"] * 100 for row in rows],
-            "customdata": [[row["count"], row["n"]] for row in rows],
-            "hovertemplate": "%{y:.2f}% (%{customdata[0]} of n=%{customdata[1]})<extra>"
-            + _name(name)
-            + "</extra>",
-            "line": {"color": _PALETTE[i % len(_PALETTE)]},
-        }
+        _in_period(
+            {
+                "type": "scatter",
+                "mode": "markers" if single else "lines+markers",
+                "name": _name(name),
+                "x": [row["time"] for row in rows],
+                "y": [None if row["rate"] is None else row["rate"] * 100 for row in rows],
+                "customdata": [[row["count"], row["n"]] for row in rows],
+                "hovertemplate": "%{y:.2f}% (%{customdata[0]} of n=%{customdata[1]})<extra>"
+                + _name(name)
+                + "</extra>",
+                "line": {"color": _PALETTE[i % len(_PALETTE)]},
+                "marker": {"size": 10 if single else 6},
+            },
+            interval,
+        )
         for i, (name, rows) in enumerate(series.items())
     ]
-    return {"data": data, "layout": _layout(title, "time (UTC)", y_title, yaxis_rangemode="tozero")}
+    layout = _layout(title, "time (UTC)", y_title)
+    layout["xaxis"] = _time_axis(start, end, interval)
+    layout["yaxis"]["rangemode"] = "tozero"
+    return {"data": data, "layout": layout}
 
 
 def grouped_rate_figure(rows: Sequence[dict[str, Any]], title: str, x_title: str) -> dict[str, Any]:
     """A bar per group with its Wilson interval as error bars and n in the label."""
     rows = [row for row in rows if row["n"]]
+    if not rows:
+        return empty_figure(title, "no traffic in this window")
     rates = [row["rate"] * 100 for row in rows]
     data = [
         {
@@ -211,7 +366,11 @@ def grouped_rate_figure(rows: Sequence[dict[str, Any]], title: str, x_title: str
 def cost_figure(rows: Sequence[dict[str, Any]], title: str, x_title: str) -> dict[str, Any]:
     """Mean and p90 cost per trace per group, in USD per 1,000 traces (a micro model's
     trace costs micro-dollars; the same unit as the Overview's table)."""
+    if rows and all(row["mean_usd"] is None for row in rows):
+        return empty_figure(title, "no priced traces in this window (prices: Admin → Model prices)")
     rows = [row for row in rows if row["n"]]
+    if not rows:
+        return empty_figure(title, "no traffic in this window")
     x = [_name(row["group"]) for row in rows]
     data = [
         {
@@ -273,6 +432,10 @@ def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> 
 
 
 def confidence_figure(hists: Mapping[str, Sequence[int]]) -> dict[str, Any]:
+    if not any(any(hist) for hist in hists.values()):
+        return empty_figure(
+            "Confidence, split by pass / fail", "no decisions with a confidence in this window"
+        )
     bins = len(next(iter(hists.values()))) if hists else 0
     x = [(i + 0.5) / bins for i in range(bins)]
     colours = {"pass": _PALETTE[1], "fail": _PALETTE[4], "unknown": "#aab3c5"}
@@ -299,6 +462,8 @@ def eval_heatmap_figure(
 ) -> dict[str, Any]:
     """Evaluator x cohort value, coloured by fail rate, labelled with the rate, n and the
     interval; cells under ``small_n`` evaluations are marked with an asterisk."""
+    if not rows:
+        return empty_figure(f"Eval fail rate by {escape(dimension)}", "no evaluations yet")
     evaluators = sorted({row["evaluator"] for row in rows})
     values = sorted({str(row["group"]) for row in rows})
     cells = {(row["evaluator"], str(row["group"])): row for row in rows}

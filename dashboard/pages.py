@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from . import charts, decision_pages, metrics
@@ -22,7 +21,7 @@ class Page:
 
 
 def series_interval(filters: Filters) -> str:
-    return "hour" if filters.end - filters.start <= timedelta(days=2) else "day"
+    return charts.series_interval(filters.start, filters.end)
 
 
 def _common(query: MetricQuery) -> dict[str, Any]:
@@ -64,7 +63,11 @@ def overview_page(query: MetricQuery) -> Page:
     figures: dict[str, dict[str, Any]] = {}
     if models:
         figures["route-share"] = charts.route_share_figure(
-            metrics.route_share(f, None, interval).rows, f"Route share per {interval}"
+            metrics.route_share(f, "micro_model", interval).rows,
+            f"Route share per {interval}",
+            f.start,
+            f.end,
+            interval,
         )
         figures["fallback"] = charts.rate_series_figure(
             {
@@ -73,6 +76,9 @@ def overview_page(query: MetricQuery) -> Page:
             },
             f"Fallback and retry rate per {interval}",
             "% of decisions",
+            f.start,
+            f.end,
+            interval,
         )
         figures["cost"] = charts.cost_figure(
             [cost[m["name"]] for m in models if m["name"] in cost],
@@ -109,7 +115,11 @@ def micro_model_page(
             sections.update(context)
             figures.update(section_figures)
         figures["route-share"] = charts.route_share_figure(
-            metrics.route_share(f, None, interval).rows, f"Route share per {interval}"
+            metrics.route_share(f, "micro_model", interval).rows,
+            f"Route share per {interval}",
+            f.start,
+            f.end,
+            interval,
         )
         figures["confidence"] = charts.confidence_figure(metrics.confidence_histogram(f))
         figures["cost-by-route"] = charts.cost_figure(
@@ -124,6 +134,11 @@ def micro_model_page(
         if quality_row and quality_row["confusion"]["labels"]:
             figures["confusion"] = charts.confusion_figure(
                 quality_row["confusion"]["labels"], quality_row["confusion"]["matrix"]
+            )
+        else:
+            figures["confusion"] = charts.empty_figure(
+                "Confusion matrix",
+                "no expected labels yet (feedback or micro_model.expected_label)",
             )
     economics, economics_figures = economics_section(f, dimension)
     figures.update(economics_figures)

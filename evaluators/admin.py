@@ -28,7 +28,7 @@ class EvaluatorConfigInline(admin.TabularInline):
 
 @admin.register(MicroModel)
 class MicroModelAdmin(admin.ModelAdmin):
-    list_display = ("name", "project", "task", "sample_rate", "auto_registered")
+    list_display = ("name", "project", "task", "sample_rate", "evaluators", "auto_registered")
     list_filter = ("project", "task", "auto_registered")
     search_fields = ("name", "micro_model_name", "model_pattern")
     inlines = [EvaluatorConfigInline]
@@ -51,6 +51,22 @@ class MicroModelAdmin(admin.ModelAdmin):
         ),
     )
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("evaluators__judge")
+
+    @admin.display(description="evaluators (judge)")
+    def evaluators(self, micro_model: MicroModel) -> str:
+        """Each evaluator the model runs and the judge scoring it ("local" when none is set)."""
+        configs = sorted(micro_model.evaluators.all(), key=lambda c: c.evaluator)
+        return (
+            ", ".join(
+                f"{c.evaluator} ({c.judge.name if c.judge else 'local'})"
+                + ("" if c.enabled else " off")
+                for c in configs
+            )
+            or "-"
+        )
+
 
 def _hex(value: bytes | memoryview) -> str:
     return bytes(value).hex()
@@ -72,13 +88,18 @@ class EvaluationJobAdmin(admin.ModelAdmin):
 
 @admin.register(EvaluationResult)
 class EvaluationResultAdmin(admin.ModelAdmin):
-    list_display = ("id", "evaluator", "passed", "score", "judge", "trace", "span_start_time")
+    list_display = ("id", "evaluator", "passed", "score_shown", "judge", "trace", "span_start_time")
     list_filter = ("evaluator", "passed", "judge", "source")
     readonly_fields = [f.name for f in EvaluationResult._meta.fields]
 
     @admin.display(description="trace")
     def trace(self, result: EvaluationResult) -> str:
         return _hex(result.trace_id)
+
+    # Scores are 0..1: three decimals, not the float's seventeen digits.
+    @admin.display(description="score", ordering="score")
+    def score_shown(self, result: EvaluationResult) -> str:
+        return "-" if result.score is None else f"{result.score:.3f}"
 
     def has_add_permission(self, request) -> bool:
         return False

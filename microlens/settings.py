@@ -153,6 +153,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# One date format everywhere (microlens/formats): 2026-12-06 14:05:09.
+FORMAT_MODULE_PATH = ["microlens.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -210,7 +212,8 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "microlens API",
-    "DESCRIPTION": "Traces, evaluations and metrics of micro models.",
+    "DESCRIPTION": "Traces, evaluations and metrics of micro models."
+    " [Back to the dashboard](/overview/).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # The docs page's assets come from the drf-spectacular-sidecar package, not a CDN.

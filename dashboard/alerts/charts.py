@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
@@ -28,26 +28,53 @@ def rule_figure(name: str, threshold: float, series: dict[str, list[Point]]) -> 
                     line={"width": 0},
                     opacity=0.2,
                     name=f"{label} 95 % interval",
+                    showlegend=False,
                     hoverinfo="skip",
                 )
             )
         figure.add_trace(
-            go.Scatter(x=xs, y=[p[1] for p in points], mode="lines+markers", name=label)
+            go.Scatter(
+                x=xs, y=[p[1] for p in points], mode="lines+markers", name=label, marker_size=8
+            )
         )
+    # One evaluation: the threshold drawn across the hour either side, not as a dot.
+    span = [min(times), max(times)] if times else []
+    if span and span[0] == span[1]:
+        span = [span[0] - timedelta(hours=1), span[0] + timedelta(hours=1)]
     if times:
         figure.add_trace(
             go.Scatter(
-                x=[min(times), max(times)],
+                x=span,
                 y=[threshold, threshold],
                 mode="lines",
                 line={"dash": "dash", "color": "#d1343a"},
                 name="threshold",
             )
         )
+    # As the metric charts (dashboard/charts.py): the legend above the plot, never over the
+    # axis; dates as on every page; one evaluation gets an axis an hour either side rather
+    # than one a millisecond wide.
+    xaxis: dict[str, Any] = {
+        "type": "date",
+        "tickformat": "%m-%d %H:%M",
+        "hoverformat": "%Y-%m-%d %H:%M:%S",
+        "nticks": 6,
+    }
+    if times and min(times) == max(times):
+        xaxis["range"] = [t.isoformat() for t in span]
     figure.update_layout(
-        title=escape(name),
-        height=260,
-        margin={"l": 50, "r": 10, "t": 40, "b": 30},
-        legend={"orientation": "h"},
+        title={
+            "text": escape(name),
+            "x": 0,
+            "xanchor": "left",
+            "y": 1,
+            "yref": "container",
+            "yanchor": "top",
+            "pad": {"t": 8},
+        },
+        height=280,
+        margin={"l": 50, "r": 10, "t": 64, "b": 30},
+        legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"},
+        xaxis=xaxis,
     )
     return json.loads(figure.to_json())

@@ -233,6 +233,7 @@ class AlertDelivery(models.Model):
     last_error = models.CharField(max_length=500, blank=True)
 
     class Meta:
+        verbose_name_plural = "alert deliveries"
         constraints = [
             models.UniqueConstraint(
                 fields=["event", "channel", "target"], name="alert_delivery_once_per_target"

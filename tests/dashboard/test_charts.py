@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dashboard.charts import waterfall_figure
+import pytest
+
+from dashboard.alerts.charts import rule_figure
+from dashboard.charts import (
+    confidence_figure,
+    cost_figure,
+    eval_heatmap_figure,
+    grouped_rate_figure,
+    rate_series_figure,
+    route_share_figure,
+    series_interval,
+    waterfall_figure,
+)
 from dashboard.span_tree import span_tree
 from tracestore.contracts import SpanView
 
@@ -136,3 +148,98 @@ def test_span_text_in_the_figure_is_escaped_for_plotlys_html_labels() -> None:
 
 def test_an_empty_trace_draws_an_empty_figure() -> None:
     assert waterfall_figure([])["data"] == []
+
+
+# -- metric charts ---------------------------------------------------------------------
+
+
+def share_row(group: str, time: str, route: str, count: int, n: int) -> dict:
+    return {"group": group, "time": time, "route": route, "count": count, "n": n}
+
+
+def test_a_single_time_bucket_draws_markers_over_the_whole_window() -> None:
+    start, end = T0, T0 + timedelta(hours=1)
+    rows = [
+        share_row("m", T0.isoformat(), "a", 3, 4),
+        share_row("m", T0.isoformat(), "b", 1, 4),
+    ]
+    figure = route_share_figure(rows, "Route share", start, end, "hour")
+    assert [t["mode"] for t in figure["data"]] == ["markers", "markers"]
+    assert [t["y"] for t in figure["data"]] == [[75.0], [25.0]]
+    assert figure["layout"]["xaxis"]["range"] == [T0.isoformat(), end.isoformat()]
+    assert {t["xperiod"] for t in figure["data"]} == {3_600_000}
+
+
+def test_route_share_keeps_the_top_routes_per_micro_model_and_groups_the_rest() -> None:
+    t1, t2 = T0.isoformat(), (T0 + timedelta(hours=1)).isoformat()
+    rows = [share_row("m1", t, f"r{i}", 10 - i, 45) for t in (t1, t2) for i in range(9)]
+    rows += [share_row("m2", t1, "x", 2, 2)]
+    figure = route_share_figure(rows, "Route share", T0, T0 + timedelta(hours=2), "hour", top=3)
+    m1 = [(t["name"], t["y"]) for t in figure["data"] if t["yaxis"] == "y"]
+    assert m1 == [
+        ("r0", [10 * 100 / 45] * 2),
+        ("r1", [9 * 100 / 45] * 2),
+        ("r2", [8 * 100 / 45] * 2),
+        ("other", [(7 + 6 + 5 + 4 + 3 + 2) * 100 / 45] * 2),
+    ]
+    m2 = [(t["name"], t["y"], t["mode"]) for t in figure["data"] if t["yaxis"] == "y2"]
+    assert m2 == [("x", [100.0], "lines")]
+    # One panel per micro model, named on its axis, the time axis shared below them.
+    assert figure["layout"]["yaxis"]["title"]["text"].startswith("<b>m1</b>")
+    assert figure["layout"]["yaxis2"]["title"]["text"].startswith("<b>m2</b>")
+    assert figure["layout"]["xaxis"]["anchor"] == "y2"
+
+
+@pytest.mark.parametrize(
+    ("days", "interval"), [(1 / 24, "hour"), (1, "hour"), (7, "hour"), (8, "day"), (30, "day")]
+)
+def test_the_interval_follows_the_range(days: float, interval: str) -> None:
+    assert series_interval(T0, T0 + timedelta(days=days)) == interval
+
+
+def test_empty_charts_say_why_instead_of_drawing_axes() -> None:
+    window = (T0, T0 + timedelta(hours=1), "hour")
+    figures = {
+        "route": route_share_figure([], "Route share", *window),
+        "rates": rate_series_figure({"fallback": [], "retry": []}, "Fallback", "%", *window),
+        "grouped": grouped_rate_figure([{"group": "a", "n": 0}], "Fallback by tier", "tier"),
+        "cost": cost_figure([{"group": "a", "n": 3, "mean_usd": None}], "Cost", "model"),
+        "confidence": confidence_figure({"pass": [0, 0], "fail": [0, 0]}),
+        "heatmap": eval_heatmap_figure([], "user.tier", 30),
+    }
+    reasons = {key: figure["empty"] for key, figure in figures.items()}
+    assert reasons == {
+        "route": "no traffic in this window",
+        "rates": "no traffic in this window",
+        "grouped": "no traffic in this window",
+        "cost": "no priced traces in this window (prices: Admin → Model prices)",
+        "confidence": "no decisions with a confidence in this window",
+        "heatmap": "no evaluations yet",
+    }
+    for figure in figures.values():
+        assert figure["data"] == []
+        assert figure["layout"]["xaxis"] == {"visible": False}
+        assert figure["layout"]["annotations"][0]["text"] == figure["empty"]
+
+
+def test_legends_sit_above_the_plot_clear_of_the_axis_titles() -> None:
+    figure = grouped_rate_figure(
+        [{"group": "a", "n": 4, "rate": 0.5, "low": 0.2, "high": 0.8}], "Fallback", "tier"
+    )
+    legend = figure["layout"]["legend"]
+    assert (legend["y"], legend["yanchor"]) == (1.0, "bottom")
+    # The title sits at the very top, the legend under it, in a top margin made for both.
+    assert figure["layout"]["title"]["yref"] == "container"
+    assert figure["layout"]["margin"]["t"] >= 60
+
+
+def test_an_alert_rule_with_one_evaluation_spans_an_hour_either_side() -> None:
+    at = T0 + timedelta(minutes=30)
+    figure = rule_figure("fallback", 0.1, {"": [(at, 0.25, 0.1, 0.5)]})
+    before, after = (at - timedelta(hours=1)).isoformat(), (at + timedelta(hours=1)).isoformat()
+    assert figure["layout"]["xaxis"]["range"] == [before, after]
+    assert figure["layout"]["xaxis"]["tickformat"] == "%m-%d %H:%M"
+    threshold = figure["data"][-1]
+    assert (threshold["name"], threshold["y"]) == ("threshold", [0.1, 0.1])
+    assert [x[:19] for x in threshold["x"]] == [before[:19], after[:19]]
+    assert figure["layout"]["legend"]["yanchor"] == "bottom"

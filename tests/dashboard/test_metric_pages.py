@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -136,3 +137,29 @@ def test_two_cohort_dimensions_at_once_are_a_400_page_that_says_why(
     html = response.content.decode()
     assert "filter by one cohort dimension at a time (asked for language and user.tier)" in html
     assert "This page cannot answer that query" in html
+
+
+def test_a_chart_with_nothing_to_draw_says_why(project, member_client: Client) -> None:
+    """Decisions without expected labels and without prices: the confusion matrix and the
+    cost chart say so instead of drawing empty axes."""
+    now = timezone.now()
+    for i in range(3):
+        b = build_trace(
+            i,
+            start=now - timedelta(hours=2, minutes=5 * i),
+            route="billing",
+            label="billing",
+            expected=None,
+            tier="free",
+            fallback=False,
+        )
+        for batch in b.batches:
+            store_spans(project.id, b.trace.records(batch))
+    fold_changes()
+
+    html = member_client.get("/micro-models/intent-mini/").content.decode()
+
+    assert re.findall(r'"empty": "[^"]*"', html) == [
+        '"empty": "no priced traces in this window (prices: Admin \\u2192 Model prices)"',
+        '"empty": "no expected labels yet (feedback or micro_model.expected_label)"',
+    ]

@@ -21,12 +21,16 @@ var microlensFigures = (function () {
         return;
       }
       var figure = JSON.parse(source.textContent);
-      Plotly.newPlot(holder, figure.data, figure.layout, {
+      if (figure.empty) {
+        holder.dataset.empty = figure.empty;
+      }
+      Plotly.newPlot(holder, figure.data, microlensTheme.apply(figure.layout), {
         displaylogo: false,
         responsive: true,
       }).then(function () {
         holder.dataset.drawn = "true";
       });
+      microlensTheme.follow(holder);
       drawn.push(holder);
     });
     return drawn;

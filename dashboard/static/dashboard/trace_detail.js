@@ -8,13 +8,14 @@
     return;
   }
   var figure = JSON.parse(source.textContent);
-  Plotly.newPlot(holder, figure.data, figure.layout, {
+  Plotly.newPlot(holder, figure.data, microlensTheme.apply(figure.layout), {
     displaylogo: false,
     responsive: true,
     modeBarButtonsToRemove: ["select2d", "lasso2d"],
   }).then(function () {
     holder.dataset.drawn = "true";
   });
+  microlensTheme.follow(holder);
   holder.on("plotly_click", function (event) {
     var point = event.points && event.points[0];
     if (point && point.customdata) {
