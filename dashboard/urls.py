@@ -8,6 +8,8 @@ app_name = "dashboard"
 
 urlpatterns = [
     path("", views.trace_list, name="trace-list"),
+    path("traces.csv", views.trace_export, {"fmt": "csv"}, name="trace-export-csv"),
+    path("traces.json", views.trace_export, {"fmt": "json"}, name="trace-export-json"),
     path("traces/<str:trace_id>/", views.trace_detail, name="trace-detail"),
     path("overview/", views.overview, name="overview"),
     path("micro-models/<path:name>/", views.micro_model, name="micro-model"),

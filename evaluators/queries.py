@@ -3,9 +3,11 @@ projects, never model objects."""
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Expression, F, FloatField, Q, QuerySet, Sum, TextField, Value
@@ -424,3 +426,41 @@ def _grouped(
     if group_by:
         return rows.filter(cohort__has_key=group_by), KT(f"cohort__{group_by}")
     return rows, Value(None, output_field=TextField())
+
+
+def failed_evaluation_condition(
+    project_column: str,
+    trace_column: str,
+    *,
+    evaluator: str | None,
+    micro_model: str | None,
+    cohort: Mapping[str, str],
+) -> tuple[str, list[Any]]:
+    """SQL (and its parameters) true when a span of the outer row's trace has a failed
+    verdict of ``evaluator`` (None: any evaluator), of ``micro_model`` when given, whose
+    cohort holds every value of ``cohort``: the same verdicts the eval fail rate counts as
+    failed. ``project_column`` and ``trace_column`` name the outer row's columns (constant
+    SQL of the caller, never input); each row costs a lookup down the (project, trace)
+    index of the results."""
+    conditions = [
+        f"r.project_id = {project_column}",
+        f"r.trace_id = {trace_column}",
+        "r.passed = false",
+    ]
+    params: list[Any] = []
+    if evaluator is not None:
+        conditions.append("r.evaluator = %s")
+        params.append(evaluator)
+    if micro_model is not None:
+        conditions.append(
+            "r.micro_model_id IN (SELECT m.id FROM evaluators_micromodel m WHERE m.name = %s)"
+        )
+        params.append(micro_model)
+    if cohort:
+        conditions.append("r.cohort @> %s::jsonb")
+        params.append(json.dumps(dict(cohort)))
+    sql = (
+        "EXISTS (SELECT 1 FROM evaluators_evaluationresult r"  # noqa: S608 (constant SQL; values are parameters)
+        f" WHERE {' AND '.join(conditions)})"
+    )
+    return sql, params

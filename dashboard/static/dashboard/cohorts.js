@@ -11,7 +11,7 @@
           return;
         }
         var params = new URLSearchParams();
-        params.set("failed", point.customdata[0]);
+        params.set("failed_evaluator", point.customdata[0]);
         params.set("cohort." + holder.dataset.dimension, point.customdata[1]);
         params.set("range", holder.dataset.range);
         window.location.href = holder.dataset.tracesUrl + "?" + params.toString();
