@@ -83,7 +83,7 @@ def test_the_cohorts_page_says_when_there_are_no_evaluations(member_client: Clie
 
 @pytest.mark.usefixtures("traffic")
 def test_the_traces_page_filters_by_metric_facts(member_client: Client) -> None:
-    html = member_client.get("/?route=tech&fallback=yes&cohort.user.tier=pro").content.decode()
+    html = member_client.get("/?route=tech&fallback=1&cohort.user.tier=pro").content.decode()
 
     assert html.count('class="chip">user.tier=pro</span>') == 2
     assert "free" not in html.split("<tbody>")[1]
