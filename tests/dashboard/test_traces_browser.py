@@ -11,7 +11,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from dashboard.metrics.evaluations import fold_evaluations
 from dashboard.metrics.refresh import fold_changes
+from evaluators.contracts import EvaluationRecord
+from evaluators.services import import_evaluation_results
 from tests.browser import launch_chromium_or_skip, watch_csp_violations
 from tests.dashboard.metric_data import build_trace
 from tracestore.services import create_project, store_spans
@@ -45,6 +48,14 @@ def seeded(transactional_db):
     return {"ids": by_trace, "now": now}
 
 
+def _log_in(page, live_server) -> None:
+    page.goto(live_server.url + "/login/")
+    page.fill("input[name=username]", "tess")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
+
+
 def _rows(page, ids) -> list[int]:
     links = page.locator("#trace-results tbody tr td:nth-child(2) a")
     return [
@@ -63,11 +74,7 @@ def test_the_filter_bar_round_trips_through_the_url(live_server, seeded) -> None
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         violations = watch_csp_violations(page)
-        page.goto(live_server.url + "/login/")
-        page.fill("input[name=username]", "tess")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_load_state("networkidle")
+        _log_in(page, live_server)
 
         page.goto(live_server.url + "/")
         # The filter bar is there before any filter, with suggestions from recent traffic.
@@ -119,3 +126,54 @@ def test_the_filter_bar_round_trips_through_the_url(live_server, seeded) -> None
         assert page.locator("#t-end").input_value() == end
         assert errors == []
         assert violations == []
+
+
+def test_a_heatmap_cell_opens_its_failing_traces(live_server, seeded) -> None:
+    ids = seeded["ids"]
+    by_index = {i: trace for trace, i in ids.items()}
+    # LabelCheck fails on traces 0-3 (tiers free, pro, free, pro) and passes on 4-7.
+    import_evaluation_results(
+        get_user_model().objects.get(username="tess").projects.get().id,
+        [
+            EvaluationRecord(
+                trace_id=bytes.fromhex(by_index[i]),
+                span_id=bytes(8),
+                span_start_time=seeded["now"] - timedelta(minutes=20 + 30 * i),
+                micro_model="intent-mini",
+                evaluator="label_check",
+                score=0.0 if i < 4 else 1.0,
+                passed=i >= 4,
+                threshold=0.5,
+                reason="labels differ" if i < 4 else "labels agree",
+                judge="exact",
+                latency_ms=1.0,
+                sampling_probability=1.0,
+                cohort={"user.tier": TIERS[i % 2]},
+            )
+            for i in range(8)
+        ],
+    )
+    fold_evaluations()
+    with launch_chromium_or_skip() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        _log_in(page, live_server)
+        page.goto(live_server.url + "/cohorts/?dimension=user.tier&range=24h")
+        heatmap = page.locator('[data-figure="eval-heatmap"]')
+        plot_area = heatmap.locator(".nsewdrag").first
+        plot_area.wait_for(timeout=15_000)
+        # One evaluator row, two cohort columns (free, pro): the right half is "pro".
+        box = plot_area.bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
+        page.wait_for_url("**failed_evaluator=**")
+
+        query = dict(parse_qsl(urlsplit(page.url).query))
+        assert query == {
+            "failed_evaluator": "label_check",
+            "cohort.user.tier": "pro",
+            "range": "24h",
+        }
+        assert _rows(page, ids) == [1, 3]
+        assert errors == []
