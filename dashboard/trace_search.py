@@ -251,6 +251,25 @@ def decode_cursor(cursor: str) -> tuple[str, _Key]:
 # -- the query ---------------------------------------------------------------------------------
 
 
+def _decision_match(query: TraceQuery, head: str) -> tuple[str, list[Any]]:
+    """``head`` (an EXISTS or a count) over the decisions of the trace of ``f`` that match
+    every decision filter, one and the same decision for all (a route of that micro model,
+    ...): the decisions the metrics count, found by the facts' unique key. '' when no
+    decision filter is set."""
+    decision = [(c, getattr(query, c)) for c in _DECISION_FILTERS if getattr(query, c) is not None]
+    if query.fallback is not None:
+        decision.append(("is_fallback", query.fallback))
+    if not decision:
+        return "", []
+    matches = " AND ".join(f"d.{column} = %s" for column, _ in decision)
+    sql = (
+        f"{head} FROM dashboard_decisionfact d"
+        " WHERE d.project_id = f.project_id AND d.trace_id = f.trace_id AND d.is_decision"
+        f" AND {matches})"
+    )
+    return sql, [value for _, value in decision]
+
+
 def _conditions(query: TraceQuery) -> tuple[list[str], list[Any]]:
     """WHERE conditions on a trace's primary fact (``f``, in project ``p``)."""
     conditions = [
@@ -275,19 +294,10 @@ def _conditions(query: TraceQuery) -> tuple[list[str], list[Any]]:
         if value is not None:
             conditions.append(f"{column} {op} %s")
             params.append(value)
-    decision = [(c, getattr(query, c)) for c in _DECISION_FILTERS if getattr(query, c) is not None]
-    if query.fallback is not None:
-        decision.append(("is_fallback", query.fallback))
-    if decision:
-        # One and the same decision matches them all (a route of that micro model, ...):
-        # the decisions the metrics count, looked up by the facts' unique key.
-        matches = " AND ".join(f"d.{column} = %s" for column, _ in decision)
-        conditions.append(
-            "EXISTS (SELECT 1 FROM dashboard_decisionfact d"  # noqa: S608 (constant columns; values are parameters)
-            f" WHERE d.project_id = f.project_id AND d.trace_id = f.trace_id AND d.is_decision"
-            f" AND {matches})"
-        )
-        params += [value for _, value in decision]
+    decision_sql, decision_params = _decision_match(query, "EXISTS (SELECT 1")
+    if decision_sql:
+        conditions.append(decision_sql)
+        params += decision_params
     extra: list[tuple[str, list[Any]]] = []
     if query.service is not None:
         extra.append(trace_service_condition("f.project_id", "f.trace_id", query.service))
@@ -420,6 +430,55 @@ def iter_traces(query: TraceQuery, *, limit: int, chunk: int = 500) -> Iterator[
         after = _Key(last.start_time, last.trace_id, last.project_id)
         if len(facts) < chunk:
             return
+
+
+@dataclass(frozen=True, slots=True)
+class MatchCounts:
+    traces: int
+    decisions: int | None  # decisions matching the decision filters, when any is set
+    failed_verdicts: int | None  # failed verdicts counted, with failed_evaluator
+
+
+def match_counts(query: TraceQuery) -> MatchCounts:
+    """How many traces match, and in them how many decisions match the decision filters
+    and how many failed verdicts the failed_evaluator filter counts: the numbers the
+    metrics show for the same filters (a fallback count, a failed-evaluation count). One
+    query, but over every match in the range (not a page): see docs/traces.md."""
+    if not query.project_ids:
+        return MatchCounts(0, None, None)
+    conditions, params = _conditions(query)
+    decisions, decision_params = _decision_match(query, "(SELECT count(*)")
+    failed: str = ""
+    failed_params: list[Any] = []
+    if query.failed_evaluator is not None:
+        failed, failed_params = failed_evaluation_condition(
+            "f.project_id",
+            "f.trace_id",
+            evaluator=None if query.failed_evaluator == ANY_EVALUATOR else query.failed_evaluator,
+            micro_model=query.micro_model,
+            cohort=dict(query.cohort),
+            count=True,
+        )
+    sql = (
+        f"SELECT count(*), sum({decisions or 0}), sum({failed or 0})"  # noqa: S608 (constant SQL; values are parameters)
+        " FROM unnest(%s::bigint[]) AS p(id) JOIN dashboard_decisionfact f"
+        f" ON {' AND '.join(conditions)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*decision_params, *failed_params, list(query.project_ids), *params])
+        traces, decided, failed_count = cursor.fetchone()
+    return MatchCounts(
+        traces=traces,
+        decisions=int(decided or 0) if decisions else None,
+        failed_verdicts=int(failed_count or 0) if failed else None,
+    )
+
+
+def window_params(start: datetime, end: datetime, range_name: str | None) -> dict[str, str]:
+    """The page's parameters for a metric page's window: its preset, or its exact bounds."""
+    if range_name:
+        return {"range": range_name}
+    return {"range": CUSTOM_RANGE, "start": start.isoformat(), "end": end.isoformat()}
 
 
 # -- suggestions -------------------------------------------------------------------------------

@@ -82,20 +82,46 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return page_not_found(request, exception)
 
 
-def _render_page(request: HttpRequest, template: str, page: pages.Page) -> HttpResponse:
+def _render_page(
+    request: HttpRequest, template: str, page: pages.Page, extra: dict[str, Any] | None = None
+) -> HttpResponse:
     return render(
         request,
         template,
-        {**page.context, "figures": page.figures, "query_string": request.GET.urlencode()},
+        {
+            **page.context,
+            **(extra or {}),
+            "figures": page.figures,
+            "query_string": request.GET.urlencode(),
+        },
     )
+
+
+def _traces_query(request: HttpRequest, query: MetricQuery) -> str:
+    """The Traces page's parameters for a metric page's filters and window: links from a
+    number to the traces it counts add the number's own filters to these."""
+    f = query.filters
+    params = QueryDict(mutable=True)
+    params.update(trace_search.window_params(f.start, f.end, query.range_name))
+    if request.GET.get("project"):
+        params["project"] = request.GET["project"]
+    for name in ("route", "model"):
+        if getattr(f, name) is not None:
+            params[name] = getattr(f, name)
+    if f.cohort is not None:
+        params[COHORT_PREFIX + f.cohort[0]] = f.cohort[1]
+    return params.urlencode()
 
 
 @require_GET
 @login_required(login_url=LOGIN_URL)
 def overview(request: HttpRequest) -> HttpResponse:
     with metrics.partial_hours_once(), _invalid_query_is_400():
-        page = pages.overview_page(_metric_query(request))
-    return _render_page(request, "dashboard/overview.html", page)
+        query = _metric_query(request)
+        page = pages.overview_page(query)
+    return _render_page(
+        request, "dashboard/overview.html", page, {"traces_query": _traces_query(request, query)}
+    )
 
 
 @require_GET
@@ -182,6 +208,7 @@ def trace_list(request: HttpRequest) -> HttpResponse:
             {
                 **_filter_bar(request, query.project_ids),
                 "search": found,
+                "counts": trace_search.match_counts(query),
                 "range_name": query.range_name,
                 "start": query.start,
                 "end": query.end,

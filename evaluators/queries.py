@@ -435,13 +435,14 @@ def failed_evaluation_condition(
     evaluator: str | None,
     micro_model: str | None,
     cohort: Mapping[str, str],
+    count: bool = False,
 ) -> tuple[str, list[Any]]:
     """SQL (and its parameters) true when a span of the outer row's trace has a failed
     verdict of ``evaluator`` (None: any evaluator), of ``micro_model`` when given, whose
     cohort holds every value of ``cohort``: the same verdicts the eval fail rate counts as
     failed. ``project_column`` and ``trace_column`` name the outer row's columns (constant
     SQL of the caller, never input); each row costs a lookup down the (project, trace)
-    index of the results."""
+    index of the results. With ``count``, the SQL is instead the number of those verdicts."""
     conditions = [
         f"r.project_id = {project_column}",
         f"r.trace_id = {trace_column}",
@@ -460,7 +461,7 @@ def failed_evaluation_condition(
         conditions.append("r.cohort @> %s::jsonb")
         params.append(json.dumps(dict(cohort)))
     sql = (
-        "EXISTS (SELECT 1 FROM evaluators_evaluationresult r"  # noqa: S608 (constant SQL; values are parameters)
-        f" WHERE {' AND '.join(conditions)})"
+        f"{'(SELECT count(*)' if count else 'EXISTS (SELECT 1'}"  # noqa: S608 (constant SQL; values are parameters)
+        f" FROM evaluators_evaluationresult r WHERE {' AND '.join(conditions)})"
     )
     return sql, params
