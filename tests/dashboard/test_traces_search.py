@@ -352,3 +352,18 @@ def test_the_search_index_expression_is_the_one_searches_use(seeded) -> None:
         )
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Bitmap Index Scan" in plan, plan
+
+
+def test_a_span_with_megabytes_of_text_is_stored_and_found_by_its_first_words(
+    project, member_client: Client
+) -> None:
+    # Unbounded, this text's tsvector would pass PostgreSQL's 1 MB limit and fail the
+    # insert through the index; the index reads the first 16,000 characters.
+    text = " ".join(f"w{n}x" for n in range(300_000))
+    trace = TraceBuilder()
+    trace.span("summarise", attrs={"input.value": text, "micro_model.name": "intent-mini"})
+    store_spans(project.id, trace.records())
+    fold_changes()
+
+    assert member_client.get("/?q=w7x").content.decode().count(f"/traces/{trace.trace_hex}/") == 1
+    assert f"/traces/{trace.trace_hex}/" not in member_client.get("/?q=w299999x").content.decode()
