@@ -64,7 +64,7 @@ def _rows(page, ids) -> list[int]:
     ]
 
 
-def test_the_filter_bar_round_trips_through_the_url(live_server, seeded) -> None:
+def test_the_filter_bar_round_trips_through_the_url(live_server, seeded, artifacts_dir) -> None:
     ids = seeded["ids"]
     # route tech is i % 3 == 1; tier pro is odd i; fallback i % 4 == 1.
     expected = [i for i in range(12) if i % 3 == 1 and i % 2 == 1 and i % 4 == 1]
@@ -100,6 +100,7 @@ def test_the_filter_bar_round_trips_through_the_url(live_server, seeded) -> None
         assert _rows(page, ids) == expected
 
         page.reload()
+        page.screenshot(path=str(artifacts_dir / "traces-filtered.png"), full_page=True)
         assert page.locator("#t-range").input_value() == "24h"
         assert route_field.input_value() == "tech"
         assert page.locator("#trace-filters input[name='cohort.user.tier']").input_value() == "pro"
