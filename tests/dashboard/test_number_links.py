@@ -149,3 +149,19 @@ def test_eval_pills_link_to_exactly_the_failed_verdicts_they_count(
     assert _count(member_client, href, "failed-count") == 3
     # Two traces hold those three failed verdicts.
     assert _count(member_client, href, "trace-count") == 2
+
+
+@pytest.mark.usefixtures("traffic")
+def test_a_heatmap_cell_links_to_exactly_its_failed_verdicts(
+    member_client: Client, project
+) -> None:
+    now = timezone.now()
+    rows = metrics.eval_fail_rate(
+        metrics.Filters((project.id,), now - timedelta(hours=24), now), "user.tier"
+    ).rows
+    failed = {(r["evaluator"], r["group"]): r["failed"] for r in rows}
+    assert failed == {("label_check", "free"): 3, ("label_check", "pro"): 0}
+
+    for (evaluator, tier), count in failed.items():
+        url = f"/?failed_evaluator={evaluator}&cohort.user.tier={tier}&range=24h"
+        assert _count(member_client, url, "failed-count") == count
