@@ -38,6 +38,17 @@ METRICS = [
     "label-quality",
 ]
 
+# The Traces page's searches (docs/traces.md), each timed for 24 h and 30 d: a common and a
+# rare span-name word, a failed evaluator in one cohort, a duration and a cost range.
+TRACES_PAGE = [
+    ("text 'retrieve'", "q=retrieve"),
+    ("text 'lookup_account'", "q=lookup_account"),
+    ("label_check failed, language=ja", "failed_evaluator=label_check&cohort.language=ja"),
+    ("fallback, user.tier=free", "fallback=1&cohort.user.tier=free"),
+    ("duration >= 5 s", "min_ms=5000"),
+    ("cost >= 0.01 USD", "min_cost=0.01"),
+]
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -116,6 +127,7 @@ def main() -> int:
             (f"page cohorts language {range_name}", f"/cohorts/?dimension=language&{r}"),
             (f"page traces {range_name}", f"/?micro_model=intent-mini&{r}"),
         ]
+        urls += [(f"page traces {n} {range_name}", f"/?{q}&{r}") for n, q in TRACES_PAGE]
         urls += [(f"api {m} {range_name}", f"/api/v1/metrics/{m}/?{r}") for m in METRICS]
         urls += [
             (

@@ -9,6 +9,8 @@ app_name = "dashboard"
 
 urlpatterns = [
     path("", views.trace_list, name="trace-list"),
+    path("traces.csv", views.trace_export, {"fmt": "csv"}, name="trace-export-csv"),
+    path("traces.json", views.trace_export, {"fmt": "json"}, name="trace-export-json"),
     path("traces/<str:trace_id>/", views.trace_detail, name="trace-detail"),
     path("traces/<str:trace_id>/feedback/", post_trace_feedback, name="trace-feedback"),
     path("overview/", views.overview, name="overview"),

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import plotly
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    QueryDict,
+    StreamingHttpResponse,
+)
 from django.shortcuts import render
 from django.urls import Resolver404
 from django.views.decorators.cache import cache_control
@@ -20,16 +31,15 @@ from django.views.defaults import page_not_found
 from evaluators.queries import (
     evaluations_by_span,
     expected_labels,
-    list_evaluations,
     trace_feedback,
 )
 from tracestore.queries import get_trace
 
-from . import metrics, pages
+from . import metrics, pages, trace_search
 from .access import visible_project_ids
 from .charts import waterfall_figure
 from .chat import span_chat
-from .metric_filters import MetricQuery, ProjectNotFound, parse_metric_query
+from .metric_filters import COHORT_PREFIX, MetricQuery, ProjectNotFound, parse_metric_query
 from .metrics.pricing import cost_breakdown
 from .pagination import InvalidCursor, trace_page
 from .span_tree import span_tree
@@ -39,9 +49,8 @@ LOGIN_URL = "dashboard:login"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-# Query parameters that switch the traces page from "recent" to a search of metric facts.
-TRACE_FILTERS = ("micro_model", "route", "model", "label", "fallback", "status", "min_ms",
-                 "min_cost", "failed", "range", "start", "end")  # fmt: skip
+# Most traces one export holds (narrow the range or the filters for the rest).
+EXPORT_LIMIT = 10_000
 
 
 def _metric_query(request: HttpRequest) -> MetricQuery:
@@ -77,12 +86,15 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return page_not_found(request, exception)
 
 
-def _render_page(request: HttpRequest, template: str, page: pages.Page) -> HttpResponse:
+def _render_page(
+    request: HttpRequest, template: str, page: pages.Page, extra: dict[str, Any] | None = None
+) -> HttpResponse:
     return render(
         request,
         template,
         {
             **page.context,
+            **(extra or {}),
             "figures": page.figures,
             "query_string": request.GET.urlencode(),
             **_otlp_endpoints(),
@@ -98,12 +110,31 @@ def _otlp_endpoints() -> dict[str, str]:
     }
 
 
+def _traces_query(request: HttpRequest, query: MetricQuery) -> str:
+    """The Traces page's parameters for a metric page's filters and window: links from a
+    number to the traces it counts add the number's own filters to these."""
+    f = query.filters
+    params = QueryDict(mutable=True)
+    params.update(trace_search.window_params(f.start, f.end, query.range_name))
+    if request.GET.get("project"):
+        params["project"] = request.GET["project"]
+    for name in ("route", "model"):
+        if getattr(f, name) is not None:
+            params[name] = getattr(f, name)
+    if f.cohort is not None:
+        params[COHORT_PREFIX + f.cohort[0]] = f.cohort[1]
+    return params.urlencode()
+
+
 @require_GET
 @login_required(login_url=LOGIN_URL)
 def overview(request: HttpRequest) -> HttpResponse:
     with metrics.partial_hours_once(), _invalid_query_is_400():
-        page = pages.overview_page(_metric_query(request))
-    return _render_page(request, "dashboard/overview.html", page)
+        query = _metric_query(request)
+        page = pages.overview_page(query)
+    return _render_page(
+        request, "dashboard/overview.html", page, {"traces_query": _traces_query(request, query)}
+    )
 
 
 @require_GET
@@ -124,85 +155,172 @@ def cohorts(request: HttpRequest) -> HttpResponse:
     return _render_page(request, "dashboard/cohorts.html", page)
 
 
-def _search_traces(request: HttpRequest) -> HttpResponse:
-    query = _metric_query(request)
-    params = request.GET
+def _trace_query(request: HttpRequest) -> trace_search.TraceQuery:
     try:
-        min_ms = float(params["min_ms"]) if params.get("min_ms") else None
-        min_cost = float(params["min_cost"]) if params.get("min_cost") else None
-    except ValueError as exc:
-        raise BadRequest("min_ms and min_cost are numbers") from exc
-    trace_ids = None
-    if params.get("failed"):
-        trace_ids = failed_trace_ids(query, params.get("failed") or "")
-    rows = metrics.find_traces(
-        query.filters,
-        label=params.get("label") or None,
-        fallback={"yes": True, "no": False}.get(params.get("fallback", "")),
-        error={"error": True, "ok": False}.get(params.get("status", "")),
-        min_duration_ms=min_ms,
-        min_cost_usd=min_cost,
-        trace_ids=trace_ids,
-        limit=PAGE_SIZE,
-    )
-    return render(
-        request,
-        "dashboard/trace_search.html",
-        {
-            "rows": rows,
-            "params": params,
-            "filters": query.filters,
-            "range_name": query.range_name,
-            "ranges": pages.RANGES,
-            "dimensions": metrics.cohort_dimensions(),
-            "query_string": params.urlencode(),
-        },
-    )
+        return trace_search.parse_trace_query(request.GET, visible_project_ids(request.user))
+    except ProjectNotFound as exc:
+        raise Http404(str(exc)) from exc
+    except metrics.InvalidQuery as exc:
+        raise BadRequest(str(exc)) from exc
 
 
-def failed_trace_ids(query: MetricQuery, evaluator: str) -> list[str]:
-    page = list_evaluations(
-        list(query.filters.project_ids),
-        limit=500,
-        micro_model=query.filters.micro_model,
-        evaluator=None if evaluator in ("any", "1", "yes") else evaluator,
-        passed=False,
-        start=query.filters.start,
-        end=query.filters.end,
-    )
-    return sorted({view.trace_id for view in page.results})
+# The filter bar's text fields: parameter, label, input size.
+_TEXT_FIELDS = (
+    ("service", "Service", 10),
+    ("micro_model", "Micro model", 12),
+    ("route", "Route", 8),
+    ("model", "Model", 10),
+    ("label", "Label", 8),
+    ("expected_label", "Expected label", 8),
+)
+
+
+def _filter_bar(request: HttpRequest, project_ids: tuple[int, ...]) -> dict[str, Any]:
+    params = request.GET
+    offered = trace_search.suggestions(project_ids)
+    fields = [
+        {"name": name, "label": label, "size": size, "value": params.get(name, ""),
+         "suggestions": offered.get(name, [])}
+        for name, label, size in _TEXT_FIELDS
+    ]  # fmt: skip
+    fields += [
+        {"name": COHORT_PREFIX + key, "label": display, "size": 8,
+         "value": params.get(COHORT_PREFIX + key, ""),
+         "suggestions": offered.get(COHORT_PREFIX + key, [])}
+        for key, display in metrics.cohort_dimensions()
+    ]  # fmt: skip
+    return {
+        "params": params,
+        "fields": fields,
+        "evaluators": offered["failed_evaluator"],
+        "ranges": trace_search.range_names(),
+        "query_string": params.urlencode(),
+        "export_query": _without(params, "cursor", "before"),
+    }
+
+
+def _without(params: QueryDict, *names: str) -> str:
+    kept = params.copy()
+    for name in names:
+        kept.pop(name, None)
+    return kept.urlencode()
 
 
 @require_GET
 @login_required(login_url=LOGIN_URL)
 def trace_list(request: HttpRequest) -> HttpResponse:
-    if any(request.GET.get(key) for key in TRACE_FILTERS) or any(
-        key.startswith("cohort.") for key in request.GET
-    ):
+    """The Traces page: the newest traces as they arrive, or (with any filter but the
+    project) a search of the folded facts in a time range (trace_search.py)."""
+    if trace_search.is_search(request.GET):
+        query = _trace_query(request)
         with _invalid_query_is_400():
-            return _search_traces(request)
-    service = request.GET.get("service", "").strip()
-    project_ids = visible_project_ids(request.user)
-    try:
-        page = trace_page(
-            project_ids,
-            cursor=request.GET.get("before") or None,
-            size=PAGE_SIZE,
-            service=service,
+            found = trace_search.search_traces(
+                query, cursor=request.GET.get("cursor") or None, size=PAGE_SIZE
+            )
+        return render(
+            request,
+            "dashboard/trace_list.html",
+            {
+                **_filter_bar(request, query.project_ids),
+                "search": found,
+                "counts": trace_search.match_counts(query),
+                "range_name": query.range_name,
+                "start": query.start,
+                "end": query.end,
+                "base_query": _without(request.GET, "cursor"),
+                "has_projects": bool(query.project_ids),
+            },
         )
+    project_ids = visible_project_ids(request.user)
+    if request.GET.get("project"):
+        project_ids = list(_trace_query(request).project_ids)
+    try:
+        page = trace_page(project_ids, cursor=request.GET.get("before") or None, size=PAGE_SIZE)
     except InvalidCursor as exc:
         raise BadRequest(str(exc)) from exc
     return render(
         request,
         "dashboard/trace_list.html",
         {
+            **_filter_bar(request, tuple(project_ids)),
             "page": page,
-            "service": service,
             "paged": "before" in request.GET,
+            "base_query": _without(request.GET, "before"),
             "has_projects": bool(project_ids),
             **_otlp_endpoints(),
         },
     )
+
+
+EXPORT_COLUMNS = ("trace_id", "project_id", "start_time", "root_name", "service", "micro_model",
+                  "route", "label", "expected_label", "fallback", "error", "duration_ms",
+                  "prompt_tokens", "completion_tokens", "cost_usd", "unpriced_models",
+                  "cohort")  # fmt: skip
+
+
+def _export_record(row: trace_search.TraceRow) -> dict[str, Any]:
+    return {
+        "trace_id": row.trace_id,
+        "project_id": row.project_id,
+        "start_time": row.start_time.isoformat(),
+        "root_name": row.root_name,
+        "service": row.service_name,
+        "micro_model": row.micro_model,
+        "route": row.route,
+        "label": row.label,
+        "expected_label": row.expected_label,
+        "fallback": row.is_fallback,
+        "error": row.is_error,
+        "duration_ms": row.duration_ms,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "cost_usd": row.cost_usd,
+        "unpriced_models": list(row.unpriced_models),
+        "cohort": row.cohort,
+    }
+
+
+class _Echo:
+    """A file whose write returns the line (csv.writer into a stream)."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_lines(rows: Iterator[trace_search.TraceRow]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(EXPORT_COLUMNS)
+    for row in rows:
+        record = _export_record(row)
+        record["cohort"] = json.dumps(row.cohort, sort_keys=True)
+        record["unpriced_models"] = " ".join(row.unpriced_models)
+        yield writer.writerow(["" if record[c] is None else record[c] for c in EXPORT_COLUMNS])
+
+
+def _json_chunks(rows: Iterator[trace_search.TraceRow], limit: int) -> Iterator[str]:
+    yield f'{{"limit": {limit}, "traces": ['
+    count = 0
+    for count, row in enumerate(rows, 1):
+        yield ("," if count > 1 else "") + "\n" + json.dumps(_export_record(row))
+    truncated = "true" if count >= limit else "false"
+    yield f'\n], "count": {count}, "truncated": {truncated}}}\n'
+
+
+@require_GET
+@login_required(login_url=LOGIN_URL)
+def trace_export(request: HttpRequest, fmt: str) -> StreamingHttpResponse:
+    """The filtered set of the Traces page (same parameters; the cursor is ignored) as CSV
+    or JSON, newest first, at most EXPORT_LIMIT traces, streamed as it is read."""
+    query = _trace_query(request)
+    rows = trace_search.iter_traces(query, limit=EXPORT_LIMIT)
+    if fmt == "csv":
+        response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
+    else:
+        response = StreamingHttpResponse(
+            _json_chunks(rows, EXPORT_LIMIT), content_type="application/json"
+        )
+    response["Content-Disposition"] = f'attachment; filename="traces.{fmt}"'
+    return response
 
 
 @require_GET

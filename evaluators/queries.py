@@ -3,9 +3,11 @@ projects, never model objects."""
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Expression, F, FloatField, Q, QuerySet, Sum, TextField, Value
@@ -449,3 +451,42 @@ def trace_feedback(project_id: int, trace_id: str) -> dict[str, FeedbackNote]:
         bytes(span).hex(): FeedbackNote(bytes(span).hex(), label, thumbs, comment, author, at)
         for span, label, thumbs, comment, author, at in rows
     }
+
+
+def failed_evaluation_condition(
+    project_column: str,
+    trace_column: str,
+    *,
+    evaluator: str | None,
+    micro_model: str | None,
+    cohort: Mapping[str, str],
+    count: bool = False,
+) -> tuple[str, list[Any]]:
+    """SQL (and its parameters) true when a span of the outer row's trace has a failed
+    verdict of ``evaluator`` (None: any evaluator), of ``micro_model`` when given, whose
+    cohort holds every value of ``cohort``: the same verdicts the eval fail rate counts as
+    failed. ``project_column`` and ``trace_column`` name the outer row's columns (constant
+    SQL of the caller, never input); each row costs a lookup down the (project, trace)
+    index of the results. With ``count``, the SQL is instead the number of those verdicts."""
+    conditions = [
+        f"r.project_id = {project_column}",
+        f"r.trace_id = {trace_column}",
+        "r.passed = false",
+    ]
+    params: list[Any] = []
+    if evaluator is not None:
+        conditions.append("r.evaluator = %s")
+        params.append(evaluator)
+    if micro_model is not None:
+        conditions.append(
+            "r.micro_model_id IN (SELECT m.id FROM evaluators_micromodel m WHERE m.name = %s)"
+        )
+        params.append(micro_model)
+    if cohort:
+        conditions.append("r.cohort @> %s::jsonb")
+        params.append(json.dumps(dict(cohort)))
+    sql = (
+        f"{'(SELECT count(*)' if count else 'EXISTS (SELECT 1'}"  # noqa: S608 (constant SQL; values are parameters)
+        f" FROM evaluators_evaluationresult r WHERE {' AND '.join(conditions)})"
+    )
+    return sql, params

@@ -115,9 +115,11 @@ class Span(models.Model):
     cohort = models.JSONField(db_default={})
     received_at = models.DateTimeField(db_default=Now())
 
-    # No secondary indexes but one partial index: every read of spans goes by (project_id,
-    # trace_id), the primary key's prefix (queries.py), and each index costs every ingested
-    # span an insert.
+    # Two secondary indexes only: every read of spans goes by (project_id, trace_id), the
+    # primary key's prefix (queries.py), and each index costs every ingested span an
+    # insert. One is the partial index below; the other is the full-text index of the
+    # Traces page's search (span_text_search_idx on name, input and output), an expression
+    # index made by migration 0010 in SQL (queries.SPAN_TEXT_VECTOR).
 
     class Meta:
         indexes = [

@@ -48,6 +48,93 @@ _SUMMARY_COLUMNS = (
 )
 _SUMMARY_SELECT = ", ".join(_SUMMARY_COLUMNS)
 
+# The text a trace search reads of a span: its name, input and output, each cut to its
+# first 16,000 characters. The cut keeps every tsvector far below PostgreSQL's 1 MB limit
+# (a longer one would fail the span's insert through the index), and tsvector positions
+# stop at 16,383 anyway. Migration 0010 indexes exactly this expression (``prefix`` ''),
+# so a search must repeat it verbatim for the index to serve it.
+SPAN_TEXT_CHARS = 16_000
+SPAN_TEXT_VECTOR = (
+    "to_tsvector('simple'::regconfig,"
+    f" left(coalesce({{prefix}}name, ''), {SPAN_TEXT_CHARS}) || ' ' ||"
+    f" left(coalesce({{prefix}}input_text, ''), {SPAN_TEXT_CHARS}) || ' ' ||"
+    f" left(coalesce({{prefix}}output_text, ''), {SPAN_TEXT_CHARS}))"
+)
+# Every word of the search text, as the same parser splits it, each as a prefix: "clas"
+# finds "classify". Words the parser drops (punctuation alone) leave the query NULL,
+# which matches nothing.
+_SPAN_TEXT_QUERY = (
+    "(SELECT to_tsquery('simple'::regconfig, string_agg(quote_literal(w) || ':*', ' & '))"
+    " FROM unnest(tsvector_to_array(to_tsvector('simple'::regconfig, %s))) AS w)"
+)
+
+
+def span_text_condition(
+    project_column: str, trace_column: str, text: str, since: datetime
+) -> tuple[str, list[Any]]:
+    """SQL (and its parameters) true when a span of the outer row's trace, started at or
+    after ``since``, has every word of ``text`` (as word prefixes) in its name, input or
+    output. ``project_column`` and ``trace_column`` name the outer row's columns (constant
+    SQL of the caller, never input). A trace's spans start no earlier than the trace, so
+    ``since`` (the range's start) only prunes day partitions."""
+    vector = SPAN_TEXT_VECTOR.format(prefix="s.")
+    sql = (
+        "EXISTS (SELECT 1 FROM tracestore_span s"  # noqa: S608 (constant SQL; values are parameters)
+        f" WHERE s.project_id = {project_column} AND s.trace_id = {trace_column}"
+        f" AND s.start_time >= %s AND {vector} @@ {_SPAN_TEXT_QUERY})"
+    )
+    return sql, [since, text]
+
+
+def trace_service_condition(
+    project_column: str, trace_column: str, service: str
+) -> tuple[str, list[Any]]:
+    """SQL true when the outer row's trace came from ``service`` (its root's service, or
+    its first span's until the root arrives): one primary-key lookup per row."""
+    sql = (
+        "EXISTS (SELECT 1 FROM tracestore_trace t"  # noqa: S608 (constant SQL; values are parameters)
+        f" WHERE t.project_id = {project_column} AND t.trace_id = {trace_column}"
+        " AND t.service_name = %s)"
+    )
+    return sql, [service]
+
+
+def recent_service_names(project_ids: Sequence[int], *, scan: int, limit: int) -> list[str]:
+    """The distinct services of each project's newest ``scan`` traces, at most ``limit``
+    of them in name order (value suggestions: bounded whatever the table's size)."""
+    if not project_ids:
+        return []
+    sql = (
+        "SELECT DISTINCT service_name FROM unnest(%s::bigint[]) AS p(id) CROSS JOIN LATERAL"
+        " (SELECT t.service_name FROM tracestore_trace t WHERE t.project_id = p.id"
+        " AND t.start_time IS NOT NULL ORDER BY t.start_time DESC LIMIT %s) AS head"
+        " WHERE service_name IS NOT NULL AND service_name <> '' ORDER BY 1 LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(project_ids), scan, limit])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def trace_summaries(keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], TraceSummary]:
+    """The rollups of the traces ``keys`` (project id, trace id hex), in one query; keys
+    with no trace (yet) are absent."""
+    if not keys:
+        return {}
+    sql = (
+        f"SELECT {_SUMMARY_SELECT} FROM tracestore_trace"  # noqa: S608 (constant columns)
+        " WHERE (project_id, trace_id) IN"
+        " (SELECT * FROM unnest(%s::bigint[], %s::bytea[]))"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [[k[0] for k in keys], [bytes.fromhex(k[1]) for k in keys]])
+        rows = [dict(zip(_SUMMARY_COLUMNS, row, strict=True)) for row in cursor]
+    summaries = {}
+    for row in rows:
+        row["cohort"] = json.loads(row["cohort"])
+        summary = _summary(row)
+        summaries[(summary.project_id, summary.trace_id)] = summary
+    return summaries
+
 
 def cohort_dimensions() -> list[tuple[str, str]]:
     """The configured cohort dimensions as (key, display name), by display name."""

@@ -15,7 +15,6 @@ each trace once, under its first micro-model decision's micro model and route.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Callable
@@ -750,85 +749,6 @@ def _fact_conditions(
         conditions.append("cohort ->> %s = %s")
         params += list(filters.cohort)
     return conditions, params
-
-
-@dataclass(frozen=True, slots=True)
-class TraceRow:
-    project_id: int
-    trace_id: str
-    start_time: datetime
-    micro_model: str
-    route: str
-    label: str
-    confidence: float | None
-    is_fallback: bool
-    is_error: bool
-    duration_ms: float
-    cost_usd: float | None  # the priced part when ``unpriced_models`` is not empty
-    cohort: dict[str, str]
-    unpriced_models: tuple[str, ...] = ()
-
-
-def find_traces(
-    filters: Filters,
-    *,
-    label: str | None = None,
-    fallback: bool | None = None,
-    error: bool | None = None,
-    min_duration_ms: float | None = None,
-    min_cost_usd: float | None = None,
-    trace_ids: list[str] | None = None,
-    limit: int = 50,
-) -> list[TraceRow]:
-    """Newest traces matching the filters, by their first micro-model decision (the
-    trace's primary fact row); ``trace_ids`` narrows to those traces (failed evaluations)."""
-    if not filters.project_ids:
-        return []
-    conditions, params = _fact_conditions(
-        filters, "is_primary", label=label, fallback=fallback, error=("trace_error", error)
-    )
-    if min_duration_ms is not None:
-        conditions.append("trace_duration_ms >= %s")
-        params.append(min_duration_ms)
-    if min_cost_usd is not None:
-        conditions.append("cost >= %s")
-        params.append(min_cost_usd)
-    if trace_ids is not None:
-        conditions.append("trace_id = ANY(%s::bytea[])")
-        params.append([bytes.fromhex(t) for t in trace_ids])
-    # Per project, newest first down its (project, start_time) index, then merged: no
-    # sort of every matching fact.
-    columns = (
-        "project_id, trace_id, start_time, micro_model, route, label, confidence,"
-        " is_fallback, trace_error, trace_duration_ms, cost, cohort, unpriced_models"
-    )
-    sql = (
-        f"SELECT {columns.replace('cohort', 'cohort::text')} FROM"  # noqa: S608 (constant SQL; values are parameters)
-        " unnest(%s::bigint[]) AS p(id) CROSS JOIN LATERAL ("
-        f" SELECT {columns} FROM dashboard_decisionfact f WHERE {' AND '.join(conditions)}"
-        " ORDER BY start_time DESC LIMIT %s) AS head ORDER BY start_time DESC LIMIT %s"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [list(filters.project_ids), *params, limit, limit])
-        rows = cursor.fetchall()
-    return [
-        TraceRow(
-            project_id=r[0],
-            trace_id=bytes(r[1]).hex(),
-            start_time=r[2],
-            micro_model=r[3],
-            route=r[4],
-            label=r[5],
-            confidence=r[6],
-            is_fallback=r[7],
-            is_error=r[8],
-            duration_ms=r[9],
-            cost_usd=r[10],
-            cohort=json.loads(r[11]),
-            unpriced_models=tuple(r[12]),
-        )
-        for r in rows
-    ]
 
 
 @dataclass(frozen=True, slots=True)

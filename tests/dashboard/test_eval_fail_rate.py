@@ -77,7 +77,8 @@ def test_a_heatmap_cell_links_to_its_failing_traces(evaluated, member_client: Cl
     }
     assert failing
 
-    html = member_client.get("/?failed=any&cohort.user.tier=free&range=24h").content.decode()
+    url = "/?failed_evaluator=any&cohort.user.tier=free&range=24h"
+    html = member_client.get(url).content.decode()
 
     listed = {t for t in failing if f"/traces/{t}/" in html}
     assert listed == failing

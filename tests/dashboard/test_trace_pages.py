@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from dashboard.metrics.refresh import fold_changes
 from tests.builders import TraceBuilder, micro_model_trace
 from tracestore.contracts import ProjectRef
 from tracestore.services import create_project, store_spans
@@ -178,6 +179,7 @@ def test_the_service_filter_keeps_one_service(member_client: Client, project) ->
     a.span("x")
     b.span("y")
     store_spans(project.id, a.records() + b.records())
+    fold_changes()
 
     html = member_client.get("/?service=b-svc").content.decode()
 
@@ -192,8 +194,9 @@ def test_the_list_page_runs_a_fixed_number_of_queries(
         records += micro_model_trace(fallback=True).records()
     store_spans(project.id, records)
 
-    # session, user, project ids, traces
-    with django_assert_max_num_queries(4):
+    # session, user, project ids, traces; the filter bar's cohort dimensions and its
+    # suggestions (decision values, services)
+    with django_assert_max_num_queries(7):
         response = member_client.get("/")
     assert len(_trace_links(response.content.decode())) == 30
 

@@ -1,0 +1,523 @@
+"""The Traces page's search: one query over the decision facts (one primary row per
+trace), every filter evaluated in SQL, keyset pages both ways, bounded exports and
+bounded value suggestions.
+
+A trace matches when it started in ``[start, end)`` and:
+
+- trace filters hold on the trace itself: ``q`` (every word, as a word prefix, in the
+  name, input or output of one of its spans: tracestore's full-text index), ``service``,
+  ``cohort.<key>=<value>`` (each one given), ``status`` (error/ok), ``min_ms``/``max_ms``
+  (its duration), ``min_cost``/``max_cost`` (its cost in USD; a trace with no known cost
+  matches no cost bound);
+- decision filters hold on one and the same micro-model decision of it: ``micro_model``,
+  ``route``, ``model``, ``label``, ``expected_label``, ``fallback`` (1: escalated, 0: not);
+- ``failed_evaluator`` (an evaluator, or ``any``): a verdict of that evaluator on one of
+  its spans failed, of the ``micro_model`` when given, in the ``cohort`` values given
+  (the cells of the Cohorts page's heatmap link here with it).
+
+Pages are newest first in the order (start time, trace id, project) descending; the
+cursor is an opaque token of the row a page continues from and the direction.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import connection
+
+from evaluators.contracts import EVALUATORS
+from evaluators.queries import failed_evaluation_condition
+from tracestore.queries import (
+    recent_service_names,
+    span_text_condition,
+    trace_service_condition,
+    trace_summaries,
+)
+
+from . import metrics
+from .metric_filters import COHORT_PREFIX, RANGES, parse_metric_query
+
+InvalidQuery = metrics.InvalidQuery
+
+# Every parameter the page reads (cohort.<key>: any cohort.-prefixed name); links to the
+# page (from other pages, other tools) use these names.
+PARAMS = ("start", "end", "range", "project", "q", "service", "micro_model", "route", "model",
+          "label", "expected_label", "cohort.<key>", "fallback", "status", "failed_evaluator",
+          "min_ms", "max_ms", "min_cost", "max_cost", "cursor")  # fmt: skip
+# The parameters that switch the page from the newest traces (of any time, as they
+# arrive) to a search of the folded facts in a time range: all but the project.
+SEARCH_PARAMS = tuple(p for p in PARAMS if p not in ("project", "cohort.<key>"))
+CUSTOM_RANGE = "custom"
+ANY_EVALUATOR = "any"
+MAX_TEXT = 200
+SUGGESTION_SCAN = 2_000  # newest facts (and traces) per project read for suggestions
+SUGGESTION_LIMIT = 50  # values offered per field
+_CURSOR = re.compile(r"([np])(-?\d{1,20})\.([0-9a-f]{32})\.(\d{1,18})")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DECISION_FILTERS = ("micro_model", "route", "model", "label", "expected_label")
+
+
+@dataclass(frozen=True, slots=True)
+class TraceQuery:
+    project_ids: tuple[int, ...]
+    start: datetime
+    end: datetime
+    range_name: str | None
+    text: str | None = None
+    service: str | None = None
+    micro_model: str | None = None
+    route: str | None = None
+    model: str | None = None
+    label: str | None = None
+    expected_label: str | None = None
+    cohort: tuple[tuple[str, str], ...] = ()
+    fallback: bool | None = None
+    error: bool | None = None
+    failed_evaluator: str | None = None  # an evaluator name or ANY_EVALUATOR
+    min_ms: float | None = None
+    max_ms: float | None = None
+    min_cost: float | None = None
+    max_cost: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRow:
+    project_id: int
+    trace_id: str
+    start_time: datetime
+    root_name: str | None
+    service_name: str | None
+    micro_model: str
+    route: str
+    label: str
+    expected_label: str
+    is_fallback: bool
+    is_error: bool
+    duration_ms: float
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None  # the priced part when ``unpriced_models`` is not empty
+    cohort: dict[str, str]
+    unpriced_models: tuple[str, ...] = ()
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class TraceResultPage:
+    rows: list[TraceRow]
+    next_cursor: str | None  # older traces
+    previous_cursor: str | None  # newer traces
+
+
+def is_search(params: Mapping[str, str]) -> bool:
+    """Whether the request asks for a search (any filter but the project, which the
+    newest-traces listing answers too)."""
+    return any(params.get(name) for name in SEARCH_PARAMS if name != "cohort.<key>") or any(
+        name.startswith(COHORT_PREFIX) and params.get(name) for name in params
+    )
+
+
+def _number(params: Mapping[str, str], name: str) -> float | None:
+    value = params.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise InvalidQuery(f"{name}: a number, not {value!r}") from exc
+    if not math.isfinite(number) or number < 0:
+        raise InvalidQuery(f"{name}: a number of 0 or more, not {value!r}")
+    return number
+
+
+def _choice(params: Mapping[str, str], name: str, choices: dict[str, bool]) -> bool | None:
+    value = params.get(name, "")
+    if value == "":
+        return None
+    if value not in choices:
+        raise InvalidQuery(f"{name}: one of {', '.join(choices)}, not {value!r}")
+    return choices[value]
+
+
+def _text(params: Mapping[str, str], name: str) -> str | None:
+    value = params.get(name, "").strip()
+    if len(value) > MAX_TEXT:
+        raise InvalidQuery(f"{name}: at most {MAX_TEXT} characters")
+    return value or None
+
+
+def parse_trace_query(
+    params: Mapping[str, str], project_ids: list[int], now: datetime | None = None
+) -> TraceQuery:
+    """The page's query parameters -> a TraceQuery; InvalidQuery (a 400 that says which
+    parameter and why) for a value it cannot answer, ProjectNotFound for another's project."""
+    time_params = {k: params[k] for k in ("start", "end", "range", "project") if params.get(k)}
+    if time_params.get("range") == CUSTOM_RANGE:
+        del time_params["range"]
+    base = parse_metric_query(time_params, project_ids, now)
+    dimensions = {key for key, _ in metrics.cohort_dimensions()}
+    cohort = []
+    getlist = getattr(params, "getlist", None)
+    for name in sorted(params):
+        if not name.startswith(COHORT_PREFIX) or not params.get(name):
+            continue
+        key = name[len(COHORT_PREFIX) :]
+        if key not in dimensions:
+            raise InvalidQuery(
+                f"{name}: {key!r} is not a cohort dimension"
+                f" (one of {', '.join(sorted(dimensions))})"
+            )
+        if getlist is not None and len(getlist(name)) > 1:
+            raise InvalidQuery(f"{name}: give one value, not several")
+        cohort.append((key, params[name]))
+    failed = _text(params, "failed_evaluator")
+    if failed is not None and failed not in (*EVALUATORS, ANY_EVALUATOR):
+        raise InvalidQuery(
+            f"failed_evaluator: one of {', '.join((*EVALUATORS, ANY_EVALUATOR))}, not {failed!r}"
+        )
+    text = _text(params, "q")
+    if text is not None and not re.search(r"\w", text):
+        raise InvalidQuery("q: give at least one word to search for")
+    query = TraceQuery(
+        project_ids=base.filters.project_ids,
+        start=base.filters.start,
+        end=base.filters.end,
+        range_name=base.range_name,
+        text=text,
+        service=_text(params, "service"),
+        micro_model=_text(params, "micro_model"),
+        route=_text(params, "route"),
+        model=_text(params, "model"),
+        label=_text(params, "label"),
+        expected_label=_text(params, "expected_label"),
+        cohort=tuple(cohort),
+        fallback=_choice(params, "fallback", {"1": True, "0": False}),
+        error=_choice(params, "status", {"error": True, "ok": False}),
+        failed_evaluator=failed,
+        min_ms=_number(params, "min_ms"),
+        max_ms=_number(params, "max_ms"),
+        min_cost=_number(params, "min_cost"),
+        max_cost=_number(params, "max_cost"),
+    )
+    for low, high in (("min_ms", "max_ms"), ("min_cost", "max_cost")):
+        low_value, high_value = getattr(query, low), getattr(query, high)
+        if low_value is not None and high_value is not None and low_value > high_value:
+            raise InvalidQuery(f"{low} must not be above {high}")
+    return query
+
+
+# -- cursors ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    start_time: datetime
+    trace_id: str
+    project_id: int
+
+
+def encode_cursor(direction: str, row: TraceRow) -> str:
+    micros = (row.start_time - _EPOCH) // timedelta(microseconds=1)
+    raw = f"{direction}{micros}.{row.trace_id}.{row.project_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, _Key]:
+    error = InvalidQuery("cursor: not a cursor of this page; follow the page's own links")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise error from exc
+    match = _CURSOR.fullmatch(raw)
+    if match is None:
+        raise error
+    try:
+        start = _EPOCH + timedelta(microseconds=int(match[2]))
+    except OverflowError as exc:
+        raise error from exc
+    return match[1], _Key(start, match[3], int(match[4]))
+
+
+# -- the query ---------------------------------------------------------------------------------
+
+
+def _decision_match(query: TraceQuery, head: str) -> tuple[str, list[Any]]:
+    """``head`` (an EXISTS or a count) over the decisions of the trace of ``f`` that match
+    every decision filter, one and the same decision for all (a route of that micro model,
+    ...): the decisions the metrics count, found by the facts' unique key. '' when no
+    decision filter is set."""
+    decision = [(c, getattr(query, c)) for c in _DECISION_FILTERS if getattr(query, c) is not None]
+    if query.fallback is not None:
+        decision.append(("is_fallback", query.fallback))
+    if not decision:
+        return "", []
+    matches = " AND ".join(f"d.{column} = %s" for column, _ in decision)
+    sql = (
+        f"{head} FROM dashboard_decisionfact d"
+        " WHERE d.project_id = f.project_id AND d.trace_id = f.trace_id AND d.is_decision"
+        f" AND {matches})"
+    )
+    return sql, [value for _, value in decision]
+
+
+def _conditions(query: TraceQuery) -> tuple[list[str], list[Any]]:
+    """WHERE conditions on a trace's primary fact (``f``, in project ``p``)."""
+    conditions = [
+        "f.project_id = p.id",
+        "f.is_primary",
+        "f.start_time >= %s",
+        "f.start_time < %s",
+    ]
+    params: list[Any] = [query.start, query.end]
+    if query.cohort:
+        conditions.append("f.cohort @> %s::jsonb")
+        params.append(json.dumps(dict(query.cohort)))
+    if query.error is not None:
+        conditions.append("f.trace_error = %s")
+        params.append(query.error)
+    for column, value, op in (
+        ("f.trace_duration_ms", query.min_ms, ">="),
+        ("f.trace_duration_ms", query.max_ms, "<="),
+        ("f.cost", query.min_cost, ">="),
+        ("f.cost", query.max_cost, "<="),
+    ):
+        if value is not None:
+            conditions.append(f"{column} {op} %s")
+            params.append(value)
+    decision_sql, decision_params = _decision_match(query, "EXISTS (SELECT 1")
+    if decision_sql:
+        conditions.append(decision_sql)
+        params += decision_params
+    extra: list[tuple[str, list[Any]]] = []
+    if query.service is not None:
+        extra.append(trace_service_condition("f.project_id", "f.trace_id", query.service))
+    if query.failed_evaluator is not None:
+        extra.append(
+            failed_evaluation_condition(
+                "f.project_id",
+                "f.trace_id",
+                evaluator=None
+                if query.failed_evaluator == ANY_EVALUATOR
+                else query.failed_evaluator,
+                micro_model=query.micro_model,
+                cohort=dict(query.cohort),
+            )
+        )
+    if query.text is not None:
+        # Last: the most expensive test runs on the fewest rows.
+        extra.append(span_text_condition("f.project_id", "f.trace_id", query.text, query.start))
+    for sql, values in extra:
+        conditions.append(sql)
+        params += values
+    return conditions, params
+
+
+_COLUMNS = (
+    "project_id, trace_id, start_time, micro_model, route, label, expected_label,"
+    " is_fallback, trace_error, trace_duration_ms, prompt_tokens, completion_tokens, cost,"
+    " cohort, unpriced_models"
+)
+
+
+def _fetch(query: TraceQuery, *, after: _Key | None, direction: str, limit: int) -> list[tuple]:
+    """Up to ``limit`` primary facts strictly past ``after`` in ``direction`` ('n': older,
+    newest first; 'p': newer, oldest first). Per project down its (project, start time)
+    index of primary facts from the cursor, then merged: no sort of every match."""
+    if not query.project_ids or limit <= 0:
+        return []
+    conditions, params = _conditions(query)
+    order = "DESC" if direction == "n" else "ASC"
+    if after is not None:
+        # The plain bound lets the index scan start at the cursor; the row comparison then
+        # drops the cursor's own trace and its neighbours at the same instant.
+        bound, compare = ("<=", "<") if direction == "n" else (">=", ">")
+        conditions.append(
+            f"f.start_time {bound} %s AND (f.start_time, f.trace_id, p.id) {compare} (%s, %s, %s)"
+        )
+        params += [
+            after.start_time,
+            after.start_time,
+            bytes.fromhex(after.trace_id),
+            after.project_id,
+        ]
+    sql = (
+        f"SELECT {_COLUMNS.replace('cohort', 'cohort::text')} FROM"  # noqa: S608 (constant SQL; values are parameters)
+        " unnest(%s::bigint[]) AS p(id) CROSS JOIN LATERAL ("
+        f" SELECT {', '.join('f.' + c.strip() for c in _COLUMNS.split(','))}"
+        f" FROM dashboard_decisionfact f WHERE {' AND '.join(conditions)}"
+        f" ORDER BY f.start_time {order}, f.trace_id {order} LIMIT %s) AS head"
+        f" ORDER BY start_time {order}, trace_id {order}, project_id {order} LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(query.project_ids), *params, limit, limit])
+        rows = cursor.fetchall()
+    return rows if direction == "n" else rows[::-1]
+
+
+def _rows(facts: list[tuple]) -> list[TraceRow]:
+    keys = [(r[0], bytes(r[1]).hex()) for r in facts]
+    summaries = trace_summaries(keys)
+    rows = []
+    for r, key in zip(facts, keys, strict=True):
+        summary = summaries.get(key)
+        rows.append(
+            TraceRow(
+                project_id=r[0],
+                trace_id=key[1],
+                start_time=r[2],
+                root_name=summary.root_name if summary else None,
+                service_name=summary.service_name if summary else None,
+                micro_model=r[3],
+                route=r[4],
+                label=r[5],
+                expected_label=r[6],
+                is_fallback=r[7],
+                is_error=r[8],
+                duration_ms=r[9],
+                prompt_tokens=r[10],
+                completion_tokens=r[11],
+                cost_usd=r[12],
+                cohort=json.loads(r[13]),
+                unpriced_models=tuple(r[14]),
+            )
+        )
+    return rows
+
+
+def search_traces(query: TraceQuery, *, cursor: str | None, size: int) -> TraceResultPage:
+    """One page of matching traces: the newest, or those past ``cursor`` (older for a
+    next-page cursor, newer for a previous-page one). One extra row tells whether a page
+    lies beyond, without a COUNT."""
+    direction, after = decode_cursor(cursor) if cursor else ("n", None)
+    facts = _fetch(query, after=after, direction=direction, limit=size + 1)
+    more = len(facts) > size
+    if direction == "n":
+        facts = facts[:size]
+        older, newer = more, after is not None
+    else:
+        facts = facts[len(facts) - size :] if more else facts
+        older, newer = True, more
+    rows = _rows(facts)
+    return TraceResultPage(
+        rows=rows,
+        next_cursor=encode_cursor("n", rows[-1]) if rows and older else None,
+        previous_cursor=encode_cursor("p", rows[0]) if rows and newer else None,
+    )
+
+
+def iter_traces(query: TraceQuery, *, limit: int, chunk: int = 500) -> Iterator[TraceRow]:
+    """Every matching trace newest first, at most ``limit``, read ``chunk`` at a time down
+    the same keyset (an export streams them without holding the set)."""
+    after: _Key | None = None
+    left = limit
+    while left > 0:
+        facts = _fetch(query, after=after, direction="n", limit=min(chunk, left))
+        if not facts:
+            return
+        rows = _rows(facts)
+        yield from rows
+        left -= len(rows)
+        last = rows[-1]
+        after = _Key(last.start_time, last.trace_id, last.project_id)
+        if len(facts) < chunk:
+            return
+
+
+@dataclass(frozen=True, slots=True)
+class MatchCounts:
+    traces: int
+    decisions: int | None  # decisions matching the decision filters, when any is set
+    failed_verdicts: int | None  # failed verdicts counted, with failed_evaluator
+
+
+def match_counts(query: TraceQuery) -> MatchCounts:
+    """How many traces match, and in them how many decisions match the decision filters
+    and how many failed verdicts the failed_evaluator filter counts: the numbers the
+    metrics show for the same filters (a fallback count, a failed-evaluation count). One
+    query, but over every match in the range (not a page): see docs/traces.md."""
+    if not query.project_ids:
+        return MatchCounts(0, None, None)
+    conditions, params = _conditions(query)
+    decisions, decision_params = _decision_match(query, "(SELECT count(*)")
+    failed: str = ""
+    failed_params: list[Any] = []
+    if query.failed_evaluator is not None:
+        failed, failed_params = failed_evaluation_condition(
+            "f.project_id",
+            "f.trace_id",
+            evaluator=None if query.failed_evaluator == ANY_EVALUATOR else query.failed_evaluator,
+            micro_model=query.micro_model,
+            cohort=dict(query.cohort),
+            count=True,
+        )
+    sql = (
+        f"SELECT count(*), sum({decisions or 0}), sum({failed or 0})"  # noqa: S608 (constant SQL; values are parameters)
+        " FROM unnest(%s::bigint[]) AS p(id) JOIN dashboard_decisionfact f"
+        f" ON {' AND '.join(conditions)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*decision_params, *failed_params, list(query.project_ids), *params])
+        traces, decided, failed_count = cursor.fetchone()
+    return MatchCounts(
+        traces=traces,
+        decisions=int(decided or 0) if decisions else None,
+        failed_verdicts=int(failed_count or 0) if failed else None,
+    )
+
+
+def window_params(start: datetime, end: datetime, range_name: str | None) -> dict[str, str]:
+    """The page's parameters for a metric page's window: its preset, or its exact bounds."""
+    if range_name:
+        return {"range": range_name}
+    return {"range": CUSTOM_RANGE, "start": start.isoformat(), "end": end.isoformat()}
+
+
+# -- suggestions -------------------------------------------------------------------------------
+
+
+def suggestions(project_ids: tuple[int, ...]) -> dict[str, list[str]]:
+    """Values to offer in each filter field: the distinct values of each project's newest
+    SUGGESTION_SCAN decisions (and traces, for services), at most SUGGESTION_LIMIT per
+    field. Two bounded queries whatever the table sizes."""
+    found: dict[str, set[str]] = {name: set() for name in _DECISION_FILTERS}
+    cohort: dict[str, set[str]] = {}
+    if project_ids:
+        sql = (
+            "SELECT micro_model, route, model, label, expected_label, cohort::text"
+            " FROM unnest(%s::bigint[]) AS p(id) CROSS JOIN LATERAL ("
+            " SELECT f.micro_model, f.route, f.model, f.label, f.expected_label, f.cohort"
+            " FROM dashboard_decisionfact f WHERE f.project_id = p.id AND f.is_decision"
+            " ORDER BY f.start_time DESC LIMIT %s) AS head"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [list(project_ids), SUGGESTION_SCAN])
+            for row in cursor.fetchall():
+                for name, value in zip(_DECISION_FILTERS, row[:5], strict=True):
+                    if value:
+                        found[name].add(value)
+                for key, value in json.loads(row[5]).items():
+                    if isinstance(value, str) and value:
+                        cohort.setdefault(key, set()).add(value)
+    result = {name: sorted(values)[:SUGGESTION_LIMIT] for name, values in found.items()}
+    result["service"] = recent_service_names(
+        project_ids, scan=SUGGESTION_SCAN, limit=SUGGESTION_LIMIT
+    )
+    result["failed_evaluator"] = [*EVALUATORS, ANY_EVALUATOR]
+    for key, values in cohort.items():
+        result[COHORT_PREFIX + key] = sorted(values)[:SUGGESTION_LIMIT]
+    return result
+
+
+def range_names() -> list[str]:
+    return list(RANGES)

@@ -1,0 +1,180 @@
+"""The Traces page's filter bar in a real headless Chromium: the filters set in the form
+land in the address (and only those), a reload gives back the same form and rows, and a
+custom range travels as start/end."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from dashboard.metrics.evaluations import fold_evaluations
+from dashboard.metrics.refresh import fold_changes
+from evaluators.contracts import EvaluationRecord
+from evaluators.services import import_evaluation_results
+from tests.browser import launch_chromium_or_skip, watch_csp_violations
+from tests.dashboard.metric_data import build_trace
+from tracestore.services import create_project, store_spans
+
+PASSWORD = "browser-test-pw-2"
+ROUTES = ("billing", "tech", "sales")
+TIERS = ("free", "pro")
+
+
+@pytest.fixture
+def seeded(transactional_db):
+    project = create_project("traces-browser")
+    user = get_user_model().objects.create_user("tess", password=PASSWORD)
+    user.projects.add(project.id)
+    now = timezone.now()
+    by_trace = {}
+    for i in range(12):
+        b = build_trace(
+            i,
+            start=now - timedelta(minutes=20 + 30 * i),
+            route=ROUTES[i % 3],
+            label=ROUTES[i % 3],
+            expected=None,
+            tier=TIERS[i % 2],
+            fallback=i % 4 == 1,
+        )
+        for batch in b.batches:
+            store_spans(project.id, b.trace.records(batch))
+        by_trace[b.trace.trace_hex] = i
+    fold_changes()
+    return {"ids": by_trace, "now": now}
+
+
+def _log_in(page, live_server) -> None:
+    page.goto(live_server.url + "/login/")
+    page.fill("input[name=username]", "tess")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
+
+
+def _rows(page, ids) -> list[int]:
+    links = page.locator("#trace-results tbody tr td:nth-child(2) a")
+    return [
+        ids[href.split("/")[2]]
+        for href in links.evaluate_all("a => a.map(e => e.getAttribute('href'))")
+    ]
+
+
+def test_the_filter_bar_round_trips_through_the_url(live_server, seeded, artifacts_dir) -> None:
+    ids = seeded["ids"]
+    # route tech is i % 3 == 1; tier pro is odd i; fallback i % 4 == 1.
+    expected = [i for i in range(12) if i % 3 == 1 and i % 2 == 1 and i % 4 == 1]
+    assert expected == [1]
+    with launch_chromium_or_skip() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        violations = watch_csp_violations(page)
+        _log_in(page, live_server)
+
+        page.goto(live_server.url + "/")
+        # The filter bar is there before any filter, with suggestions from recent traffic.
+        assert page.locator("#trace-filters").is_visible()
+        route_field = page.locator("#trace-filters input[name=route]")
+        options = route_field.evaluate("f => Array.from(f.list.options).map(o => o.value)")
+        assert options == ["billing", "sales", "tech"]
+
+        page.select_option("#t-range", "24h")
+        route_field.fill("tech")
+        page.fill("#trace-filters input[name='cohort.user.tier']", "pro")
+        page.select_option("#t-fallback", "1")
+        page.click("#trace-filters button[type=submit]")
+        page.wait_for_url("**route=tech**")
+
+        query = dict(parse_qsl(urlsplit(page.url).query))
+        assert query == {
+            "range": "24h",
+            "route": "tech",
+            "cohort.user.tier": "pro",
+            "fallback": "1",
+        }
+        assert _rows(page, ids) == expected
+
+        page.reload()
+        page.screenshot(path=str(artifacts_dir / "traces-filtered.png"), full_page=True)
+        assert page.locator("#t-range").input_value() == "24h"
+        assert route_field.input_value() == "tech"
+        assert page.locator("#trace-filters input[name='cohort.user.tier']").input_value() == "pro"
+        assert page.locator("#t-fallback").input_value() == "1"
+        assert _rows(page, ids) == expected
+
+        # A custom range: start/end travel in the address, the preset says "custom".
+        now = seeded["now"].astimezone(UTC)
+        start = (now - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M")
+        end = (now - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M")
+        page.select_option("#t-range", "custom")
+        page.fill("#t-start", start)
+        page.fill("#t-end", end)
+        route_field.fill("")
+        page.select_option("#t-fallback", "")
+        page.click("#trace-filters button[type=submit]")
+        page.wait_for_url("**range=custom**")
+        query = dict(parse_qsl(urlsplit(page.url).query))
+        assert query == {"range": "custom", "start": start, "end": end, "cohort.user.tier": "pro"}
+        in_range = [i for i in range(12) if i % 2 == 1 and 1 <= 20 + 30 * i <= 180]
+        assert _rows(page, ids) == in_range
+        page.reload()
+        assert page.locator("#t-start").input_value() == start
+        assert page.locator("#t-end").input_value() == end
+        assert errors == []
+        assert violations == []
+
+
+def test_a_heatmap_cell_opens_its_failing_traces(live_server, seeded) -> None:
+    ids = seeded["ids"]
+    by_index = {i: trace for trace, i in ids.items()}
+    # LabelCheck fails on traces 0-3 (tiers free, pro, free, pro) and passes on 4-7.
+    import_evaluation_results(
+        get_user_model().objects.get(username="tess").projects.get().id,
+        [
+            EvaluationRecord(
+                trace_id=bytes.fromhex(by_index[i]),
+                span_id=bytes(8),
+                span_start_time=seeded["now"] - timedelta(minutes=20 + 30 * i),
+                micro_model="intent-mini",
+                evaluator="label_check",
+                score=0.0 if i < 4 else 1.0,
+                passed=i >= 4,
+                threshold=0.5,
+                reason="labels differ" if i < 4 else "labels agree",
+                judge="exact",
+                latency_ms=1.0,
+                sampling_probability=1.0,
+                cohort={"user.tier": TIERS[i % 2]},
+            )
+            for i in range(8)
+        ],
+    )
+    fold_evaluations()
+    with launch_chromium_or_skip() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        _log_in(page, live_server)
+        page.goto(live_server.url + "/cohorts/?dimension=user.tier&range=24h")
+        heatmap = page.locator('[data-figure="eval-heatmap"]')
+        plot_area = heatmap.locator(".nsewdrag").first
+        plot_area.wait_for(timeout=15_000)
+        # One evaluator row, two cohort columns (free, pro): the right half is "pro".
+        box = plot_area.bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
+        page.wait_for_url("**failed_evaluator=**")
+
+        query = dict(parse_qsl(urlsplit(page.url).query))
+        assert query == {
+            "failed_evaluator": "label_check",
+            "cohort.user.tier": "pro",
+            "range": "24h",
+        }
+        assert _rows(page, ids) == [1, 3]
+        assert errors == []
