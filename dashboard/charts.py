@@ -366,7 +366,7 @@ def grouped_rate_figure(rows: Sequence[dict[str, Any]], title: str, x_title: str
 def cost_figure(rows: Sequence[dict[str, Any]], title: str, x_title: str) -> dict[str, Any]:
     """Mean and p90 cost per trace per group, in USD per 1,000 traces (a micro model's
     trace costs micro-dollars; the same unit as the Overview's table)."""
-    if rows and all(row["mean_usd"] is None for row in rows):
+    if rows and all(row.get("mean_usd_per_1000_traces") is None for row in rows):
         return empty_figure(title, "no priced traces in this window (prices: Admin → Model prices)")
     rows = [row for row in rows if row["n"]]
     if not rows:

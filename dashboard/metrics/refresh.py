@@ -193,7 +193,10 @@ def _rescue_cost(trace: TraceFacts, prices: PriceBook) -> float | None:
         return None
     own = {d.model for d in trace.decisions if d.model}
     usage = [u for u in trace.usage if u.model not in own]
-    return prices.trace_cost(usage).cost if usage else None
+    if not usage:
+        return None
+    cost = prices.trace_cost(usage)
+    return None if cost.unpriced_models else cost.cost
 
 
 _SHADOW_COLUMNS = (

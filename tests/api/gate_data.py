@@ -75,6 +75,9 @@ def store_design(project_id: int, now: datetime) -> None:
                 failed=failed,
                 weighted_evaluated=float(evaluated),
                 weighted_failed=float(failed),
+                # Every verdict weighs 1 (sampled at 100 %): the sums of w² are the counts.
+                weighted_sq_evaluated=float(evaluated),
+                weighted_sq_failed=float(failed),
             )
     # The fold's day rows: the sums of the day's hour rows.
     rebuild_evaluation_days({(project_id, bucket.replace(hour=0))})

@@ -40,6 +40,9 @@ def advised(project):
             failed=failed,
             weighted_evaluated=float(evaluated),
             weighted_failed=float(failed),
+            # Every verdict weighs 1 (sampled at 100 %): the sums of w² are the counts.
+            weighted_sq_evaluated=float(evaluated),
+            weighted_sq_failed=float(failed),
         )
     rebuild_evaluation_days({(project.id, bucket.replace(hour=0))})
     return project, Filters((project.id,), _hour(now, 3), _hour(now, 1))
