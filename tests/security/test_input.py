@@ -54,6 +54,17 @@ API_GETS = [
     ("/api/v1/micro-models/", RANGE),
     ("/api/v1/micro-models/{text}/", RANGE),
     ("/api/v1/micro-models/{text}/label-quality/", (*RANGE, "cohort.user.tier", "group_by")),
+    (
+        "/api/v1/micro-models/{text}/economics/",
+        (*RANGE, "cohort.user.tier", "group_by", "interval"),
+    ),
+    ("/api/v1/micro-models/{text}/shadow/", (*RANGE, "cohort.user.tier", "group_by")),
+    ("/api/v1/micro-models/{text}/thresholds/", (*RANGE, "cohort.user.tier", "group_by", "target")),
+    (
+        "/api/v1/micro-models/{text}/compare/",
+        ("project", "baseline", "candidate", "max_drop", "min_n", "window"),
+    ),
+    ("/api/v1/advice/routing/", (*RANGE, "micro_model", "min_n", "threshold")),
     ("/api/v1/config/micro-models/", ("cursor", "limit")),
     ("/api/v1/config/micro-models/{int}/", ()),
     ("/api/v1/config/judges/", ("cursor", "limit")),
