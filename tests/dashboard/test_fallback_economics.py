@@ -172,7 +172,7 @@ def test_the_micro_model_page_shows_the_economics(traffic, member_client: Client
     assert 'id="economics-series" type="application/json"' in html
     assert 'id="economics-by-cohort" type="application/json"' in html
     # 60 traces, 20 rescued at $0.0045: always-fallback $0.27, actual $0.09072.
-    assert "$0.17928" in html
+    assert "$0.179" in html  # $0.17928, to three significant digits
     assert "33.3%" in html
 
 

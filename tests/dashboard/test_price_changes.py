@@ -4,6 +4,7 @@ shell; a trace's cost is its priced part with the unpriced models named beside i
 from __future__ import annotations
 
 import fnmatch
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -305,7 +306,8 @@ def test_a_partly_priced_trace_shows_its_priced_part_and_names_what_is_unpriced(
     assert listing.count("$0.00000530") == 2
     assert listing.count('<span class="unpriced">no price: ranker-nano</span>') == 1
 
-    exported = member_client.get("/traces.json", window).json()["traces"]
+    export = member_client.get("/traces.json", window)
+    exported = json.loads(b"".join(export.streaming_content))["traces"]
     assert sorted((t["cost_usd"], tuple(t["unpriced_models"])) for t in exported) == [
         (0.0, ("ranker-nano",)),
         (pytest.approx(priced), ()),
