@@ -44,7 +44,10 @@ _CURSOR = "quiet-traces"
 
 
 @dataclass
-class _Plan:
+class JobPlan:
+    """The jobs to create for a batch of traces, and what was left out: counted, and for a
+    backfill with ``--rerun`` the keys of model-based jobs that no longer apply (stale)."""
+
     rows: list[EvaluationJob]
     registered: int = 0
     over_budget: int = 0
@@ -60,8 +63,11 @@ def plan_jobs(
     evaluator: str | None = None,
     use_budget: bool = True,
     collect_stale: bool = False,
-) -> _Plan:
-    plan = _Plan(rows=[])
+) -> JobPlan:
+    """The jobs the traces' micro-model spans call for: each span matched to its micro model
+    (registered when unknown), each enabled evaluator that applies, on the sample or by an
+    "always" rule, within the hourly budget when ``use_budget``."""
+    plan = JobPlan(rows=[])
     for trace in traces:
         for span in trace.spans:
             found = find_or_register(span, models)
