@@ -15,6 +15,10 @@ model's sample of traces (5-20 %, other rates for some cohorts, halved in the la
 of the window, and always on fallback or error), with pass/fail rates
 that differ by micro model and cohort (Japanese and German traffic and the free tier fail
 more).
+
+Names (micro models and their labels, models, cohort values) come from
+``demo_vocabulary.py``, which ``microlens demo`` shares; how often each occurs and how each
+micro model behaves are set here.
 """
 
 from __future__ import annotations
@@ -31,25 +35,31 @@ from evaluators.services import import_evaluation_results
 from tracestore.contracts import SpanRecord
 from tracestore.services import store_spans
 
+from .demo_vocabulary import (
+    ANSWER_MODEL,
+    BIG_MODELS,
+    EMBEDDING_MODEL,
+    LANGUAGES,
+    MICRO_MODELS,
+    PROMPT_VERSIONS,
+    RESOURCE,
+    SERVICE_NAME,
+    SHADOW_CANDIDATES,
+    TASK_TYPES,
+    TIERS,
+)
 from .models import ModelPrice
 
-MICRO_MODELS = {
-    # name: (model version, routes/labels, base fallback probability, median latency ms)
-    "intent-mini": ("intent-mini-v2", ("billing", "tech", "sales", "account", "other"), 0.08, 25),
-    "safety-screen": ("safety-screen-v5", ("allow", "review", "block"), 0.03, 12),
-    "router-tiny": ("router-tiny-v1", ("faq", "agent", "search", "handoff"), 0.12, 18),
-    "reranker-small": ("reranker-small-v3", ("top1", "top3", "none"), 0.05, 40),
-    "lang-detect": ("lang-detect-v7", ("en", "de", "fr", "es", "ja"), 0.02, 6),
+# How each micro model behaves: base fallback probability, median latency (ms).
+BEHAVIOUR = {
+    "intent-mini": (0.08, 25),
+    "safety-screen": (0.03, 12),
+    "router-tiny": (0.12, 18),
+    "reranker-small": (0.05, 40),
+    "lang-detect": (0.02, 6),
 }
-TIERS = (("free", 0.55), ("pro", 0.3), ("enterprise", 0.15))
-LANGUAGES = (("en", 0.5), ("de", 0.15), ("fr", 0.12), ("es", 0.13), ("ja", 0.1))
-PROMPTS = (("v3", 0.45), ("v4", 0.35), ("v5", 0.2))
-TASKS = (("support", 0.6), ("sales", 0.25), ("search", 0.15))
 # Harder cohorts escalate more: the pattern the dashboard should make visible.
 FALLBACK_BOOST = {"ja": 3.0, "de": 1.6, "free": 1.3, "v4": 0.7, "v5": 0.6}
-BIG_MODELS = ("gpt-large", "claude-big")
-ANSWER_MODEL = "gpt-mini"
-EMBEDDING_MODEL = "text-embed-small"
 # Spans beyond root, decision and answer: an input guardrail, query embedding + retrieval,
 # a tool call (and the fallback call): a little over 5 spans per trace on average.
 GUARDRAIL_SHARE = 0.4
@@ -80,19 +90,9 @@ LATE_RATE_FACTOR = 0.5
 # answers the same input (route.mirrored, route.mirror_of). Each candidate agrees with the
 # live label most of the time and is right more often on some cohorts than others.
 SHADOWS = {
-    # live name: (candidate name, its model version, share mirrored, accuracy by tier)
-    "intent-mini": (
-        "intent-mini-next",
-        "intent-mini-v3",
-        0.3,
-        {"free": 0.9, "pro": 0.93, "enterprise": 0.97},
-    ),
-    "router-tiny": (
-        "router-tiny-next",
-        "router-tiny-v2",
-        0.2,
-        {"free": 0.8, "pro": 0.82, "enterprise": 0.85},
-    ),
+    # live name: (share mirrored, the candidate's accuracy by tier)
+    "intent-mini": (0.3, {"free": 0.9, "pro": 0.93, "enterprise": 0.97}),
+    "router-tiny": (0.2, {"free": 0.8, "pro": 0.82, "enterprise": 0.85}),
 }
 TASK_FAIL = {
     "intent-mini": 0.07,
@@ -206,11 +206,12 @@ def _trace(
     cohort = {
         "user.tier": _pick(rng, TIERS),
         "language": _pick(rng, LANGUAGES),
-        "prompt.version": _pick(rng, PROMPTS),
-        "task.type": _pick(rng, TASKS),
+        "prompt.version": _pick(rng, PROMPT_VERSIONS),
+        "task.type": _pick(rng, TASK_TYPES),
     }
     name = rng.choice(tuple(MICRO_MODELS))
-    version, labels, fallback_p, median_ms = MICRO_MODELS[name]
+    version, labels = MICRO_MODELS[name].version, MICRO_MODELS[name].labels
+    fallback_p, median_ms = BEHAVIOUR[name]
     fallback_p *= _boost(FALLBACK_BOOST, cohort)
     confidence = min(1.0, max(0.05, rng.betavariate(6, 1.6)))
     fallback = rng.random() < fallback_p * (2.5 if confidence < 0.6 else 0.7)
@@ -244,7 +245,7 @@ def _trace(
                 end_time_ns=start + int(dur_ms * ms),
                 status_code=canonical.pop("status_code", 0),
                 status_message="",
-                service_name="support-bot",
+                service_name=SERVICE_NAME,
                 scope_name="demo",
                 scope_version="1",
                 attributes=attrs,
@@ -312,7 +313,8 @@ def _trace(
     )
     if name in SHADOWS and shadow_rng is not None:
         # Its own random stream: the live traffic is the same with or without shadows.
-        candidate, candidate_version, share, accuracy_by_tier = SHADOWS[name]
+        candidate, candidate_version = SHADOW_CANDIDATES[name]
+        share, accuracy_by_tier = SHADOWS[name]
         if shadow_rng.random() < share:
             right = shadow_rng.random() < accuracy_by_tier[cohort["user.tier"]]
             shadow_label = expected if right else shadow_rng.choice(labels)
@@ -516,9 +518,6 @@ def _evaluations(
         probability,
     )
     return out
-
-
-RESOURCE = {"service.name": "support-bot", "deployment.environment": "demo"}
 
 
 def seed_demo_data(

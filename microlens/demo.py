@@ -4,15 +4,17 @@ Each trace is one request to a support assistant::
 
     chat.request                      cohort attributes: user.tier, language, ...
     ├── semantic-cache.lookup         cache.hit (8 %: the answer comes from the cache)
-    ├── intent-classifier             the micro model: label, confidence, route
+    ├── intent-mini                   the micro model: label, confidence, route
     ├── retrieve-docs                 RETRIEVER with retrieval.documents.N.document.*
-    ├── <route model>                 the cheap generator the route picked
+    ├── generate-answer               the cheap model writes the answer
     └── fallback-llm                  in ~15 % of traces: the big model rescues the answer
 
-The classifier is worse on some cohorts (Japanese, the older prompt version) and falls
-back more often when unsure, so the dashboard has something to find. About a third of the
-classifier spans carry ``micro_model.expected_label`` (ground truth). Traces are spread
-over the last hour so time charts have a shape.
+Micro model, labels, routes, models, cohort values and questions are the seeded data set's
+(``dashboard/demo_vocabulary.py``), so both demos name the same things and the demo prices
+cover both. The classifier is worse on some cohorts (Japanese, the oldest prompt version)
+and falls back more often when unsure, so the dashboard has something to find. About a
+third of the classifier spans carry ``micro_model.expected_label`` (ground truth). Traces
+are spread over the last hour so time charts have a shape.
 
 The key: ``--api-key``, else ``MICROLENS_BOOTSTRAP_API_KEY``, else the credentials file
 that ``up`` wrote on this home.
@@ -29,75 +31,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dashboard.demo_vocabulary import (
+    ANSWER_MODEL,
+    BIG_MODELS,
+    DOCUMENTS,
+    LANGUAGES,
+    MICRO_MODELS,
+    PROMPT_VERSIONS,
+    QUESTIONS,
+    RESOURCE,
+    TASK_TYPES,
+    TIERS,
+)
+
 from .credentials import read_credentials
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Tracer
 
-SERVICE = "support-assistant"
-LABELS = ("billing", "tech_support", "account", "cancel", "other")
-# label -> (route, the cheap model that route uses)
-ROUTES = {
-    "billing": ("billing-flow", "llama-3.1-8b-instruct"),
-    "tech_support": ("tech-rag", "qwen2.5-7b-instruct"),
-    "account": ("account-flow", "llama-3.1-8b-instruct"),
-    "cancel": ("retention-flow", "phi-3.5-mini-instruct"),
-    "other": ("general-chat", "qwen2.5-7b-instruct"),
-}
-FALLBACK_MODEL = "gpt-4o"
-CLASSIFIER = "intent-classifier"
-CLASSIFIER_MODEL = "intent-distilbert-v3"
-
-QUESTIONS = {
-    "billing": [
-        "Why was I charged twice this month?",
-        "Can I get an invoice with our VAT number on it?",
-        "My card was declined but the payment went through.",
-    ],
-    "tech_support": [
-        "The export to CSV times out for large projects.",
-        "SSO login loops back to the sign-in page.",
-        "The mobile app crashes when I open a shared folder.",
-    ],
-    "account": [
-        "How do I add a second admin to our workspace?",
-        "I need to change the email address on my account.",
-        "Can I merge two accounts into one?",
-    ],
-    "cancel": [
-        "I want to cancel my subscription at the end of the term.",
-        "How do I close my account and delete my data?",
-    ],
-    "other": [
-        "Do you have an office in Lisbon?",
-        "What is your roadmap for offline mode?",
-    ],
-}
-DOCUMENTS = {
-    "billing": [
-        "Duplicate charges are pending authorisations and drop off within 5 business days.",
-        "Invoices can carry a VAT number: Settings > Billing > Tax details.",
-    ],
-    "tech_support": [
-        "CSV exports above 100k rows run in the background and are emailed as a link.",
-        "SSO loops are caused by a clock skew above 5 minutes on the identity provider.",
-        "Crash on shared folders is fixed in app version 4.12.",
-    ],
-    "account": [
-        "Workspace owners can grant the admin role under Members.",
-        "Email changes need confirmation from both the old and the new address.",
-    ],
-    "cancel": [
-        "Subscriptions stay active until the end of the paid term after cancelling.",
-        "Account deletion removes all data after a 30-day grace period.",
-    ],
-    "other": ["Our offices are in Berlin and Toronto.", "Offline mode is planned for Q3."],
-}
-TIERS = (("free", 0.6), ("pro", 0.3), ("enterprise", 0.1))
-LANGUAGES = (("en", 0.55), ("de", 0.15), ("fr", 0.1), ("es", 0.1), ("ja", 0.1))
-PROMPT_VERSIONS = (("v4", 0.7), ("v3", 0.3))
-TASK_TYPES = {"billing": "billing", "tech_support": "support", "account": "account"}
+CLASSIFIER = "intent-mini"
+CLASSIFIER_MODEL = MICRO_MODELS[CLASSIFIER].version
+LABELS = MICRO_MODELS[CLASSIFIER].labels
+# How often users really ask about each intent, in LABELS' order.
+LABEL_WEIGHTS = (0.3, 0.3, 0.1, 0.2, 0.1)
+FALLBACK_MODEL = BIG_MODELS[0]
+OLDEST_PROMPT = PROMPT_VERSIONS[0][0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,17 +108,17 @@ def _child(tracer: Tracer, ctx: Context, name: str, start: int, ms: float, attrs
 def _record_trace(tracer: Tracer, rng: random.Random, t: int) -> None:
     from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
-    truth = rng.choices(LABELS, weights=(0.3, 0.3, 0.2, 0.1, 0.1))[0]
+    truth = rng.choices(LABELS, weights=LABEL_WEIGHTS)[0]
     question = rng.choice(QUESTIONS[truth])
     language = _pick(rng, LANGUAGES)
     prompt_version = _pick(rng, PROMPT_VERSIONS)
-    # The classifier's blind spots: Japanese traffic and the older prompt.
+    # The classifier's blind spots: Japanese traffic and the oldest prompt.
     accuracy = 0.93 - (0.25 if language == "ja" else 0.0)
-    accuracy -= 0.08 if prompt_version == "v3" else 0.0
+    accuracy -= 0.08 if prompt_version == OLDEST_PROMPT else 0.0
     correct = rng.random() < accuracy
     label = truth if correct else rng.choice([x for x in LABELS if x != truth])
     confidence = rng.uniform(0.8, 0.99) if correct else rng.uniform(0.35, 0.75)
-    route, route_model = ROUTES[label]
+    route = label  # a decision's route is named after its label
     cache_hit = rng.random() < 0.08
     fallback = not cache_hit and rng.random() < (0.45 if confidence < 0.6 else 0.14)
     answer = rng.choice(DOCUMENTS[truth])
@@ -172,7 +131,7 @@ def _record_trace(tracer: Tracer, rng: random.Random, t: int) -> None:
             "user.tier": _pick(rng, TIERS),
             "language": language,
             "prompt.version": prompt_version,
-            "task.type": TASK_TYPES.get(truth, "general"),
+            "task.type": _pick(rng, TASK_TYPES),
             "openinference.span.kind": "CHAIN",
             "input.value": question,
         },
@@ -216,7 +175,7 @@ def _record_trace(tracer: Tracer, rng: random.Random, t: int) -> None:
         prompt = f"{question}\n\nContext:\n" + "\n".join(documents)
         generation: dict[str, Any] = {
             "openinference.span.kind": "LLM",
-            "llm.model_name": route_model,
+            "llm.model_name": ANSWER_MODEL,
             "llm.provider": "self-hosted",
             "route.name": route,
             "llm.token_count.prompt": _tokens(prompt) + 40,
@@ -253,11 +212,7 @@ def send_demo_traffic(endpoint: str, api_key: str, traces: int, seed: int | None
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     captured = InMemorySpanExporter()
-    provider = TracerProvider(
-        resource=Resource.create(
-            {"service.name": SERVICE, "service.version": "1.8.2", "deployment.environment": "demo"}
-        )
-    )
+    provider = TracerProvider(resource=Resource.create({**RESOURCE, "service.version": "1.8.2"}))
     provider.add_span_processor(SimpleSpanProcessor(captured))
     record_traces(
         provider.get_tracer("microlens.demo"), traces, random.Random(seed), time.time_ns()

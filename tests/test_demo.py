@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from fnmatch import fnmatchcase
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from dashboard.demo_vocabulary import (
+    LANGUAGES,
+    MICRO_MODELS,
+    PROMPT_VERSIONS,
+    QUESTIONS,
+    TASK_TYPES,
+    TIERS,
+)
 from microlens.demo import CLASSIFIER, FALLBACK_MODEL, record_traces
 
 NOW_NS = 1_800_000_000 * 10**9
@@ -59,3 +68,39 @@ def test_about_fifteen_percent_of_traces_fall_back_to_the_large_model() -> None:
     ]
     assert 0.12 < len(fallbacks) / len(traces) < 0.18
     assert {span.attributes["llm.model_name"] for span in fallbacks} == {FALLBACK_MODEL}
+
+
+def test_the_live_demo_speaks_the_seeded_data_sets_vocabulary() -> None:
+    spans = [span for spans in _traces(300, seed=4).values() for span in spans]
+    decisions = [span for span in spans if "micro_model.name" in span.attributes]
+    roots = [span for span in spans if span.parent is None]
+
+    assert {span.attributes["micro_model.name"] for span in decisions} == {"intent-mini"}
+    assert {span.attributes["llm.model_name"] for span in decisions} == {"intent-mini-v2"}
+    labels = {span.attributes["micro_model.label"] for span in decisions}
+    assert labels == set(MICRO_MODELS["intent-mini"].labels)
+    assert {span.attributes["route.name"] for span in decisions} == labels
+    models = {span.attributes.get("llm.model_name") for span in spans} - {None}
+    assert models == {"intent-mini-v2", "gpt-mini", "gpt-large"}
+    for key, values in (
+        ("user.tier", TIERS),
+        ("language", LANGUAGES),
+        ("prompt.version", PROMPT_VERSIONS),
+        ("task.type", TASK_TYPES),
+    ):
+        assert {root.attributes[key] for root in roots} == {value for value, _ in values}, key
+    for span in decisions:
+        truth = span.attributes.get("micro_model.expected_label")
+        asked = QUESTIONS[truth] if truth else [q for qs in QUESTIONS.values() for q in qs]
+        assert span.attributes["input.value"] in asked
+
+
+def test_the_demo_prices_cover_every_model_the_live_demo_sends() -> None:
+    from dashboard.demo_data import DEMO_PRICES
+
+    spans = [span for spans in _traces(300, seed=5).values() for span in spans]
+    models = {span.attributes.get("llm.model_name") for span in spans} - {None}
+
+    assert models == {"intent-mini-v2", "gpt-mini", "gpt-large"}
+    for model in models:
+        assert any(fnmatchcase(str(model), pattern) for pattern in DEMO_PRICES), model

@@ -15,6 +15,7 @@ from dashboard.demo_data import (
     ensure_demo_prices,
     seed_demo_data,
 )
+from dashboard.demo_vocabulary import LANGUAGES, MICRO_MODELS, TASK_TYPES, TIERS
 from dashboard.metrics.refresh import fold_changes
 from dashboard.metrics.shadow import shadow_agreement
 from evaluators.contracts import LABEL_CHECK, TASK_COMPLETION, EvaluationRecord
@@ -89,6 +90,16 @@ def test_part_of_the_traffic_is_mirrored_to_a_shadow_that_is_no_live_decision(se
     assert "intent-mini-next" not in {r["name"] for r in metrics.micro_models(f)}
     versions = {r["group"] for r in metrics.fallback_rate(f, "prompt.version").rows}
     assert versions == {"v3", "v4", "v5"}
+
+
+def test_the_seeded_data_set_speaks_the_demo_vocabulary(seeded) -> None:
+    project, _ = seeded
+    f = _filters(project)
+
+    assert {r["name"] for r in metrics.micro_models(f)} == set(MICRO_MODELS)
+    for key, values in (("user.tier", TIERS), ("language", LANGUAGES), ("task.type", TASK_TYPES)):
+        groups = {r["group"] for r in metrics.fallback_rate(f, key).rows}
+        assert groups == {value for value, _ in values}, key
 
 
 def test_fail_rates_differ_by_cohort(seeded) -> None:
