@@ -64,6 +64,7 @@ from .sampling import (
     Matcher,
     always_reason,
     in_sample,
+    is_evaluated,
     is_label_decision,
     match,
     not_applicable_reason,
@@ -402,6 +403,8 @@ def _plan_jobs(
     for trace in traces:
         matchers = [m.matcher for m in models.values()]
         for span in trace.spans:
+            if not is_evaluated(span):
+                continue
             matcher = match(span, matchers)
             if matcher is None:
                 if not span.micro_model:
