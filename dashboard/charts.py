@@ -567,7 +567,10 @@ def economics_figure(rows: Sequence[dict[str, Any]], title: str) -> dict[str, An
         "overlaying": "y",
         "side": "right",
         "rangemode": "tozero",
+        "automargin": True,
     }
+    # Room for the right axis' ticks and title: the shared 10 px cut them off.
+    layout["margin"] = {**layout["margin"], "r": 64}
     return {"data": data, "layout": layout}
 
 

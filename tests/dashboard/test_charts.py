@@ -10,6 +10,7 @@ from dashboard.alerts.charts import rule_figure
 from dashboard.charts import (
     confidence_figure,
     cost_figure,
+    economics_figure,
     eval_heatmap_figure,
     grouped_rate_figure,
     rate_series_figure,
@@ -282,3 +283,21 @@ def test_the_cohort_heatmap_shows_and_marks_cells_by_their_effective_n() -> None
     assert figure["layout"]["title"]["text"] == (
         "Eval fail rate by user.tier (* effective n under 30)"
     )
+
+
+def test_the_economics_chart_leaves_room_for_its_rescue_rate_axis() -> None:
+    day = {
+        "time": "2026-01-01",
+        "n": 10,
+        "rescue_cost": 0.1,
+        "savings": 0.5,
+        "rescue_rate": 0.07,
+        "rescues": 7,
+        "decisions": 100,
+    }
+
+    layout = economics_figure([day], "Economics")["layout"]
+
+    assert layout["yaxis2"]["side"] == "right"
+    assert layout["yaxis2"]["automargin"] is True
+    assert layout["margin"]["r"] == 64
