@@ -923,6 +923,10 @@ def record_feedback(
         models = _load_models([context.project_id], timezone.now())
         keys = []
         for span in targets:
+            if not is_evaluated(span):
+                # A mirrored (shadow) call: the feedback row stays (the live decision's
+                # expected label is the pair's), but no verdict may count in a live rate.
+                continue
             matcher = match(span, [m.matcher for m in models.values()])
             if matcher is None:
                 if not span.micro_model:

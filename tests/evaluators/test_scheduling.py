@@ -8,7 +8,7 @@ from django.utils import timezone
 from evaluators.judging import local_judge
 from evaluators.models import EvaluationJob, EvaluationResult, MicroModel, SchedulerCursor
 from evaluators.sampling import in_sample
-from evaluators.services import run_evaluation_job, schedule_evaluations
+from evaluators.services import record_feedback, run_evaluation_job, schedule_evaluations
 from tests.builders import TraceBuilder, key_values
 
 from .conftest import (
@@ -254,4 +254,22 @@ def test_mirrored_shadow_spans_get_no_evaluation_jobs(tenant: Tenant) -> None:
     }
     # The candidate is not registered as a live micro model of its own either.
     assert result.models_registered == 0
+    assert list(MicroModel.objects.values_list("name", flat=True)) == ["intent-mini"]
+
+
+def test_trace_feedback_judges_the_live_decision_not_its_mirrored_shadow(
+    tenant: Tenant,
+) -> None:
+    configure(tenant.project_id, model_pattern="intent-mini*")
+    trace = _shadowed_trace()
+    tenant.store(trace)
+
+    outcome = record_feedback(
+        [tenant.project_id], trace_id=trace.trace_hex, expected_label="billing"
+    )
+
+    assert [e.span_id for e in outcome.evaluations] == [trace.spans[1].span_id.hex()]
+    assert list(EvaluationResult.objects.values_list("micro_model__name", "passed")) == [
+        ("intent-mini", True)
+    ]
     assert list(MicroModel.objects.values_list("name", flat=True)) == ["intent-mini"]
