@@ -460,8 +460,10 @@ def confidence_figure(hists: Mapping[str, Sequence[int]]) -> dict[str, Any]:
 def eval_heatmap_figure(
     rows: Sequence[dict[str, Any]], dimension: str, small_n: int
 ) -> dict[str, Any]:
-    """Evaluator x cohort value, coloured by fail rate, labelled with the rate, n and the
-    interval; cells under ``small_n`` evaluations are marked with an asterisk."""
+    """Evaluator x cohort value, coloured by the (sampling-weighted) fail rate, labelled
+    with the rate, the effective n (Kish) of the verdicts against their raw n, and the
+    interval; cells whose effective n is under ``small_n`` are marked with an asterisk (a
+    cohort sampled at mixed rates can have many verdicts that weigh like a few)."""
     if not rows:
         return empty_figure(f"Eval fail rate by {escape(dimension)}", "no evaluations yet")
     evaluators = sorted({row["evaluator"] for row in rows})
@@ -486,10 +488,11 @@ def eval_heatmap_figure(
                 text_row.append(f"{pending} pending")
                 custom_row.append([evaluator, value])
                 continue
-            mark = "*" if row["n"] < small_n else ""
+            effective_n = row.get("effective_n", row["n"])
+            mark = "*" if effective_n < small_n else ""
             z_row.append(row["rate"] * 100)
             text_row.append(
-                f"{row['rate'] * 100:.1f}%{mark}<br>n={row['n']}<br>"
+                f"{row['rate'] * 100:.1f}%{mark}<br>n_eff={effective_n:g} of {row['n']}<br>"
                 f"[{row['low'] * 100:.0f}-{row['high'] * 100:.0f}%]"
                 + (f"<br>{pending} pending" if pending else "")
             )
@@ -509,12 +512,15 @@ def eval_heatmap_figure(
             "colorscale": [[0, "#f3f8f4"], [0.5, "#f2c14e"], [1, "#d1343a"]],
             "zmin": 0,
             "zmax": 100,
-            "hovertemplate": "%{y}, %{x}: %{text}<extra>click for failing traces</extra>",
+            "hovertemplate": (
+                "%{y}, %{x}: %{text}<br>n_eff: effective n (Kish) of the sampling-weighted"
+                " verdicts, of n run<extra>click for failing traces</extra>"
+            ),
             "colorbar": {"title": {"text": "fail rate (%)"}},
         }
     ]
     layout = _layout(
-        f"Eval fail rate by {escape(dimension)} (* fewer than {small_n} evaluations)",
+        f"Eval fail rate by {escape(dimension)} (* effective n under {small_n})",
         escape(dimension),
         "evaluator",
     )
@@ -561,7 +567,10 @@ def economics_figure(rows: Sequence[dict[str, Any]], title: str) -> dict[str, An
         "overlaying": "y",
         "side": "right",
         "rangemode": "tozero",
+        "automargin": True,
     }
+    # Room for the right axis' ticks and title: the shared 10 px cut them off.
+    layout["margin"] = {**layout["margin"], "r": 64}
     return {"data": data, "layout": layout}
 
 

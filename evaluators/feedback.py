@@ -19,7 +19,7 @@ from .micro_models import find_or_register, load_models, predicted_label
 from .models import EvaluationResult, Feedback
 from .queries import evaluation_views
 from .results import upsert_result
-from .sampling import is_label_decision
+from .sampling import is_evaluated, is_label_decision
 
 
 class UnknownTarget(LookupError):
@@ -86,6 +86,10 @@ def record_feedback(
         models = load_models([context.project_id], timezone.now())
         keys = []
         for span in targets:
+            if not is_evaluated(span):
+                # A mirrored (shadow) call: the feedback row stays (the live decision's
+                # expected label is the pair's), but no verdict may count in a live rate.
+                continue
             found = find_or_register(span, models)
             if found is None:
                 continue

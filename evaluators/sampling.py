@@ -26,6 +26,17 @@ def in_sample(trace_id_hex: str, rate_percent: float) -> bool:
     return sample_point(trace_id_hex) < rate_percent / 100.0
 
 
+def is_evaluated(span: ModelSpan) -> bool:
+    """Whether the scheduler looks at a span at all: not when it is a mirrored (shadow)
+    call (``route.mirrored``). A shadow serves no one: its verdicts would count in the live
+    rates under the candidate's name (or, matched by a model-name pattern, under the live
+    micro model's), and spend the judges' budget. A shadow is compared with its live model
+    on the very same inputs by shadow agreement instead (agreement, and accuracy against
+    the expected label with a paired interval), which needs no judge; the candidate is not
+    registered as a micro model either."""
+    return not span.is_mirrored
+
+
 @dataclass(frozen=True, slots=True)
 class Matcher:
     """A registered micro model as the scheduler matches spans to it."""

@@ -33,7 +33,7 @@ from .micro_models import (
     with_confidence,
 )
 from .models import EvaluationJob, SchedulerCursor
-from .sampling import always_reason, in_sample
+from .sampling import always_reason, in_sample, is_evaluated
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ def plan_jobs(
     plan = JobPlan(rows=[])
     for trace in traces:
         for span in trace.spans:
+            if not is_evaluated(span):
+                continue
             found = find_or_register(span, models)
             if found is None:
                 continue

@@ -238,6 +238,8 @@ class ModelSpan:
     expected_label: str | None
     is_fallback: bool
     attributes: dict[str, Any]
+    # A mirrored (shadow) call: evaluators leave it out of their jobs.
+    is_mirrored: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -549,6 +549,7 @@ _MODEL_SPAN_FIELDS = (
     "expected_label",
     "is_fallback",
     "attributes",
+    "is_mirrored",
 )
 
 

@@ -28,7 +28,7 @@ class AlertRuleForm(forms.ModelForm):
     threshold = forms.FloatField(
         help_text="Rates, shares, eval fail rate, label recall / precision / F1 and relative"
         " changes in percent: type 10 for 10 % (0 to 100; a relative change -100 or more)."
-        " Latency in ms, cost in USD."
+        " Latency in ms, cost in USD per 1,000 traces (as the dashboard shows it)."
     )
     evaluator = forms.ChoiceField(
         required=False,

@@ -1,15 +1,21 @@
 """The unit a rule's threshold is typed and shown in. Proportions (rates, shares, eval fail
 rate, label recall / precision / F1) and relative changes are stored as fractions (0.1) and
-read by the evaluation as such; people and the API give and see them in percent (10). The
-conversion happens here, at the form and serializer boundary, and nowhere else."""
+read by the evaluation as such; people and the API give and see them in percent (10).
+Costs are stored per trace (USD, as the cost metric's ``mean_usd`` and ``p90_usd`` the
+evaluation compares with) and given and seen per 1,000 traces, as the dashboard shows
+them (4.2 for 0.0042 USD a trace). The conversion happens here, at the form and serializer
+boundary, and nowhere else."""
 
 from __future__ import annotations
 
 import math
 
-from .evaluation import LABEL_METRICS, LATENCY_METRICS, RATE_METRICS
+from .evaluation import COST_METRICS, LABEL_METRICS, LATENCY_METRICS, RATE_METRICS
 
 PROPORTION_METRICS = frozenset({*RATE_METRICS, "route-share", "eval-fail-rate", *LABEL_METRICS})
+PER_1000_TRACES = "USD per 1,000 traces"
+# The factor from the stored unit to the unit people type and see.
+_SCALE = {"percent": 100.0, PER_1000_TRACES: 1000.0}
 
 
 class UnitError(ValueError):
@@ -22,6 +28,8 @@ def unit_of(metric: str, compare_to: str | None) -> str:
         return "percent"
     if metric in LATENCY_METRICS:
         return "ms"
+    if metric in COST_METRICS:
+        return PER_1000_TRACES
     return "USD"
 
 
@@ -30,7 +38,11 @@ def to_stored(value: float, metric: str, compare_to: str | None, *, margin: bool
     proportion is 0-100 %, a relative change at least -100 % (a drop to zero)."""
     if not math.isfinite(value):
         raise UnitError("a finite number")
-    if unit_of(metric, compare_to) != "percent":
+    unit = unit_of(metric, compare_to)
+    if unit == PER_1000_TRACES:
+        # Rounded: 4.2 / 1000 is 0.004200000000000001 in binary floating point.
+        return round(value / _SCALE[unit], 12)
+    if unit != "percent":
         return value
     if margin or not compare_to:
         if not 0.0 <= value <= 100.0:
@@ -42,14 +54,16 @@ def to_stored(value: float, metric: str, compare_to: str | None, *, margin: bool
 
 def to_shown(value: float | None, metric: str, compare_to: str | None) -> float | None:
     """A stored threshold, value or interval bound in the unit people see."""
-    if value is None or unit_of(metric, compare_to) != "percent":
+    scale = _SCALE.get(unit_of(metric, compare_to))
+    if value is None or scale is None:
         return value
     # Rounded: 0.1 * 100 is 10.000000000000002 in binary floating point.
-    return round(value * 100.0, 9)
+    return round(value * scale, 9)
 
 
 def display(value: float | None, metric: str, compare_to: str | None) -> str:
-    """A value as text with its unit: '12.5 %', '+30 %', '220 ms', '0.0042 USD'."""
+    """A value as text with its unit: '12.5 %', '+30 %', '220 ms', '4.2 USD per 1,000
+    traces'."""
     if value is None:
         return "\u2013"
     unit = unit_of(metric, compare_to)
@@ -58,4 +72,6 @@ def display(value: float | None, metric: str, compare_to: str | None) -> str:
         return f"{'+' if compare_to and value > 0 else ''}{text} %"
     if unit == "ms":
         return f"{value:.1f} ms"
+    if unit == PER_1000_TRACES:
+        return f"{value * 1000.0:.4g} {PER_1000_TRACES}"
     return f"{value:.4g} USD"

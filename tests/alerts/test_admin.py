@@ -3,7 +3,8 @@ saving it, and gets clear errors for a rule the metrics cannot answer."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 from dashboard.alerts.models import AlertRule, AlertState
 from dashboard.alerts.services import evaluate_alert_rule
+from dashboard.models import ModelPrice
 from tests.dashboard.metric_data import NOW
 
 from .conftest import decisions, rule
@@ -252,3 +254,36 @@ def test_the_admin_lists_show_rates_in_percent_and_link_events_to_traces(
     assert '<td class="field-shown_threshold">10 %</td>' in events
     assert '<td class="field-traces"><a href="/?start=' in events
     assert "micro_model=intent-mini&amp;fallback=1" in events
+
+
+def _free_micro_model_and_a_4_dollar_fallback() -> None:
+    # Each escalated trace costs 800 input tokens x 5 USD per million = 0.004 USD, i.e.
+    # 4 USD per 1,000 traces; the micro model's own tokens cost nothing.
+    for pattern, price in (("intent-mini*", "0"), ("gpt-large", "5.00")):
+        ModelPrice.objects.create(
+            model_pattern=pattern,
+            input_per_million=Decimal(price),
+            output_per_million=Decimal("0"),
+            effective_from=date(2026, 1, 1),
+        )
+
+
+def test_a_cost_rule_is_typed_and_shown_in_usd_per_1000_traces(admin_client, project) -> None:
+    _free_micro_model_and_a_4_dollar_fallback()
+    # 10 of 40 traces escalated: 0.001 USD per trace, 1 USD per 1,000 traces.
+    decisions(project.id, 40, fallbacks=10)
+    form = _form(project.id, name="cost", metric="cost-per-trace-mean", threshold="0.5")
+
+    response = admin_client.post(ADD, {**form, "_save": "Save"})
+
+    assert response.status_code == 302
+    saved = AlertRule.objects.get()
+    assert saved.threshold == pytest.approx(0.0005)
+    evaluate_alert_rule(saved.id, NOW)
+    assert AlertState.objects.get(rule=saved).state == "firing"
+    rules = admin_client.get("/admin/alerts/alertrule/").content.decode()
+    events = admin_client.get("/admin/alerts/alertevent/").content.decode()
+    assert '<td class="field-shown_threshold">0.5 USD per 1,000 traces</td>' in rules
+    assert '<td class="field-shown_value">1 USD per 1,000 traces</td>' in events
+    change = admin_client.get(f"/admin/alerts/alertrule/{saved.id}/change/")
+    assert change.context["adminform"].form["threshold"].value() == 0.5

@@ -160,3 +160,29 @@ def test_the_api_schema_documents_the_threshold_unit(tmp_path) -> None:
     assert "'percent' for rates" in properties["unit"]["description"]
     assert properties["unit"]["readOnly"] is True
     assert "`*` for any evaluator" in properties["evaluator"]["description"]
+
+
+def test_a_cost_threshold_is_typed_and_shown_per_1000_traces(project) -> None:
+    client = _client(project.id)
+    body = {
+        **BODY,
+        "metric": "cost-per-trace-mean",
+        "label": "",
+        "statistical": False,
+        "comparator": "above",
+        "threshold": 4.2,
+        "hysteresis": 0.5,
+    }
+
+    created = client.post(RULES, body, format="json")
+
+    assert created.status_code == 201, created.content
+    shown = created.json()
+    assert (shown["threshold"], shown["hysteresis"], shown["unit"]) == (
+        4.2,
+        0.5,
+        "USD per 1,000 traces",
+    )
+    # Stored per trace, as the cost metric's mean_usd that the evaluation compares with.
+    assert AlertRule.objects.values_list("threshold", "hysteresis").get() == (0.0042, 0.0005)
+    assert client.get(f"{RULES}{shown['id']}/").json()["threshold"] == 4.2

@@ -10,6 +10,7 @@ from dashboard.alerts.charts import rule_figure
 from dashboard.charts import (
     confidence_figure,
     cost_figure,
+    economics_figure,
     eval_heatmap_figure,
     grouped_rate_figure,
     rate_series_figure,
@@ -243,3 +244,60 @@ def test_an_alert_rule_with_one_evaluation_spans_an_hour_either_side() -> None:
     assert (threshold["name"], threshold["y"]) == ("threshold", [0.1, 0.1])
     assert [x[:19] for x in threshold["x"]] == [before[:19], after[:19]]
     assert figure["layout"]["legend"]["yanchor"] == "bottom"
+
+
+def _heat_row(group: str, n: int, effective_n: float, rate: float = 0.2) -> dict:
+    return {
+        "evaluator": "task_completion",
+        "group": group,
+        "n": n,
+        "pending": 0,
+        "rate": rate,
+        "low": 0.1,
+        "high": 0.3,
+        "effective_n": effective_n,
+        "small_n": effective_n < 30,
+    }
+
+
+def test_the_cohort_heatmap_shows_and_marks_cells_by_their_effective_n() -> None:
+    rows = [
+        # 200 verdicts sampled at mixed rates weigh like 12.5: too few to trust.
+        _heat_row("enterprise", 200, 12.5),
+        # 40 verdicts all sampled alike: effective n = n.
+        _heat_row("free", 40, 40.0),
+        _heat_row("pro", 25, 25.0),
+    ]
+
+    figure = eval_heatmap_figure(rows, "user.tier", 30)
+
+    heat = figure["data"][0]
+    assert heat["text"] == [
+        [
+            "20.0%*<br>n_eff=12.5 of 200<br>[10-30%]",
+            "20.0%<br>n_eff=40 of 40<br>[10-30%]",
+            "20.0%*<br>n_eff=25 of 25<br>[10-30%]",
+        ]
+    ]
+    assert "effective n (Kish)" in heat["hovertemplate"]
+    assert figure["layout"]["title"]["text"] == (
+        "Eval fail rate by user.tier (* effective n under 30)"
+    )
+
+
+def test_the_economics_chart_leaves_room_for_its_rescue_rate_axis() -> None:
+    day = {
+        "time": "2026-01-01",
+        "n": 10,
+        "rescue_cost": 0.1,
+        "savings": 0.5,
+        "rescue_rate": 0.07,
+        "rescues": 7,
+        "decisions": 100,
+    }
+
+    layout = economics_figure([day], "Economics")["layout"]
+
+    assert layout["yaxis2"]["side"] == "right"
+    assert layout["yaxis2"]["automargin"] is True
+    assert layout["margin"]["r"] == 64

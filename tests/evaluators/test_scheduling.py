@@ -7,8 +7,8 @@ from django.utils import timezone
 
 from evaluators.models import EvaluationJob, EvaluationResult, MicroModel, SchedulerCursor
 from evaluators.sampling import in_sample
-from evaluators.services import run_evaluation_job, schedule_evaluations
-from tests.builders import key_values
+from evaluators.services import record_feedback, run_evaluation_job, schedule_evaluations
+from tests.builders import TraceBuilder, key_values
 
 from .conftest import (
     Tenant,
@@ -208,3 +208,69 @@ def test_custom_label_and_confidence_attributes_are_read(tenant: Tenant) -> None
 
     results = dict(EvaluationResult.objects.values_list("evaluator", "predicted_label"))
     assert results == {"label_check": "Billing", "task_completion": None}
+
+
+def _shadowed_trace(*, confidence: float = 0.9) -> TraceBuilder:
+    """classifier_trace with a candidate answering the same input as a mirrored call."""
+    trace = classifier_trace(expected="billing", confidence=confidence)
+    trace.span(
+        "intent-classifier shadow",
+        parent=trace.spans[0].span_id,
+        offset_ms=6,
+        attrs={
+            "openinference.span.kind": "LLM",
+            "micro_model.name": "intent-next",
+            # A model name the live micro model's pattern matches too.
+            "llm.model_name": "intent-mini-v3",
+            "micro_model.label": "refund",
+            "micro_model.expected_label": "billing",
+            "micro_model.confidence": confidence,
+            "input.value": "Why was I charged twice this month?",
+            "output.value": "Refunds take 3 days.",
+            "route.mirrored": True,
+            "route.mirror_of": "intent-mini",
+        },
+    )
+    return trace
+
+
+def test_mirrored_shadow_spans_get_no_evaluation_jobs(tenant: Tenant) -> None:
+    configure(
+        tenant.project_id,
+        model_pattern="intent-mini*",
+        always_below_confidence=0.5,
+    )
+    sure, unsure = _shadowed_trace(), _shadowed_trace(confidence=0.2)
+    for trace in (sure, unsure):
+        tenant.store(trace)
+
+    result = schedule_all()
+
+    live = {trace.spans[1].span_id.hex() for trace in (sure, unsure)}
+    jobs = {(bytes(j.span_id).hex(), j.evaluator) for j in EvaluationJob.objects.all()}
+    assert jobs == {
+        (span, evaluator)
+        for span in live
+        for evaluator in ("groundedness", "label_check", "task_completion")
+    }
+    # The candidate is not registered as a live micro model of its own either.
+    assert result.models_registered == 0
+    assert list(MicroModel.objects.values_list("name", flat=True)) == ["intent-mini"]
+
+
+def test_trace_feedback_judges_the_live_decision_not_its_mirrored_shadow(
+    tenant: Tenant,
+) -> None:
+    configure(tenant.project_id, model_pattern="intent-mini*")
+    trace = _shadowed_trace()
+    tenant.store(trace)
+
+    outcome = record_feedback(
+        [tenant.project_id], trace_id=trace.trace_hex, expected_label="billing"
+    )
+
+    assert [e.span_id for e in outcome.evaluations] == [trace.spans[1].span_id.hex()]
+    assert list(EvaluationResult.objects.values_list("micro_model__name", "passed")) == [
+        ("intent-mini", True)
+    ]
+    assert list(MicroModel.objects.values_list("name", flat=True)) == ["intent-mini"]
