@@ -3,7 +3,7 @@
  * The receivers' hot path (tracestore/decode.py, decode_protobuf). It reads the protobuf
  * wire format directly and applies decode.py's rules (decode_request): the same rows, the
  * same rejected spans, the same sanitising; and it writes each span's attributes as the
- * jsonb text the COPY sends, byte for byte what services._jsonb would write.
+ * jsonb text the COPY sends, byte for byte what span_copy.jsonb would write.
  *
  * It handles what exporters send. Anything unusual (a singular field sent twice, a known
  * field with another wire type, bytes or string-table values, a key holding NUL, more

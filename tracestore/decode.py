@@ -63,7 +63,7 @@ class Limits:
 @dataclass
 class DecodeResult:
     rows: list[SpanRow] = field(default_factory=list)
-    # Per row, its attributes as the jsonb the COPY sends (services._jsonb), when the
+    # Per row, its attributes as the jsonb the COPY sends (span_copy.jsonb), when the
     # decoder wrote them already; None (or a list shorter than rows) means "encode them".
     attributes_json: list[bytes | None] = field(default_factory=list)
     rejected: int = 0

@@ -41,6 +41,7 @@ from .span_fields import (
 _TIMESTAMPTZ = "int8"  # microseconds since 2000-01-01 UTC (see span_copy)
 _JSONB = "bytea"  # version byte + JSON text (see span_copy)
 
+# The rollup of a trace is a merge of per-batch deltas with commutative operations (min,
 # max, sums, OR, set union; the root is the parentless span with the smallest (start,
 # span_id); cohort values per key from the earliest span, the root's winning), so the
 # result is the same whatever order and batching the spans arrive in. ON CONFLICT DO

@@ -273,7 +273,7 @@ def test_the_binary_copy_types_are_the_span_table_column_types() -> None:
         "boolean": "bool",
     }
     assert [canonical.get(t, t) for t in expected] == list(span_fields.COPY_TYPES)
-    assert len(span_fields.COPY_TYPES) == len(span_fields.COPY_COLUMNS) == 37
+    assert len(span_fields.COPY_TYPES) == len(span_fields.COPY_COLUMNS)
 
 
 def test_timestamps_are_stored_to_the_microsecond_either_side_of_2000(project_id: int) -> None:
