@@ -266,7 +266,8 @@ class Mismatch(AssertionError):
 def outcome(body: bytes, native: bool, limits: Any) -> Any:
     from tracestore.decode import decode_protobuf
     from tracestore.otlp_protobuf import OtlpProtobufError
-    from tracestore.services import _jsonb
+    from tracestore.span_copy import jsonb as _jsonb
+    from tracestore.span_fields import ATTRIBUTES
 
     try:
         result = decode_protobuf(body, limits, NOW_NS, native=native)
@@ -276,7 +277,8 @@ def outcome(body: bytes, native: bool, limits: Any) -> Any:
         return ("raised", type(exc).__name__, str(exc))
     given = [*result.attributes_json, *[None] * (len(result.rows) - len(result.attributes_json))]
     encoded = [
-        g if g is not None else _jsonb(row[12]) for g, row in zip(given, result.rows, strict=True)
+        g if g is not None else _jsonb(row[ATTRIBUTES])
+        for g, row in zip(given, result.rows, strict=True)
     ]
     return (
         result.rows,
@@ -290,7 +292,8 @@ def outcome(body: bytes, native: bool, limits: Any) -> Any:
 
 def check(body: bytes, counts: dict[str, int], artifacts: Path | None = None) -> None:
     from tracestore import decode
-    from tracestore.services import _jsonb
+    from tracestore.span_copy import jsonb as _jsonb
+    from tracestore.span_fields import ATTRIBUTES
 
     for max_value_bytes, max_attributes in LIMITS:
         limits = decode.Limits(max_value_bytes=max_value_bytes, max_attributes=max_attributes)
@@ -318,8 +321,8 @@ def check(body: bytes, counts: dict[str, int], artifacts: Path | None = None) ->
                 (artifacts / name).write_bytes(body)
             return
         if reference[0] != "error":
-            # The reference's own jsonb is what services._jsonb writes.
-            assert reference[1] == [_jsonb(row[12]) for row in reference[0]]
+            # The reference's own jsonb is what span_copy.jsonb writes.
+            assert reference[1] == [_jsonb(row[ATTRIBUTES]) for row in reference[0]]
 
 
 # -- structure-aware mutations --------------------------------------------------------------
@@ -465,7 +468,7 @@ def child(module: Path, stats_file: Path, argv: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "microlens.settings")
     import django
 
-    django.setup()  # services._jsonb, the encoder the reference's jsonb is checked with
+    django.setup()  # span_copy.jsonb, the encoder the reference's jsonb is checked with
     assert decode._otlp is native and decode.NATIVE
 
     counts = {"inputs": 0, "native": 0, "general": 0, "structured": 0, "raises": 0}

@@ -61,7 +61,7 @@ def main() -> None:
         django_setup(url, home)
         from django.db import connection
 
-        from tracestore import services
+        from tracestore import rollups, span_copy
         from tracestore.decode import NATIVE, decode_protobuf
         from tracestore.ingest import tune_garbage_collector
 
@@ -82,15 +82,15 @@ def main() -> None:
                 result = decode_protobuf(payload, native=native)
                 decoded = result.rows
                 t2 = clock()
-                rows = services._rows(project_id, decoded, result.attributes_json)
+                rows = span_copy.span_copy_rows(project_id, decoded, result.attributes_json)
                 t3 = clock()
-                deltas = services._rollup_deltas(decoded)
+                deltas = rollups.rollup_deltas(decoded)
                 t4 = clock()
                 cursor.execute("BEGIN")
                 s0, t5 = backend_cpu(backend), clock()
-                services._copy_rows(cursor, services._COPY_SPANS, rows)
+                span_copy.copy_rows(cursor, span_copy.COPY_SPANS, rows)
                 s1, t6 = backend_cpu(backend), clock()
-                services._merge_rollups(cursor, project_id, deltas)
+                rollups.merge_rollups(cursor, project_id, deltas)
                 s2, t7 = backend_cpu(backend), clock()
                 cursor.execute("COMMIT")
                 s3, t8 = backend_cpu(backend), clock()

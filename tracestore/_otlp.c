@@ -3,7 +3,7 @@
  * The receivers' hot path (tracestore/decode.py, decode_protobuf). It reads the protobuf
  * wire format directly and applies decode.py's rules (decode_request): the same rows, the
  * same rejected spans, the same sanitising; and it writes each span's attributes as the
- * jsonb text the COPY sends, byte for byte what services._jsonb would write.
+ * jsonb text the COPY sends, byte for byte what span_copy.jsonb would write.
  *
  * It handles what exporters send. Anything unusual (a singular field sent twice, a known
  * field with another wire type, bytes or string-table values, a key holding NUL, more
@@ -654,6 +654,7 @@ static int span_into(Ctx *c, Reader r, const Source *src, Out *out) {
     PyObject *parent_id = has_parent
                               ? PyBytes_FromStringAndSize((const char *)parent.p, 8)
                               : Py_NewRef(Py_None);
+    /* The fields of row_fields[] below, in its order. */
     row = Py_BuildValue("(y#y#NOiKKiOOOOOOOOl)", (const char *)trace_id.p, (Py_ssize_t)16,
                         (const char *)span_id.p, (Py_ssize_t)8, parent_id, name_text,
                         (int)kind32, (unsigned long long)start, (unsigned long long)end,
@@ -866,6 +867,30 @@ static int add_fields(PyObject *fields, const char *message, const char *spec) {
     return failed ? FAIL : OK;
 }
 
+/* The row span_row builds, field by field: the module's ROW_FIELDS, which decode.py
+ * checks at import against the decoder's fields of tracestore/span_fields.py. */
+static const char *row_fields[] = {
+    "trace_id",     "span_id",  "parent_span_id", "name",           "kind",
+    "start_time_ns", "end_time_ns", "status_code", "status_message", "service_name",
+    "scope_name",   "scope_version", "attributes", "resource_attributes", "events",
+    "links",        "flags",
+};
+
+static PyObject *row_field_names(void) {
+    Py_ssize_t n = (Py_ssize_t)(sizeof row_fields / sizeof row_fields[0]);
+    PyObject *names = PyTuple_New(n);
+    if (!names) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyUnicode_FromString(row_fields[i]);
+        if (!name) {
+            Py_DECREF(names);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(names, i, name);
+    }
+    return names;
+}
+
 PyMODINIT_FUNC PyInit__otlp(void) {
     PyObject *m = PyModule_Create(&module);
     PyObject *fields = m ? PyDict_New() : NULL;
@@ -901,6 +926,12 @@ PyMODINIT_FUNC PyInit__otlp(void) {
     }
     if (PyModule_AddObject(m, "FIELDS", fields)) {
         Py_DECREF(fields);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *names = row_field_names();
+    if (!names || PyModule_AddObject(m, "ROW_FIELDS", names)) {
+        Py_XDECREF(names);
         Py_DECREF(m);
         return NULL;
     }

@@ -5,9 +5,11 @@ Other apps and the receiver exchange these, never tracestore's models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
+
+from .span_fields import ROW_FIELDS, check_fields
 
 # Span flags (bit field stored with every span; tracestore/README.md "Span flags").
 FLAG_END_BEFORE_START = 1
@@ -65,6 +67,11 @@ class SpanRecord:
     is_mirrored: bool = False
     mirror_of: str | None = None
     cohort: dict[str, str] = field(default_factory=dict)
+
+
+# A span's row is SpanRecord's fields in order (``SpanRecord(*row)``): both follow the one
+# field table.
+check_fields("SpanRecord", tuple(f.name for f in fields(SpanRecord)), ROW_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,15 +31,17 @@ from .contracts import (
 )
 from .normalise import DEFAULT_COHORT_DIMENSION_KEYS, checked_canonical_values
 from .otlp_protobuf import parse_protobuf
+from .span_fields import ATTRIBUTES, DECODER_FIELDS, FLAGS, RESOURCE_ATTRIBUTES, check_fields
 
 try:
     from . import _otlp  # type: ignore[attr-defined]
 except ImportError:  # not built (no C compiler): decode_request does all the work
     _otlp = None
 
-# A span as the receivers hand it to storage: SpanRecord's fields, in SpanRecord's order,
-# as a plain tuple (``SpanRecord(*row)`` is the record). Building a frozen dataclass of 35
-# fields costs more than decoding the span's attributes, so the hot path does without.
+# A span as the receivers hand it to storage: the fields of span_fields.ROW_FIELDS (which
+# SpanRecord's follow), in order, as a plain tuple (``SpanRecord(*row)`` is the record).
+# Building a frozen dataclass of 35 fields costs more than decoding the span's
+# attributes, so the hot path does without; it reads rows by span_fields' positions.
 SpanRow = tuple[Any, ...]
 
 MAX_DEPTH = 16
@@ -61,7 +63,7 @@ class Limits:
 @dataclass
 class DecodeResult:
     rows: list[SpanRow] = field(default_factory=list)
-    # Per row, its attributes as the jsonb the COPY sends (services._jsonb), when the
+    # Per row, its attributes as the jsonb the COPY sends (span_copy.jsonb), when the
     # decoder wrote them already; None (or a list shorter than rows) means "encode them".
     attributes_json: list[bytes | None] = field(default_factory=list)
     rejected: int = 0
@@ -167,6 +169,12 @@ _BAD_SPAN_ID = "span_id must be 8 bytes and not all zero"
 _BAD_PARENT = "parent_span_id must be empty or 8 bytes and not all zero"
 
 if _otlp is not None:
+    # The compiled decoder's rows hold the decoder's fields of the table, in its order.
+    check_fields(
+        "tracestore._otlp's rows (rebuild it: python setup.py build_ext --inplace)",
+        tuple(getattr(_otlp, "ROW_FIELDS", ())),
+        DECODER_FIELDS,
+    )
     _otlp.configure(
         max_depth=MAX_DEPTH,
         max_future_ns=_MAX_FUTURE_NS,
@@ -201,10 +209,15 @@ def decode_protobuf(
             keys = limits.cohort_dimensions
             rows = result.rows
             for head in heads:
-                # head[12] and head[13]: the attributes and the resource attributes.
-                values, unconvertible = checked_canonical_values(head[12], head[13], keys)
+                values, unconvertible = checked_canonical_values(
+                    head[ATTRIBUTES], head[RESOURCE_ATTRIBUTES], keys
+                )
                 if unconvertible:
-                    head = (*head[:16], head[16] | FLAG_UNCONVERTIBLE_VALUE)
+                    head = (
+                        *head[:FLAGS],
+                        head[FLAGS] | FLAG_UNCONVERTIBLE_VALUE,
+                        *head[FLAGS + 1 :],
+                    )
                 rows.append(head + values)
             return result
     return decode_request(parse_protobuf(body), limits, now_ns)

@@ -17,6 +17,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import span_fields
+
 MODEL_KEYS = (
     "micro_model.name",
     "llm.model_name",
@@ -335,28 +337,10 @@ _INPUT_SET = frozenset(INPUT_KEYS) | _INPUT_PROBE_SET
 _OUTPUT_SET = frozenset(OUTPUT_KEYS) | _OUTPUT_PROBE_SET
 
 
-# The canonical fields in SpanRecord's order (it ends with them): canonical_values returns
-# them as a tuple, which the decoder appends to a span's row.
-CANONICAL_FIELDS = (
-    "span_kind",
-    "model",
-    "provider",
-    "micro_model",
-    "prompt_tokens",
-    "completion_tokens",
-    "input_text",
-    "output_text",
-    "route",
-    "label",
-    "confidence",
-    "expected_label",
-    "is_fallback",
-    "is_retry",
-    "cache_hit",
-    "is_mirrored",
-    "mirror_of",
-    "cohort",
-)
+# The canonical fields in a span row's order (it ends with them), from the field table:
+# checked_canonical_values returns them as a tuple, which the decoder appends to a span's
+# row. A new canonical field is a row of span_fields.SPAN_FIELDS and a value here.
+CANONICAL_FIELDS = span_fields.CANONICAL_FIELDS
 
 
 def canonical_fields(
@@ -450,3 +434,13 @@ def checked_canonical_values(
         cohort_values(attrs, resource, cohort_dimensions),
     )
     return values, unconvertible
+
+
+# As many values as the table has canonical fields (the names are the table's; the order
+# of the values above must follow it).
+if len(checked_canonical_values({}, {})[0]) != len(CANONICAL_FIELDS):
+    raise span_fields.SpanFieldMismatch(
+        "normalise.checked_canonical_values: "
+        f"{len(checked_canonical_values({}, {})[0])} values, "
+        f"tracestore/span_fields.py has {len(CANONICAL_FIELDS)} canonical fields"
+    )

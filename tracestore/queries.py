@@ -3,6 +3,7 @@ dataclasses (hex ids, plain types), never model objects."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -12,7 +13,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import JSONField, OuterRef, Q, QuerySet, Subquery
 
-from . import contracts
+from . import contracts, span_fields
 from .contracts import (
     MicroModelDecision,
     ProjectRef,
@@ -483,6 +484,22 @@ def _with_trace_cohort(spans: QuerySet[Span]) -> list[tuple[Span, dict[str, str]
     return [(span, span.trace_cohort) for span in annotated]
 
 
+# SpanView's fields read off the stored span as they are, by the field table's column
+# names; _span_view converts the others. Every SpanView field is one or the other.
+_VIEW_CONVERTED = ("trace_id", "span_id", "parent_span_id", "duration_ms", "cohort", "project_id")
+_VIEW_FIELDS = {f.name for f in dataclasses.fields(SpanView)}
+_VIEW_COPIED = tuple(
+    f.column
+    for f in span_fields.SPAN_FIELDS
+    if f.column in _VIEW_FIELDS and f.column not in _VIEW_CONVERTED
+)
+if {*_VIEW_COPIED, *_VIEW_CONVERTED} != _VIEW_FIELDS:
+    raise span_fields.SpanFieldMismatch(
+        "SpanView: no span column for "
+        + ", ".join(sorted(_VIEW_FIELDS - {*_VIEW_COPIED, *_VIEW_CONVERTED}))
+    )
+
+
 def _span_view(span: Span, trace_cohort: dict[str, str] | None) -> SpanView:
     """A span as the API shows it, with its trace's cohort (the one metrics, traces and
     evaluations group by): the span's own values are in its attributes and resource."""
@@ -490,41 +507,11 @@ def _span_view(span: Span, trace_cohort: dict[str, str] | None) -> SpanView:
         trace_id=bytes(span.trace_id).hex(),
         span_id=bytes(span.span_id).hex(),
         parent_span_id=_hex(span.parent_span_id),
-        name=span.name,
-        kind=span.kind,
-        start_time=span.start_time,
-        end_time=span.end_time,
         duration_ms=span.duration_ns / 1e6,
-        status_code=span.status_code,
-        status_message=span.status_message,
-        service_name=span.service_name,
-        scope_name=span.scope_name,
-        scope_version=span.scope_version,
-        attributes=span.attributes,
-        resource_attributes=span.resource_attributes,
-        events=span.events,
-        links=span.links,
-        flags=span.flags,
-        span_kind=span.span_kind,
-        model=span.model,
-        provider=span.provider,
-        micro_model=span.micro_model,
-        prompt_tokens=span.prompt_tokens,
-        completion_tokens=span.completion_tokens,
-        input_text=span.input_text,
-        output_text=span.output_text,
-        route=span.route,
-        label=span.label,
-        confidence=span.confidence,
-        expected_label=span.expected_label,
-        is_fallback=span.is_fallback,
-        is_retry=span.is_retry,
-        cache_hit=span.cache_hit,
-        is_mirrored=span.is_mirrored,
-        mirror_of=span.mirror_of,
         # The trace row is written with its spans; should it be missing, the span's own.
         cohort=dict(trace_cohort) if trace_cohort is not None else span.cohort,
         project_id=span.project_id,
+        **{column: getattr(span, column) for column in _VIEW_COPIED},
     )
 
 

@@ -19,7 +19,8 @@ from tracestore.contracts import FLAG_UNCONVERTIBLE_VALUE
 from tracestore.decode import decode_protobuf
 from tracestore.normalise import _KNOWN_KEYS, DEFAULT_COHORT_DIMENSION_KEYS
 from tracestore.otlp_json import parse_export_request
-from tracestore.services import _rollup_deltas, _rows
+from tracestore.rollups import rollup_deltas
+from tracestore.span_copy import span_copy_rows
 
 NOW_NS = 1_750_000_000 * 10**9
 _INT8 = 2**63
@@ -108,8 +109,8 @@ def test_any_value_under_any_canonical_key_gives_the_same_storable_rows(
         assert tokens is None or -_INT4 <= tokens < _INT4
     confidence: Any = poisoned[27]
     assert confidence is None or math.isfinite(confidence)
-    assert len(_rows(1, reference.rows, compiled.attributes_json)) == 2
-    assert len(_rollup_deltas(reference.rows)) == 1
+    assert len(span_copy_rows(1, reference.rows, compiled.attributes_json)) == 2
+    assert len(rollup_deltas(reference.rows)) == 1
 
 
 def test_an_unconvertible_token_count_is_flagged_by_both_decoders() -> None:

@@ -3,7 +3,7 @@
 decode_protobuf(native=True) must give what parsing the body with the protobuf runtime and
 decoding it in Python gives: the same rows, the same rejected spans and reasons, the same
 counts, the same error for a body that is not a request; and the attributes' jsonb byte for
-byte as services._jsonb writes it. What it hands back to the general path is part of the
+byte as span_copy.jsonb writes it. What it hands back to the general path is part of the
 contract too: the tests check that ordinary exports are decoded natively.
 """
 
@@ -27,7 +27,23 @@ from tracestore import decode
 from tracestore.contracts import FLAG_END_BEFORE_START, FLAG_TRUNCATED, FLAG_ZERO_TIMESTAMP
 from tracestore.decode import Limits, decode_protobuf
 from tracestore.otlp_protobuf import OtlpProtobufError
-from tracestore.services import _jsonb
+from tracestore.span_copy import jsonb as _jsonb
+from tracestore.span_fields import (
+    ATTRIBUTES,
+    END_TIME_NS,
+    EVENTS,
+    FLAGS,
+    KIND,
+    LINKS,
+    MICRO_MODEL,
+    NAME,
+    RESOURCE_ATTRIBUTES,
+    SCOPE_NAME,
+    SERVICE_NAME,
+    START_TIME_NS,
+    STATUS_CODE,
+    STATUS_MESSAGE,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "instrumentations"
 NOW_NS = 1_750_000_000 * 10**9
@@ -39,7 +55,7 @@ def _outcome(body: bytes, native: bool, limits: Limits | None = None) -> Any:
     except OtlpProtobufError as exc:
         return ("error", str(exc))
     encoded = [
-        given if given is not None else _jsonb(row[12])
+        given if given is not None else _jsonb(row[ATTRIBUTES])
         for given, row in zip(
             [*result.attributes_json, *[None] * (len(result.rows) - len(result.attributes_json))],
             result.rows,
@@ -63,7 +79,7 @@ def _same(body: bytes, limits: Limits | None = None) -> Any:
     assert compiled == reference
     if reference[0] != "error":
         # The jsonb the native decoder wrote is the reference's, byte for byte.
-        assert reference[1] == [_jsonb(row[12]) for row in reference[0]]
+        assert reference[1] == [_jsonb(row[ATTRIBUTES]) for row in reference[0]]
     return compiled
 
 
@@ -156,10 +172,10 @@ def test_a_micro_model_trace_decodes_the_same_natively() -> None:
     body = micro_model_trace(fallback=True).request().SerializeToString()
     assert _handled_natively(body)
     rows = _same(body)[0]
-    classifier = next(row for row in rows if row[3] == "intent-classifier")
-    # The canonical fields follow the 17 the compiled decoder makes.
-    assert classifier[17 + 3] == "intent-mini"  # micro_model
-    assert classifier[12]["micro_model.confidence"] == 0.93
+    classifier = next(row for row in rows if row[NAME] == "intent-classifier")
+    # The canonical fields follow the ones the compiled decoder makes.
+    assert classifier[MICRO_MODEL] == "intent-mini"
+    assert classifier[ATTRIBUTES]["micro_model.confidence"] == 0.93
 
 
 def test_events_links_status_and_values_of_every_type() -> None:
@@ -193,9 +209,9 @@ def test_events_links_status_and_values_of_every_type() -> None:
     body = _request(span)
     assert _handled_natively(body)
     (row,) = _same(body)[0]
-    assert row[12]["unset"] is None
-    assert row[12]["list"] == [1, "two", 3.5, [True, {"deep": "x"}]]
-    assert row[14] == [
+    assert row[ATTRIBUTES]["unset"] is None
+    assert row[ATTRIBUTES]["list"] == [1, "two", 3.5, [True, {"deep": "x"}]]
+    assert row[EVENTS] == [
         {
             "name": "exception",
             "time_unix_nano": NOW_NS - 1,
@@ -203,8 +219,10 @@ def test_events_links_status_and_values_of_every_type() -> None:
         },
         {"name": "", "time_unix_nano": 0, "attributes": {}},
     ]
-    assert row[15] == [{"trace_id": "ab" * 16, "span_id": "cd" * 8, "attributes": {"why": "retry"}}]
-    assert (row[4], row[7], row[8]) == (Span.SPAN_KIND_CLIENT, 2, "boom")
+    assert row[LINKS] == [
+        {"trace_id": "ab" * 16, "span_id": "cd" * 8, "attributes": {"why": "retry"}}
+    ]
+    assert (row[KIND], row[STATUS_CODE], row[STATUS_MESSAGE]) == (Span.SPAN_KIND_CLIENT, 2, "boom")
 
 
 def test_characters_json_escapes_at_every_position_of_a_string() -> None:
@@ -217,7 +235,7 @@ def test_characters_json_escapes_at_every_position_of_a_string() -> None:
     body = _request(_span(attrs=attrs))
     assert _handled_natively(body)
     (row,) = _same(body)[0]
-    assert row[12]["'\"'@3"] == 'aaa"' + "b" * 14
+    assert row[ATTRIBUTES]["'\"'@3"] == 'aaa"' + "b" * 14
 
 
 @pytest.mark.parametrize(
@@ -228,7 +246,7 @@ def test_non_finite_doubles_are_kept_as_their_names(value: float, stored: str) -
     body = _request(_span(attrs={"x": value, "nested": [value]}))
     assert _handled_natively(body)
     (row,) = _same(body)[0]
-    assert row[12] == {"x": stored, "nested": [stored]}
+    assert row[ATTRIBUTES] == {"x": stored, "nested": [stored]}
 
 
 def test_nul_and_long_values_are_sanitised_and_counted_the_same() -> None:
@@ -241,16 +259,16 @@ def test_nul_and_long_values_are_sanitised_and_counted_the_same() -> None:
     body = _request(span, scope="s" * 70)
     assert _handled_natively(body, limits)
     (row,), _, _, _, truncated, _ = _same(body, limits)
-    assert row[12]["nul"] == "a\ufffdb"
-    assert row[12]["at_limit"] == "x" * 64
-    assert row[12]["long"].endswith("…[truncated]")
-    assert row[16] & FLAG_TRUNCATED
+    assert row[ATTRIBUTES]["nul"] == "a\ufffdb"
+    assert row[ATTRIBUTES]["at_limit"] == "x" * 64
+    assert row[ATTRIBUTES]["long"].endswith("…[truncated]")
+    assert row[FLAGS] & FLAG_TRUNCATED
     assert truncated == 5  # long, list item, name, status message, scope name
 
 
 def test_a_nul_only_value_does_not_flag_the_span() -> None:
     (row,) = _same(_request(_span(attrs={"nul": "\x00"})))[0]
-    assert row[16] == 0
+    assert row[FLAGS] == 0
 
 
 @pytest.mark.parametrize(
@@ -271,7 +289,7 @@ def test_timestamps_are_clamped_and_flagged_the_same(
     start: int, end: int, stored: tuple[int, int], flags: int
 ) -> None:
     (row,) = _same(_request(_span(start=start, end=end)))[0]
-    assert (row[5], row[6], row[16]) == (*stored, flags)
+    assert (row[START_TIME_NS], row[END_TIME_NS], row[FLAGS]) == (*stored, flags)
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -286,14 +304,14 @@ def test_a_replaced_start_is_the_same_whenever_the_span_is_received(
     first = decode_protobuf(body, now_ns=NOW_NS, native=native).rows
     days_later = decode_protobuf(body, now_ns=NOW_NS + 3 * 86_400 * 10**9, native=native).rows
     assert first == days_later
-    assert first[0][16] == FLAG_ZERO_TIMESTAMP
+    assert first[0][FLAGS] == FLAG_ZERO_TIMESTAMP
 
 
 @pytest.mark.parametrize(("kind", "code"), [(-1, 0), (0, 2**31 - 1), (40000, -5), (7, 3)])
 def test_enum_values_outside_the_columns_become_zero_and_flag(kind: int, code: int) -> None:
     span = _span(kind=kind, status=Status(code=code))
     (row,) = _same(_request(span))[0]
-    assert 0 <= row[4] < 2**15 and 0 <= row[7] < 2**15
+    assert 0 <= row[KIND] < 2**15 and 0 <= row[STATUS_CODE] < 2**15
 
 
 def test_invalid_ids_are_rejected_one_by_one_with_the_reasons() -> None:
@@ -337,7 +355,7 @@ def test_values_nested_to_the_depth_limit_take_the_general_path() -> None:
     body = _request(span)
     assert not _handled_natively(body)
     (row,) = _same(body)[0]
-    assert row[16] & FLAG_TRUNCATED
+    assert row[FLAGS] & FLAG_TRUNCATED
 
 
 def test_a_duplicate_attribute_key_keeps_the_last_value_and_its_json() -> None:
@@ -346,7 +364,7 @@ def test_a_duplicate_attribute_key_keeps_the_last_value_and_its_json() -> None:
     body = _request(span)
     assert _handled_natively(body)
     (row,), (encoded,), *_ = _same(body)
-    assert row[12] == {"k": "two"} and encoded == b'\x01{"k":"two"}'
+    assert row[ATTRIBUTES] == {"k": "two"} and encoded == b'\x01{"k":"two"}'
 
 
 def test_a_span_with_no_attributes_resource_or_scope() -> None:
@@ -355,7 +373,12 @@ def test_a_span_with_no_attributes_resource_or_scope() -> None:
         Span(trace_id=b"\x05" * 16, span_id=b"\x06" * 8, start_time_unix_nano=NOW_NS)
     )
     (row,) = _same(request.SerializeToString())[0]
-    assert (row[9], row[10], row[12], row[13]) == ("", "", {}, {})
+    assert (row[SERVICE_NAME], row[SCOPE_NAME], row[ATTRIBUTES], row[RESOURCE_ATTRIBUTES]) == (
+        "",
+        "",
+        {},
+        {},
+    )
 
 
 def test_fields_in_any_order_and_unknown_fields_are_read_as_the_runtime_reads_them() -> None:
@@ -379,7 +402,7 @@ def test_fields_in_any_order_and_unknown_fields_are_read_as_the_runtime_reads_th
     for payload in (body, late_body):
         assert _handled_natively(payload)
         (row,) = _same(payload)[0]
-        assert row[7] == 1
+        assert row[STATUS_CODE] == 1
     assert _same(late_body)[0][0][9] == "late"
 
 

@@ -9,7 +9,7 @@ from django.db import DataError, connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from tests.builders import micro_model_trace
-from tracestore import services
+from tracestore import span_fields
 from tracestore.models import Span, Trace
 from tracestore.services import create_project, rebuild_trace_rollups, store_spans
 
@@ -263,7 +263,7 @@ def test_the_binary_copy_types_are_the_span_table_column_types() -> None:
         {"jsonb": "bytea", "timestamp with time zone": "bigint"}.get(
             column_types[name], column_types[name]
         )
-        for name in services._SPAN_COLUMNS
+        for name in span_fields.COPY_COLUMNS
     ]
     canonical = {
         "bigint": "int8",
@@ -272,8 +272,8 @@ def test_the_binary_copy_types_are_the_span_table_column_types() -> None:
         "double precision": "float8",
         "boolean": "bool",
     }
-    assert [canonical.get(t, t) for t in expected] == list(services._SPAN_COPY_TYPES)
-    assert len(services._SPAN_COPY_TYPES) == len(services._SPAN_COLUMNS) == 37
+    assert [canonical.get(t, t) for t in expected] == list(span_fields.COPY_TYPES)
+    assert len(span_fields.COPY_TYPES) == len(span_fields.COPY_COLUMNS)
 
 
 def test_timestamps_are_stored_to_the_microsecond_either_side_of_2000(project_id: int) -> None:
