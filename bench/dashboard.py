@@ -164,7 +164,7 @@ def main() -> int:
             ),
         ]
         mm, pv = "/api/v1/micro-models/intent-mini", "prompt.version"
-        urls += [(f"api {u.split('/')[-2]} {range_name}", u) for u in (f"{mm}/economics/?{r}&group_by=user.tier&interval=day", f"/api/v1/advice/routing/?{r}", f"{mm}/compare/?baseline={pv}=v1&candidate={pv}=v2&window={range_name}")]  # fmt: skip  # noqa: E501
+        urls += [(f"api {u.split('/')[-2]} {range_name}", u) for u in (f"{mm}/economics/?{r}&group_by=user.tier&interval=day", f"/api/v1/advice/routing/?{r}", f"{mm}/compare/?baseline={pv}=v3&candidate={pv}=v4&window={range_name}")]  # fmt: skip  # noqa: E501
         for part in ("shadow", "thresholds"):  # the micro model's decision analyses
             urls.append(
                 (

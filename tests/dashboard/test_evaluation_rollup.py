@@ -5,9 +5,11 @@ flips a LabelCheck moves the counts once, however often the fold runs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection, transaction
 
 from dashboard import metrics
 from dashboard.demo_data import ensure_demo_prices, seed_demo_data
@@ -20,6 +22,8 @@ from dashboard.metrics.refresh import fold_changes
 from evaluators.contracts import LABEL_CHECK
 from evaluators.queries import evaluation_counts, list_evaluations
 from evaluators.services import record_feedback
+from tracestore.contracts import ProjectRef
+from tracestore.services import create_project
 
 pytestmark = pytest.mark.django_db
 
@@ -31,13 +35,38 @@ WINDOWS = {
 }
 
 
+@pytest.fixture(scope="module")
+def _seeded_once(django_db_setup, django_db_blocker) -> Iterator[ProjectRef]:
+    """The demo data set, seeded and folded once for the module inside a transaction that
+    is rolled back after its last test. Each test runs in a savepoint of it (the
+    ``django_db`` mark), so whatever a test changes is gone before the next one starts."""
+    with django_db_blocker.unblock(), transaction.atomic():
+        project = create_project("shop")
+        ensure_demo_prices()
+        seed_demo_data(project.id, spans=8_000, days=3, end_ns=int(END.timestamp()) * 10**9)
+        fold_changes()
+        _fold()
+        yield project
+        transaction.set_rollback(True)
+
+
 @pytest.fixture
-def seeded(project):
-    ensure_demo_prices()
-    seed_demo_data(project.id, spans=8_000, days=3, end_ns=int(END.timestamp()) * 10**9)
-    fold_changes()
-    fold_evaluations()
-    return project
+def seeded(_seeded_once: ProjectRef) -> ProjectRef:
+    return _seeded_once
+
+
+def _database_now() -> datetime:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        return cursor.fetchone()[0]
+
+
+def _fold() -> tuple[int, int]:
+    """fold_evaluations on the database's clock. The module's tests share one transaction,
+    whose now() (the time of the hour-change marks) stands still from the fixture's start;
+    folding on that clock keeps the late-commit margin meaning the same however long the
+    module runs."""
+    return fold_evaluations(now=_database_now())
 
 
 def _raw(project_id, window, **options) -> dict:
@@ -120,8 +149,8 @@ def test_late_feedback_flipping_a_label_check_counts_once(seeded) -> None:
     record_feedback(
         [seeded.id], trace_id=passing.trace_id, span_id=passing.span_id, expected_label=wrong
     )
-    fold_evaluations()
-    fold_evaluations()  # folding again (the late-commit margin re-reads it) changes nothing
+    _fold()
+    _fold()  # folding again (the late-commit margin re-reads it) changes nothing
 
     after = _rolled(seeded.id, window, "micro_model")
     key = (LABEL_CHECK, "intent-mini")
@@ -161,8 +190,8 @@ def _settle(project_id) -> None:
     EvaluationResult.objects.filter(project_id=project_id).update(
         updated_at=timezone.now() - timedelta(hours=1)
     )
-    fold_evaluations()
-    assert fold_evaluations() == (0, 0)
+    _fold()
+    assert _fold() == (0, 0)
 
 
 def _rollup_micro_models(project_id) -> set[str]:
@@ -183,7 +212,7 @@ def test_deleting_a_micro_model_takes_its_verdicts_out_of_the_rollup(seeded) -> 
     _settle(seeded.id)
 
     MicroModel.objects.get(project_id=seeded.id, name="router-tiny").delete()
-    fold_evaluations()
+    _fold()
 
     after = _rolled(seeded.id, window, "micro_model")
     assert not any(group == "router-tiny" for _, group in after)
@@ -202,7 +231,7 @@ def test_renaming_a_micro_model_moves_its_verdicts_in_the_rollup(seeded) -> None
 
     micro_model.name = "router-small"
     micro_model.save()
-    fold_evaluations()
+    _fold()
 
     after = _rolled(seeded.id, window, "micro_model")
     moved = {
@@ -227,6 +256,6 @@ def test_a_rolled_back_deletion_changes_no_count(seeded) -> None:
         MicroModel.objects.get(project_id=seeded.id, name="router-tiny").delete()
         raise RuntimeError("the admin's transaction fails after the delete")
 
-    assert fold_evaluations() == (0, 0)
+    assert _fold() == (0, 0)
 
     assert _rolled(seeded.id, window, "micro_model") == before
