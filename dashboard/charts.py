@@ -420,6 +420,8 @@ def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> 
             "z": [list(row) for row in matrix],
             "colorscale": [[0, "#f5f8fd"], [1, "#1f4e9c"]],
             "text": [[str(v) for v in row] for row in matrix],
+            # Each cell's (predicted, expected) labels: a click opens its decisions' traces.
+            "customdata": [[[p, e] for p in labels] for e in labels],
             "texttemplate": "%{text}",
             "hovertemplate": "expected %{y}, predicted %{x}: %{z}<extra></extra>",
             "colorbar": {"title": {"text": "decisions"}},

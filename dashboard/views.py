@@ -141,10 +141,16 @@ def overview(request: HttpRequest) -> HttpResponse:
 @login_required(login_url=LOGIN_URL)
 def micro_model(request: HttpRequest, name: str) -> HttpResponse:
     with metrics.partial_hours_once(), _invalid_query_is_400():
+        query = _metric_query(request)
         page = pages.micro_model_page(
-            _metric_query(request), name, request.GET.get("dimension"), request.GET.get("target")
+            query, name, request.GET.get("dimension"), request.GET.get("target")
         )
-    return _render_page(request, "dashboard/micro_model.html", page)
+    return _render_page(
+        request,
+        "dashboard/micro_model.html",
+        page,
+        {"traces_query": _traces_query(request, query)},
+    )
 
 
 @require_GET
