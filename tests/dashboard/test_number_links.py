@@ -265,3 +265,48 @@ def test_confusion_cells_link_to_exactly_the_decisions_they_count(
             },
         }[window]
     )
+
+
+COHORT_WINDOWS = ["range=24h", "range=24h&micro_model=intent-mini", "start={-100}&end={-30}"]
+
+
+@pytest.mark.usefixtures("traffic")
+@pytest.mark.parametrize("window", COHORT_WINDOWS)
+def test_cohort_table_rows_link_to_exactly_the_failed_verdicts_they_count(
+    member_client: Client, window: str
+) -> None:
+    url = f"/cohorts/?{_window(window)}&dimension=user.tier&cohort.user.tier=pro"
+    html = member_client.get(url).content.decode()
+    shown = _links(html, "failed-verdicts")
+    for href, number in shown:
+        # Every cohort value's row, whatever the page's own cohort filter.
+        assert "failed_evaluator=label_check" in href and href.count("cohort.") == 1
+        assert _count(member_client, href, "failed-count") == int(number), href
+    expected = {
+        # Free: both verdicts of trace 0 and trace 4's; pro: trace 1's passed.
+        "range=24h": ["3", "0"],
+        "range=24h&micro_model=intent-mini": ["3", "0"],
+        # Minutes -100 to -30: only trace 4's.
+        "start={-100}&end={-30}": ["1"],
+    }[window]
+    assert [n for _, n in shown] == expected
+
+
+@pytest.mark.usefixtures("traffic")
+@pytest.mark.parametrize("window", COHORT_WINDOWS)
+def test_fallback_by_cohort_links_to_exactly_the_decisions_it_counts(
+    member_client: Client, window: str
+) -> None:
+    html = member_client.get(f"/cohorts/?{_window(window)}&dimension=user.tier").content.decode()
+    shown = _links(html, "fallback-count")
+    for href, number in shown:
+        assert "fallback=1" in href and "cohort.user.tier=" in href
+        assert _count(member_client, href, "decision-count") == int(number), href
+    expected = {
+        # Free: trace 0 (two decisions), 2 and safety-screen's trace 10; pro: trace 5.
+        "range=24h": ["4", "1"],
+        "range=24h&micro_model=intent-mini": ["3", "1"],
+        # Minutes -100 to -30: traces 2 and 5.
+        "start={-100}&end={-30}": ["1", "1"],
+    }[window]
+    assert [n for _, n in shown] == expected
