@@ -222,6 +222,16 @@ def test_route_rows_link_to_exactly_the_decisions_they_count(
     for href, number in shown:
         assert "micro_model=intent-mini" in href and "route=" in href
         assert _count(member_client, href, "decision-count") == int(number), href
+    # The route's name opens the same traces, as does the page's "Its traces" (all of them).
+    assert [href for href, _ in _links(html, "route-name")] == [href for href, _ in shown]
+    (its_traces, _), *_ = _links(html, "its-traces")
+    assert (
+        _count(member_client, its_traces, "decision-count")
+        == {
+            "range=24h": 14,
+            "start={-100}&end={-30}": 8,
+        }[window]
+    )
     expected = {
         "range=24h": ["13", "1"],
         "start={-100}&end={-30}": ["7", "1"],

@@ -1,6 +1,7 @@
 """The Traces page's filter bar in a real headless Chromium: the filters set in the form
 land in the address (and only those), a reload gives back the same form and rows, and a
-custom range travels as start/end."""
+custom range travels as start/end. A click on a Cohorts heatmap cell or a confusion-matrix
+cell opens the traces it counts."""
 
 from __future__ import annotations
 
