@@ -320,3 +320,38 @@ def test_fallback_by_cohort_links_to_exactly_the_decisions_it_counts(
         "start={-100}&end={-30}": ["1", "1"],
     }[window]
     assert [n for _, n in shown] == expected
+
+
+@pytest.mark.usefixtures("traffic")
+@pytest.mark.parametrize("window", WINDOWS)
+def test_fallback_by_cohort_bars_link_to_exactly_the_decisions_they_count(
+    member_client: Client, window: str
+) -> None:
+    url = f"/micro-models/intent-mini/?{_window(window)}&dimension=user.tier"
+    html = member_client.get(url).content.decode()
+    holder = re.search(
+        r'data-figure="fallback-by-cohort" data-traces-url="([^"]+)" '
+        r'data-traces-query="([^"]+)" data-click-params="([^"]+)"',
+        html,
+    )
+    figure = re.search(
+        r'<script id="fallback-by-cohort" type="application/json">(.*?)</script>', html
+    )
+    assert holder and figure
+    assert holder[3] == "cohort.user.tier"
+    bars = json.loads(figure[1])["data"][0]
+    shown = {}
+    for value, count in bars["customdata"]:
+        # The URL chart_page.js opens on a click on the bar.
+        link = f"{holder[1]}?{html_lib.unescape(holder[2])}&{holder[3]}={value}"
+        assert "fallback=1" in link and "micro_model=intent-mini" in link
+        assert _count(member_client, link, "decision-count") == count, link
+        shown[value] = count
+    assert (
+        shown
+        == {
+            # Free: trace 0 (two decisions) and 2; pro: trace 5.
+            "range=24h": {"free": 3, "pro": 1},
+            "start={-100}&end={-30}": {"free": 1, "pro": 1},
+        }[window]
+    )

@@ -181,7 +181,7 @@ def test_a_heatmap_cell_opens_its_failing_traces(live_server, seeded) -> None:
         assert errors == []
 
 
-# (predicted, expected) of the six traces of labelled_traffic.
+# (predicted, expected) of the six traces of labelled_traffic; 0 and 2 fall back.
 LABELLED = [("billing", "billing"), ("tech", "billing"), ("tech", "billing"),
             ("tech", "tech"), ("billing", "tech"), ("billing", "billing")]  # fmt: skip
 
@@ -201,7 +201,7 @@ def labelled_traffic(transactional_db):
             label=label,
             expected=expected,
             tier=TIERS[i % 2],
-            fallback=False,
+            fallback=i in (0, 2),
         )
         for batch in b.batches:
             store_spans(project.id, b.trace.records(batch))
@@ -210,7 +210,9 @@ def labelled_traffic(transactional_db):
     return by_trace
 
 
-def test_a_confusion_matrix_cell_opens_its_decisions_traces(live_server, labelled_traffic) -> None:
+def test_a_confusion_cell_and_a_fallback_bar_open_their_decisions_traces(
+    live_server, labelled_traffic
+) -> None:
     with launch_chromium_or_skip() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors: list[str] = []
@@ -236,6 +238,26 @@ def test_a_confusion_matrix_cell_opens_its_decisions_traces(live_server, labelle
             "expected_label": "billing",
         }
         assert _rows(page, labelled_traffic) == [1, 2]
+        assert page.locator(".decision-count").inner_text() == "2"
+
+        # A fallback-by-cohort bar: traces 0 and 2 (tier free) fell back; the left bar.
+        page.goto(live_server.url + "/micro-models/intent-mini/?range=24h&dimension=user.tier")
+        bar = page.locator('[data-figure="fallback-by-cohort"] .barlayer .point path').first
+        bar.wait_for(timeout=15_000)
+        bar.scroll_into_view_if_needed()
+        # Plotly's drag layer lies over the bars: click where the bar is drawn.
+        bar_box = bar.bounding_box()
+        assert bar_box is not None
+        page.mouse.click(bar_box["x"] + bar_box["width"] / 2, bar_box["y"] + bar_box["height"] / 2)
+        page.wait_for_url("**fallback=1**")
+        query = dict(parse_qsl(urlsplit(page.url).query))
+        assert query == {
+            "range": "24h",
+            "micro_model": "intent-mini",
+            "fallback": "1",
+            "cohort.user.tier": "free",
+        }
+        assert _rows(page, labelled_traffic) == [0, 2]
         assert page.locator(".decision-count").inner_text() == "2"
         assert errors == []
         assert violations == []
