@@ -1,6 +1,7 @@
 """Every number links to its spans (overview eval pills and fallback rates, the micro
-model page's label rows, confusion-matrix cells and route rows): the Traces page opened
-from a number counts exactly what the number counts, for the same window."""
+model page's label rows, confusion-matrix cells, route rows and fallback-by-cohort bars,
+the Cohorts page's table rows and fallbacks): the Traces page opened from a number counts
+exactly what the number counts, for the same window."""
 
 from __future__ import annotations
 
