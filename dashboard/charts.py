@@ -357,7 +357,9 @@ def grouped_rate_figure(rows: Sequence[dict[str, Any]], title: str, x_title: str
                 "arrayminus": [r - row["low"] * 100 for row, r in zip(rows, rates, strict=True)],
             },
             "marker": {"color": _PALETTE[0]},
-            "hovertemplate": "%{x}: %{y:.2f}% (%{text})<extra></extra>",
+            # The group's value and its count: a click opens the traces the count counts.
+            "customdata": [[row["group"], row.get("count")] for row in rows],
+            "hovertemplate": "%{x}: %{y:.2f}% (%{customdata[1]} of %{text})<extra></extra>",
         }
     ]
     return {"data": data, "layout": _layout(title, x_title, "rate (%, 95% interval)")}
@@ -420,6 +422,8 @@ def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> 
             "z": [list(row) for row in matrix],
             "colorscale": [[0, "#f5f8fd"], [1, "#1f4e9c"]],
             "text": [[str(v) for v in row] for row in matrix],
+            # Each cell's (predicted, expected) labels: a click opens its decisions' traces.
+            "customdata": [[[p, e] for p in labels] for e in labels],
             "texttemplate": "%{text}",
             "hovertemplate": "expected %{y}, predicted %{x}: %{z}<extra></extra>",
             "colorbar": {"title": {"text": "decisions"}},

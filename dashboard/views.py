@@ -110,10 +110,11 @@ def _otlp_endpoints() -> dict[str, str]:
     }
 
 
-def _traces_query(request: HttpRequest, query: MetricQuery) -> str:
+def _traces_query(request: HttpRequest, query: MetricQuery, *, cohort: bool = True) -> str:
     """The Traces page's parameters for a metric page's filters and window: links from a
-    number to the traces it counts add the number's own filters to these."""
-    f = query.filters
+    number to the traces it counts add the number's own filters to these. Without
+    ``cohort`` for a page that splits by cohort instead of filtering by one."""
+    f = query.filters if cohort else query.filters.with_(cohort=None)
     params = QueryDict(mutable=True)
     params.update(trace_search.window_params(f.start, f.end, query.range_name))
     if request.GET.get("project"):
@@ -141,18 +142,30 @@ def overview(request: HttpRequest) -> HttpResponse:
 @login_required(login_url=LOGIN_URL)
 def micro_model(request: HttpRequest, name: str) -> HttpResponse:
     with metrics.partial_hours_once(), _invalid_query_is_400():
+        query = _metric_query(request)
         page = pages.micro_model_page(
-            _metric_query(request), name, request.GET.get("dimension"), request.GET.get("target")
+            query, name, request.GET.get("dimension"), request.GET.get("target")
         )
-    return _render_page(request, "dashboard/micro_model.html", page)
+    return _render_page(
+        request,
+        "dashboard/micro_model.html",
+        page,
+        {"traces_query": _traces_query(request, query)},
+    )
 
 
 @require_GET
 @login_required(login_url=LOGIN_URL)
 def cohorts(request: HttpRequest) -> HttpResponse:
     with metrics.partial_hours_once(), _invalid_query_is_400():
-        page = pages.cohorts_page(_metric_query(request), request.GET.get("dimension"))
-    return _render_page(request, "dashboard/cohorts.html", page)
+        query = _metric_query(request)
+        page = pages.cohorts_page(query, request.GET.get("dimension"))
+    return _render_page(
+        request,
+        "dashboard/cohorts.html",
+        page,
+        {"traces_query": _traces_query(request, query, cohort=False)},
+    )
 
 
 def _trace_query(request: HttpRequest) -> trace_search.TraceQuery:

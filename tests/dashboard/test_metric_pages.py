@@ -66,9 +66,10 @@ def test_the_overview_lists_each_micro_model_with_its_rates(member_client: Clien
 def test_the_micro_model_page_has_labels_and_a_confusion_matrix(member_client: Client) -> None:
     html = member_client.get("/micro-models/intent-mini/?dimension=user.tier").content.decode()
 
-    assert (
-        '<td>billing</td><td class="num">12</td>'
-        '<td class="num">100.0%</td><td class="num">50.0%</td>' in html
+    assert re.search(
+        r'<td>billing</td><td class="num"><a [^>]*>12</a></td>'
+        r'<td class="num">100\.0%</td><td class="num">50\.0%</td>',
+        html,
     )
     assert 'id="confusion" type="application/json"' in html
     assert "Fallback rate by user.tier" in html

@@ -1,9 +1,12 @@
-"""Every number links to its spans (overview eval pills and fallback rates): the Traces
-page opened from a number counts exactly what the number counts, for the same window."""
+"""Every number links to its spans (overview eval pills and fallback rates, the micro
+model page's label rows, confusion-matrix cells, route rows and fallback-by-cohort bars,
+the Cohorts page's table rows and fallbacks): the Traces page opened from a number counts
+exactly what the number counts, for the same window."""
 
 from __future__ import annotations
 
 import html as html_lib
+import json
 import re
 from datetime import timedelta
 
@@ -25,10 +28,13 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def traffic(project):
     """Ten traces of intent-mini (every third with a retried second decision), four with a
-    fallback; three of safety-screen. LabelCheck fails on both decisions of trace 0 and on
-    trace 4's, passes on trace 1's."""
+    fallback, trace 7 on route refund; three of safety-screen. LabelCheck fails on both
+    decisions of trace 0 and on trace 4's, passes on trace 1's."""
     now = timezone.now()
     records = []
+    # Expected labels on intent-mini's traces 0-5: billing on the even ones, refund on the
+    # odd; trace 3 predicts refund, every other decision billing.
+    expected = {i: {"micro_model.expected_label": ("billing", "refund")[i % 2]} for i in range(6)}
     for i in range(13):
         model = "intent-mini" if i < 10 else "safety-screen"
         start = now - timedelta(minutes=15 + 11 * i)
@@ -47,8 +53,9 @@ def traffic(project):
                     duration_ms=30,
                     attrs={
                         "micro_model.name": model,
-                        "micro_model.label": "billing",
-                        "route.name": "billing",
+                        "micro_model.label": "refund" if i == 3 else "billing",
+                        "route.name": "refund" if i == 7 else "billing",
+                        **expected.get(i, {}),
                         **({"retry.attempt": 1} if n else {}),
                     },
                 )
@@ -165,3 +172,187 @@ def test_a_heatmap_cell_links_to_exactly_its_failed_verdicts(
     for (evaluator, tier), count in failed.items():
         url = f"/?failed_evaluator={evaluator}&cohort.user.tier={tier}&range=24h"
         assert _count(member_client, url, "failed-count") == count
+
+
+def _window(window: str) -> str:
+    """A custom window (``start={-100}&end={-30}``, minutes from now) as the page's query."""
+    if not window.startswith("start="):
+        return window
+    now = timezone.now()
+    return "start={}&end={}".format(
+        *((now + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%S") for m in (-100, -30))
+    )
+
+
+def _micro_model_page(client: Client, window: str) -> str:
+    page = client.get(f"/micro-models/intent-mini/?{_window(window)}")
+    assert page.status_code == 200
+    return page.content.decode()
+
+
+# The micro model page takes no cohort filter (a 400: its sections split by cohort).
+WINDOWS = ["range=24h", "start={-100}&end={-30}"]
+
+
+@pytest.mark.usefixtures("traffic")
+@pytest.mark.parametrize("window", WINDOWS)
+def test_label_rows_link_to_exactly_the_decisions_they_count(
+    member_client: Client, window: str
+) -> None:
+    html = _micro_model_page(member_client, window)
+    shown = _links(html, "expected-count")
+    for href, number in shown:
+        assert "micro_model=intent-mini" in href and "expected_label=" in href
+        assert _count(member_client, href, "decision-count") == int(number), href
+    expected = {
+        # Traces 0-5: billing on 0 (two decisions), 2 and 4; refund on 1, 3 (two), 5.
+        "range=24h": ["4", "4"],
+        # Minutes -100 to -30: traces 2 (-37), 3 (-48, two), 4 (-59) and 5 (-70).
+        "start={-100}&end={-30}": ["2", "3"],
+    }[window]
+    assert [n for _, n in shown] == expected
+
+
+@pytest.mark.usefixtures("traffic")
+@pytest.mark.parametrize("window", WINDOWS)
+def test_route_rows_link_to_exactly_the_decisions_they_count(
+    member_client: Client, window: str
+) -> None:
+    html = _micro_model_page(member_client, window)
+    shown = _links(html, "route-count")
+    for href, number in shown:
+        assert "micro_model=intent-mini" in href and "route=" in href
+        assert _count(member_client, href, "decision-count") == int(number), href
+    # The route's name opens the same traces, as does the page's "Its traces" (all of them).
+    assert [href for href, _ in _links(html, "route-name")] == [href for href, _ in shown]
+    (its_traces, _), *_ = _links(html, "its-traces")
+    assert (
+        _count(member_client, its_traces, "decision-count")
+        == {
+            "range=24h": 14,
+            "start={-100}&end={-30}": 8,
+        }[window]
+    )
+    expected = {
+        "range=24h": ["13", "1"],
+        "start={-100}&end={-30}": ["7", "1"],
+    }[window]
+    assert [n for _, n in shown] == expected
+
+
+@pytest.mark.usefixtures("traffic")
+@pytest.mark.parametrize("window", WINDOWS)
+def test_confusion_cells_link_to_exactly_the_decisions_they_count(
+    member_client: Client, window: str
+) -> None:
+    html = _micro_model_page(member_client, window)
+    holder = re.search(r'data-figure="confusion" data-traces-url="([^"]+)" '
+                       r'data-traces-query="([^"]+)"', html)  # fmt: skip
+    figure = re.search(r'<script id="confusion" type="application/json">(.*?)</script>', html)
+    assert holder and figure
+    heatmap = json.loads(figure[1])["data"][0]
+    cells = {}
+    for z_row, custom_row in zip(heatmap["z"], heatmap["customdata"], strict=True):
+        for z, (predicted, expected_label) in zip(z_row, custom_row, strict=True):
+            # The URL chart_page.js opens on a click on the cell.
+            query = f"{html_lib.unescape(holder[2])}&label={predicted}"
+            url = f"{holder[1]}?{query}&expected_label={expected_label}"
+            assert _count(member_client, url, "decision-count") == z, url
+            cells[(predicted, expected_label)] = z
+    assert (
+        cells
+        == {
+            "range=24h": {
+                ("billing", "billing"): 4,
+                ("refund", "billing"): 0,
+                ("billing", "refund"): 2,
+                ("refund", "refund"): 2,
+            },
+            "start={-100}&end={-30}": {
+                ("billing", "billing"): 2,
+                ("refund", "billing"): 0,
+                ("billing", "refund"): 1,
+                ("refund", "refund"): 2,
+            },
+        }[window]
+    )
+
+
+COHORT_WINDOWS = ["range=24h", "range=24h&micro_model=intent-mini", "start={-100}&end={-30}"]
+
+
+@pytest.mark.usefixtures("traffic")
+@pytest.mark.parametrize("window", COHORT_WINDOWS)
+def test_cohort_table_rows_link_to_exactly_the_failed_verdicts_they_count(
+    member_client: Client, window: str
+) -> None:
+    url = f"/cohorts/?{_window(window)}&dimension=user.tier&cohort.user.tier=pro"
+    html = member_client.get(url).content.decode()
+    shown = _links(html, "failed-verdicts")
+    for href, number in shown:
+        # Every cohort value's row, whatever the page's own cohort filter.
+        assert "failed_evaluator=label_check" in href and href.count("cohort.") == 1
+        assert _count(member_client, href, "failed-count") == int(number), href
+    expected = {
+        # Free: both verdicts of trace 0 and trace 4's; pro: trace 1's passed.
+        "range=24h": ["3", "0"],
+        "range=24h&micro_model=intent-mini": ["3", "0"],
+        # Minutes -100 to -30: only trace 4's.
+        "start={-100}&end={-30}": ["1"],
+    }[window]
+    assert [n for _, n in shown] == expected
+
+
+@pytest.mark.usefixtures("traffic")
+@pytest.mark.parametrize("window", COHORT_WINDOWS)
+def test_fallback_by_cohort_links_to_exactly_the_decisions_it_counts(
+    member_client: Client, window: str
+) -> None:
+    html = member_client.get(f"/cohorts/?{_window(window)}&dimension=user.tier").content.decode()
+    shown = _links(html, "fallback-count")
+    for href, number in shown:
+        assert "fallback=1" in href and "cohort.user.tier=" in href
+        assert _count(member_client, href, "decision-count") == int(number), href
+    expected = {
+        # Free: trace 0 (two decisions), 2 and safety-screen's trace 10; pro: trace 5.
+        "range=24h": ["4", "1"],
+        "range=24h&micro_model=intent-mini": ["3", "1"],
+        # Minutes -100 to -30: traces 2 and 5.
+        "start={-100}&end={-30}": ["1", "1"],
+    }[window]
+    assert [n for _, n in shown] == expected
+
+
+@pytest.mark.usefixtures("traffic")
+@pytest.mark.parametrize("window", WINDOWS)
+def test_fallback_by_cohort_bars_link_to_exactly_the_decisions_they_count(
+    member_client: Client, window: str
+) -> None:
+    url = f"/micro-models/intent-mini/?{_window(window)}&dimension=user.tier"
+    html = member_client.get(url).content.decode()
+    holder = re.search(
+        r'data-figure="fallback-by-cohort" data-traces-url="([^"]+)" '
+        r'data-traces-query="([^"]+)" data-click-params="([^"]+)"',
+        html,
+    )
+    figure = re.search(
+        r'<script id="fallback-by-cohort" type="application/json">(.*?)</script>', html
+    )
+    assert holder and figure
+    assert holder[3] == "cohort.user.tier"
+    bars = json.loads(figure[1])["data"][0]
+    shown = {}
+    for value, count in bars["customdata"]:
+        # The URL chart_page.js opens on a click on the bar.
+        link = f"{holder[1]}?{html_lib.unescape(holder[2])}&{holder[3]}={value}"
+        assert "fallback=1" in link and "micro_model=intent-mini" in link
+        assert _count(member_client, link, "decision-count") == count, link
+        shown[value] = count
+    assert (
+        shown
+        == {
+            # Free: trace 0 (two decisions) and 2; pro: trace 5.
+            "range=24h": {"free": 3, "pro": 1},
+            "start={-100}&end={-30}": {"free": 1, "pro": 1},
+        }[window]
+    )

@@ -1,6 +1,7 @@
 """The Traces page's filter bar in a real headless Chromium: the filters set in the form
 land in the address (and only those), a reload gives back the same form and rows, and a
-custom range travels as start/end."""
+custom range travels as start/end. A click on a Cohorts heatmap cell or a confusion-matrix
+cell opens the traces it counts."""
 
 from __future__ import annotations
 
@@ -178,3 +179,85 @@ def test_a_heatmap_cell_opens_its_failing_traces(live_server, seeded) -> None:
         }
         assert _rows(page, ids) == [1, 3]
         assert errors == []
+
+
+# (predicted, expected) of the six traces of labelled_traffic; 0 and 2 fall back.
+LABELLED = [("billing", "billing"), ("tech", "billing"), ("tech", "billing"),
+            ("tech", "tech"), ("billing", "tech"), ("billing", "billing")]  # fmt: skip
+
+
+@pytest.fixture
+def labelled_traffic(transactional_db):
+    project = create_project("confusion-browser")
+    user = get_user_model().objects.create_user("tess", password=PASSWORD)
+    user.projects.add(project.id)
+    now = timezone.now()
+    by_trace = {}
+    for i, (label, expected) in enumerate(LABELLED):
+        b = build_trace(
+            i,
+            start=now - timedelta(minutes=20 + 30 * i),
+            route="billing",
+            label=label,
+            expected=expected,
+            tier=TIERS[i % 2],
+            fallback=i in (0, 2),
+        )
+        for batch in b.batches:
+            store_spans(project.id, b.trace.records(batch))
+        by_trace[b.trace.trace_hex] = i
+    fold_changes()
+    return by_trace
+
+
+def test_a_confusion_cell_and_a_fallback_bar_open_their_decisions_traces(
+    live_server, labelled_traffic
+) -> None:
+    with launch_chromium_or_skip() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        violations = watch_csp_violations(page)
+        _log_in(page, live_server)
+        page.goto(live_server.url + "/micro-models/intent-mini/?range=24h")
+        plot_area = page.locator('[data-figure="confusion"] .nsewdrag').first
+        plot_area.wait_for(timeout=15_000)
+        # Labels billing, tech: columns predicted, rows expected (billing on top). The
+        # top-right cell is "predicted tech, expected billing".
+        plot_area.scroll_into_view_if_needed()
+        box = plot_area.bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.25)
+        page.wait_for_url("**expected_label=**")
+
+        query = dict(parse_qsl(urlsplit(page.url).query))
+        assert query == {
+            "range": "24h",
+            "micro_model": "intent-mini",
+            "label": "tech",
+            "expected_label": "billing",
+        }
+        assert _rows(page, labelled_traffic) == [1, 2]
+        assert page.locator(".decision-count").inner_text() == "2"
+
+        # A fallback-by-cohort bar: traces 0 and 2 (tier free) fell back; the left bar.
+        page.goto(live_server.url + "/micro-models/intent-mini/?range=24h&dimension=user.tier")
+        bar = page.locator('[data-figure="fallback-by-cohort"] .barlayer .point path').first
+        bar.wait_for(timeout=15_000)
+        bar.scroll_into_view_if_needed()
+        # Plotly's drag layer lies over the bars: click where the bar is drawn.
+        bar_box = bar.bounding_box()
+        assert bar_box is not None
+        page.mouse.click(bar_box["x"] + bar_box["width"] / 2, bar_box["y"] + bar_box["height"] / 2)
+        page.wait_for_url("**fallback=1**")
+        query = dict(parse_qsl(urlsplit(page.url).query))
+        assert query == {
+            "range": "24h",
+            "micro_model": "intent-mini",
+            "fallback": "1",
+            "cohort.user.tier": "free",
+        }
+        assert _rows(page, labelled_traffic) == [0, 2]
+        assert page.locator(".decision-count").inner_text() == "2"
+        assert errors == []
+        assert violations == []
