@@ -58,6 +58,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="time only the requests whose name contains TEXT (repeatable)",
+    )
+    parser.add_argument(
         "--raw-eval-runs",
         type=int,
         default=5,
@@ -175,6 +182,8 @@ def main() -> int:
     if row:
         urls.append(("page trace detail", f"/traces/{row[0]}/"))
         urls.append(("api trace's spans", f"/api/v1/traces/{row[0]}/spans/"))
+    if options.only:
+        urls = [(name, url) for name, url in urls if any(text in name for text in options.only)]
     print(f"{'request':58} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     worst = 0.0
     for name, url in urls:
