@@ -1,5 +1,5 @@
 """The one keyset cursor codec: every paginated list (the traces page and API, trace search,
-the evaluations API) hands out and reads back its cursors here.
+the spans and evaluations APIs) hands out and reads back its cursors here.
 
 A cursor is opaque to clients: url-safe base64, without padding, of the compact JSON
 ``{"v": <version>, "k": <list kind>, "a": [<key values>]}``. A datetime key value is
