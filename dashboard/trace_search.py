@@ -21,20 +21,19 @@ cursor is an opaque token of the row a page continues from and the direction.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 from django.db import connection
 
 from evaluators.contracts import EVALUATORS
 from evaluators.queries import failed_evaluation_condition
+from tracestore import cursors
 from tracestore.queries import (
     recent_service_names,
     span_text_condition,
@@ -60,8 +59,6 @@ ANY_EVALUATOR = "any"
 MAX_TEXT = 200
 SUGGESTION_SCAN = 2_000  # newest facts (and traces) per project read for suggestions
 SUGGESTION_LIMIT = 50  # values offered per field
-_CURSOR = re.compile(r"([np])(-?\d{1,20})\.([0-9a-f]{32})\.(\d{1,18})")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DECISION_FILTERS = ("micro_model", "route", "model", "label", "expected_label")
 
 
@@ -227,26 +224,28 @@ class _Key:
     project_id: int
 
 
+_CURSOR_KIND = "trace-search"
+_CURSOR_SHAPE = (re.compile(r"[np]"), datetime, re.compile(r"[0-9a-f]{32}"), int)
+
+
 def encode_cursor(direction: str, row: TraceRow) -> str:
-    micros = (row.start_time - _EPOCH) // timedelta(microseconds=1)
-    raw = f"{direction}{micros}.{row.trace_id}.{row.project_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    """A next-page ("n") or previous-page ("p") cursor from ``row``, by the shared codec."""
+    key = (direction, row.start_time, row.trace_id, row.project_id)
+    return cursors.encode_cursor(_CURSOR_KIND, key)
 
 
 def decode_cursor(cursor: str) -> tuple[str, _Key]:
-    error = InvalidQuery("cursor: not a cursor of this page; follow the page's own links")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise error from exc
-    match = _CURSOR.fullmatch(raw)
-    if match is None:
-        raise error
-    try:
-        start = _EPOCH + timedelta(microseconds=int(match[2]))
-    except OverflowError as exc:
-        raise error from exc
-    return match[1], _Key(start, match[3], int(match[4]))
+        direction, start, trace_id, project_id = cursors.decode_cursor(
+            cursor, _CURSOR_KIND, _CURSOR_SHAPE
+        )
+    except cursors.InvalidCursor as exc:
+        message = "cursor: not a cursor of this page; follow the page's own links"
+        raise InvalidQuery(message) from exc
+    # The shape has checked each value's type.
+    return cast(str, direction), _Key(
+        cast(datetime, start), cast(str, trace_id), cast(int, project_id)
+    )
 
 
 # -- the query ---------------------------------------------------------------------------------

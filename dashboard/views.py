@@ -33,6 +33,7 @@ from evaluators.queries import (
     expected_labels,
     trace_feedback,
 )
+from tracestore.cursors import InvalidCursor
 from tracestore.queries import get_trace
 
 from . import metrics, pages, trace_search
@@ -41,7 +42,7 @@ from .charts import waterfall_figure
 from .chat import span_chat
 from .metric_filters import COHORT_PREFIX, MetricQuery, ProjectNotFound, parse_metric_query
 from .metrics.pricing import cost_breakdown
-from .pagination import InvalidCursor, trace_page
+from .pagination import trace_page
 from .span_tree import span_tree
 
 PAGE_SIZE = 50

@@ -193,10 +193,17 @@ class MicroModelConfigDetail(_Scoped, generics.RetrieveUpdateDestroyAPIView):
     permission_classes = [ConfigPermissions]
 
     def perform_update(self, serializer: BaseSerializer) -> None:
+        instance = serializer.instance
+        # DRF's update() binds the serializer to the micro model it looked up; an explicit
+        # check (an assert would vanish under python -O) for any other caller.
+        if not isinstance(instance, MicroModel):
+            raise TypeError(
+                f"perform_update needs a serializer bound to the micro model it updates, "
+                f"not {instance!r}"
+            )
         data = dict(serializer.validated_data)
         evaluators = data.pop("evaluators", None)
-        assert serializer.instance is not None
-        serializer.instance = update_micro_model(serializer.instance.pk, data, evaluators)
+        serializer.instance = update_micro_model(instance.pk, data, evaluators)
 
     def perform_destroy(self, instance: MicroModel) -> None:
         delete_micro_model(instance.pk)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 from django.db import connection
 from django.db.models import Count, Expression, F, FloatField, Q, QuerySet, Sum, TextField, Value
 from django.db.models.fields.json import KT
+
+from tracestore.cursors import decode_cursor, encode_cursor
 
 from .contracts import (
     EvaluationCount,
@@ -26,15 +28,11 @@ from .contracts import (
 from .models import EvaluationJob, EvaluationResult, Feedback, JobStatus
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
-_CURSOR = re.compile(r"(-?\d{1,20})\.(\d{1,20})")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR_KIND = "evaluations"
+_CURSOR_SHAPE = (datetime, int)
 # A verdict weighs 1 / its sampling probability in the whole traffic.
 _WEIGHT = Value(1.0, output_field=FloatField()) / F("sampling_probability")
 _WEIGHT_SQ = _WEIGHT / F("sampling_probability")
-
-
-class InvalidCursor(ValueError):
-    pass
 
 
 def _ids(value: str, length: int) -> bytes | None:
@@ -157,18 +155,12 @@ def get_evaluation(project_ids: Sequence[int], evaluation_id: int) -> Evaluation
 
 
 def _encode(view: EvaluationView) -> str:
-    micros = (view.span_start_time - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}.{view.id}"
+    return encode_cursor(_CURSOR_KIND, (view.span_start_time, view.id))
 
 
 def _decode(cursor: str) -> tuple[datetime, int]:
-    match = _CURSOR.fullmatch(cursor)
-    if match is None:
-        raise InvalidCursor("invalid cursor: pass back the one from the previous page")
-    try:
-        return _EPOCH + timedelta(microseconds=int(match[1])), int(match[2])
-    except OverflowError as exc:
-        raise InvalidCursor("invalid cursor: pass back the one from the previous page") from exc
+    # The shape has checked each value's type.
+    return cast(tuple[datetime, int], tuple(decode_cursor(cursor, _CURSOR_KIND, _CURSOR_SHAPE)))
 
 
 def list_evaluations(

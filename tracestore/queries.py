@@ -162,13 +162,12 @@ def recent_traces(
     project_ids: list[int],
     *,
     limit: int,
-    before: tuple[datetime, str] | tuple[datetime, str, int] | None = None,
+    before: tuple[datetime, str, int] | None = None,
     service: str | None = None,
 ) -> list[TraceSummary]:
     """Traces newest first, ``limit`` of them, strictly after the ``before`` cursor
     (start_time, trace_id hex, project id) in that order when given. The project id tells
-    apart one trace id exported to two projects; a cursor without it skips every project's
-    copy of the cursor's trace.
+    apart one trace id exported to two projects.
 
     Keyset pagination on ``trace_project_recent_idx``: each project's index is walked from
     the cursor in a LATERAL subquery and the per-project heads are merged, so the cost is
@@ -181,22 +180,20 @@ def recent_traces(
     conditions = ["t.project_id = p.id", "t.start_time IS NOT NULL"]
     params: dict[str, Any] = {"project_ids": list(project_ids), "limit": limit}
     if before is not None:
-        before_time, before_trace = before[0], before[1]
+        before_time, before_trace, before_project = before
         if not _TRACE_ID_HEX.fullmatch(before_trace):
             raise ValueError("the cursor's trace id must be 32 hex characters")
         # The plain `start_time <=` bound lets the index scan start at the cursor; the
         # OR then drops the cursor's own trace and its earlier same-instant neighbours
         # (the same trace id in projects the cursor has passed, too).
-        same_trace = " OR (t.trace_id = %(before_trace)s AND p.id < %(before_project)s)"
         conditions.append(
             "t.start_time <= %(before_time)s AND "
             "(t.start_time < %(before_time)s OR t.trace_id < %(before_trace)s"
-            f"{same_trace if len(before) == 3 else ''})"
+            " OR (t.trace_id = %(before_trace)s AND p.id < %(before_project)s))"
         )
         params["before_time"] = before_time
         params["before_trace"] = bytes.fromhex(before_trace)
-        if len(before) == 3:
-            params["before_project"] = before[2]
+        params["before_project"] = before_project
     if service:
         conditions.append("t.service_name = %(service)s")
         params["service"] = service

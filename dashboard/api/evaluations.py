@@ -13,8 +13,9 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from evaluators.contracts import EVALUATORS
-from evaluators.queries import InvalidCursor, get_evaluation, list_evaluations
+from evaluators.queries import get_evaluation, list_evaluations
 from evaluators.services import UnknownTarget, record_feedback
+from tracestore.cursors import InvalidCursor
 
 from ..access import ApiKeyPrincipal, visible_project_ids
 from .evaluation_serializers import EvaluationSerializer

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers
@@ -20,6 +20,7 @@ from evaluators.queries import (
     evaluations_for_spans,
     expected_labels_of_spans,
 )
+from tracestore.cursors import InvalidCursor, decode_cursor, encode_cursor
 from tracestore.queries import get_span, get_spans, get_trace
 
 from .. import metrics
@@ -30,9 +31,9 @@ from .serializers import ErrorSerializer, SpanSerializer
 from .views import TRACE_ID_PATH
 
 _ERRORS = {401: ErrorSerializer, 403: ErrorSerializer}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# <trace start, µs since the epoch>.<trace id hex>.<span id hex>.<project id>
-_CURSOR = re.compile(r"(-?\d{1,20})\.([0-9a-f]{32})\.([0-9a-f]{16})\.(\d{1,18})")
+# The key of the last decision on the previous page, by the shared codec.
+_CURSOR_KIND = "spans"
+_CURSOR_SHAPE = (datetime, re.compile(r"[0-9a-f]{32}"), re.compile(r"[0-9a-f]{16}"), int)
 
 
 class SpanPageSerializer(serializers.Serializer):
@@ -54,21 +55,18 @@ class SpanQuerySerializer(serializers.Serializer):
 
 
 def _encode(key: metrics.DecisionKey) -> str:
-    micros = (key.trace_start - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}.{key.trace_id}.{key.span_id}.{key.project_id}"
+    return encode_cursor(_CURSOR_KIND, (key.trace_start, key.trace_id, key.span_id, key.project_id))
 
 
 def _decode(cursor: str) -> metrics.DecisionKey:
-    match = _CURSOR.fullmatch(cursor)
     try:
-        if match is None:
-            raise ValueError(cursor)
-        at = _EPOCH + timedelta(microseconds=int(match[1]))
-    except (ValueError, OverflowError):
-        raise exceptions.ValidationError(
-            {"cursor": ["invalid cursor: pass back the one from the previous page"]}
-        ) from None
-    return metrics.DecisionKey(int(match[4]), match[2], match[3], at)
+        at, trace_id, span_id, project_id = decode_cursor(cursor, _CURSOR_KIND, _CURSOR_SHAPE)
+    except InvalidCursor as exc:
+        raise exceptions.ValidationError({"cursor": [str(exc)]}) from exc
+    # The shape has checked each value's type.
+    return metrics.DecisionKey(
+        cast(int, project_id), cast(str, trace_id), cast(str, span_id), cast(datetime, at)
+    )
 
 
 def _with_evaluations(views: list[Any], evaluations: dict) -> list[dict[str, Any]]:

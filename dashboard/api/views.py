@@ -12,10 +12,11 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from evaluators.queries import evaluations_by_span, expected_labels
+from tracestore.cursors import InvalidCursor
 from tracestore.queries import get_trace
 
 from ..access import visible_project_ids
-from ..pagination import InvalidCursor, trace_page
+from ..pagination import trace_page
 from .serializers import (
     ErrorSerializer,
     TraceDetailSerializer,

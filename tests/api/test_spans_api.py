@@ -94,6 +94,10 @@ def test_a_bad_span_query_is_a_400_that_says_why(loaded) -> None:
     client = tenant.client()
 
     bad_cursor = client.get("/api/v1/spans/", {"cursor": "nope"})
+    # The dotted form of before the shared cursor codec is no longer read.
+    old_cursor = client.get(
+        "/api/v1/spans/", {"cursor": f"1767225600000000.{'ab' * 16}.{'cd' * 8}.1"}
+    )
     two_cohorts = client.get(
         "/api/v1/spans/", {"cohort.user.tier": "free", "cohort.language": "de"}
     )
@@ -101,6 +105,8 @@ def test_a_bad_span_query_is_a_400_that_says_why(loaded) -> None:
 
     assert bad_cursor.status_code == 400
     assert "invalid cursor" in str(bad_cursor.json())
+    assert old_cursor.status_code == 400
+    assert "invalid cursor: pass back the one from the previous page" in str(old_cursor.json())
     assert two_cohorts.status_code == 400
     assert "one cohort dimension at a time" in str(two_cohorts.json())
     assert bad_trace.status_code == 400

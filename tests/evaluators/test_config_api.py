@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
+from evaluators.api import MicroModelConfigDetail, MicroModelConfigSerializer
 from evaluators.contracts import GROUNDEDNESS, LABEL_CHECK, TASK_COMPLETION
 from evaluators.models import EvaluationJob, Judge, MicroModel
 
@@ -223,3 +224,8 @@ def test_a_judge_timeout_must_end_before_the_evaluation_lease(settings) -> None:
     )
     assert within.status_code == 201
     assert within.json()["timeout_seconds"] == 120.0
+
+
+def test_an_update_without_the_micro_model_it_updates_is_refused_plainly() -> None:
+    with pytest.raises(TypeError, match="bound to the micro model it updates, not None"):
+        MicroModelConfigDetail().perform_update(MicroModelConfigSerializer())
