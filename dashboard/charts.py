@@ -532,9 +532,15 @@ def eval_heatmap_figure(
     return {"data": data, "layout": layout}
 
 
-def economics_figure(rows: Sequence[dict[str, Any]], title: str) -> dict[str, Any]:
+def economics_figure(
+    rows: Sequence[dict[str, Any]],
+    title: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> dict[str, Any]:
     """Per day: what the rescues cost and what the micro model saved against sending every
-    trace to the fallback (USD), and the rescue rate (%, right axis)."""
+    trace to the fallback (USD), and the rescue rate (%, right axis); over the whole window
+    when it is given (a single day would otherwise be auto-ranged to a millisecond)."""
     x = [row["time"] for row in rows]
     data = [
         {
@@ -575,11 +581,21 @@ def economics_figure(rows: Sequence[dict[str, Any]], title: str) -> dict[str, An
     }
     # Room for the right axis' ticks and title: the shared 10 px cut them off.
     layout["margin"] = {**layout["margin"], "r": 64}
+    _daily_axis(layout, start, end)
     return {"data": data, "layout": layout}
 
 
+def _daily_axis(layout: dict[str, Any], start: datetime | None, end: datetime | None) -> None:
+    if start is not None and end is not None:
+        layout["xaxis"] = {**_time_axis(start, end, "day"), "title": {"text": "day (UTC)"}}
+
+
 def savings_by_cohort_figure(
-    rows: Sequence[dict[str, Any]], title: str, dimension: str
+    rows: Sequence[dict[str, Any]],
+    title: str,
+    dimension: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> dict[str, Any]:
     """Savings per day (USD) against always-fallback, one line per cohort value, with the
     interval of the cost of a rescue as hover and n (priced traces) per point."""
@@ -600,4 +616,6 @@ def savings_by_cohort_figure(
         }
         for i, (value, points) in enumerate(sorted(series.items(), key=lambda kv: str(kv[0])))
     ]
-    return {"data": data, "layout": _layout(title, "day (UTC)", "savings (USD)")}
+    layout = _layout(title, "day (UTC)", "savings (USD)")
+    _daily_axis(layout, start, end)
+    return {"data": data, "layout": layout}

@@ -21,10 +21,12 @@ def economics_section(f: Filters, dimension: str | None) -> tuple[dict[str, Any]
             fallback_economics(f, dimension, "day").rows,
             f"Savings per day by {dimension}",
             dimension,
+            f.start,
+            f.end,
         )
     if series:
         figures["economics-series"] = charts.economics_figure(
-            series, "Rescue cost, savings and rescue rate per day"
+            series, "Rescue cost, savings and rescue rate per day", f.start, f.end
         )
     return (
         {

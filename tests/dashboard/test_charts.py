@@ -301,3 +301,35 @@ def test_the_economics_chart_leaves_room_for_its_rescue_rate_axis() -> None:
     assert layout["yaxis2"]["side"] == "right"
     assert layout["yaxis2"]["automargin"] is True
     assert layout["margin"]["r"] == 64
+
+
+def test_a_single_day_of_economics_spans_the_whole_window_not_a_millisecond() -> None:
+    """One day bucket in a window that crosses midnight: the x axis covers both whole days
+    (auto-ranging a single bar gave ticks like 23:59:59.9996)."""
+    from datetime import UTC, datetime
+
+    from dashboard.charts import economics_figure, savings_by_cohort_figure
+
+    day = {
+        "time": "2026-01-01T00:00:00+00:00",
+        "group": "pro",
+        "n": 10,
+        "rescue_cost": 0.1,
+        "savings": 0.5,
+        "savings_per_day": 0.5,
+        "savings_low": None,
+        "savings_high": None,
+        "cost_per_rescue_low": None,
+        "cost_per_rescue_high": None,
+        "rescue_rate": 0.07,
+        "rescues": 7,
+        "decisions": 100,
+    }
+    start = datetime(2025, 12, 31, 23, 30, tzinfo=UTC)
+    end = datetime(2026, 1, 1, 5, 0, tzinfo=UTC)
+
+    series = economics_figure([day], "Economics", start, end)["layout"]["xaxis"]
+    by_cohort = savings_by_cohort_figure([day], "Savings", "user.tier", start, end)
+    assert series["range"] == ["2025-12-31T00:00:00+00:00", "2026-01-02T00:00:00+00:00"]
+    assert by_cohort["layout"]["xaxis"]["range"] == series["range"]
+    assert series["tickformat"] == "%Y-%m-%d"
