@@ -1,7 +1,8 @@
 """The Traces page's filter bar in a real headless Chromium: the filters set in the form
 land in the address (and only those), a reload gives back the same form and rows, and a
-custom range travels as start/end. A click on a Cohorts heatmap cell or a confusion-matrix
-cell opens the traces it counts."""
+custom range travels as start/end, its fields shown only for it (with JavaScript or
+without). A click on a Cohorts heatmap cell or a confusion-matrix cell opens the
+traces it counts."""
 
 from __future__ import annotations
 
@@ -261,3 +262,85 @@ def test_a_confusion_cell_and_a_fallback_bar_open_their_decisions_traces(
         assert page.locator(".decision-count").inner_text() == "2"
         assert errors == []
         assert violations == []
+
+
+def _window_shown(page) -> tuple[str, str]:
+    """The window the search page prints ("2026-12-06 14:05 - 2026-12-07 14:05 UTC", an en
+    dash between), in the custom fields' format."""
+    text = page.locator("#trace-filters .muted").inner_text()
+    start, end = text.removesuffix(" UTC").split(" \N{EN DASH} ")
+    return start.replace(" ", "T"), end.replace(" ", "T")
+
+
+def test_the_custom_fields_show_only_for_a_custom_range(live_server, seeded) -> None:
+    ids = seeded["ids"]
+    with launch_chromium_or_skip() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+        violations = watch_csp_violations(page)
+        _log_in(page, live_server)
+
+        page.goto(live_server.url + "/?range=24h")
+        start, end = _window_shown(page)
+        assert not page.locator("#t-start").is_visible()
+        assert not page.locator("#t-end").is_visible()
+        # "from - to:" shows them, holding the window the page shows.
+        page.select_option("#t-range", "custom")
+        assert page.locator("#t-start").is_visible() and page.locator("#t-end").is_visible()
+        assert (page.locator("#t-start").input_value(), page.locator("#t-end").input_value()) == (
+            start,
+            end,
+        )
+        # A preset again hides them, and leaves them out of the address.
+        page.select_option("#t-range", "1h")
+        assert not page.locator("#t-start").is_visible()
+        page.click("#trace-filters button[type=submit]")
+        page.wait_for_url("**range=1h**")
+        assert dict(parse_qsl(urlsplit(page.url).query)) == {"range": "1h"}
+        # From a preset to its window as a custom range: the address holds start and end.
+        start, end = _window_shown(page)
+        page.select_option("#t-range", "custom")
+        page.click("#trace-filters button[type=submit]")
+        page.wait_for_url("**range=custom**")
+        assert dict(parse_qsl(urlsplit(page.url).query)) == {
+            "range": "custom",
+            "start": start,
+            "end": end,
+        }
+        assert page.locator("#t-start").is_visible()
+        # Traces 0 and 1 started 20 and 50 minutes ago (the window is cut to the minute).
+        assert _rows(page, ids) == [0, 1]
+        assert errors == []
+        assert violations == []
+
+
+def test_without_javascript_the_custom_fields_still_work(live_server, seeded) -> None:
+    ids = seeded["ids"]
+    with launch_chromium_or_skip() as browser:
+        context = browser.new_context(
+            java_script_enabled=False, viewport={"width": 1400, "height": 1000}
+        )
+        page = context.new_page()
+        _log_in(page, live_server)
+
+        page.goto(live_server.url + "/?range=1h")
+        assert not page.locator("#t-start").is_visible()
+        start, end = _window_shown(page)
+        # The chosen option alone (a CSS rule) shows the fields, holding the window.
+        page.select_option("#t-range", "custom")
+        assert page.locator("#t-start").is_visible()
+        page.click("#trace-filters button[type=submit]")
+        page.wait_for_url("**range=custom**")
+        query = {k: v for k, v in parse_qsl(urlsplit(page.url).query)}
+        assert (query["range"], query["start"], query["end"]) == ("custom", start, end)
+        assert _rows(page, ids) == [0, 1]
+        # Back to "newest, any time": the filled custom fields the form sends are ignored.
+        page.select_option("#t-range", "")
+        page.click("#trace-filters button[type=submit]")
+        page.wait_for_url("**range=&**")
+        assert page.locator("h1").inner_text() == "Recent traces"
+        assert page.locator("table.traces tbody tr").count() == 12
+        context.close()
+
