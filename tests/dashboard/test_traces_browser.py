@@ -1,11 +1,12 @@
 """The Traces page's filter bar in a real headless Chromium: the filters set in the form
 land in the address (and only those), a reload gives back the same form and rows, and a
 custom range travels as start/end, its fields shown only for it (with JavaScript or
-without). A click on a Cohorts heatmap cell or a confusion-matrix cell opens the
-traces it counts."""
+without). A click on a Cohorts heatmap cell, a confusion-matrix cell or a route share bar
+opens the traces it counts."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
@@ -344,3 +345,37 @@ def test_without_javascript_the_custom_fields_still_work(live_server, seeded) ->
         assert page.locator("table.traces tbody tr").count() == 12
         context.close()
 
+
+def test_a_route_share_bar_opens_the_decisions_of_its_bucket(live_server, labelled_traffic) -> None:
+    with launch_chromium_or_skip() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        violations = watch_csp_violations(page)
+        _log_in(page, live_server)
+        page.goto(live_server.url + "/micro-models/intent-mini/?range=24h")
+        figure = json.loads(page.locator("script#route-share").text_content() or "")
+        bars = {
+            (custom[3], custom[4]): custom[5]
+            for trace in figure["data"]
+            for custom in trace["customdata"]
+        }
+        bar = page.locator('[data-figure="route-share"] .barlayer .point path').first
+        bar.wait_for(timeout=15_000)
+        bar.scroll_into_view_if_needed()
+        # Plotly's drag layer lies over the bars: click where the bar is drawn.
+        box = bar.bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_url("**route=**")
+
+        query = dict(parse_qsl(urlsplit(page.url).query))
+        bucket = (query.pop("start"), query.pop("end"))
+        assert query == {"range": "custom", "micro_model": "intent-mini", "route": "billing"}
+        assert bucket in bars
+        assert page.locator(".decision-count").inner_text() == str(bars[bucket])
+        assert len(_rows(page, labelled_traffic)) == bars[bucket]
+        # Every decision of the six traces is in some bucket.
+        assert sum(bars.values()) == len(LABELLED)
+        assert errors == []
+        assert violations == []
