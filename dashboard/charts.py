@@ -220,6 +220,20 @@ def _top_routes(rows: Sequence[dict[str, Any]], top: int) -> dict[Any, list[str]
     }
 
 
+_OTHER = "other"
+# The Traces page's parameters a route share bar's click sets, in its customdata's order
+# (chart_page.js): the bar's micro model, route and time bucket.
+ROUTE_SHARE_CLICK_PARAMS = ("micro_model", "route", "range", "start", "end")
+
+
+def _bucket_bounds(time: str, start: datetime, end: datetime, interval: str) -> tuple[str, str]:
+    """A bucket's start and end (its time is its start), clipped to the window: the exact
+    span of time its decisions started in."""
+    bucket = datetime.fromisoformat(time)
+    step = timedelta(days=1) if interval == "day" else timedelta(hours=1)
+    return max(bucket, start).isoformat(), min(bucket + step, end).isoformat()
+
+
 def route_share_figure(
     rows: Sequence[dict[str, Any]],
     title: str,
@@ -228,29 +242,30 @@ def route_share_figure(
     interval: str,
     top: int = TOP_ROUTES,
 ) -> dict[str, Any]:
-    """Stacked area per micro model (rows grouped by micro model in "group"; one panel each,
-    sharing the time axis): each of its top routes' share of its decisions per bucket, the
-    other routes summed as "other". A window of one bucket draws markers, as an area needs
-    two points."""
+    """Stacked bars per micro model (rows grouped by micro model in "group"; one panel
+    each, sharing the time axis): each of its top routes' share of its decisions per
+    bucket, the other routes summed as "other". A bar's customdata holds, in the order of
+    ROUTE_SHARE_CLICK_PARAMS, the Traces page's filters for its decisions (none for
+    "other" or a decision without a route, which no route filter names), then its count
+    and n."""
     if not rows:
         return empty_figure(title, "no traffic in this window")
     tops = _top_routes(rows, top)
     groups = sorted(tops, key=lambda g: "" if g is None else str(g))
-    # (group, route or "other") -> time -> [count, n]
-    points: dict[tuple[Any, str], dict[str, list[int]]] = {}
+    # (group, route or None for the rest) -> time -> [count, n]
+    points: dict[tuple[Any, str | None], dict[str, list[int]]] = {}
     for row in rows:
-        route = row["route"] if row["route"] in tops[row["group"]] else "other"
+        route = row["route"] if row["route"] in tops[row["group"]] else None
         cell = points.setdefault((row["group"], route), {}).setdefault(row["time"], [0, 0])
         cell[0] += row["count"]
         cell[1] = row["n"]
-    single = len({row["time"] for row in rows}) == 1
     routes = sorted({r for rs in tops.values() for r in rs})
-    colours = {r: _PALETTE[i % len(_PALETTE)] for i, r in enumerate(routes)}
-    colours["other"] = _OTHER_COLOUR
+    colours: dict[str | None, str] = {r: _PALETTE[i % len(_PALETTE)] for i, r in enumerate(routes)}
+    colours[None] = _OTHER_COLOUR
     panel_height = 220
     gap = 0.08 if len(groups) > 1 else 0.0
     span = (1 - gap * (len(groups) - 1)) / len(groups)
-    layout = _layout(title, "", "", height=80 + panel_height * len(groups))
+    layout = _layout(title, "", "", height=80 + panel_height * len(groups), barmode="stack")
     data: list[dict[str, Any]] = []
     shown: set[str] = set()
     for index, group in enumerate(groups):
@@ -264,18 +279,18 @@ def route_share_figure(
             },
             "automargin": True,
         }
-        for route in [*tops[group], "other"]:
+        for route in [*tops[group], None]:
             series = points.get((group, route))
             if not series:
                 continue
             times = sorted(series)
-            name = _name(route)
+            name = _OTHER if route is None else _name(route)
+            # "(none)" is how metrics name decisions without a route: no filter selects them.
+            linked = group is not None and route not in (None, "(none)")
             data.append(
                 _in_period(
                     {
-                        "type": "scatter",
-                        "mode": "markers" if single else "lines",
-                        "stackgroup": f"share{index}",
+                        "type": "bar",
                         "name": name,
                         "legendgroup": name,
                         "showlegend": name not in shown,
@@ -283,13 +298,22 @@ def route_share_figure(
                         "yaxis": f"y{axis}",
                         "x": times,
                         "y": [series[t][0] * 100 / series[t][1] for t in times],
-                        "customdata": [series[t] for t in times],
-                        "hovertemplate": "%{y:.1f}% (%{customdata[0]} of %{customdata[1]})<extra>"
+                        "width": _PERIOD_MS[interval] * 0.8,
+                        "customdata": [
+                            [
+                                group if linked else None,
+                                route if linked else None,
+                                "custom",
+                                *_bucket_bounds(t, start, end, interval),
+                                *series[t],
+                            ]
+                            for t in times
+                        ],
+                        "hovertemplate": "%{y:.1f}% (%{customdata[5]} of %{customdata[6]})<extra>"
                         + (f"{_name(group)}: " if len(groups) > 1 else "")
                         + name
                         + "</extra>",
-                        "line": {"color": colours[route], "width": 1},
-                        "marker": {"color": colours[route], "size": 12},
+                        "marker": {"color": colours[route]},
                     },
                     interval,
                 )

@@ -15,6 +15,10 @@ A trace matches when it started in ``[start, end)`` and:
   its spans failed, of the ``micro_model`` when given, in the ``cohort`` values given
   (the cells of the Cohorts page's heatmap link here with it).
 
+The window is a preset ``range``, or ``start``/``end``: those are read only with
+``range=custom`` or without ``range`` (the form sends its custom fields with every range;
+without JavaScript it cannot leave them out).
+
 Pages are newest first in the order (start time, trace id, project) descending; the
 cursor is an opaque token of the row a page continues from and the direction.
 """
@@ -27,6 +31,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, cast
 
 from django.db import connection
@@ -60,6 +65,8 @@ MAX_TEXT = 200
 SUGGESTION_SCAN = 2_000  # newest facts (and traces) per project read for suggestions
 SUGGESTION_LIMIT = 50  # values offered per field
 _DECISION_FILTERS = ("micro_model", "route", "model", "label", "expected_label")
+# The duration and cost fields offer these percentiles of the window's traces.
+RANGE_PERCENTILES = (0.5, 0.9, 0.99)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +124,20 @@ class TraceResultPage:
     previous_cursor: str | None  # newer traces
 
 
+def reads_custom_window(params: Mapping[str, str]) -> bool:
+    """Whether ``start``/``end`` count: with ``range=custom``, or with no ``range`` at all
+    (links from other tools). With a preset, or ``range=`` empty (the newest traces), the
+    custom fields the form always sends are ignored."""
+    return params.get("range", CUSTOM_RANGE) == CUSTOM_RANGE
+
+
 def is_search(params: Mapping[str, str]) -> bool:
     """Whether the request asks for a search (any filter but the project, which the
     newest-traces listing answers too)."""
-    return any(params.get(name) for name in SEARCH_PARAMS if name != "cohort.<key>") or any(
+    ignored = {"project", "cohort.<key>"}
+    if not reads_custom_window(params):
+        ignored |= {"start", "end"}
+    return any(params.get(name) for name in SEARCH_PARAMS if name not in ignored) or any(
         name.startswith(COHORT_PREFIX) and params.get(name) for name in params
     )
 
@@ -160,6 +177,9 @@ def parse_trace_query(
     """The page's query parameters -> a TraceQuery; InvalidQuery (a 400 that says which
     parameter and why) for a value it cannot answer, ProjectNotFound for another's project."""
     time_params = {k: params[k] for k in ("start", "end", "range", "project") if params.get(k)}
+    if not reads_custom_window(params):
+        time_params.pop("start", None)
+        time_params.pop("end", None)
     if time_params.get("range") == CUSTOM_RANGE:
         del time_params["range"]
     base = parse_metric_query(time_params, project_ids, now)
@@ -515,6 +535,50 @@ def suggestions(project_ids: tuple[int, ...]) -> dict[str, list[str]]:
     result["failed_evaluator"] = [*EVALUATORS, ANY_EVALUATOR]
     for key, values in cohort.items():
         result[COHORT_PREFIX + key] = sorted(values)[:SUGGESTION_LIMIT]
+    return result
+
+
+def _significant(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits, as a field takes it: 1234.5 -> 1230,
+    0.00012345 -> 0.000123 (never an exponent)."""
+    return format(Decimal(f"{value:.{digits}g}"), "f")
+
+
+def range_suggestions(
+    project_ids: tuple[int, ...], start: datetime | None, end: datetime | None
+) -> dict[str, list[tuple[str, str]]]:
+    """(value, label) to offer in the duration (ms) and cost (USD) fields: the
+    RANGE_PERCENTILES (nearest rank) of the trace duration and of the trace cost over each
+    project's newest SUGGESTION_SCAN traces that started in ``[start, end)`` (of any time
+    without a window), to 3 significant digits; percentiles that round alike share one
+    value ("p90, p99"). The cost's are over the traces with a known cost (the ones a cost
+    bound can match). One query down the primary-fact index, at most SUGGESTION_SCAN rows
+    per project, whatever the window holds."""
+    result: dict[str, list[tuple[str, str]]] = {"duration": [], "cost": []}
+    if not project_ids:
+        return result
+    window = ""
+    params: list[Any] = [list(RANGE_PERCENTILES), list(RANGE_PERCENTILES), list(project_ids)]
+    if start is not None and end is not None:
+        window = " AND f.start_time >= %s AND f.start_time < %s"
+        params += [start, end]
+    sql = (
+        "SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY trace_duration_ms),"  # noqa: S608 (constant SQL; values are parameters)
+        " percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY cost)"
+        " FROM unnest(%s::bigint[]) AS p(id) CROSS JOIN LATERAL ("
+        " SELECT f.trace_duration_ms, f.cost FROM dashboard_decisionfact f"
+        f" WHERE f.project_id = p.id AND f.is_primary{window}"
+        " ORDER BY f.start_time DESC LIMIT %s) AS head"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, SUGGESTION_SCAN])
+        durations, costs = cursor.fetchone()
+    for name, values in (("duration", durations), ("cost", costs)):
+        labels: dict[str, list[str]] = {}
+        for p, value in zip(RANGE_PERCENTILES, values or (), strict=False):
+            if value is not None:
+                labels.setdefault(_significant(value), []).append(f"p{p * 100:g}")
+        result[name] = [(value, ", ".join(names)) for value, names in labels.items()]
     return result
 
 

@@ -6,6 +6,7 @@ import csv
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from django.http import (
 )
 from django.shortcuts import render
 from django.urls import Resolver404
+from django.utils import timezone
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 from django.views.defaults import page_not_found
@@ -40,7 +42,14 @@ from . import metrics, pages, trace_search
 from .access import visible_project_ids
 from .charts import waterfall_figure
 from .chat import span_chat
-from .metric_filters import COHORT_PREFIX, MetricQuery, ProjectNotFound, parse_metric_query
+from .metric_filters import (
+    COHORT_PREFIX,
+    DEFAULT_RANGE,
+    RANGES,
+    MetricQuery,
+    ProjectNotFound,
+    parse_metric_query,
+)
 from .metrics.pricing import cost_breakdown
 from .pagination import trace_page
 from .span_tree import span_tree
@@ -189,9 +198,19 @@ _TEXT_FIELDS = (
 )
 
 
-def _filter_bar(request: HttpRequest, project_ids: tuple[int, ...]) -> dict[str, Any]:
+def _filter_bar(
+    request: HttpRequest,
+    project_ids: tuple[int, ...],
+    window: tuple[datetime, datetime] | None = None,
+) -> dict[str, Any]:
+    """The filter bar's fields, values and suggestions; ``window`` is the search's (the
+    newest traces of any time have none: their custom fields offer the last 24 h)."""
     params = request.GET
     offered = trace_search.suggestions(project_ids)
+    ranges = trace_search.range_suggestions(project_ids, *(window or (None, None)))
+    if window is None:
+        now = timezone.now()
+        window = (now - RANGES[DEFAULT_RANGE], now)
     fields = [
         {"name": name, "label": label, "size": size, "value": params.get(name, ""),
          "suggestions": offered.get(name, [])}
@@ -207,6 +226,10 @@ def _filter_bar(request: HttpRequest, project_ids: tuple[int, ...]) -> dict[str,
         "params": params,
         "fields": fields,
         "evaluators": offered["failed_evaluator"],
+        "duration_suggestions": ranges["duration"],
+        "cost_suggestions": ranges["cost"],
+        "custom_start": window[0],
+        "custom_end": window[1],
         "ranges": trace_search.range_names(),
         "query_string": params.urlencode(),
         "export_query": _without(params, "cursor", "before"),
@@ -235,7 +258,7 @@ def trace_list(request: HttpRequest) -> HttpResponse:
             request,
             "dashboard/trace_list.html",
             {
-                **_filter_bar(request, query.project_ids),
+                **_filter_bar(request, query.project_ids, (query.start, query.end)),
                 "search": found,
                 "counts": trace_search.match_counts(query),
                 "range_name": query.range_name,

@@ -116,7 +116,8 @@ _FIGURES = """
   empty: h.dataset.empty || null,
   paper: h._fullLayout.paper_bgcolor,
   traces: h.querySelectorAll(".scatterlayer .trace, .barlayer .trace, .heatmaplayer .hm").length,
-  points: h.querySelectorAll(".scatterlayer .points path, .scatterlayer .js-fill").length,
+  points: h.querySelectorAll(
+    ".scatterlayer .points path, .scatterlayer .js-fill, .barlayer .point path").length,
   xticks: [...h.querySelectorAll(".xtick text")].map((t) => t.textContent),
   annotations: [...h.querySelectorAll(".annotation-text")].map((t) => t.textContent),
 }))
@@ -299,7 +300,7 @@ def test_every_page_in_a_real_browser_at_two_widths_light_and_dark(
             # No time axis in milliseconds (what a single point auto-ranged to).
             assert not [t for t in figure["xticks"] if re.search(r"\d:\d\d\.\d", t)], figure
     # Each seeded chart draws something; a window of one hourly bucket too, with hour ticks
-    # (not milliseconds) and markers, since an area needs two points.
+    # (not milliseconds): the route share's bars, the rates' markers (a line needs two points).
     for (name, _, _), facts in seen.items():
         for chart in dict((p[0], p[2]) for p in pages)[name]:
             figure = facts["figures"][chart]

@@ -8,6 +8,7 @@ import pytest
 
 from dashboard.alerts.charts import rule_figure
 from dashboard.charts import (
+    ROUTE_SHARE_CLICK_PARAMS,
     confidence_figure,
     cost_figure,
     economics_figure,
@@ -158,17 +159,46 @@ def share_row(group: str, time: str, route: str, count: int, n: int) -> dict:
     return {"group": group, "time": time, "route": route, "count": count, "n": n}
 
 
-def test_a_single_time_bucket_draws_markers_over_the_whole_window() -> None:
+def test_a_single_time_bucket_draws_stacked_bars_over_the_whole_window() -> None:
     start, end = T0, T0 + timedelta(hours=1)
     rows = [
         share_row("m", T0.isoformat(), "a", 3, 4),
         share_row("m", T0.isoformat(), "b", 1, 4),
     ]
     figure = route_share_figure(rows, "Route share", start, end, "hour")
-    assert [t["mode"] for t in figure["data"]] == ["markers", "markers"]
+    assert [t["type"] for t in figure["data"]] == ["bar", "bar"]
+    assert figure["layout"]["barmode"] == "stack"
     assert [t["y"] for t in figure["data"]] == [[75.0], [25.0]]
     assert figure["layout"]["xaxis"]["range"] == [T0.isoformat(), end.isoformat()]
     assert {t["xperiod"] for t in figure["data"]} == {3_600_000}
+
+
+def test_a_route_share_bar_carries_its_traces_filters_with_the_bucket_clipped_to_the_window() -> (
+    None
+):
+    # A window from 10:20 to 12:05: its buckets are 10:00, 11:00 and 12:00.
+    start, end = T0 + timedelta(minutes=20), T0 + timedelta(hours=2, minutes=5)
+    hours = [(T0 + timedelta(hours=h)).isoformat() for h in range(3)]
+    rows = [share_row("m", t, "a", 3, 4) for t in hours]
+    # Decisions without a route (metrics name them "(none)"); r0 below the top 2.
+    rows += [share_row("m", t, "(none)", 1, 4) for t in hours[1:]]
+    rows += [share_row("m", hours[0], "r0", 1, 4)]
+
+    figure = route_share_figure(rows, "Route share", start, end, "hour", top=2)
+
+    assert ROUTE_SHARE_CLICK_PARAMS == ("micro_model", "route", "range", "start", "end")
+    bars = {t["name"]: t["customdata"] for t in figure["data"]}
+    assert list(bars) == ["a", "(none)", "other"]
+    assert bars["a"] == [
+        ["m", "a", "custom", start.isoformat(), (T0 + timedelta(hours=1)).isoformat(), 3, 4],
+        ["m", "a", "custom", hours[1], hours[2], 3, 4],
+        ["m", "a", "custom", hours[2], end.isoformat(), 3, 4],
+    ]
+    # No route filter selects a decision without a route, nor "other": no link.
+    assert [c[:2] for c in bars["(none)"]] == [[None, None], [None, None]]
+    assert bars["other"] == [
+        [None, None, "custom", start.isoformat(), hours[1], 1, 4],
+    ]
 
 
 def test_route_share_keeps_the_top_routes_per_micro_model_and_groups_the_rest() -> None:
@@ -183,8 +213,8 @@ def test_route_share_keeps_the_top_routes_per_micro_model_and_groups_the_rest() 
         ("r2", [8 * 100 / 45] * 2),
         ("other", [(7 + 6 + 5 + 4 + 3 + 2) * 100 / 45] * 2),
     ]
-    m2 = [(t["name"], t["y"], t["mode"]) for t in figure["data"] if t["yaxis"] == "y2"]
-    assert m2 == [("x", [100.0], "lines")]
+    m2 = [(t["name"], t["y"], t["type"]) for t in figure["data"] if t["yaxis"] == "y2"]
+    assert m2 == [("x", [100.0], "bar")]
     # One panel per micro model, named on its axis, the time axis shared below them.
     assert figure["layout"]["yaxis"]["title"]["text"].startswith("<b>m1</b>")
     assert figure["layout"]["yaxis2"]["title"]["text"].startswith("<b>m2</b>")

@@ -1,7 +1,7 @@
 """Every number links to its spans (overview eval pills and fallback rates, the micro
 model page's label rows, confusion-matrix cells, route rows and fallback-by-cohort bars,
-the Cohorts page's table rows and fallbacks): the Traces page opened from a number counts
-exactly what the number counts, for the same window."""
+route share bars of both pages, the Cohorts page's table rows and fallbacks): the Traces
+page opened from a number counts exactly what the number counts, for the same window."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.http import QueryDict
 from django.test import Client
 from django.utils import timezone
 
-from dashboard import metrics
+from dashboard import charts, metrics
 from dashboard.metrics.evaluations import fold_evaluations
 from dashboard.metrics.refresh import fold_changes
 from evaluators.contracts import EvaluationRecord
@@ -355,4 +356,74 @@ def test_fallback_by_cohort_bars_link_to_exactly_the_decisions_they_count(
             "range=24h": {"free": 3, "pro": 1},
             "start={-100}&end={-30}": {"free": 1, "pro": 1},
         }[window]
+    )
+
+
+@pytest.mark.usefixtures("traffic")
+@pytest.mark.parametrize(
+    ("page", "window"),
+    [
+        ("/overview/", "range=24h"),
+        ("/overview/", "range=24h&cohort.user.tier=free"),
+        ("/overview/", "start={-100}&end={-30}"),
+        ("/micro-models/intent-mini/", "range=24h"),
+        ("/micro-models/intent-mini/", "start={-100}&end={-30}"),
+    ],
+)
+def test_route_share_bars_link_to_exactly_the_decisions_of_their_bucket(
+    member_client: Client, page: str, window: str
+) -> None:
+    response = member_client.get(f"{page}?{_window(window)}")
+    assert response.status_code == 200
+    html = response.content.decode()
+    holder = re.search(
+        r'data-figure="route-share" data-traces-url="([^"]+)" '
+        r'data-traces-query="([^"]+)" data-click-params="([^"]+)"',
+        html,
+    )
+    figure = re.search(r'<script id="route-share" type="application/json">(.*?)</script>', html)
+    assert holder and figure
+    names = holder[3].split(" ")
+    assert tuple(names) == charts.ROUTE_SHARE_CLICK_PARAMS
+    totals: dict[tuple[str, str], int] = {}
+    for bar in json.loads(figure[1])["data"]:
+        for custom in bar["customdata"]:
+            link, (count, _n) = custom[: len(names)], custom[len(names) :]
+            # The URL chart_page.js opens on a click on the bar: the page's query with the
+            # bar's parameters set (a preset range becomes the bucket's custom range).
+            query = QueryDict(html_lib.unescape(holder[2]), mutable=True)
+            for name, value in zip(names, link, strict=True):
+                query[name] = value
+            url = f"{holder[1]}?{query.urlencode()}"
+            assert _count(member_client, url, "decision-count") == count, url
+            totals[(link[0], link[1])] = totals.get((link[0], link[1]), 0) + count
+    # The designed numbers, summed over the buckets (where hours fall depends on the clock).
+    assert (
+        totals
+        == {
+            ("/overview/", "range=24h"): {
+                ("intent-mini", "billing"): 13,
+                ("intent-mini", "refund"): 1,
+                ("safety-screen", "billing"): 4,
+            },
+            # Free: the even traces, 0-8 of intent-mini and 10 and 12 of safety-screen
+            # (0, 6 and 12 with two decisions).
+            ("/overview/", "range=24h&cohort.user.tier=free"): {
+                ("intent-mini", "billing"): 7,
+                ("safety-screen", "billing"): 3,
+            },
+            # Minutes -100 to -30: traces 2 (-37) to 7 (-92), 3 and 6 with two decisions.
+            ("/overview/", "start={-100}&end={-30}"): {
+                ("intent-mini", "billing"): 7,
+                ("intent-mini", "refund"): 1,
+            },
+            ("/micro-models/intent-mini/", "range=24h"): {
+                ("intent-mini", "billing"): 13,
+                ("intent-mini", "refund"): 1,
+            },
+            ("/micro-models/intent-mini/", "start={-100}&end={-30}"): {
+                ("intent-mini", "billing"): 7,
+                ("intent-mini", "refund"): 1,
+            },
+        }[(page, window)]
     )

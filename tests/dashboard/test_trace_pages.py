@@ -197,8 +197,8 @@ def test_the_list_page_runs_a_fixed_number_of_queries(
     store_spans(project.id, records)
 
     # session, user, project ids, traces; the filter bar's cohort dimensions and its
-    # suggestions (decision values, services)
-    with django_assert_max_num_queries(7):
+    # suggestions (decision values, services, duration and cost percentiles)
+    with django_assert_max_num_queries(8):
         response = member_client.get("/")
     assert len(_trace_links(response.content.decode())) == 30
 

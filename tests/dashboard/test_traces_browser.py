@@ -1,10 +1,12 @@
 """The Traces page's filter bar in a real headless Chromium: the filters set in the form
 land in the address (and only those), a reload gives back the same form and rows, and a
-custom range travels as start/end. A click on a Cohorts heatmap cell or a confusion-matrix
-cell opens the traces it counts."""
+custom range travels as start/end, its fields shown only for it (with JavaScript or
+without). A click on a Cohorts heatmap cell, a confusion-matrix cell or a route share bar
+opens the traces it counts."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
@@ -259,5 +261,121 @@ def test_a_confusion_cell_and_a_fallback_bar_open_their_decisions_traces(
         }
         assert _rows(page, labelled_traffic) == [0, 2]
         assert page.locator(".decision-count").inner_text() == "2"
+        assert errors == []
+        assert violations == []
+
+
+def _window_shown(page) -> tuple[str, str]:
+    """The window the search page prints ("2026-12-06 14:05 - 2026-12-07 14:05 UTC", an en
+    dash between), in the custom fields' format."""
+    text = page.locator("#trace-filters .muted").inner_text()
+    start, end = text.removesuffix(" UTC").split(" \N{EN DASH} ")
+    return start.replace(" ", "T"), end.replace(" ", "T")
+
+
+def test_the_custom_fields_show_only_for_a_custom_range(live_server, seeded) -> None:
+    ids = seeded["ids"]
+    with launch_chromium_or_skip() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+        violations = watch_csp_violations(page)
+        _log_in(page, live_server)
+
+        page.goto(live_server.url + "/?range=24h")
+        start, end = _window_shown(page)
+        assert not page.locator("#t-start").is_visible()
+        assert not page.locator("#t-end").is_visible()
+        # "from - to:" shows them, holding the window the page shows.
+        page.select_option("#t-range", "custom")
+        assert page.locator("#t-start").is_visible() and page.locator("#t-end").is_visible()
+        assert (page.locator("#t-start").input_value(), page.locator("#t-end").input_value()) == (
+            start,
+            end,
+        )
+        # A preset again hides them, and leaves them out of the address.
+        page.select_option("#t-range", "1h")
+        assert not page.locator("#t-start").is_visible()
+        page.click("#trace-filters button[type=submit]")
+        page.wait_for_url("**range=1h**")
+        assert dict(parse_qsl(urlsplit(page.url).query)) == {"range": "1h"}
+        # From a preset to its window as a custom range: the address holds start and end.
+        start, end = _window_shown(page)
+        page.select_option("#t-range", "custom")
+        page.click("#trace-filters button[type=submit]")
+        page.wait_for_url("**range=custom**")
+        assert dict(parse_qsl(urlsplit(page.url).query)) == {
+            "range": "custom",
+            "start": start,
+            "end": end,
+        }
+        assert page.locator("#t-start").is_visible()
+        # Traces 0 and 1 started 20 and 50 minutes ago (the window is cut to the minute).
+        assert _rows(page, ids) == [0, 1]
+        assert errors == []
+        assert violations == []
+
+
+def test_without_javascript_the_custom_fields_still_work(live_server, seeded) -> None:
+    ids = seeded["ids"]
+    with launch_chromium_or_skip() as browser:
+        context = browser.new_context(
+            java_script_enabled=False, viewport={"width": 1400, "height": 1000}
+        )
+        page = context.new_page()
+        _log_in(page, live_server)
+
+        page.goto(live_server.url + "/?range=1h")
+        assert not page.locator("#t-start").is_visible()
+        start, end = _window_shown(page)
+        # The chosen option alone (a CSS rule) shows the fields, holding the window.
+        page.select_option("#t-range", "custom")
+        assert page.locator("#t-start").is_visible()
+        page.click("#trace-filters button[type=submit]")
+        page.wait_for_url("**range=custom**")
+        query = {k: v for k, v in parse_qsl(urlsplit(page.url).query)}
+        assert (query["range"], query["start"], query["end"]) == ("custom", start, end)
+        assert _rows(page, ids) == [0, 1]
+        # Back to "newest, any time": the filled custom fields the form sends are ignored.
+        page.select_option("#t-range", "")
+        page.click("#trace-filters button[type=submit]")
+        page.wait_for_url("**range=&**")
+        assert page.locator("h1").inner_text() == "Recent traces"
+        assert page.locator("table.traces tbody tr").count() == 12
+        context.close()
+
+
+def test_a_route_share_bar_opens_the_decisions_of_its_bucket(live_server, labelled_traffic) -> None:
+    with launch_chromium_or_skip() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        violations = watch_csp_violations(page)
+        _log_in(page, live_server)
+        page.goto(live_server.url + "/micro-models/intent-mini/?range=24h")
+        figure = json.loads(page.locator("script#route-share").text_content() or "")
+        bars = {
+            (custom[3], custom[4]): custom[5]
+            for trace in figure["data"]
+            for custom in trace["customdata"]
+        }
+        bar = page.locator('[data-figure="route-share"] .barlayer .point path').first
+        bar.wait_for(timeout=15_000)
+        bar.scroll_into_view_if_needed()
+        # Plotly's drag layer lies over the bars: click where the bar is drawn.
+        box = bar.bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_url("**route=**")
+
+        query = dict(parse_qsl(urlsplit(page.url).query))
+        bucket = (query.pop("start"), query.pop("end"))
+        assert query == {"range": "custom", "micro_model": "intent-mini", "route": "billing"}
+        assert bucket in bars
+        assert page.locator(".decision-count").inner_text() == str(bars[bucket])
+        assert len(_rows(page, labelled_traffic)) == bars[bucket]
+        # Every decision of the six traces is in some bucket.
+        assert sum(bars.values()) == len(LABELLED)
         assert errors == []
         assert violations == []

@@ -367,3 +367,86 @@ def test_a_span_with_megabytes_of_text_is_stored_and_found_by_its_first_words(
 
     assert member_client.get("/?q=w7x").content.decode().count(f"/traces/{trace.trace_hex}/") == 1
     assert f"/traces/{trace.trace_hex}/" not in member_client.get("/?q=w299999x").content.decode()
+
+
+def _range_options(html: str, field: str) -> list[tuple[str, str]]:
+    datalist = re.search(rf'<datalist id="t-{field}-values">(.*?)</datalist>', html)
+    assert datalist, field
+    return re.findall(r'<option value="([^"]*)" label="([^"]*)">', datalist[1])
+
+
+@pytest.mark.parametrize(
+    ("query", "durations", "costs"),
+    [
+        # Every trace (the newest of any time): durations 1000 ms + 100 ms x i; costs in
+        # micro-USD 10 i + 14, plus 3200 for the fallback traces 0, 4, 8 and 12.
+        (
+            "",
+            [("1700", "p50"), ("2300", "p90"), ("2400", "p99")],
+            [("0.000114", "p50"), ("0.00329", "p90"), ("0.00333", "p99")],
+        ),
+        # The last hour: traces 0-7 (1000-1700 ms; 24 ... 84 and 3214, 3254 micro-USD).
+        (
+            "range=1h",
+            [("1300", "p50"), ("1700", "p90, p99")],
+            [("0.000064", "p50"), ("0.00325", "p90, p99")],
+        ),
+        ("range=custom&start=2020-01-01&end=2020-01-02", [], []),
+    ],
+)
+def test_the_duration_and_cost_fields_offer_percentiles_of_the_window(
+    seeded, member_client: Client, query, durations, costs
+) -> None:
+    html = member_client.get(f"/?{query}").content.decode()
+
+    assert _range_options(html, "ms") == durations
+    assert _range_options(html, "cost") == costs
+    for name in ("min_ms", "max_ms"):
+        assert re.search(rf'name="{name}"[^>]* list="t-ms-values"', html)
+    for name in ("min_cost", "max_cost"):
+        assert re.search(rf'name="{name}"[^>]* list="t-cost-values"', html)
+
+
+def _minutes_ago(now: datetime, minutes: int) -> str:
+    return (now - timedelta(minutes=minutes)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_start_and_end_count_only_with_a_custom_range_or_none(seeded, member_client) -> None:
+    start, end = (_minutes_ago(seeded["now"], m) for m in (70, 30))
+    custom = {i for i in range(COUNT) if 30 <= 10 + 7 * i < 70}
+    window = f"start={start}&end={end}"
+
+    assert set(_listed(member_client, f"/?{window}", seeded["ids"])) == custom
+    assert set(_listed(member_client, f"/?range=custom&{window}", seeded["ids"])) == custom
+    # A preset wins: the form sends its (hidden) custom fields with every range.
+    assert set(_listed(member_client, f"/?range=1h&{window}", seeded["ids"])) == set(range(8))
+    # "newest, any time" with the custom fields filled: the newest traces, no search.
+    html = member_client.get(f"/?range=&{window}&q=").content.decode()
+    assert "<h1>Recent traces</h1>" in html and 'id="trace-results"' not in html
+
+
+def test_the_custom_fields_show_only_for_a_custom_range_prefilled_with_the_window(
+    seeded, member_client: Client
+) -> None:
+    start, end = (_minutes_ago(seeded["now"], m) for m in (70, 30))
+    tag = re.compile(r'<span class="field custom-range" id="t-custom"( hidden)?>')
+    value = re.compile(r'id="t-(start|end)" name="\1" aria-label="[^"]+" value="([^"]*)"')
+
+    html = member_client.get(f"/?range=custom&start={start}&end={end}").content.decode()
+    match = tag.search(html)
+    assert match and match[1] is None
+    assert dict(value.findall(html)) == {"start": start[:16], "end": end[:16]}
+
+    # A preset: hidden, holding the preset's window (choosing "from - to:" starts there).
+    for query in ("range=24h", ""):
+        before = timezone.now()
+        html = member_client.get(f"/?{query}").content.decode()
+        match = tag.search(html)
+        assert match and match[1] == " hidden"
+        shown = {k: datetime.fromisoformat(v).replace(tzinfo=UTC) for k, v in value.findall(html)}
+        assert (
+            before - timedelta(hours=24, minutes=1)
+            < shown["start"]
+            <= before - timedelta(hours=24) + timedelta(minutes=1)
+        )
+        assert shown["end"] - shown["start"] == timedelta(hours=24)

@@ -3,7 +3,8 @@
 // data-traces-url opens the Traces page at data-traces-query (the page's window and
 // filters, and the chart's own, built by the server) with the parameters data-click-params
 // names set to the point's customdata, in order: a confusion-matrix cell's predicted and
-// expected label, a fallback-by-cohort bar's cohort value.
+// expected label, a fallback-by-cohort bar's cohort value, a route share bar's micro
+// model, route and time bucket (range=custom and the bucket's start and end).
 microlensFigures.draw({ hideEmptyCards: true }).forEach(function (holder) {
   "use strict";
   if (!holder.dataset.tracesUrl) {
