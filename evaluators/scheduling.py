@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -156,7 +157,7 @@ def insert_jobs(rows: Sequence[EvaluationJob]) -> list[int]:
     one array per column (no hex text on the way)."""
     if not rows:
         return []
-    columns = [
+    columns: list[list[Any]] = [
         [r.project_id for r in rows],
         [bytes(r.trace_id) for r in rows],
         [bytes(r.span_id) for r in rows],
