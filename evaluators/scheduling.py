@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -133,14 +134,16 @@ INSERT INTO evaluators_evaluationjob (
     evaluator_version, sampling_probability, status, attempts, next_attempt_at,
     dispatched_at, claimed_by, last_error, cohort, created_at
 )
-SELECT j.project_id, decode(j.trace_id, 'hex'), decode(j.span_id, 'hex'), j.span_start_time,
+SELECT j.project_id, j.trace_id, j.span_id, j.span_start_time,
     j.micro_model_id, j.evaluator, j.evaluator_version, j.sampling_probability, 'pending', 0,
-    statement_timestamp(), statement_timestamp(), '', '', coalesce(j.cohort, '{}'::jsonb),
+    statement_timestamp(), statement_timestamp(), '', '', j.cohort::jsonb,
     statement_timestamp()
-FROM jsonb_to_recordset(%s::jsonb) AS j(
-    project_id bigint, trace_id text, span_id text, span_start_time timestamptz,
-    micro_model_id bigint, evaluator text, evaluator_version int, sampling_probability float8,
-    cohort jsonb
+FROM unnest(
+    %s::bigint[], %s::bytea[], %s::bytea[], %s::timestamptz[], %s::bigint[], %s::text[],
+    %s::int[], %s::float8[], %s::text[]
+) AS j(
+    project_id, trace_id, span_id, span_start_time, micro_model_id, evaluator,
+    evaluator_version, sampling_probability, cohort
 )
 ORDER BY j.project_id, j.trace_id, j.span_id, j.evaluator
 ON CONFLICT (project_id, trace_id, span_id, evaluator, evaluator_version) DO NOTHING
@@ -150,27 +153,23 @@ RETURNING id
 
 def insert_jobs(rows: Sequence[EvaluationJob]) -> list[int]:
     """Create the jobs not created before, in one statement; returns the new ids only, so
-    a re-read trace or a re-delivered beat creates nothing twice."""
+    a re-read trace or a re-delivered beat creates nothing twice. The ids go in as bytes,
+    one array per column (no hex text on the way)."""
     if not rows:
         return []
-    payload = json.dumps(
-        [
-            {
-                "project_id": r.project_id,
-                "trace_id": bytes(r.trace_id).hex(),
-                "span_id": bytes(r.span_id).hex(),
-                "span_start_time": r.span_start_time.isoformat(),
-                "micro_model_id": r.micro_model_id,
-                "evaluator": r.evaluator,
-                "evaluator_version": r.evaluator_version,
-                "sampling_probability": r.sampling_probability,
-                "cohort": r.cohort or {},
-            }
-            for r in rows
-        ]
-    )
+    columns: list[list[Any]] = [
+        [r.project_id for r in rows],
+        [bytes(r.trace_id) for r in rows],
+        [bytes(r.span_id) for r in rows],
+        [r.span_start_time for r in rows],
+        [r.micro_model_id for r in rows],
+        [r.evaluator for r in rows],
+        [r.evaluator_version for r in rows],
+        [r.sampling_probability for r in rows],
+        [json.dumps(r.cohort or {}) for r in rows],
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_JOBS, [payload])
+        cursor.execute(_INSERT_JOBS, columns)
         return sorted(row[0] for row in cursor.fetchall())
 
 

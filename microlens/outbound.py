@@ -33,6 +33,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import Message
+from typing import Literal, overload
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -219,6 +220,14 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
+@overload
+def check_url(url: str, *, allow_private: bool, saving: Literal[False] = False) -> Target: ...
+
+
+@overload
+def check_url(url: str, *, allow_private: bool, saving: bool) -> Target | None: ...
+
+
 def check_url(url: str, *, allow_private: bool, saving: bool = False) -> Target | None:
     """Check ``url`` as the request would see it: the ``Target`` to connect to, else
     ``RefusedTarget``. With ``saving`` (configuration being saved) a name that does not
@@ -280,7 +289,6 @@ def post(
     """POST ``body`` to ``url`` after ``check_url``; the answer, whatever its status, except
     a redirect (``RefusedTarget``). ``Unreachable`` when the connection fails or times out."""
     target = check_url(url, allow_private=allow_private)
-    assert target is not None
     connection: http.client.HTTPConnection
     if target.scheme == "https":
         context = tls_context or ssl.create_default_context()

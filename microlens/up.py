@@ -371,7 +371,7 @@ class Up:
     def _supervise(self, banner: list[str]) -> int:
         options = self.options
         env = child_environment(options, os.environ)
-        self.supervisor = Supervisor(
+        supervisor = self.supervisor = Supervisor(
             env=env,
             cwd=PROJECT_ROOT,
             out=self.out,
@@ -380,14 +380,14 @@ class Up:
             before_start=self._check_broker_folders,
         )
         for role, argv in _child_argv(options).items():
-            child = self.supervisor.spawn(role, argv)
+            child = supervisor.spawn(role, argv)
             self.say(f"started {role} (pid {child.pid})")
-        self._write_state()
+        self._write_state(supervisor)
 
         probes = self._readiness_probes()
         deadline = time.monotonic() + options.ready_timeout
         while not self.stopping.is_set():
-            problem = self._tick()
+            problem = self._tick(supervisor)
             if problem is not None:
                 self.say(f"{problem}; stopping everything")
                 return 1
@@ -413,17 +413,16 @@ class Up:
         for folder in _recreate_broker_folders(self.options.home):
             self.say(f"broker folder {folder} was missing; recreated it")
 
-    def _tick(self) -> str | None:
+    def _tick(self, supervisor: Supervisor) -> str | None:
         """One round of supervision; why to give up, if it is time to."""
-        assert self.supervisor is not None
         self._check_broker_folders()
-        changed, given_up = self.supervisor.tick()
+        changed, given_up = supervisor.tick()
         if given_up is not None:
-            self._write_state()
+            self._write_state(supervisor)
             return f"{given_up.role} keeps failing (last: {given_up.restarts.last_exit})"
         problem, postgres_changed = self._tick_postgres()
         if changed or postgres_changed:
-            self._write_state()
+            self._write_state(supervisor)
         return problem
 
     def _tick_postgres(self) -> tuple[str | None, bool]:
@@ -437,7 +436,8 @@ class Up:
             # (No process only while a restart is pending: a failed start sets one.)
             if postgres.process is None or postgres.process.poll() is None:
                 return None, False
-            return self._postgres_exited(describe_exit(postgres.process.returncode), now), True
+            exit_ = describe_exit(postgres.process.returncode)
+            return self._postgres_exited(postgres, restarts, exit_, now), True
         if not restarts.due(now):
             return None, False
         self.say(f"restarting PostgreSQL (restart {restarts.count + 1})")
@@ -448,20 +448,27 @@ class Up:
                 return None, True
             restarts.started(time.monotonic(), restart=True)
             reason = str(exc).splitlines()[0]
-            return self._postgres_exited(f"could not start: {reason}", time.monotonic()), True
+            problem = self._postgres_exited(
+                postgres, restarts, f"could not start: {reason}", time.monotonic()
+            )
+            return problem, True
         restarts.started(time.monotonic(), restart=True)
-        assert postgres.process is not None
-        self.say(f"PostgreSQL is back (pid {postgres.process.pid}, restart {restarts.count})")
+        # start() leaves a running process or raises; should stop() have run meanwhile,
+        # the line goes without a pid rather than stopping the supervisor.
+        process = postgres.process
+        pid = f"pid {process.pid}, " if process is not None else ""
+        self.say(f"PostgreSQL is back ({pid}restart {restarts.count})")
         return None, True
 
-    def _postgres_exited(self, description: str, now: float) -> str | None:
-        assert self.postgres is not None and self.postgres_restarts is not None
-        delay = self.postgres_restarts.exited(description, now)
+    def _postgres_exited(
+        self, postgres: EmbeddedPostgres, restarts: Restarts, description: str, now: float
+    ) -> str | None:
+        delay = restarts.exited(description, now)
         if delay is None:
             return f"PostgreSQL keeps failing (last: {description})"
         self.say(
             f"PostgreSQL {description}; the receivers answer UNAVAILABLE until it is back; "
-            f"restarting it in {delay:g}s (see {self.postgres.log_file})"
+            f"restarting it in {delay:g}s (see {postgres.log_file})"
         )
         return None
 
@@ -477,11 +484,10 @@ class Up:
             "web (/healthz)": lambda: _http_status(healthz) == 200,
         }
 
-    def _write_state(self) -> None:
-        assert self.supervisor is not None
+    def _write_state(self, supervisor: Supervisor) -> None:
         children = {
             child.role: child.restarts.as_dict(child.pid, child.poll() is None)
-            for child in self.supervisor.children
+            for child in supervisor.children
         }
         if self.postgres is not None and self.postgres_restarts is not None:
             process = self.postgres.process

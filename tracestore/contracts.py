@@ -94,6 +94,7 @@ class ProjectRef:
 class SpanView:
     """A stored span as read back (API, pages)."""
 
+    project_id: int
     trace_id: str
     span_id: str
     parent_span_id: str | None
@@ -132,7 +133,6 @@ class SpanView:
     # The trace's cohort (its root span's values, else the earliest span's), as traces,
     # evaluations and metrics carry it: every span of a trace shows the same cohort.
     cohort: dict[str, str] = field(default_factory=dict)
-    project_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

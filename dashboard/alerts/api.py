@@ -186,8 +186,15 @@ class AlertRuleDetailView(generics.RetrieveUpdateDestroyAPIView):
         data = dict(serializer.validated_data)
         if "project_id" in data:
             data["project_id"] = _project_for(self.request, data)
-        assert serializer.instance is not None
-        serializer.instance = update_alert_rule(serializer.instance.pk, data)
+        instance = serializer.instance
+        # DRF's update() binds the serializer to the rule it looked up; an explicit check
+        # (an assert would vanish under python -O) for any other caller.
+        if not isinstance(instance, AlertRule):
+            raise TypeError(
+                f"perform_update needs a serializer bound to the alert rule it updates, "
+                f"not {instance!r}"
+            )
+        serializer.instance = update_alert_rule(instance.pk, data)
 
     def perform_destroy(self, instance: AlertRule) -> None:
         delete_alert_rule(instance.pk)

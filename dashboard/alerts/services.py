@@ -282,8 +282,7 @@ def fail_alert_delivery(
     or attempts used up). Returns the delay when it will be retried."""
     retry = retry_in is not None and claim.attempt < settings.MICROLENS_ALERT_MAX_ATTEMPTS
     fields: dict[str, Any] = {"last_error": error[:500], "claimed_until": None}
-    if retry:
-        assert retry_in is not None
+    if retry and retry_in is not None:
         fields.update(
             status="pending", next_attempt_at=timezone.now() + timedelta(seconds=retry_in)
         )

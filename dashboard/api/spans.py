@@ -181,6 +181,5 @@ class SpanDetailView(APIView):
         span = get_span(visible_project_ids(request.user), trace_id, span_id)
         if span is None:
             raise exceptions.NotFound("No span with these ids in your projects.")
-        assert span.project_id is not None
         evaluations = evaluations_for_spans([span.project_id], [(span.trace_id, span.span_id)])
         return Response(SpanSerializer(_with_evaluations([span], evaluations)[0]).data)

@@ -11,6 +11,10 @@ the decision facts (windows.py). Every value comes with its n.
 Decisions are micro-model spans; a decision counts as escalated (fallback) when its
 trace went to a fallback model. Trace metrics (cost, tokens, error rate of traces) count
 each trace once, under its first micro-model decision's micro model and route.
+
+The filters are defined in filters.py, the SQL every rollup read goes through in sql.py,
+the search for the decisions behind a number in decisions.py; this module re-exports what
+callers use of them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +32,9 @@ from evaluators.queries import pending_counts
 from tracestore.queries import cohort_dimensions
 
 from ..models import PriceChange
+from .decisions import DecisionKey, find_decisions
+from .evaluations import rollup_counts
+from .filters import Filters, InvalidQuery
 from .histograms import (
     CONFIDENCE_BINS,
     COST_BASE_USD,
@@ -39,31 +46,13 @@ from .histograms import (
     percentile,
 )
 from .pricing import PriceBook
+from .sql import _histograms, _sums, _time_sql, _where
 from .weighting import WILSON_Z, weighted_rate
-from .windows import partial_hours, partial_hours_once, source, whole_hours
+from .windows import partial_hours_once
 
-COLUMN_GROUPS = ("micro_model", "route", "model")
 INTERVALS = ("hour", "day")
 # Below this many samples a rate is shown but marked as small-n.
 SMALL_N = 30
-
-
-class InvalidQuery(ValueError):
-    """A metric query the rollups cannot answer (the message says why)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    project_ids: tuple[int, ...]
-    start: datetime
-    end: datetime
-    micro_model: str | None = None
-    route: str | None = None
-    model: str | None = None
-    cohort: tuple[str, str] | None = None
-
-    def with_(self, **changes: Any) -> Filters:
-        return replace(self, **changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +80,6 @@ def wilson_interval(successes: int, n: int, z: float = WILSON_Z) -> tuple[float,
     return low, high
 
 
-def group_choices() -> list[str]:
-    return [*COLUMN_GROUPS, *(key for key, _ in cohort_dimensions())]
-
-
 def floor_hour(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
@@ -102,151 +87,6 @@ def floor_hour(at: datetime) -> datetime:
 def ceil_hour(at: datetime) -> datetime:
     floored = floor_hour(at)
     return floored if floored == at else floored + timedelta(hours=1)
-
-
-def _ceil_day(at: datetime) -> datetime:
-    day = at.replace(hour=0)
-    return day if day == at else day + timedelta(days=1)
-
-
-# -- reading the rollups -----------------------------------------------------------------
-
-_SUMS = {
-    "decisions": "sum(decisions)",
-    "fallbacks": "sum(fallbacks)",
-    "retries": "sum(retries)",
-    "cache_hits": "sum(cache_hits)",
-    "errors": "sum(errors)",
-    "traces": "sum(traces)",
-    "trace_errors": "sum(trace_errors)",
-    "costed_traces": "sum(costed_traces)",
-    "cost_sum": "sum(cost_sum)",
-    "prompt_tokens": "sum(prompt_tokens)",
-    "completion_tokens": "sum(completion_tokens)",
-}
-
-
-def _bucket_condition(start: datetime, end: datetime, interval: str | None) -> tuple[str, list]:
-    """Whole UTC days inside the range come from day rows, the ragged hours at either end
-    from hour rows (an hourly series reads hour rows only)."""
-    if interval == "hour":
-        return "(width = 'h' AND bucket >= %s AND bucket < %s)", [start, end]
-    day_start, day_end = _ceil_day(start), end.replace(hour=0)
-    if day_start >= day_end:
-        return "(width = 'h' AND bucket >= %s AND bucket < %s)", [start, end]
-    return (
-        "((width = 'd' AND bucket >= %s AND bucket < %s) OR (width = 'h' AND"
-        " ((bucket >= %s AND bucket < %s) OR (bucket >= %s AND bucket < %s))))",
-        [day_start, day_end, start, day_start, day_end, end],
-    )
-
-
-def _where(
-    filters: Filters,
-    group_by: str | None,
-    interval: str | None,
-    table: str = "dashboard_rollup",
-    *,
-    histograms: bool = True,
-) -> tuple[str, list, str | None]:
-    """``FROM <table> WHERE <the filters>`` for either rollup table, and the group column
-    expression. The window's whole hours are read from the table's rows, the partial
-    hours at its ends (windows.py) from the facts, as rows of width 'e' (whose histograms
-    and unpriced models are NULL unless ``histograms``: sums-only queries say so)."""
-    if not filters.project_ids:
-        return f"FROM {table} WHERE FALSE", [], None
-    hours = whole_hours(filters.start, filters.end)
-    bucket_sql, bucket_params = _bucket_condition(*hours, interval) if hours else ("FALSE", [])
-    edges = partial_hours(filters.start, filters.end)
-    conditions = ["project_id = ANY(%s::bigint[])"]
-    params: list[Any] = [list(filters.project_ids)]
-    if not edges:
-        conditions.append(bucket_sql)
-        params += bucket_params
-    for column in COLUMN_GROUPS:
-        value = getattr(filters, column)
-        if value is not None:
-            conditions.append(f"{column} = %s")
-            params.append(value)
-    group_sql = None
-    dim_key = ""
-    if filters.cohort is not None:
-        dim_key = filters.cohort[0]
-        conditions.append("dim_value = %s")
-        params.append(filters.cohort[1])
-    if group_by in COLUMN_GROUPS:
-        group_sql = group_by
-    elif group_by is not None:
-        if dim_key and dim_key != group_by:
-            raise InvalidQuery(
-                "filter by one cohort dimension and group by the same one, or by micro_model,"
-                " route or model (the rollups keep one cohort dimension per row)"
-            )
-        if group_by not in {key for key, _ in cohort_dimensions()}:
-            raise InvalidQuery(f"unknown group_by {group_by!r}: one of {group_choices()}")
-        dim_key = group_by
-        group_sql = "dim_value"
-    if filters.cohort is not None and filters.cohort[0] not in {k for k, _ in cohort_dimensions()}:
-        raise InvalidQuery(f"unknown cohort dimension {filters.cohort[0]!r}")
-    conditions.append("dim_key = %s")
-    params.append(dim_key)
-    columns = {c: getattr(filters, c) for c in COLUMN_GROUPS if getattr(filters, c) is not None}
-    from_sql, from_params = source(
-        table,
-        list(filters.project_ids),
-        edges,
-        dim_key,
-        columns,
-        histograms=histograms,
-        buckets=(bucket_sql, bucket_params),
-    )
-    return (
-        f"FROM {from_sql} WHERE {' AND '.join(conditions)}",
-        [*from_params, *params],
-        group_sql,
-    )
-
-
-def _time_sql(interval: str | None) -> str:
-    if interval is None:
-        return "NULL::timestamptz"
-    return f"date_trunc('{interval}', bucket AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
-
-
-def _sums(
-    filters: Filters, group_by: str | None, interval: str | None, columns: list[str]
-) -> list[dict[str, Any]]:
-    where, params, group_sql = _where(filters, group_by, interval, histograms=False)
-    select = [f"{group_sql or 'NULL::text'} AS grp", f"{_time_sql(interval)} AS t"]
-    select += [f"{_SUMS[c]} AS {c}" for c in columns]
-    sql = f"SELECT {', '.join(select)} {where} GROUP BY 1, 2 ORDER BY 2 NULLS FIRST, 1 NULLS FIRST"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        names = ["group", "time", *columns]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def _histograms(
-    filters: Filters, group_by: str | None, column: str, extra: str = ""
-) -> dict[tuple, list[int]]:
-    """Element-wise sums of a histogram column per group (summed here: a few hundred
-    short arrays even for 30 days)."""
-    where, params, group_sql = _where(filters, group_by, None)
-    group_cols = extra or (group_sql or "NULL::text")
-    sql = (
-        f"SELECT {group_cols}, {column} {where}"
-        f" AND {'decisions' if column == 'latency_hist' else 'costed_traces'} > 0"
-    )
-    totals: dict[tuple, list[int]] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        for row in cursor.fetchall():
-            key, hist = tuple(row[:-1]), row[-1]
-            if key not in totals:
-                totals[key] = list(hist)
-            else:
-                add_into(totals[key], hist)
-    return totals
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -612,8 +452,6 @@ def _evaluation_counts(filters: Filters, group_by: str | None) -> dict[tuple[str
     """(evaluator, group) -> [failed, evaluated, Σw·failed, Σw, Σw²·failed, Σw²] (w = 1 /
     sampling probability): whole hours from the evaluation rollup, partial hours from the
     results (see evaluations.py)."""
-    from .evaluations import rollup_counts
-
     return rollup_counts(filters, group_by)
 
 
@@ -710,104 +548,18 @@ __all__ = [
     "LATENCY_BINS",
     "METRICS",
     "SMALL_N",
+    "DecisionKey",
     "Filters",
     "InvalidQuery",
     "MetricResult",
     "compute",
+    "find_decisions",
     "partial_hours_once",
     "wilson_interval",
 ]
 
 
-# -- finding traces by their metric facts ---------------------------------------------------
-
-
-def _fact_conditions(
-    filters: Filters,
-    rows: str,
-    *,
-    label: str | None,
-    fallback: bool | None,
-    error: tuple[str, bool | None],
-) -> tuple[list[str], list[Any]]:
-    """WHERE conditions on the decision facts (as ``f``, per project ``p``) of one kind of
-    row (``is_primary``: a trace; ``is_decision``: a decision) in the filters' range."""
-    conditions = ["f.project_id = p.id", rows, "start_time >= %s", "start_time < %s"]
-    params: list[Any] = [filters.start, filters.end]
-    for column, value in (
-        ("micro_model", filters.micro_model),
-        ("route", filters.route),
-        ("model", filters.model),
-        ("label", label),
-        ("is_fallback", fallback),
-        error,
-    ):
-        if value is not None:
-            conditions.append(f"{column} = %s")
-            params.append(value)
-    if filters.cohort is not None:
-        conditions.append("cohort ->> %s = %s")
-        params += list(filters.cohort)
-    return conditions, params
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionKey:
-    """Where a micro-model decision's span is: enough to read it from tracestore. Facts
-    carry their trace's start (decisions count in their trace's hour), not the span's."""
-
-    project_id: int
-    trace_id: str
-    span_id: str
-    trace_start: datetime
-
-
-def find_decisions(
-    filters: Filters,
-    *,
-    label: str | None = None,
-    fallback: bool | None = None,
-    error: bool | None = None,
-    trace_id: str | None = None,
-    before: DecisionKey | None = None,
-    limit: int = 50,
-) -> list[DecisionKey]:
-    """Micro-model decisions (spans) whose trace started in range, newest trace first,
-    strictly after ``before`` in the order (trace start, trace id, span id, project)
-    descending: keyset pages, per project down its decision index, then merged."""
-    if not filters.project_ids or limit <= 0:
-        return []
-    conditions, params = _fact_conditions(
-        filters, "is_decision", label=label, fallback=fallback, error=("is_error", error)
-    )
-    if trace_id is not None:
-        conditions.append("trace_id = %s")
-        params.append(bytes.fromhex(trace_id))
-    if before is not None:
-        # The plain bound lets the index scan start at the cursor; the row comparison then
-        # drops the cursor's own decision and those before it at the same instant.
-        conditions.append(
-            "start_time <= %s AND (start_time, trace_id, span_id, p.id) < (%s, %s, %s, %s)"
-        )
-        params += [
-            before.trace_start,
-            before.trace_start,
-            bytes.fromhex(before.trace_id),
-            bytes.fromhex(before.span_id),
-            before.project_id,
-        ]
-    sql = (
-        "SELECT project_id, trace_id, span_id, start_time FROM"  # noqa: S608 (constant SQL; values are parameters)
-        " unnest(%s::bigint[]) AS p(id) CROSS JOIN LATERAL ("
-        " SELECT f.project_id, trace_id, span_id, start_time FROM dashboard_decisionfact f"
-        f" WHERE {' AND '.join(conditions)}"
-        " ORDER BY start_time DESC, trace_id DESC, span_id DESC LIMIT %s) AS head"
-        " ORDER BY start_time DESC, trace_id DESC, span_id DESC, project_id DESC LIMIT %s"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [list(filters.project_ids), *params, limit, limit])
-        rows = cursor.fetchall()
-    return [DecisionKey(r[0], bytes(r[1]).hex(), bytes(r[2]).hex(), r[3]) for r in rows]
+# -- the micro models seen in a range ----------------------------------------------------
 
 
 def micro_models(filters: Filters, name: str | None = None) -> list[dict[str, Any]]:

@@ -36,11 +36,10 @@ from . import (
     InvalidQuery,
     MetricResult,
     _result,
-    _time_sql,
-    _where,
     cohort_dimensions,
     wilson_interval,
 )
+from .sql import _time_sql, _where
 
 _SQL = (
     "sum(decisions), sum(fallbacks), sum(costed_traces), sum(cost_sum),"

@@ -30,8 +30,9 @@ from evaluators.queries import (
 from tracestore.queries import cohort_dimension_keys
 
 from ..models import RollupWatermark
-from . import Filters, _where
+from .filters import Filters
 from .refresh import LATE_COMMIT_MARGIN, _copy
+from .sql import _where
 from .windows import partial_hours, whole_hours
 
 WATERMARK = "evaluations"

@@ -38,6 +38,7 @@ def span(
 ) -> SpanView:
     start = T0 + timedelta(milliseconds=start_ms)
     return SpanView(
+        project_id=1,
         trace_id="ab" * 16,
         span_id=span_id,
         parent_span_id=parent,

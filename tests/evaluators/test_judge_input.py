@@ -1,10 +1,8 @@
-"""The worker and the benchmark give a judge the same input, assembled by one function:
-Groundedness sees the retrieved documents only (never the question or dialogue history)."""
+"""The worker and the benchmark (bench/evaluators.py) give a judge the same input,
+assembled by one function, ``judge_input``: Groundedness sees the retrieved documents only
+(never the question or dialogue history)."""
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import pytest
 
@@ -16,36 +14,19 @@ from evaluators.services import run_evaluation_job
 
 from .conftest import classifier_trace, configure, schedule_all
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def bench_module():
-    spec = importlib.util.spec_from_file_location(
-        "bench_evaluators", ROOT / "bench" / "evaluators.py"
+def test_a_dialogue_item_is_judged_on_its_answer_and_its_documents() -> None:
+    given = judge_input(
+        input_text="[Human]: Do you like Tom Hanks?",
+        output_text="He starred in Big.",
+        documents=["Hanks starred in Big."],
     )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_benchmark_assembles_a_dialogue_item_as_the_worker_does() -> None:
-    bench = bench_module()
-    row = (
-        "Hanks starred in Big.",
-        "He starred in Big.",
-        "He starred in Jaws.",
-        "[Human]: Do you like Tom Hanks?",
-    )
-
-    given = bench.judged(row, row[1])
 
     assert given == JudgeInput(
         input_text="[Human]: Do you like Tom Hanks?",
         output_text="He starred in Big.",
         documents=("Hanks starred in Big.",),
     )
-    assert given == judge_input(input_text=row[3], output_text=row[1], documents=[row[0]])
 
 
 @pytest.mark.parametrize(

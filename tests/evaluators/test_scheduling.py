@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from django.utils import timezone
 
@@ -274,3 +276,24 @@ def test_trace_feedback_judges_the_live_decision_not_its_mirrored_shadow(
         ("intent-mini", True)
     ]
     assert list(MicroModel.objects.values_list("name", flat=True)) == ["intent-mini"]
+
+
+def test_a_job_is_stored_with_its_spans_ids_and_its_traces_cohort(tenant: Tenant) -> None:
+    configure(tenant.project_id, evaluators={"task_completion": 0.5})
+    trace = generative_trace(tier="enterprise")
+    decision = next(s for s in trace.spans if s.name == "intent-classifier")
+    tenant.store(trace)
+
+    [job_id] = schedule_all(after_quiet()).job_ids
+
+    job = EvaluationJob.objects.get(id=job_id)
+    assert (bytes(job.trace_id), bytes(job.span_id)) == (trace.trace_id, decision.span_id)
+    assert (job.evaluator, job.cohort, job.status) == (
+        "task_completion",
+        {"user.tier": "enterprise"},
+        "pending",
+    )
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert job.span_start_time == epoch + timedelta(
+        microseconds=decision.start_time_unix_nano // 1000
+    )

@@ -20,9 +20,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from bench import fuzz_decoder as fuzz
-from bench.ingest import build_requests
+from tests import decoder_fuzz as fuzz
 from tests.builders import any_value, key_values, micro_model_trace
+from tests.otlp_payloads import build_requests
 from tracestore import decode
 from tracestore.contracts import FLAG_END_BEFORE_START, FLAG_TRUNCATED, FLAG_ZERO_TIMESTAMP
 from tracestore.decode import Limits, decode_protobuf
@@ -476,7 +476,7 @@ def test_random_corruptions_of_a_real_payload_agree_with_the_runtime() -> None:
 
 
 def test_structure_aware_mutations_of_real_payloads_agree_with_the_runtime() -> None:
-    """A fixed sample of the fuzzing benchmark's mutations (bench/fuzz_decoder.py): each
+    """A fixed sample of the fuzzing benchmark's mutations (tests/decoder_fuzz.py): each
     changes one thing in a parsed request (a value of any type, ids, timestamps, enums,
     texts, nesting, repeats), so most stay requests the compiled decoder handles itself.
     Under both sets of limits the outcome must be the reference's, an exception included."""
