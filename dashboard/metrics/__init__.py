@@ -25,7 +25,7 @@ from typing import Any
 from django.db import connection
 
 from evaluators.queries import pending_counts
-from tracestore.queries import cohort_dimensions
+from tracestore.queries import cohort_dimensions as configured_cohort_dimensions
 
 from ..models import PriceChange
 from .histograms import (
@@ -40,7 +40,9 @@ from .histograms import (
 )
 from .pricing import PriceBook
 from .weighting import WILSON_Z, weighted_rate
-from .windows import partial_hours, partial_hours_once, source, whole_hours
+from .windows import partial_hours, partial_hours_once, shared_read, source, whole_hours
+
+cohort_dimensions = shared_read(configured_cohort_dimensions)  # one read a page
 
 COLUMN_GROUPS = ("micro_model", "route", "model")
 INTERVALS = ("hour", "day")
@@ -493,6 +495,7 @@ def unpriced_by_group(filters: Filters, group_by: str | None) -> dict[Any, list[
     return dict(out)
 
 
+@shared_read
 def _label_rows(filters: Filters, group_by: str | None) -> list[tuple]:
     where, params, group_sql = _where(filters, group_by, None, "dashboard_labelrollup")
     sql = (
