@@ -307,9 +307,7 @@ def test_a_page_reads_its_label_rows_and_edge_facts_once(traffic_project_id, coh
     from tests.dashboard.metric_data import NOW
 
     start, end = NOW - timedelta(hours=40, minutes=43), NOW - timedelta(hours=3, minutes=19)
-    f = metrics.Filters(
-        (traffic_project_id,), start, end, micro_model="intent-mini", cohort=cohort
-    )
+    f = metrics.Filters((traffic_project_id,), start, end, micro_model="intent-mini", cohort=cohort)
 
     def answers() -> tuple:
         return (
