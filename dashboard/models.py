@@ -114,12 +114,13 @@ class DecisionFact(models.Model):
                 name="decision_fact_span_idx",
                 condition=models.Q(is_decision=True),
             ),
-            # The threshold optimiser's unit costs: one micro model's traces, newest first.
+            # The threshold optimiser's unit costs: one micro model's traces, newest first,
+            # read from the index alone (the cohort too, for the per-cohort costs).
             models.Index(
                 fields=["project_id", "micro_model", "-start_time"],
-                name="decision_fact_model_idx",
+                name="decision_fact_model_cost_idx",
                 condition=models.Q(is_primary=True),
-                include=["is_fallback", "cost"],
+                include=["is_fallback", "cost", "cohort"],
             ),
         ]
 

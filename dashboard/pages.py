@@ -103,7 +103,17 @@ def micro_model_page(
 ) -> Page:
     f = query.filters.with_(micro_model=name)
     dims = [key for key, _ in metrics.cohort_dimensions()]
+    if f.cohort is not None and f.cohort[0] not in dims:
+        raise metrics.InvalidQuery(
+            f"cohort.{f.cohort[0]}: not a cohort dimension (one of {', '.join(dims)})"
+        )
+    # Filtered to one cohort, every section counts that cohort only; the splits by cohort
+    # (and routing advice, which weighs cohorts against each other) are left out: the
+    # rollups keep one cohort dimension per row, so no other dimension can split it.
+    split = f.cohort is None
     dimension = dimension if dimension in dims else (dims[0] if dims else None)
+    if not split:
+        dimension = None
     interval = series_interval(f)
     routes = metrics.fallback_rate(f, "route")
     quality = metrics.label_quality(f)
@@ -150,8 +160,9 @@ def micro_model_page(
             "routes": routes.rows,
             "quality": quality_row,
             "dimension": dimension,
+            "cohort": f.cohort,
             **economics,
-            **routing_section(f),
+            **(routing_section(f) if split else {"routing": None}),
             "label_cohort": label_cohort.context if label_cohort else None,
             **sections,
         },

@@ -160,8 +160,15 @@ def micro_model(request: HttpRequest, name: str) -> HttpResponse:
         request,
         "dashboard/micro_model.html",
         page,
-        {"traces_query": _traces_query(request, query)},
+        {
+            "traces_query": _traces_query(request, query),
+            "without_cohort_query": _without(request.GET, *_cohort_params(request.GET)),
+        },
     )
+
+
+def _cohort_params(params: QueryDict) -> list[str]:
+    return [name for name in params if name.startswith(COHORT_PREFIX)]
 
 
 @require_GET
@@ -174,7 +181,14 @@ def cohorts(request: HttpRequest) -> HttpResponse:
         request,
         "dashboard/cohorts.html",
         page,
-        {"traces_query": _traces_query(request, query, cohort=False)},
+        {
+            "traces_query": _traces_query(request, query, cohort=False),
+            # A cohort value's row opens the micro model page (or, with no micro model
+            # filter, the overview) filtered to that cohort, over the same window.
+            "page_query": _without(
+                request.GET, "dimension", "micro_model", *_cohort_params(request.GET)
+            ),
+        },
     )
 
 

@@ -29,7 +29,6 @@ from typing import Any
 from django.db import connection
 
 from evaluators.queries import pending_counts
-from tracestore.queries import cohort_dimensions
 
 from ..models import PriceChange
 from .decisions import DecisionKey, find_decisions
@@ -46,9 +45,9 @@ from .histograms import (
     percentile,
 )
 from .pricing import PriceBook
-from .sql import _histograms, _sums, _time_sql, _where
+from .sql import _histograms, _sums, _time_sql, _where, cohort_dimensions
 from .weighting import WILSON_Z, weighted_rate
-from .windows import partial_hours_once
+from .windows import partial_hours_once, shared_read
 
 INTERVALS = ("hour", "day")
 # Below this many samples a rate is shown but marked as small-n.
@@ -333,6 +332,7 @@ def unpriced_by_group(filters: Filters, group_by: str | None) -> dict[Any, list[
     return dict(out)
 
 
+@shared_read
 def _label_rows(filters: Filters, group_by: str | None) -> list[tuple]:
     where, params, group_sql = _where(filters, group_by, None, "dashboard_labelrollup")
     sql = (

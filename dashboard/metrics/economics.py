@@ -40,6 +40,7 @@ from . import (
     wilson_interval,
 )
 from .sql import _time_sql, _where
+from .windows import shared_read
 
 _SQL = (
     "sum(decisions), sum(fallbacks), sum(costed_traces), sum(cost_sum),"
@@ -108,6 +109,7 @@ def _mean_interval(k: int, total: float, squares: float) -> tuple[float, float] 
     return max(0.0, mean - half), mean + half
 
 
+@shared_read
 def fallback_economics(
     filters: Filters, group_by: str | None = None, interval: str | None = None
 ) -> MetricResult:

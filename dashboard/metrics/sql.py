@@ -11,11 +11,13 @@ from typing import Any
 
 from django.db import connection
 
-from tracestore.queries import cohort_dimensions
+from tracestore.queries import cohort_dimensions as configured_cohort_dimensions
 
 from .filters import COLUMN_GROUPS, Filters, InvalidQuery
 from .histograms import add_into
-from .windows import partial_hours, source, whole_hours
+from .windows import partial_hours, shared_read, source, whole_hours
+
+cohort_dimensions = shared_read(configured_cohort_dimensions)  # one read a page
 
 
 def group_choices() -> list[str]:

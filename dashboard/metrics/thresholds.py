@@ -58,23 +58,32 @@ def _unit_costs(
     index on (project, micro model, start_time) of primary rows, which stops after
     COST_SAMPLE (``project_id = ANY(...)`` would read every row in range and sort them:
     0.5 s over 30 days at 5 M spans, growing with the traffic), then the newest of all
-    projects are kept. Unpriced traces are left out (and counted)."""
+    projects are kept (one project's newest are the sample as they come). The index
+    carries the cohort, cost and fallback flag: an index-only scan. Unpriced traces are
+    left out (and counted)."""
     cohort_sql = "coalesce(cohort ->> %s, '')" if dimension else "''"
+    newest = (
+        f"SELECT {cohort_sql} AS grp, is_fallback, cost, start_time"  # noqa: S608 (constant SQL; values are parameters)
+        " FROM dashboard_decisionfact"
+        f" WHERE project_id = %s AND {' AND '.join(conditions)} AND is_primary"
+        " ORDER BY start_time DESC LIMIT %s"
+    )
+    dim_params = [dimension] if dimension else []
+    if len(project_ids) == 1:
+        sample, sample_params = newest, [*dim_params, project_ids[0], *params, COST_SAMPLE]
+    else:
+        sample = (
+            "SELECT newest.* FROM unnest(%s::bigint[]) AS p(id) CROSS JOIN LATERAL"  # noqa: S608 (constant SQL; values are parameters)
+            f" ({newest.replace('project_id = %s', 'project_id = p.id', 1)}) AS newest"
+            " ORDER BY newest.start_time DESC LIMIT %s"
+        )
+        sample_params = [project_ids, *dim_params, *params, COST_SAMPLE, COST_SAMPLE]
     sql = (
         "SELECT grp, is_fallback, count(*), count(cost), coalesce(sum(cost), 0)"  # noqa: S608 (constant SQL; values are parameters)
-        " FROM (SELECT newest.* FROM unnest(%s::bigint[]) AS p(id) CROSS JOIN LATERAL"
-        f" (SELECT {cohort_sql} AS grp, is_fallback, cost, start_time"
-        " FROM dashboard_decisionfact"
-        f" WHERE project_id = p.id AND {' AND '.join(conditions)} AND is_primary"
-        " ORDER BY start_time DESC LIMIT %s) AS newest"
-        " ORDER BY newest.start_time DESC LIMIT %s) AS sample"
-        " GROUP BY 1, 2"
+        f" FROM ({sample}) AS sample GROUP BY 1, 2"
     )
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [project_ids, *([dimension] if dimension else []), *params, COST_SAMPLE, COST_SAMPLE],
-        )
+        cursor.execute(sql, sample_params)
         counted = cursor.fetchall()
     sums: dict[str, dict[bool, list]] = defaultdict(lambda: {False: [0, 0, 0.0], True: [0, 0, 0.0]})
     for cohort, escalated, n, priced, total in counted:

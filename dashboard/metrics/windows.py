@@ -22,17 +22,25 @@ the facts, and the 23 hours between from the rollups.
 A page runs a dozen metric queries over one window. Inside ``partial_hours_once()`` the
 partial-hour rows of each (table, projects, window, cohort key) are summed once into a
 temporary table (dropped at the block's commit) that the block's queries read, filtered
-like rollup rows; outside it, each query sums them itself.
+like rollup rows; outside it, each query sums them itself. The edges' facts are copied
+once into a temporary table too, so those sums do not each find them through the index.
+
+In the same block a read marked ``shared_read`` runs once per argument list: sections
+of one page that ask the same question (the label rows behind label quality, the
+confidence histogram and the threshold optimiser; fallback economics for the page's
+section and for routing advice; the configured cohort dimensions) share the answer,
+which its callers only read.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from django.db import connection, transaction
 
@@ -86,25 +94,35 @@ def _histogram(bins: str, size: int) -> str:
     )
 
 
+def _edge_conditions(
+    project_ids: list[int], edges: list[tuple[datetime, datetime]]
+) -> tuple[str, list[Any]]:
+    """The facts of ``edges``: through the (project, hour) index."""
+    spans = " OR ".join("(hour = %s AND start_time >= %s AND start_time < %s)" for _ in edges)
+    params: list[Any] = [list(project_ids)]
+    for edge_start, edge_end in edges:
+        params += [_floor_hour(edge_start), edge_start, edge_end]
+    return f"project_id = ANY(%s::bigint[]) AND ({spans})", params
+
+
 def _facts(
     project_ids: list[int],
     edges: list[tuple[datetime, datetime]],
     dim_key: str,
     columns: dict[str, str],
+    facts_table: str = "dashboard_decisionfact",
 ) -> tuple[str, list[Any]]:
-    """FROM/WHERE over the facts of ``edges``, with ``dim_key``'s value (or '' for the
+    """FROM/WHERE over the facts of ``edges`` (in ``facts_table``: the facts, or a
+    temporary copy of the edges' facts), with ``dim_key``'s value (or '' for the
     all-cohorts rows) as ``dim_value``; facts without that cohort key are left out."""
-    spans = " OR ".join("(hour = %s AND start_time >= %s AND start_time < %s)" for _ in edges)
+    where, where_params = _edge_conditions(project_ids, edges)
     conditions = "".join(f" AND {column} = %s" for column in columns)
-    params: list[Any] = [dim_key, dim_key, dim_key, list(project_ids)]
-    for edge_start, edge_end in edges:
-        params += [_floor_hour(edge_start), edge_start, edge_end]
-    params += list(columns.values())
+    params: list[Any] = [dim_key, dim_key, dim_key, *where_params, *columns.values()]
     sql = (
         " FROM (SELECT f.*, %s::text AS dim_key,"  # noqa: S608 (constant SQL; values are parameters)
         " CASE WHEN %s = '' THEN '' ELSE f.cohort ->> %s END AS dim_value"
-        " FROM dashboard_decisionfact f"
-        f" WHERE project_id = ANY(%s::bigint[]) AND ({spans}){conditions}) AS f"
+        f" FROM {facts_table} f"
+        f" WHERE {where}{conditions}) AS f"
         " WHERE dim_value IS NOT NULL"
     )
     return sql, params
@@ -223,12 +241,13 @@ def partial_hour_rows(
     columns: dict[str, str],
     *,
     histograms: bool = True,
+    facts_table: str = "dashboard_decisionfact",
 ) -> tuple[str, list[Any]]:
     """A SELECT of ``table``-shaped rows (width 'e') summing the facts in ``edges``, for
     the all-cohorts rows (``dim_key`` '') or ``dim_key``'s values; ``columns`` narrows the
     facts by micro_model / route / model, which the rows carry unchanged. Without
     ``histograms`` the rollup rows' histograms and unpriced models are NULL."""
-    facts, params = _facts(project_ids, edges, dim_key, columns)
+    facts, params = _facts(project_ids, edges, dim_key, columns, facts_table)
     if table == "dashboard_rollup":
         return _rollup_rows(facts, histograms), params
     return _label_rows(facts), params
@@ -240,16 +259,45 @@ _SHARED: ContextVar[dict[tuple[Any, ...], str] | None] = ContextVar(
 )
 
 
+# (read, arguments) -> its answer, inside partial_hours_once().
+_READS: ContextVar[dict[tuple[Any, ...], Any] | None] = ContextVar(
+    "microlens_shared_reads", default=None
+)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
 @contextmanager
 def partial_hours_once() -> Iterator[None]:
-    """Let the metric queries in this block share their partial hours' rows (one page, one
-    API answer). One transaction: the temporary tables go at its commit."""
+    """Let the metric queries in this block share their partial hours' rows and the
+    answers of ``shared_read`` reads (one page, one API answer). One transaction: the
+    temporary tables go at its commit, and every read sees the same snapshot of data."""
     token = _SHARED.set({})
+    reads = _READS.set({})
     try:
         with transaction.atomic():
             yield
     finally:
+        _READS.reset(reads)
         _SHARED.reset(token)
+
+
+def shared_read(read: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``read`` answered once per argument list inside ``partial_hours_once()`` (its
+    callers must not change the answer); outside it, every call reads."""
+
+    @functools.wraps(read)
+    def shared(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        answers = _READS.get()
+        if answers is None:
+            return read(*args, **kwargs)
+        key = (read.__module__, read.__qualname__, args, tuple(sorted(kwargs.items())))
+        if key not in answers:
+            answers[key] = read(*args, **kwargs)
+        answers_for_key: _R = answers[key]
+        return answers_for_key
+
+    return shared
 
 
 def _shared_rows(
@@ -258,16 +306,45 @@ def _shared_rows(
     edges: list[tuple[datetime, datetime]],
     dim_key: str,
     shared: dict[tuple[Any, ...], str],
+    micro_model: str | None,
 ) -> str:
     """The name of a temporary table with every partial-hour row of ``dim_key`` (all
-    micro models, routes and models, with histograms), summed on first use."""
-    key = (table, tuple(project_ids), tuple(edges), dim_key)
+    routes and models of ``micro_model``, or of every micro model, with histograms),
+    summed on first use from the edges' facts, themselves copied once (a page sums them
+    for both rollup tables and every cohort key: each sum would otherwise find them again
+    through the index)."""
+    key = (table, tuple(project_ids), tuple(edges), dim_key, micro_model)
     name = shared.get(key)
     if name is None:
-        rows, params = partial_hour_rows(table, project_ids, edges, dim_key, {}, histograms=True)
+        facts = _shared_facts(project_ids, edges, shared)
+        columns = {} if micro_model is None else {"micro_model": micro_model}
+        rows, params = partial_hour_rows(
+            table, project_ids, edges, dim_key, columns, histograms=True, facts_table=facts
+        )
         name = f"microlens_partial_{uuid.uuid4().hex}"
         with connection.cursor() as cursor:
             cursor.execute(f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS {rows}", params)
+        shared[key] = name
+    return name
+
+
+def _shared_facts(
+    project_ids: list[int],
+    edges: list[tuple[datetime, datetime]],
+    shared: dict[tuple[Any, ...], str],
+) -> str:
+    """The name of a temporary table holding the facts of ``edges``, copied on first use."""
+    key = ("facts", tuple(project_ids), tuple(edges))
+    name = shared.get(key)
+    if name is None:
+        where, params = _edge_conditions(project_ids, edges)
+        name = f"microlens_edge_facts_{uuid.uuid4().hex}"
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS"  # noqa: S608 (a generated table name)
+                f" SELECT * FROM dashboard_decisionfact WHERE {where}",
+                params,
+            )
         shared[key] = name
     return name
 
@@ -292,9 +369,11 @@ def source(
         return table, []
     shared = _SHARED.get()
     if shared is not None:
-        # Not narrowed by ``columns``: the metric query's own WHERE filters these rows
-        # by micro model, route and model as it filters the rollup's.
-        summed = _shared_rows(table, project_ids, edges, dim_key, shared)
+        # Narrowed by the micro model only (the queries of a micro model's page all name
+        # it): the metric query's own WHERE filters these rows by micro model, route and
+        # model as it filters the rollup's.
+        micro_model = columns.get("micro_model")
+        summed = _shared_rows(table, project_ids, edges, dim_key, shared, micro_model)
         rows = f"SELECT {_COLUMNS[table]} FROM {summed}"  # noqa: S608 (a generated table name)
         params: list[Any] = []
     else:

@@ -229,6 +229,11 @@ def test_every_page_in_a_real_browser_at_two_widths_light_and_dark(
             "/micro-models/intent-mini/",
             ["route-share", "confusion", "confidence", "fallback-by-cohort", "cost-by-route"],
         ),
+        (
+            "micro-model-cohort",
+            "/micro-models/intent-mini/?cohort.user.tier=free",
+            ["route-share", "confusion", "confidence", "cost-by-route"],
+        ),
         ("one-hour", f"/overview/?{one_hour}", ["route-share", "fallback"]),
         ("cohorts", "/cohorts/?dimension=user.tier", ["eval-heatmap", "fallback-by-cohort"]),
         ("traces", "/?micro_model=intent-mini&range=24h", []),

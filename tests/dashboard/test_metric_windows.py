@@ -293,3 +293,37 @@ def test_shared_partial_hours_give_the_same_answers(traffic_project_id, query) -
     assert 1 <= len(created) <= 3
     assert len(queries.captured_queries) >= 12
     assert not any("CREATE TEMPORARY" in q["sql"] for q in alone_queries.captured_queries)
+
+
+@pytest.mark.parametrize("cohort", [None, ("user.tier", "pro")])
+def test_a_page_reads_its_label_rows_and_edge_facts_once(traffic_project_id, cohort) -> None:
+    """The micro model page's label quality, confidence histogram and threshold optimiser
+    ask the label rollups the same question: inside partial_hours_once() it is read once,
+    and the edges' facts are found through the index once for every partial-hour sum,
+    with the answers of the unshared reads."""
+    from django.test.utils import CaptureQueriesContext
+
+    from dashboard.metrics.thresholds import threshold_table
+    from tests.dashboard.metric_data import NOW
+
+    start, end = NOW - timedelta(hours=40, minutes=43), NOW - timedelta(hours=3, minutes=19)
+    f = metrics.Filters((traffic_project_id,), start, end, micro_model="intent-mini", cohort=cohort)
+
+    def answers() -> tuple:
+        return (
+            metrics.label_quality(f).rows,
+            metrics.confidence_histogram(f),
+            threshold_table(f, 0.9),
+            metrics.fallback_rate(f, "route").rows,
+            metrics.latency(f, "route").rows,
+        )
+
+    alone = answers()
+    with CaptureQueriesContext(connection) as queries, metrics.partial_hours_once():
+        shared = answers()
+    assert shared == alone
+    assert alone[0][0]["n"] > 0 and sum(alone[1]["pass"]) > 0
+    sqls = [q["sql"] for q in queries.captured_queries]
+    assert sum("FROM (SELECT width" in s and "dashboard_labelrollup" in s for s in sqls) == 1
+    # The facts of the two partial hours: one read through the index, into a copy.
+    assert sum("FROM dashboard_decisionfact" in s and "(hour = " in s for s in sqls) == 1

@@ -191,12 +191,13 @@ def _micro_model_page(client: Client, window: str) -> str:
     return page.content.decode()
 
 
-# The micro model page takes no cohort filter (a 400: its sections split by cohort).
 WINDOWS = ["range=24h", "start={-100}&end={-30}"]
+# Filtered to one cohort, the page's numbers and their links count that cohort only.
+MM_WINDOWS = [*WINDOWS, "range=24h&cohort.user.tier=free"]
 
 
 @pytest.mark.usefixtures("traffic")
-@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("window", MM_WINDOWS)
 def test_label_rows_link_to_exactly_the_decisions_they_count(
     member_client: Client, window: str
 ) -> None:
@@ -204,18 +205,21 @@ def test_label_rows_link_to_exactly_the_decisions_they_count(
     shown = _links(html, "expected-count")
     for href, number in shown:
         assert "micro_model=intent-mini" in href and "expected_label=" in href
+        assert ("cohort.user.tier=free" in href) == ("cohort." in window)
         assert _count(member_client, href, "decision-count") == int(number), href
     expected = {
         # Traces 0-5: billing on 0 (two decisions), 2 and 4; refund on 1, 3 (two), 5.
         "range=24h": ["4", "4"],
         # Minutes -100 to -30: traces 2 (-37), 3 (-48, two), 4 (-59) and 5 (-70).
         "start={-100}&end={-30}": ["2", "3"],
+        # Free (even traces): billing expected on 0 (two decisions), 2 and 4.
+        "range=24h&cohort.user.tier=free": ["4"],
     }[window]
     assert [n for _, n in shown] == expected
 
 
 @pytest.mark.usefixtures("traffic")
-@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("window", MM_WINDOWS)
 def test_route_rows_link_to_exactly_the_decisions_they_count(
     member_client: Client, window: str
 ) -> None:
@@ -223,6 +227,7 @@ def test_route_rows_link_to_exactly_the_decisions_they_count(
     shown = _links(html, "route-count")
     for href, number in shown:
         assert "micro_model=intent-mini" in href and "route=" in href
+        assert ("cohort.user.tier=free" in href) == ("cohort." in window)
         assert _count(member_client, href, "decision-count") == int(number), href
     # The route's name opens the same traces, as does the page's "Its traces" (all of them).
     assert [href for href, _ in _links(html, "route-name")] == [href for href, _ in shown]
@@ -232,17 +237,20 @@ def test_route_rows_link_to_exactly_the_decisions_they_count(
         == {
             "range=24h": 14,
             "start={-100}&end={-30}": 8,
+            # Free: traces 0 and 6 (two decisions each), 2, 4 and 8.
+            "range=24h&cohort.user.tier=free": 7,
         }[window]
     )
     expected = {
         "range=24h": ["13", "1"],
         "start={-100}&end={-30}": ["7", "1"],
+        "range=24h&cohort.user.tier=free": ["7"],
     }[window]
     assert [n for _, n in shown] == expected
 
 
 @pytest.mark.usefixtures("traffic")
-@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("window", MM_WINDOWS)
 def test_confusion_cells_link_to_exactly_the_decisions_they_count(
     member_client: Client, window: str
 ) -> None:
@@ -275,6 +283,7 @@ def test_confusion_cells_link_to_exactly_the_decisions_they_count(
                 ("billing", "refund"): 1,
                 ("refund", "refund"): 2,
             },
+            "range=24h&cohort.user.tier=free": {("billing", "billing"): 4},
         }[window]
     )
 
@@ -427,3 +436,33 @@ def test_route_share_bars_link_to_exactly_the_decisions_of_their_bucket(
             },
         }[(page, window)]
     )
+
+
+@pytest.mark.usefixtures("traffic")
+@pytest.mark.parametrize("micro_model", ["intent-mini", None])
+def test_cohort_rows_open_the_page_filtered_to_the_cohort(
+    member_client: Client, micro_model: str | None
+) -> None:
+    mm = f"&micro_model={micro_model}" if micro_model else ""
+    html = member_client.get(f"/cohorts/?range=24h&dimension=user.tier{mm}").content.decode()
+    # The fallback table's rows (after the evaluation table's), one per tier.
+    opened = {text: href for href, text in _links(html, "cohort-page")}
+    assert set(opened) == {"free", "pro"}
+    decisions = {
+        # intent-mini: free on traces 0 and 6 (two decisions each), 2, 4, 8; pro likewise.
+        "intent-mini": {"free": 7, "pro": 7},
+        # Every micro model: also safety-screen's free traces 10 and 12 (two decisions), pro 11.
+        None: {"free": 10, "pro": 8},
+    }[micro_model]
+    for tier, href in opened.items():
+        if micro_model:
+            assert href == f"/micro-models/{micro_model}/?range=24h&cohort.user.tier={tier}"
+            page = member_client.get(href)
+            assert page.status_code == 200
+            assert sum(r["n"] for r in page.context["routes"]) == decisions[tier]
+        else:
+            assert href == f"/overview/?range=24h&cohort.user.tier={tier}"
+            page = member_client.get(href)
+            assert page.status_code == 200
+            shown = [int(n) for _, n in _links(page.content.decode(), "decision-count")]
+            assert sum(shown) == decisions[tier]

@@ -5,6 +5,7 @@ fallback cost, and the cheapest threshold meeting a target (known answers comput
 from __future__ import annotations
 
 import random
+import time
 from datetime import date, timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from dashboard import metrics
+from dashboard.metrics import thresholds
 from dashboard.metrics.refresh import fold_changes
 from dashboard.metrics.thresholds import STEPS, parse_target, threshold_table
 from dashboard.models import ModelPrice
@@ -29,8 +31,10 @@ FALLBACK_COST = {"enterprise": 0.02, "free": 0.01}
 FALLBACK_TOKENS = {"enterprise": 2000, "free": 1000}
 
 
-def _trace(tier: str, confidence: float, right: bool, fallback: bool) -> TraceBuilder:
-    trace = TraceBuilder()
+def _trace(
+    tier: str, confidence: float, right: bool, fallback: bool, start_ns: int | None = None
+) -> TraceBuilder:
+    trace = TraceBuilder() if start_ns is None else TraceBuilder(start_ns=start_ns)
     root = trace.span("POST /chat", attrs={"user.tier": tier})
     trace.span(
         "intent-classifier",
@@ -207,3 +211,43 @@ def test_the_micro_model_page_shows_the_chosen_threshold_and_the_frontier(decide
     assert f'<td class="num">{enterprise["best"]["threshold"]:.2f}</td>' in html
     response = client.get("/micro-models/intent-mini/?target=2")
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("both_projects", [False, True])
+def test_unit_costs_are_over_the_newest_traces_of_every_project_asked_for(
+    decided, monkeypatch, both_projects
+):
+    project, design = decided
+    other = create_project("other")
+    # Four enterprise traces in the other project, a minute newer than any of shop's.
+    newer = [True, False, True, False]  # escalated?
+    start = time.time_ns() + 60 * 10**9
+    records = [
+        r
+        for i, fallback in enumerate(newer)
+        for r in _trace("enterprise", 0.9, True, fallback, start + i * 10**9).records()
+    ]
+    store_spans(other.id, records)
+    fold_changes()
+    monkeypatch.setattr(thresholds, "COST_SAMPLE", 4)
+    projects = (project.id, other.id) if both_projects else (project.id,)
+    costs = threshold_table(_filters(project).with_(project_ids=projects))["costs"]
+    if both_projects:
+        # The sample is the other project's four: $0.001 kept, $0.02 more escalated.
+        expected = {"kept": 2, "escalated": 2, "fallback_cost": FALLBACK_COST["enterprise"]}
+    else:
+        # Shop's four newest: its design's last four traces (stored in design order).
+        last = design[-4:]
+        escalated = sum(r[3] for r in last)
+        expected = {
+            "kept": 4 - escalated,
+            "escalated": escalated,
+            "fallback_cost": _fallback_cost(last, None) if 0 < escalated < 4 else None,
+        }
+    assert costs["kept_traces"] == expected["kept"]
+    assert costs["escalated_traces"] == expected["escalated"]
+    if expected["fallback_cost"] is None:
+        assert costs["fallback_cost"] is None
+    else:
+        assert costs["fallback_cost"] == pytest.approx(expected["fallback_cost"])
+        assert costs["cost_kept"] == pytest.approx(MICRO_COST)
