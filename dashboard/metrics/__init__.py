@@ -95,13 +95,7 @@ def group_choices() -> list[str]:
     return [*COLUMN_GROUPS, *(key for key, _ in cohort_dimensions())]
 
 
-def floor_hour(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def ceil_hour(at: datetime) -> datetime:
-    floored = floor_hour(at)
-    return floored if floored == at else floored + timedelta(hours=1)
+from .fold import ceil_hour, floor_hour  # noqa: E402, F401 (re-exported)
 
 
 def _ceil_day(at: datetime) -> datetime:
