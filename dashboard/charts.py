@@ -15,6 +15,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from .metrics.fold import floor_day, floor_hour
 from .span_tree import TreeRow
 
 STATUS_ERROR = 2
@@ -181,10 +182,8 @@ def _time_axis(start: datetime, end: datetime, interval: str) -> dict[str, Any]:
     last, whatever the buckets drawn: a single bucket would otherwise be auto-ranged to a
     millisecond wide."""
     step = timedelta(days=1) if interval == "day" else timedelta(hours=1)
-    first = start.replace(minute=0, second=0, microsecond=0)
-    last = end.replace(minute=0, second=0, microsecond=0)
-    if interval == "day":
-        first, last = first.replace(hour=0), last.replace(hour=0)
+    floor = floor_day if interval == "day" else floor_hour
+    first, last = floor(start), floor(end)
     if last < end:
         last += step
     return {

@@ -23,7 +23,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
@@ -34,6 +34,7 @@ from ..models import PriceChange
 from .decisions import DecisionKey, find_decisions
 from .evaluations import rollup_counts
 from .filters import Filters, InvalidQuery
+from .fold import ceil_hour, floor_hour
 from .histograms import (
     CONFIDENCE_BINS,
     COST_BASE_USD,
@@ -77,15 +78,6 @@ def wilson_interval(successes: int, n: int, z: float = WILSON_Z) -> tuple[float,
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == n else min(1.0, centre + half)
     return low, high
-
-
-def floor_hour(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def ceil_hour(at: datetime) -> datetime:
-    floored = floor_hour(at)
-    return floored if floored == at else floored + timedelta(hours=1)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -552,8 +544,10 @@ __all__ = [
     "Filters",
     "InvalidQuery",
     "MetricResult",
+    "ceil_hour",
     "compute",
     "find_decisions",
+    "floor_hour",
     "partial_hours_once",
     "wilson_interval",
 ]

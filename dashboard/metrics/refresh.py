@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -40,8 +40,22 @@ from ..models import (
     LabelRollup,
     PriceChange,
     Rollup,
-    RollupWatermark,
     ShadowPair,
+)
+from .fold import (
+    EPOCH,
+    Fold,
+    RollupRow,
+    RollupTable,
+    Sum,
+    clear_rollups,
+    cohort_dims,
+    copy_rows,
+    expire_rollups,
+    floor_hour,
+    fold_window,
+    lock,
+    refold,
 )
 from .histograms import (
     CONFIDENCE_BINS,
@@ -49,20 +63,13 @@ from .histograms import (
     COST_BINS,
     LATENCY_BASE_MS,
     LATENCY_BINS,
-    add_into,
     confidence_bin,
     log_bin,
 )
 from .pricing import PriceBook, glob_regex
 
-WATERMARK = "metrics"
-# updated_at is its transaction's start time: a batch that began before the last fold's
-# end may commit after it. Re-reading this margin catches every batch shorter than it.
-LATE_COMMIT_MARGIN = timedelta(minutes=5)
 CHUNK = 2000
 ANALYZE_EVERY = 50_000  # traces
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_LOCK_ID = 0x6D6C_6D65  # pg advisory lock: one fold at a time
 
 _FACT_COLUMNS = (
     "project_id",
@@ -102,17 +109,9 @@ class FoldResult:
     folded_until: datetime
 
 
-def _hour(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _day(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 def fact_rows(trace: TraceFacts, prices: PriceBook) -> list[tuple]:
     """The DecisionFact rows of one trace (pure given the price book)."""
-    hour = _hour(trace.start_time)
+    hour = floor_hour(trace.start_time)
     cost = prices.trace_cost(trace.usage)
     rescue = _rescue_cost(trace, prices)
     trace_id = bytes.fromhex(trace.trace_id)
@@ -233,7 +232,7 @@ def shadow_rows(trace: TraceFacts) -> list[tuple]:
                 trace.project_id,
                 bytes.fromhex(trace.trace_id),
                 bytes.fromhex(d.span_id),
-                _hour(trace.start_time),
+                floor_hour(trace.start_time),
                 trace.start_time,
                 pair.micro_model,
                 d.micro_model,
@@ -244,25 +243,6 @@ def shadow_rows(trace: TraceFacts) -> list[tuple]:
             )
         )
     return rows
-
-
-def _array(values: list) -> str:
-    # An array literal in COPY text: psycopg's generic list dumper is ten times slower.
-    if values and type(values[0]) is int:
-        return "{" + ",".join(map(str, values)) + "}"
-    return "{" + ",".join(map(_element, values)) + "}"
-
-
-def _element(value: object) -> str:
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return str(value)
-
-
-def _copy(cursor, table: str, columns: Iterable[str], rows: Iterable[tuple]) -> None:
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(tuple(_array(v) if type(v) is list else v for v in row))
 
 
 def with_feedback_labels(traces: list[TraceFacts]) -> list[TraceFacts]:
@@ -316,213 +296,136 @@ def replace_facts(traces: list[TraceFacts], keys: list[tuple[int, str]], prices:
                 [project_id, trace_ids],
             )
             touched.update(cursor.fetchall())
-        _copy(cursor, "dashboard_decisionfact", _FACT_COLUMNS, rows)
-        _copy(cursor, "dashboard_shadowpair", _SHADOW_COLUMNS, pairs)
+        copy_rows(cursor, "dashboard_decisionfact", _FACT_COLUMNS, rows)
+        copy_rows(cursor, "dashboard_shadowpair", _SHADOW_COLUMNS, pairs)
     touched.update((row[0], row[3]) for row in rows)
     return touched
 
 
-def _new_rollup() -> list:
-    # decisions, fallbacks, retries, cache_hits, errors, traces, trace_errors,
-    # costed_traces, cost_sum, prompt_tokens, completion_tokens, latency, cost hist,
-    # unpriced models, rescue_costed, rescue_cost_sum, rescue_cost_sq_sum
-    acc = [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, [0] * LATENCY_BINS, [0] * COST_BINS, set()]
-    return [*acc, 0, 0.0, 0.0]
-
-
-def _add_fact(acc: list, f: tuple) -> None:
-    (is_decision, is_primary, fallback, retry, cache, error, latency, trace_error) = f[:8]
-    cost, prompt, completion = f[8:11]
-    if is_decision:
-        acc[0] += 1
-        acc[1] += fallback
-        acc[2] += retry
-        acc[3] += cache
-        acc[4] += error
-        acc[11][log_bin(latency, LATENCY_BASE_MS, LATENCY_BINS)] += 1
-    if is_primary:
-        acc[5] += 1
-        acc[6] += trace_error
-        acc[9] += prompt
-        acc[10] += completion
+def _add_fact(sums: dict[str, Any], f: _Fact) -> None:
+    if f.is_decision:
+        sums["decisions"] += 1
+        sums["fallbacks"] += f.is_fallback
+        sums["retries"] += f.is_retry
+        sums["cache_hits"] += f.cache_hit
+        sums["errors"] += f.is_error
+        sums["latency_hist"][log_bin(f.latency_ms, LATENCY_BASE_MS, LATENCY_BINS)] += 1
+    if f.is_primary:
+        sums["traces"] += 1
+        sums["trace_errors"] += f.trace_error
+        sums["prompt_tokens"] += f.prompt_tokens
+        sums["completion_tokens"] += f.completion_tokens
         # Mean and percentiles count fully priced traces only; a partly priced trace (or
         # one folded before priced parts were kept: cost NULL) lists what it lacks.
-        if f[11] or cost is None:
-            acc[13].update(f[11])
+        if f.unpriced_models or f.cost is None:
+            sums["unpriced_models"].update(f.unpriced_models)
         else:
-            acc[7] += 1
-            acc[8] += cost
-            acc[12][log_bin(cost, COST_BASE_USD, COST_BINS)] += 1
-        if f[12] is not None:
-            acc[14] += 1
-            acc[15] += f[12]
-            acc[16] += f[12] * f[12]
+            sums["costed_traces"] += 1
+            sums["cost_sum"] += f.cost
+            sums["cost_hist"][log_bin(f.cost, COST_BASE_USD, COST_BINS)] += 1
+        if f.rescue_cost is not None:
+            sums["rescue_costed"] += 1
+            sums["rescue_cost_sum"] += f.rescue_cost
+            sums["rescue_cost_sq_sum"] += f.rescue_cost * f.rescue_cost
 
 
-_ROLLUP_COLUMNS = (
-    "width",
-    "bucket",
-    "project_id",
-    "micro_model",
-    "model",
-    "route",
-    "dim_key",
-    "dim_value",
-    "decisions",
-    "fallbacks",
-    "retries",
-    "cache_hits",
-    "errors",
-    "traces",
-    "trace_errors",
-    "costed_traces",
-    "cost_sum",
-    "prompt_tokens",
-    "completion_tokens",
-    "latency_hist",
-    "cost_hist",
-    "unpriced_models",
-    "rescue_costed",
-    "rescue_cost_sum",
-    "rescue_cost_sq_sum",
+ROLLUP = RollupTable(
+    Rollup,
+    keys=("micro_model", "model", "route", "dim_key", "dim_value"),
+    sums=(
+        Sum("decisions"),
+        Sum("fallbacks"),
+        Sum("retries"),
+        Sum("cache_hits"),
+        Sum("errors"),
+        Sum("traces"),
+        Sum("trace_errors"),
+        Sum("costed_traces"),
+        Sum("cost_sum", "float"),
+        Sum("prompt_tokens"),
+        Sum("completion_tokens"),
+        Sum("latency_hist", "hist", LATENCY_BINS),
+        Sum("cost_hist", "hist", COST_BINS),
+        Sum("unpriced_models", "set"),
+        Sum("rescue_costed"),
+        Sum("rescue_cost_sum", "float"),
+        Sum("rescue_cost_sq_sum", "float"),
+    ),
 )
-_LABEL_COLUMNS = (
-    "width",
-    "bucket",
-    "project_id",
-    "micro_model",
-    "model",
-    "route",
-    "label",
-    "expected_label",
-    "dim_key",
-    "dim_value",
-    "n",
-    "confidence_hist",
+LABEL_ROLLUP = RollupTable(
+    LabelRollup,
+    keys=("micro_model", "model", "route", "label", "expected_label", "dim_key", "dim_value"),
+    sums=(Sum("n"), Sum("confidence_hist", "hist", CONFIDENCE_BINS)),
 )
 
 
-def _dims(cohort: dict[str, str], keys: list[str]) -> list[tuple[str, str]]:
-    return [("", "")] + [(k, cohort[k]) for k in keys if k in cohort]
+class _Fact(NamedTuple):
+    """A DecisionFact as the hour rollups read it."""
+
+    hour: datetime
+    micro_model: str
+    model: str
+    route: str
+    label: str
+    expected_label: str
+    confidence: float | None
+    cohort: str
+    is_decision: bool
+    is_primary: bool
+    is_fallback: bool
+    is_retry: bool
+    cache_hit: bool
+    is_error: bool
+    latency_ms: float
+    trace_error: bool
+    cost: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    unpriced_models: list[str]
+    rescue_cost: float | None
 
 
-def rebuild_hours(buckets: set[tuple[int, datetime]], keys: list[str]) -> None:
-    by_project: dict[int, list[datetime]] = defaultdict(list)
-    for project_id, hour in buckets:
-        by_project[project_id].append(hour)
-    with connection.cursor() as cursor:
-        for project_id, hours in by_project.items():
-            for table in ("dashboard_rollup", "dashboard_labelrollup"):
-                cursor.execute(
-                    f"DELETE FROM {table} WHERE project_id = %s AND width = 'h'"  # noqa: S608 (constant table names)
-                    " AND bucket = ANY(%s::timestamptz[])",
-                    [project_id, hours],
-                )
-            cursor.execute(
-                "SELECT hour, micro_model, model, route, label, expected_label, confidence,"
-                " cohort::text, is_decision, is_primary, is_fallback, is_retry, cache_hit,"
-                " is_error, latency_ms, trace_error, cost, prompt_tokens, completion_tokens,"
-                " unpriced_models, rescue_cost"
-                " FROM dashboard_decisionfact"
-                " WHERE project_id = %s AND hour = ANY(%s::timestamptz[])",
-                [project_id, hours],
-            )
-            rollups: dict[tuple, list] = {}
-            labels: dict[tuple, list] = {}
-            for row in cursor.fetchall():
-                hour, micro_model, model, route, label, expected, confidence, cohort = row[:8]
-                dims = _dims(json.loads(cohort), keys)
-                for dim in dims:
-                    key = (hour, micro_model, model, route, *dim)
-                    acc = rollups.get(key)
-                    if acc is None:
-                        acc = rollups[key] = _new_rollup()
-                    _add_fact(acc, row[8:])
-                    if row[8]:  # a decision
-                        lkey = (hour, micro_model, model, route, label, expected, *dim)
-                        lacc = labels.get(lkey)
-                        if lacc is None:
-                            lacc = labels[lkey] = [0, [0] * CONFIDENCE_BINS]
-                        lacc[0] += 1
-                        if confidence is not None:
-                            lacc[1][confidence_bin(confidence)] += 1
-            _write_rows(cursor, "h", project_id, rollups, labels)
+_FACT_SELECT = (
+    f"SELECT {', '.join(c + '::text' if c == 'cohort' else c for c in _Fact._fields)}"  # noqa: S608 (declared names)
+    " FROM dashboard_decisionfact WHERE project_id = %s AND hour = ANY(%s::timestamptz[])"
+)
 
 
-def _write_rows(
-    cursor, width: str, project_id: int, rollups: dict[tuple, list], labels: dict[tuple, list]
-) -> None:
-    """COPY accumulated rollup and label rows of one width ("h" or "d")."""
-    _copy(
-        cursor,
-        "dashboard_rollup",
-        _ROLLUP_COLUMNS,
-        (
-            (width, k[0], project_id, *k[1:], *acc[:13], sorted(acc[13]), *acc[14:17])
-            for k, acc in rollups.items()
-        ),
-    )
-    _copy(
-        cursor,
-        "dashboard_labelrollup",
-        _LABEL_COLUMNS,
-        ((width, k[0], project_id, *k[1:], *acc) for k, acc in labels.items()),
-    )
+def count_fact_hours(
+    cursor, project_id: int, hours: list[datetime], keys: list[str]
+) -> dict[RollupTable, Iterable[RollupRow]]:
+    """The Rollup and LabelRollup hour rows of ``hours``, summed from the decision facts."""
+    cursor.execute(_FACT_SELECT, [project_id, hours])
+    rollups: dict[tuple, dict[str, Any]] = {}
+    labels: dict[tuple, dict[str, Any]] = {}
+    for row in cursor.fetchall():
+        f = _Fact._make(row)
+        for dim in cohort_dims(f.cohort, keys):
+            key = (f.hour, f.micro_model, f.model, f.route, *dim)
+            sums = rollups.get(key)
+            if sums is None:
+                sums = rollups[key] = ROLLUP.new_sums()
+            _add_fact(sums, f)
+            if f.is_decision:
+                lkey = (f.hour, f.micro_model, f.model, f.route, f.label, f.expected_label, *dim)
+                lsums = labels.get(lkey)
+                if lsums is None:
+                    lsums = labels[lkey] = LABEL_ROLLUP.new_sums()
+                lsums["n"] += 1
+                if f.confidence is not None:
+                    lsums["confidence_hist"][confidence_bin(f.confidence)] += 1
+    return {
+        ROLLUP: ((k[0], k[1:], sums) for k, sums in rollups.items()),
+        LABEL_ROLLUP: ((k[0], k[1:], sums) for k, sums in labels.items()),
+    }
 
 
-def rebuild_days(buckets: set[tuple[int, datetime]]) -> None:
-    """Day rows are the sums of their hours' rows."""
-    with connection.cursor() as cursor:
-        for project_id, day in sorted(buckets):
-            span: list[Any] = [project_id, day, day + timedelta(days=1)]
-            for table in ("dashboard_rollup", "dashboard_labelrollup"):
-                cursor.execute(
-                    f"DELETE FROM {table} WHERE project_id = %s AND width = 'd'"  # noqa: S608 (constant table names)
-                    " AND bucket = %s",
-                    span[:2],
-                )
-            day_filter = (
-                " FROM {table} WHERE project_id = %s AND width = 'h'"
-                " AND bucket >= %s AND bucket < %s"
-            )
-            cursor.execute(
-                f"SELECT {', '.join(_ROLLUP_COLUMNS[1:])}"
-                + day_filter.format(table="dashboard_rollup"),
-                span,
-            )
-            rollups: dict[tuple, list] = {}
-            for row in cursor.fetchall():
-                key = (day, *row[2:7])
-                acc = rollups.get(key)
-                if acc is None:
-                    acc = rollups[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0, None, None, set()]
-                    acc += [0, 0.0, 0.0]
-                for i in range(11):
-                    acc[i] += row[7 + i]
-                for i in (11, 12):
-                    if acc[i] is None:
-                        acc[i] = list(row[7 + i])
-                    else:
-                        add_into(acc[i], row[7 + i])
-                acc[13].update(row[20])
-                acc[14] += row[21]
-                acc[15] += row[22]
-                acc[16] += row[23]
-            cursor.execute(
-                f"SELECT {', '.join(_LABEL_COLUMNS[1:])}"
-                + day_filter.format(table="dashboard_labelrollup"),
-                span,
-            )
-            labels: dict[tuple, list] = {}
-            for row in cursor.fetchall():
-                key = (day, *row[2:9])
-                acc = labels.get(key)
-                if acc is None:
-                    labels[key] = [row[9], list(row[10])]
-                else:
-                    acc[0] += row[9]
-                    add_into(acc[1], row[10])
-            _write_rows(cursor, "d", project_id, rollups, labels)
+FOLD = Fold(
+    watermark="metrics",
+    lock_id=0x6D6C_6D65,
+    rollups=(ROLLUP, LABEL_ROLLUP),
+    count_hours=count_fact_hours,
+)
 
 
 def expire_metrics(now: datetime | None = None) -> None:
@@ -534,41 +437,22 @@ def expire_before(cutoff: datetime) -> None:
     """Drop facts and rollups of traces past tracestore's retention (their spans are gone,
     so no change will ever fold them again). Day rows go once the whole day has expired."""
     with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM dashboard_decisionfact WHERE hour < %s", [_hour(cutoff)])
-        cursor.execute("DELETE FROM dashboard_shadowpair WHERE hour < %s", [_hour(cutoff)])
-        for table in ("dashboard_rollup", "dashboard_labelrollup"):
-            cursor.execute(
-                f"DELETE FROM {table} WHERE (width = 'h' AND bucket < %s)"  # noqa: S608 (constant table names)
-                " OR (width = 'd' AND bucket < %s)",
-                [_hour(cutoff), _day(cutoff)],
-            )
-        # The day the cutoff falls in keeps only its unexpired hours.
-        day = _day(cutoff)
-        cursor.execute(
-            "SELECT DISTINCT project_id FROM dashboard_rollup WHERE width = 'd' AND bucket = %s",
-            [day],
-        )
-        projects = [row[0] for row in cursor.fetchall()]
-    rebuild_days({(project_id, day) for project_id in projects})
+        cursor.execute("DELETE FROM dashboard_decisionfact WHERE hour < %s", [floor_hour(cutoff)])
+        cursor.execute("DELETE FROM dashboard_shadowpair WHERE hour < %s", [floor_hour(cutoff)])
+    expire_rollups(FOLD, cutoff)
 
 
 def fold_changes(now: datetime | None = None, *, since: datetime | None = None) -> FoldResult:
     """Fold every trace changed since the watermark (or since ``since``: a rebuild re-folds
     history), and every trace a price saved or deleted since the last fold re-prices, into
     the facts and rollups."""
-    until = now or timezone.now()
     keys_config = cohort_dimension_keys()
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_ID])
+    with fold_window(FOLD, now, since=since) as window:
+        start, until = window.start, window.until
         # Read the price changes before the prices: a change committed in between is
         # applied at the next fold, never deleted unapplied.
         price_changes = list(PriceChange.objects.order_by("id"))
         prices = PriceBook.load()
-        mark, _ = RollupWatermark.objects.select_for_update().get_or_create(
-            name=WATERMARK, defaults={"folded_until": _EPOCH}
-        )
-        start = since if since is not None else max(mark.folded_until - LATE_COMMIT_MARGIN, _EPOCH)
         touched: set[tuple[int, datetime]] = set()
         folded: set[tuple[int, str]] = set()
         after = None
@@ -595,15 +479,11 @@ def fold_changes(now: datetime | None = None, *, since: datetime | None = None) 
             touched |= replace_facts(with_feedback_labels(trace_facts(keys)), keys, prices)
             count += len(keys)
         folded.update(relabelled)
-        if start > _EPOCH:  # a rebuild has just folded every trace with these prices
+        if start > EPOCH:  # a rebuild has just folded every trace with these prices
             for change in price_changes:
                 count, touched = _reprice(change, folded, prices, count, touched)
         PriceChange.objects.filter(id__in=[c.id for c in price_changes]).delete()
-        rebuild_hours(touched, keys_config)
-        days = {(project_id, _day(hour)) for project_id, hour in touched}
-        rebuild_days(days)
-        mark.folded_until = max(until, mark.folded_until)
-        mark.save(update_fields=["folded_until"])
+        days = refold(FOLD, touched, keys_config)
     return FoldResult(traces=count, hours=len(touched), days=len(days), folded_until=until)
 
 
@@ -641,9 +521,8 @@ def rebuild_all_rollups() -> FoldResult:
     with transaction.atomic():
         DecisionFact.objects.all().delete()
         ShadowPair.objects.all().delete()
-        Rollup.objects.all().delete()
-        LabelRollup.objects.all().delete()
-        return fold_changes(since=_EPOCH)
+        clear_rollups(FOLD)
+        return fold_changes(since=EPOCH)
 
 
 def resum_rollups() -> FoldResult:
@@ -652,13 +531,10 @@ def resum_rollups() -> FoldResult:
     facts: a price change is applied by ``fold_changes`` itself."""
     keys_config = cohort_dimension_keys()
     with transaction.atomic():
+        lock(FOLD)
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_ID])
             cursor.execute("SELECT DISTINCT project_id, hour FROM dashboard_decisionfact")
             touched = set(cursor.fetchall())
-            cursor.execute("DELETE FROM dashboard_rollup")
-            cursor.execute("DELETE FROM dashboard_labelrollup")
-        rebuild_hours(touched, keys_config)
-        days = {(project_id, _day(hour)) for project_id, hour in touched}
-        rebuild_days(days)
+        clear_rollups(FOLD)
+        days = refold(FOLD, touched, keys_config)
     return FoldResult(traces=0, hours=len(touched), days=len(days), folded_until=timezone.now())

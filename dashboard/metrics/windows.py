@@ -7,7 +7,7 @@ the window lies inside a single hour). A partial hour is summed in the database 
 index) into rows shaped like the rollup rows, of width ``'e'``, that every metric query
 reads together with the rollup rows: a metric has one definition whatever the window.
 
-The sums are those ``refresh.rebuild_hours`` makes of an hour's facts (a decision counts
+The sums are those ``refresh.count_fact_hours`` makes of an hour's facts (a decision counts
 in decisions, fallbacks, retries, cache hits, errors and the latency histogram; a
 trace's primary row in traces, trace errors, cost, tokens and the cost histogram; the
 label rows count decisions per label and expected label with a confidence histogram),
@@ -39,11 +39,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from django.db import connection, transaction
 
+from .fold import ceil_hour, floor_hour
 from .histograms import (
     CONFIDENCE_BINS,
     COST_BASE_USD,
@@ -57,24 +58,15 @@ EDGE_WIDTH = "e"
 COLUMN_FILTERS = ("micro_model", "route", "model")
 
 
-def _floor_hour(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _ceil_hour(at: datetime) -> datetime:
-    floored = _floor_hour(at)
-    return floored if floored == at else floored + timedelta(hours=1)
-
-
 def whole_hours(start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
     """The whole UTC hours inside ``[start, end)``, or None when there are none."""
-    first, last = _ceil_hour(start), _floor_hour(end)
+    first, last = ceil_hour(start), floor_hour(end)
     return (first, last) if first < last else None
 
 
 def partial_hours(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
     """The parts of ``[start, end)`` outside its whole hours, each inside one hour."""
-    first, last = _ceil_hour(start), _floor_hour(end)
+    first, last = ceil_hour(start), floor_hour(end)
     if first > last:  # start and end inside the same hour
         return [(start, end)] if start < end else []
     edges = []
@@ -101,7 +93,7 @@ def _edge_conditions(
     spans = " OR ".join("(hour = %s AND start_time >= %s AND start_time < %s)" for _ in edges)
     params: list[Any] = [list(project_ids)]
     for edge_start, edge_end in edges:
-        params += [_floor_hour(edge_start), edge_start, edge_end]
+        params += [floor_hour(edge_start), edge_start, edge_end]
     return f"project_id = ANY(%s::bigint[]) AND ({spans})", params
 
 

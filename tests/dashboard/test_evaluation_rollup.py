@@ -259,3 +259,35 @@ def test_a_rolled_back_deletion_changes_no_count(seeded) -> None:
     assert _fold() == (0, 0)
 
     assert _rolled(seeded.id, window, "micro_model") == before
+
+
+def test_each_day_row_equals_the_raw_counts_of_its_day(seeded) -> None:
+    """Days are re-summed from the hour rows; counted from the results directly they are
+    the same, the w- and w²-weighted sums included."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT bucket, evaluator, failed, evaluated, weighted_failed, weighted_evaluated,"
+            " weighted_sq_failed, weighted_sq_evaluated FROM dashboard_evalrollup"
+            " WHERE project_id = %s AND width = 'd' AND dim_key = ''",
+            [seeded.id],
+        )
+        rows = cursor.fetchall()
+    by_day: dict[datetime, dict] = {}
+    for day, evaluator, *sums in rows:
+        total = by_day.setdefault(day, {}).setdefault(evaluator, [0, 0, 0.0, 0.0, 0.0, 0.0])
+        for i, value in enumerate(sums):
+            total[i] += value
+    assert len(by_day) >= 3
+    for day, rolled in by_day.items():
+        raw = {
+            c.evaluator: [
+                c.failed,
+                c.evaluated,
+                pytest.approx(float(c.weighted_failed)),
+                pytest.approx(float(c.weighted_evaluated)),
+                pytest.approx(float(c.weighted_sq_failed)),
+                pytest.approx(float(c.weighted_sq_evaluated)),
+            ]
+            for c in evaluation_counts([seeded.id], start=day, end=day + timedelta(days=1))
+        }
+        assert rolled == raw

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 
 from dashboard import metrics
 from dashboard.metrics.histograms import RESOLUTION_FACTOR
@@ -305,3 +306,54 @@ def test_resumming_from_facts_picks_up_a_new_cohort_dimension(loaded) -> None:
 
     rows = metrics.compute("fallback-rate", filters, group_by="language").rows
     assert {row["group"]: row["n"] for row in rows} == {"de": 30, "en": 30}
+
+
+def test_day_rows_equal_the_sums_of_their_days_facts(loaded) -> None:
+    """Days are re-summed from the hour rows; summed from the facts directly (in SQL, not
+    by the fold) they are the same."""
+    project_id, _ = loaded
+    day = "date_trunc('day', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+    priced = "is_primary AND cost IS NOT NULL AND cardinality(unpriced_models) = 0"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {day}, micro_model, model, route, count(*) FILTER (WHERE is_decision),"  # noqa: S608 (constant SQL)
+            " count(*) FILTER (WHERE is_decision AND is_fallback),"
+            " count(*) FILTER (WHERE is_decision AND is_error),"
+            " count(*) FILTER (WHERE is_primary),"
+            " coalesce(sum(prompt_tokens) FILTER (WHERE is_primary), 0),"
+            f" count(*) FILTER (WHERE {priced}),"
+            f" round(coalesce(sum(cost) FILTER (WHERE {priced}), 0)::numeric, 9),"
+            " count(*) FILTER (WHERE is_primary AND rescue_cost IS NOT NULL),"
+            " round(coalesce(sum(rescue_cost * rescue_cost)"
+            " FILTER (WHERE is_primary AND rescue_cost IS NOT NULL), 0)::numeric, 12)"
+            " FROM dashboard_decisionfact WHERE project_id = %s GROUP BY 1, 2, 3, 4",
+            [project_id],
+        )
+        from_facts = {tuple(row[:4]): tuple(row[4:]) for row in cursor.fetchall()}
+        cursor.execute(
+            "SELECT bucket, micro_model, model, route, decisions, fallbacks, errors, traces,"
+            " prompt_tokens, costed_traces, round(cost_sum::numeric, 9), rescue_costed,"
+            " round(rescue_cost_sq_sum::numeric, 12), latency_hist, cost_hist"
+            " FROM dashboard_rollup WHERE project_id = %s AND width = 'd' AND dim_key = ''",
+            [project_id],
+        )
+        rows = cursor.fetchall()
+        cursor.execute(
+            f"SELECT {day}, micro_model, model, route, label, expected_label, count(*)"  # noqa: S608 (constant SQL)
+            " FROM dashboard_decisionfact WHERE project_id = %s AND is_decision"
+            " GROUP BY 1, 2, 3, 4, 5, 6",
+            [project_id],
+        )
+        labels_from_facts = {tuple(row[:6]): row[6] for row in cursor.fetchall()}
+        cursor.execute(
+            "SELECT bucket, micro_model, model, route, label, expected_label, n"
+            " FROM dashboard_labelrollup WHERE project_id = %s AND width = 'd' AND dim_key = ''",
+            [project_id],
+        )
+        labels = {tuple(row[:6]): row[6] for row in cursor.fetchall()}
+    assert len({key[0] for key in from_facts}) >= 3
+    assert {tuple(row[:4]): tuple(row[4:13]) for row in rows} == from_facts
+    for row in rows:
+        assert sum(row[13]) == row[4]  # every decision in the latency histogram
+        assert sum(row[14]) == row[9]  # every fully priced trace in the cost histogram
+    assert labels == labels_from_facts
