@@ -140,8 +140,13 @@ class Context:
 
 
 def _contradiction(claim: str, words: set[str], best: _Sentence, local: float, ctx: Context) -> str:
-    # Only a near-verbatim claim: a negation elsewhere in a long context sentence is noise.
-    if local >= 0.9 and lexical.negated(claim) != best.negated:
+    # Only a near-verbatim claim that restates much of the sentence: a negation elsewhere in
+    # a long context sentence is noise, and a bare answer ("Weston", "30 days") taken from a
+    # negated sentence restates no negation to flip (unless it says "not" itself).
+    negated = lexical.negated(claim)
+    covers = len(words & best.words) / len(best.words) if best.words else 0.0
+    restates = covers >= 1 / 3 and (negated or len(words) >= 3)
+    if local >= 0.9 and restates and negated != best.negated:
         return "flips the negation of the context"
     if local < 0.5:
         return ""
@@ -149,9 +154,13 @@ def _contradiction(claim: str, words: set[str], best: _Sentence, local: float, c
     matcher = SequenceMatcher(a=best.tokens, b=tokens, autojunk=False)
     for op, a0, a1, b0, b1 in matcher.get_opcodes():
         # A word or two for a word or two; the context's side may run on only where the
-        # claim ends there (a claim cut short after the changed word). Longer rewrites are
-        # paraphrase far more often than a changed fact.
-        if op != "replace" or b1 - b0 > 2 or a1 - a0 > (8 if b1 == len(tokens) else 2):
+        # claim ends there (a claim cut short after the changed word), or where a bare
+        # answer of a few words starts there ("Daniel Lindqvist" for "... is Hugo
+        # Lindqvist"; in longer claims that cost 0.016 AUROC on HaluEval dialogue's
+        # calibration split). Longer rewrites are paraphrase far more often than a changed
+        # fact.
+        at_edge = b1 == len(tokens) or (b0 == 0 and len(tokens) <= 4)
+        if op != "replace" or b1 - b0 > 2 or a1 - a0 > (8 if at_edge else 2):
             continue
         replaced = set(best.tokens[a0:a1]) & best.names
         # A word the context lacks, or another number where the context has a number (an

@@ -6,8 +6,9 @@ its best-matching sentence, numbers the context lacks, and contradictions (a cla
 matches a context sentence but flips its negation or puts another number, date or name
 where that sentence has one). A small logistic model over that evidence, calibrated per
 output length band (``groundedness_model.json``), gives the probability of the output
-being grounded; times the share of claim weight not contradicted (a contradicted claim
-weighs double, at 0) it is the score. No feature says which words the output uses.
+being grounded; times the share of claims not contradicted (an unsupported claim counts
+half) it is the score: one contradicted claim of one fails, one of two halves the score.
+No feature says which words the output uses.
 The reason names the contradicted or least supported claim.
 TaskCompletion: refusals, empty answers and broken requested formats fail; otherwise the
 answer must be on the input's topic (content-word overlap).
@@ -42,10 +43,20 @@ _WANTS_YES_NO = re.compile(r"\byes or no\b", re.I)
 RULES_VERSION = text_checksum(
     _REFUSAL.pattern, _WANTS_JSON.pattern, _WANTS_ONE_WORD.pattern, _WANTS_YES_NO.pattern
 )
+# A contradicted claim counts as one claim at 0 (weighing it double cost 0.02 AUROC on
+# HaluEval summarization's calibration split, whose right summaries are "contradicted" more
+# often than its hallucinated ones; a changed fact beside a faithful one still fails).
+CONTRADICTION_WEIGHT = 1.0
+# A claim the reason calls unsupported (under half its content words in the context) counts
+# as half a claim at 0: reply-length outputs are calibrated on HaluEval dialogue, where
+# support barely separates right from hallucinated replies, so the model alone leaves an
+# invented claim beside a supported one near 0.6 (on the calibration split this moved
+# AUROC +0.002 on summarization and +0.004 on dialogue, balanced accuracy -0.012 there).
+UNSUPPORTED_WEIGHT = 0.5
+_UNSUPPORTED = 0.5
 # TaskCompletion's topical word overlap (no learned part): bump when its formula changes.
 WORD_OVERLAP_VERSION = "word-overlap-1"
 
-CONTRADICTION_WEIGHT = 2.0
 _RELEVANCE_FLOOR = 0.3
 
 
@@ -103,15 +114,16 @@ class LexicalJudge:
 
     def groundedness(self, output_text: str, documents: list[str]) -> Score:
         """The model's calibrated probability of the output being grounded, times the share
-        of claim weight not contradicted (a contradicted claim weighs double, at 0)."""
+        of claims not contradicted (an unsupported claim counts half)."""
         found = grounding(output_text, documents)
         if not found.claims:
             return self._grounded(1.0, "no claims in the output")
         contradicted = [c for c in found.claims if c.contradiction]
-        total = len(found.claims) + (CONTRADICTION_WEIGHT - 1.0) * len(contradicted)
-        kept = 1.0 - CONTRADICTION_WEIGHT * len(contradicted) / total
-        unsupported = [c for c in found.claims if not c.contradiction and c.support < 0.5]
+        unsupported = [c for c in found.claims if not c.contradiction and c.support < _UNSUPPORTED]
         n = len(found.claims)
+        kept = 1.0 - (
+            CONTRADICTION_WEIGHT * len(contradicted) + UNSUPPORTED_WEIGHT * len(unsupported)
+        ) / (n + (CONTRADICTION_WEIGHT - 1.0) * len(contradicted))
         if contradicted:
             first = contradicted[0]
             reason = f"{len(contradicted)} of {n} claims contradict the context"

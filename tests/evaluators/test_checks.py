@@ -82,6 +82,20 @@ def test_a_contradiction_weighs_more_than_an_unsupported_claim() -> None:
     assert "contradict" in contradicted_score.reason
 
 
+def test_a_bare_answer_from_a_negated_sentence_flips_no_negation() -> None:
+    context = ["Refunds are not issued after 30 days. Premium plans include phone support."]
+
+    bare = verdicts.groundedness("30 days", context, judge=JUDGE, threshold=0.5)
+    flipped = verdicts.groundedness(
+        "Refunds are issued after 30 days.", context, judge=JUDGE, threshold=0.5
+    )
+
+    assert bare.passed is True, bare.reason
+    assert bare.reason == "all 1 claims supported by the context"
+    assert (flipped.score, flipped.passed) == (0.0, False)
+    assert flipped.reason.endswith("flips the negation of the context")
+
+
 def test_an_invented_claim_fails_and_the_reason_names_it() -> None:
     answer = (
         "Premium plans cost 20 dollars a month. Despite this, Steven Spielberg recommends the "

@@ -129,3 +129,36 @@ def test_a_changed_fact_fails_beside_faithful_claims() -> None:
             if score(output, c["context"]) >= THRESHOLD:
                 passed.append(output)
     assert passed == [], passed[:5]
+
+
+def short_answers(c: dict, rng: random.Random) -> tuple[list[str], list[str]]:
+    """Bare answers, as to a question: what the context states, and a name, year or place it
+    does not (alone, or in place of one word of the right answer)."""
+    context = c["context"][0]
+    first, last = context.split("The manager is ")[1].split(",")[0].split()
+    year = context.split("joined the company in ")[1][:4]
+    street = context.split("The ")[1].split()[0]
+    city = context.split(" in ")[1].split()[0]
+    other_first = rng.choice([f for f in FIRST if f != first])
+    other_last = rng.choice([n for n in LAST if n != last])
+    other_city = rng.choice([x for x in CITIES if x != city])
+    other_year = str(int(year) + rng.choice([-3, -1, 1, 2]))
+    faithful = [f"{first} {last}", year, f"{street} Street", city, f"in {year}"]
+    wrong = [f"{other_first} {last}", f"{first} {other_last}", other_year, other_city]
+    wrong.append(f"{other_first} {other_last}")
+    return faithful, wrong
+
+
+def test_short_answers_are_calibrated_both_ways() -> None:
+    """A short answer's support is measured on a word or two: the short band's calibration
+    (fitted on generated short answers, not on any benchmark source) must pass the right
+    ones and fail the wrong ones."""
+    rng = random.Random(11)
+    right, wrong = [], []
+    for c in CASES:
+        faithful, changed = short_answers(c, rng)
+        right += [(t, round(score(t, c["context"]), 3)) for t in faithful]
+        wrong += [(t, round(score(t, c["context"]), 3)) for t in changed]
+    assert len(right) == len(wrong) == 200
+    assert [r for r in right if r[1] < THRESHOLD] == []
+    assert [w for w in wrong if w[1] >= THRESHOLD] == []
