@@ -54,6 +54,11 @@ def floor_day(at: datetime) -> datetime:
     return floor_hour(at).replace(hour=0)
 
 
+def ceil_day(at: datetime) -> datetime:
+    floored = floor_day(at)
+    return floored if floored == at else floored + timedelta(days=1)
+
+
 SumKind = Literal["int", "float", "hist", "set"]
 
 

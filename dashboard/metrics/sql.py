@@ -6,7 +6,7 @@ whole hours and, for the partial hours at the ends, fact rows summed in the data
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
@@ -14,6 +14,7 @@ from django.db import connection
 from tracestore.queries import cohort_dimensions as configured_cohort_dimensions
 
 from .filters import COLUMN_GROUPS, Filters, InvalidQuery
+from .fold import ceil_day, floor_day
 from .histograms import add_into
 from .windows import partial_hours, shared_read, source, whole_hours
 
@@ -22,11 +23,6 @@ cohort_dimensions = shared_read(configured_cohort_dimensions)  # one read a page
 
 def group_choices() -> list[str]:
     return [*COLUMN_GROUPS, *(key for key, _ in cohort_dimensions())]
-
-
-def _ceil_day(at: datetime) -> datetime:
-    day = at.replace(hour=0)
-    return day if day == at else day + timedelta(days=1)
 
 
 # -- reading the rollups -----------------------------------------------------------------
@@ -51,7 +47,7 @@ def _bucket_condition(start: datetime, end: datetime, interval: str | None) -> t
     from hour rows (an hourly series reads hour rows only)."""
     if interval == "hour":
         return "(width = 'h' AND bucket >= %s AND bucket < %s)", [start, end]
-    day_start, day_end = _ceil_day(start), end.replace(hour=0)
+    day_start, day_end = ceil_day(start), floor_day(end)
     if day_start >= day_end:
         return "(width = 'h' AND bucket >= %s AND bucket < %s)", [start, end]
     return (

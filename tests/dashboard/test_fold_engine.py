@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from dashboard.metrics import evaluations, refresh
-from dashboard.metrics.fold import RollupTable, Sum, ceil_hour, floor_day, floor_hour
+from dashboard.metrics.fold import RollupTable, Sum, ceil_day, ceil_hour, floor_day, floor_hour
 from dashboard.models import EvalRollup, LabelRollup, Rollup
 
 
@@ -60,5 +60,8 @@ def test_floors_are_utc_hours_and_days() -> None:
     assert floor_hour(at) == datetime(2026, 2, 28, 20, tzinfo=UTC)
     assert ceil_hour(at) == datetime(2026, 2, 28, 21, tzinfo=UTC)
     assert floor_day(at) == datetime(2026, 2, 28, tzinfo=UTC)
+    assert ceil_day(at) == datetime(2026, 3, 1, tzinfo=UTC)
     whole = datetime(2026, 2, 28, 20, tzinfo=UTC)
     assert ceil_hour(whole) == whole
+    assert ceil_day(datetime(2026, 3, 1, tzinfo=india)) == datetime(2026, 3, 1, tzinfo=UTC)
+    assert ceil_day(datetime(2026, 3, 1, tzinfo=UTC)) == datetime(2026, 3, 1, tzinfo=UTC)
