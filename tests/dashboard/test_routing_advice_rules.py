@@ -1,0 +1,104 @@
+"""Routing advice: how many queries a request makes, and the rules that decide a cohort
+(several evaluators, sampling weights) on designed rollup rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from dashboard.metrics import cohort_dimensions
+from dashboard.metrics.evaluations import rebuild_evaluation_days
+from dashboard.metrics.refresh import fold_changes
+from dashboard.metrics.routing import routing_advice
+from dashboard.models import EvalRollup
+from tests.builders import TraceBuilder
+from tracestore.services import store_spans
+
+from . import test_routing_advice as known
+
+pytestmark = pytest.mark.django_db
+
+# The known-answer data: intent-mini's priced traffic and LabelCheck verdicts by user.tier.
+advised = known.advised
+
+
+def _decisions(project_id: int, start: datetime, micro_model: str, traces: int) -> None:
+    for _ in range(traces):
+        trace = TraceBuilder(start_ns=int(start.timestamp() * 1e9) + 600 * 10**9)
+        root = trace.span("POST /chat", attrs={"user.tier": "x"})
+        trace.span(
+            "screen",
+            parent=root,
+            offset_ms=5,
+            attrs={"micro_model.name": micro_model, "route.name": "allow"},
+        )
+        store_spans(project_id, trace.records())
+    fold_changes()
+
+
+def _verdicts(
+    project_id: int,
+    bucket: datetime,
+    micro_model: str,
+    evaluator: str,
+    dim_key: str,
+    value: str,
+    failed: int,
+    evaluated: int,
+    weight: float = 1.0,
+    weight_sq: float | None = None,
+) -> None:
+    """One hour's verdicts; every one weighing ``weight`` unless ``weight_sq`` (Σw² over
+    the evaluated, failed in proportion) says the weights vary."""
+    sq = weight * weight * evaluated if weight_sq is None else weight_sq
+    EvalRollup.objects.create(
+        width="h",
+        bucket=bucket,
+        project_id=project_id,
+        micro_model=micro_model,
+        evaluator=evaluator,
+        dim_key=dim_key,
+        dim_value=value,
+        evaluated=evaluated,
+        failed=failed,
+        weighted_evaluated=weight * evaluated,
+        weighted_failed=weight * failed,
+        weighted_sq_evaluated=sq,
+        weighted_sq_failed=sq * failed / evaluated,
+    )
+    rebuild_evaluation_days({(project_id, bucket.replace(hour=0))})
+
+
+def _cohorts(advice: dict, action: str) -> list[tuple[str, str, str]]:
+    return sorted((a["dimension"], a["value"], a["evaluator"]) for a in advice[action])
+
+
+def test_two_micro_models_by_four_dimensions_take_a_fixed_number_of_queries(advised) -> None:
+    project, filters = advised
+    keys = [key for key, _ in cohort_dimensions()]
+    assert len(keys) == 4
+    _decisions(project.id, filters.start, "screen-mini", 5)
+    for key in keys:
+        _verdicts(project.id, filters.start, "intent-mini", "Tone", key, "x", 50, 100)
+        _verdicts(project.id, filters.start, "screen-mini", "Tone", key, "x", 50, 100)
+
+    with CaptureQueriesContext(connection) as queries:
+        advice = routing_advice(filters.with_(micro_model=None), threshold=0.10)
+
+    assert [a["micro_model"] for a in advice] == ["intent-mini", "screen-mini"]
+    for one in advice:
+        # 50 % (40-60 %) fails Tone on every dimension's value "x"; enterprise LabelCheck.
+        expected = sorted((k, "x", "Tone") for k in keys)
+        if one["micro_model"] == "intent-mini":
+            expected = sorted([*expected, ("user.tier", "enterprise", "LabelCheck")])
+        assert _cohorts(one, "send") == expected
+    # The same answers as asking for each micro model alone.
+    alone = [routing_advice(filters.with_(micro_model=a["micro_model"]))[0] for a in advice]
+    assert alone == advice
+    # Whole hours only: the micro models, the overall economics, the dimensions and, per
+    # dimension, one economics and one evaluation query, each with its look-up of the
+    # dimensions: 3 + 4 x 4 = 19. Reading per micro model and dimension took 61.
+    assert len(queries) <= 19, [q["sql"][:80] for q in queries]
