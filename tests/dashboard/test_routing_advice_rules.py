@@ -102,3 +102,52 @@ def test_two_micro_models_by_four_dimensions_take_a_fixed_number_of_queries(advi
     # dimension, one economics and one evaluation query, each with its look-up of the
     # dimensions: 3 + 4 x 4 = 19. Reading per micro model and dimension took 61.
     assert len(queries) <= 19, [q["sql"][:80] for q in queries]
+
+
+@pytest.mark.parametrize(
+    ("tone_failed", "sent"),
+    [
+        # Tone 30 % (24-37 %) clears 10 % on free: sent, and so not taken back too.
+        (60, [("user.tier", "enterprise", "LabelCheck"), ("user.tier", "free", "Tone")]),
+        # Tone 10 % (6.6-15 %) holds 10 %: free is neither sent nor taken back.
+        (20, [("user.tier", "enterprise", "LabelCheck")]),
+    ],
+)
+def test_a_cohort_is_taken_back_only_when_every_evaluator_is_below(
+    advised, tone_failed, sent
+) -> None:
+    project, filters = advised
+    # Free passes LabelCheck (2 %, 0.8-5.0 %): alone, it would be taken back.
+    _verdicts(
+        project.id, filters.start, "intent-mini", "Tone", "user.tier", "free", tone_failed, 200
+    )
+
+    (advice,) = routing_advice(filters, threshold=0.10)
+
+    assert _cohorts(advice, "send") == sent
+    assert _cohorts(advice, "take_back") == []
+
+
+def test_min_n_compares_the_effective_n_not_the_raw_n(advised) -> None:
+    project, filters = advised
+    # 200 verdicts on pro whose weights vary: Σw = 1,000, Σw² = 50,000, so the Kish
+    # effective n is 1,000² / 50,000 = 20; weighted fail rate 50 %.
+    _verdicts(
+        project.id,
+        filters.start,
+        "intent-mini",
+        "Tone",
+        "user.tier",
+        "pro",
+        100,
+        200,
+        weight=5.0,
+        weight_sq=50_000.0,
+    )
+
+    (advice,) = routing_advice(filters, threshold=0.10, min_n=30)
+    (lenient,) = routing_advice(filters, threshold=0.10, min_n=20)
+
+    assert _cohorts(advice, "send") == [("user.tier", "enterprise", "LabelCheck")]
+    (pro,) = [a for a in lenient["send"] if a["value"] == "pro"]
+    assert (pro["evaluator"], pro["n"], pro["fail_rate"]) == ("Tone", 200, pytest.approx(0.5))
