@@ -18,11 +18,12 @@ by the dimension: n and Wilson 95 % interval):
 A cohort listed for several evaluators appears once per evaluator.
 
 Cost: the figures are read once per cohort dimension for every micro model at once
-(grouped by micro model and cohort value), not once per micro model: 2 + 2 x dimensions
-queries, plus the partial hours at a ragged window's ends counted from the results per
-micro model and dimension. The answers are those of ``eval-fail-rate`` and
-``fallback-economics`` for each micro model. Where no rescue was ever priced the cost is
-None (shown as unknown, never as zero).
+(grouped by micro model and cohort value), not once per micro model: over whole hours
+3 + 4 x dimensions queries (the dimension look-ups included), plus the partial hours at a
+ragged window's ends counted from the results per micro model and dimension. The answers
+are those of ``eval-fail-rate`` and ``fallback-economics`` for each micro model.
+
+Where no rescue was ever priced the cost is None (shown as unknown, never as zero).
 """
 
 from __future__ import annotations

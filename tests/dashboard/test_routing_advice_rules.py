@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from dashboard.metrics import cohort_dimensions
+from dashboard.metrics import cohort_dimensions, eval_fail_rate
+from dashboard.metrics.economics import fallback_economics
 from dashboard.metrics.evaluations import rebuild_evaluation_days
 from dashboard.metrics.refresh import fold_changes
 from dashboard.metrics.routing import routing_advice
@@ -151,3 +152,40 @@ def test_min_n_compares_the_effective_n_not_the_raw_n(advised) -> None:
     assert _cohorts(advice, "send") == [("user.tier", "enterprise", "LabelCheck")]
     (pro,) = [a for a in lenient["send"] if a["value"] == "pro"]
     assert (pro["evaluator"], pro["n"], pro["fail_rate"]) == ("Tone", 200, pytest.approx(0.5))
+
+
+def test_a_ragged_window_gives_the_figures_of_each_metric(advised) -> None:
+    project, filters = advised
+    # Traffic starts 10 min into the first hour: a window from its 5th minute reads that
+    # hour from the facts and the evaluation results, the next from the rollups.
+    ragged = filters.with_(start=filters.start + timedelta(minutes=5))
+    _verdicts(
+        project.id,
+        filters.start + timedelta(hours=1),
+        "intent-mini",
+        "Tone",
+        "user.tier",
+        "enterprise",
+        60,
+        200,
+    )
+
+    (advice,) = routing_advice(ragged, threshold=0.10)
+
+    days = (ragged.end - ragged.start).total_seconds() / 86400
+    rates = {(r["evaluator"], r["group"]): r for r in eval_fail_rate(ragged, "user.tier").rows}
+    economics = {r["group"]: r for r in fallback_economics(ragged, "user.tier").rows}
+    (sent,) = advice["send"]
+    assert (sent["value"], sent["evaluator"]) == ("enterprise", "Tone")
+    rate = rates[("Tone", "enterprise")]
+    assert (sent["n"], sent["fail_rate"], sent["low"], sent["high"]) == (
+        rate["n"],
+        rate["rate"],
+        rate["low"],
+        rate["high"],
+    )
+    enterprise = economics["enterprise"]
+    assert enterprise["decisions"] == 20
+    assert sent["usd_per_day"] == pytest.approx(
+        (enterprise["decisions"] - enterprise["rescues"]) / days * enterprise["cost_per_rescue"]
+    )
