@@ -189,16 +189,27 @@ def routing_advice(
         raise InvalidQuery("threshold: a fail rate between 0 and 1, e.g. 0.1")
     if min_n < 1:
         raise InvalidQuery("min_n: at least 1")
+    # The evaluation rollup has no route or model column (as in eval-fail-rate).
+    for name in ("route", "model"):
+        if getattr(filters, name) is not None:
+            raise InvalidQuery(
+                f"{name}: routing advice is filtered by micro model and cohort, not {name}"
+            )
     names = (
         [filters.micro_model]
         if filters.micro_model
         else [row["name"] for row in micro_models(filters) if row["name"]]
     )
     days = (filters.end - filters.start).total_seconds() / 86400
+    # A cohort filter narrows the advice to that cohort: its own dimension only (the
+    # rollups keep one cohort dimension per row).
+    dimensions = (
+        [key for key, _ in cohort_dimensions()] if filters.cohort is None else [filters.cohort[0]]
+    )
     overall = _economics(filters, None, days)
     by_dimension = [
         (key, _economics(filters, key, days), _fail_rates(filters, key, names))
-        for key, _ in cohort_dimensions()
+        for key in dimensions
     ]
     out = []
     for name in names:
