@@ -5,7 +5,8 @@ For every micro model, cohort dimension, value and evaluator (``eval-fail-rate``
 by the dimension: n and Wilson 95 % interval):
 
 - an evaluator counts for a cohort when its Kish effective n (``effective_n``: what the
-  sampling weights leave of the raw n) is at least ``min_n``;
+  sampling weights leave of the raw n) is at least ``min_n`` (default 10: why at
+  ``DEFAULT_MIN_N``);
 - **send** when, for any evaluator that counts, the fail rate's interval lies wholly
   above ``threshold`` (its lower bound above it). The cost: the cohort's decisions per
   day not escalated today x the observed cost of one rescue (``fallback-economics`` for
@@ -43,7 +44,13 @@ from .weighting import weighted_rate
 from .windows import partial_hours, whole_hours
 
 DEFAULT_THRESHOLD = 0.10
-DEFAULT_MIN_N = 30
+# Compared with the Kish effective n, not the raw n. Sampled evaluations weigh 1 / their
+# sampling probability, and verdicts always taken (on fallback or error) weigh 1, so a
+# cohort's effective n is often a third of its raw n: 30, the small-n mark of the heatmap,
+# would leave most sampled cohorts without advice however clear their interval. The
+# interval (Wilson at the linearisation n*, weighting.py) already widens with a small n;
+# the floor only keeps out the few verdicts whose estimated variance cannot be trusted.
+DEFAULT_MIN_N = 10
 
 
 def _pct(value: float) -> str:
@@ -59,9 +66,15 @@ def _advice(
 ) -> dict[str, Any]:
     money, low, high = (None if c is None else units_per_day * c for c in per_rescue)
     cohort = f"{key}={row['group']}"
+    # The effective n is said only where the weights make it differ from the raw n.
+    effective = (
+        f", effective n={row['effective_n']:.1f}"
+        if abs(row["effective_n"] - row["n"]) >= 0.05
+        else ""
+    )
     rate = (
         f"{row['evaluator']} fail rate {_pct(row['rate'])}"
-        f" ({row['low'] * 100:.1f}-{row['high'] * 100:.1f} %, n={row['n']})"
+        f" ({row['low'] * 100:.1f}-{row['high'] * 100:.1f} %, n={row['n']}{effective})"
     )
     amount = "cost unknown (no priced rescue)" if money is None else f"${money:.2f}/day"
     if action == "send":
@@ -75,6 +88,7 @@ def _advice(
         "value": row["group"],
         "evaluator": row["evaluator"],
         "n": row["n"],
+        "effective_n": row["effective_n"],
         "fail_rate": row["rate"],
         "low": row["low"],
         "high": row["high"],
