@@ -80,7 +80,9 @@ class RoutingAdviceView(APIView):
             OpenApiParameter(
                 "threshold", float, description=f"Fail rate (default {DEFAULT_THRESHOLD})."
             ),
-            OpenApiParameter("min_n", int, description=f"Least effective n (default {DEFAULT_MIN_N})."),
+            OpenApiParameter(
+                "min_n", int, description=f"Least effective n (default {DEFAULT_MIN_N})."
+            ),
         ],
         responses={
             200: RoutingAdviceSerializer,
