@@ -83,6 +83,8 @@ class EvaluationCount:
     weighted_evaluated: float
     weighted_sq_failed: float = 0.0
     weighted_sq_evaluated: float = 0.0
+    # Set only when counted per micro model too (evaluation_counts' per_micro_model).
+    micro_model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -203,18 +203,22 @@ def evaluation_counts(
     evaluator: str | None = None,
     group_by: str | None = None,
     cohort: tuple[str, str] | None = None,
+    per_micro_model: bool = False,
 ) -> list[EvaluationCount]:
     """Failed and evaluated counts per evaluator, and per ``group_by`` ("micro_model" or a
     cohort key; results without that key are left out), counted in the database. Not
-    applicable verdicts are neither. ``cohort`` keeps results with that (key, value)."""
+    applicable verdicts are neither. ``cohort`` keeps results with that (key, value).
+    ``per_micro_model`` counts per micro model too (each count names it), so that one
+    query answers a cohort key for every micro model."""
     rows = _filtered(
         project_ids, micro_model=micro_model, evaluator=evaluator, start=start, end=end
     ).filter(passed__isnull=False)
     rows, group = _grouped(rows, group_by, cohort)
+    by_micro_model: dict[str, F] = {"mm": F("micro_model__name")} if per_micro_model else {}
     counted = (
         rows.order_by()
-        .annotate(group=group)
-        .values("evaluator", "group")
+        .annotate(group=group, **by_micro_model)
+        .values("evaluator", "group", *by_micro_model)
         .annotate(
             evaluated=Count("id"),
             failed=Count("id", filter=Q(passed=False)),
@@ -235,6 +239,7 @@ def evaluation_counts(
             weighted_evaluated=float(row["weighted_evaluated"]),
             weighted_sq_failed=float(row["weighted_sq_failed"]),
             weighted_sq_evaluated=float(row["weighted_sq_evaluated"]),
+            micro_model=row["mm"] if per_micro_model else None,
         )
         for row in counted
     ]

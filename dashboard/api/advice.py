@@ -22,8 +22,13 @@ class AdviceSerializer(serializers.Serializer):
     value = serializers.CharField()
     evaluator = serializers.CharField()
     n = serializers.IntegerField(help_text="Evaluations the fail rate is over.")
+    effective_n = serializers.FloatField(
+        help_text="Kish effective n of the sampling-weighted verdicts (compared with min_n)."
+    )
     fail_rate = serializers.FloatField()
-    low = serializers.FloatField(help_text="Wilson 95 % interval.")
+    low = serializers.FloatField(
+        help_text="95 % interval (Wilson at the weighted rate's linearisation n)."
+    )
     high = serializers.FloatField()
     usd_per_day = serializers.FloatField(
         allow_null=True,
@@ -75,7 +80,9 @@ class RoutingAdviceView(APIView):
             OpenApiParameter(
                 "threshold", float, description=f"Fail rate (default {DEFAULT_THRESHOLD})."
             ),
-            OpenApiParameter("min_n", int, description=f"Least n (default {DEFAULT_MIN_N})."),
+            OpenApiParameter(
+                "min_n", int, description=f"Least effective n (default {DEFAULT_MIN_N})."
+            ),
         ],
         responses={
             200: RoutingAdviceSerializer,

@@ -131,3 +131,52 @@ def test_the_micro_model_page_shows_the_advice(advised, member_client: Client) -
     assert 'id="routing-advice"' in html
     cost = 10 * RESCUE_COST * 12
     assert _message("send", "enterprise", cost) in html
+
+
+@pytest.mark.parametrize("name", ["route", "model"])
+def test_a_route_or_model_filter_is_refused_naming_it(advised, name) -> None:
+    # The evaluation rollup has no route or model column: refused as eval-fail-rate does.
+    _, filters = advised
+    with pytest.raises(InvalidQuery, match=f"^{name}: "):
+        routing_advice(filters.with_(**{name: "billing"}))
+
+
+def test_the_endpoint_answers_400_naming_a_route_filter(advised) -> None:
+    project, filters = advised
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {issue_api_key(project.id)}")
+
+    response = client.get(
+        "/api/v1/advice/routing/",
+        {"start": filters.start.isoformat(), "end": filters.end.isoformat(), "route": "billing"},
+    )
+
+    assert response.status_code == 400
+    assert "route" in response.content.decode()
+
+
+def test_a_cohort_filter_narrows_the_advice_to_that_cohort(advised) -> None:
+    _, filters = advised
+
+    (enterprise,) = routing_advice(filters.with_(cohort=("user.tier", "enterprise")))
+    (free,) = routing_advice(filters.with_(cohort=("user.tier", "free")))
+
+    assert [a["value"] for a in enterprise["send"]] == ["enterprise"]
+    assert enterprise["take_back"] == []
+    assert free["send"] == []
+    assert [a["value"] for a in free["take_back"]] == ["free"]
+
+
+@pytest.mark.parametrize(("name", "value"), [("route", "billing"), ("model", "intent-mini")])
+def test_the_micro_model_page_filtered_by_route_shows_the_advice_over_every_route(
+    advised, member_client: Client, name, value
+) -> None:
+    _, filters = advised
+    response = member_client.get(
+        "/micro-models/intent-mini/",
+        {"start": filters.start.isoformat(), "end": filters.end.isoformat(), name: value},
+    )
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert _message("send", "enterprise", 10 * RESCUE_COST * 12) in html
+    assert f"the advice is read per micro model and cohort, not by {name}." in html
