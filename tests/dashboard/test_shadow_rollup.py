@@ -136,6 +136,23 @@ def test_agreement_over_ragged_windows_equals_a_count_of_the_pairs(mirrored, dim
         assert shadow_agreement(filters, dimension) == expected, name
 
 
+def test_a_cohort_key_no_longer_configured_is_counted_from_the_pairs(mirrored):
+    from tracestore.models import CohortDimension
+
+    project, _ = mirrored
+    CohortDimension.objects.filter(key="user.tier").delete()  # its rollup rows stay
+    ShadowPairRollup.objects.filter(dim_key="user.tier").delete()  # as after a --resum
+    start, end = _windows()["two days and ragged ends"]
+    cohort = ("user.tier", "free")
+    filters = metrics.Filters(
+        project_ids=(project.id,), start=start, end=end, micro_model=LIVE, cohort=cohort
+    )
+    expected = _direct_rows(project.id, start, end, "user.tier", cohort)
+    # Traces i = 9..86 start in the window; the free tier is every third (i % 3 == 1).
+    assert sum(r["n"] for r in expected if r["cohort"] == "") == 26
+    assert shadow_agreement(filters, "user.tier") == expected
+
+
 def test_the_windows_count_what_the_data_puts_in_them(mirrored):
     project, _ = mirrored
     base = _base()
