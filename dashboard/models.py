@@ -271,11 +271,47 @@ class ShadowPair(models.Model):
         indexes = [
             models.Index(
                 fields=["project_id", "micro_model", "start_time"], name="shadow_pair_model_idx"
-            )
+            ),
+            # The fold re-counts whole (project, hour) buckets of pairs.
+            models.Index(fields=["project_id", "hour"], name="shadow_pair_hour_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{bytes(self.trace_id).hex()}/{bytes(self.span_id).hex()}"
+
+
+class ShadowPairRollup(models.Model):
+    """Shadow pairs per bucket (an hour, or a whole UTC day summed from its hours) x
+    project x live micro model x shadow model x cohort value (``dim_key`` '' for all
+    cohorts) x (live, shadow, expected) label: what shadow agreement reads for the whole
+    hours and days of a window (``shadow.py``), re-counted by the fold from
+    ``ShadowPair``."""
+
+    width = models.CharField(max_length=1)
+    bucket = models.DateTimeField()
+    project_id = models.BigIntegerField()
+    micro_model = models.TextField()  # the live micro model
+    shadow_model = models.TextField()
+    dim_key = models.TextField()
+    dim_value = models.TextField()
+    live_label = models.TextField()
+    shadow_label = models.TextField()
+    expected_label = models.TextField()
+    n = models.IntegerField()
+
+    class Meta:
+        indexes = [
+            # The read: one micro model's rows of one cohort key over a range of buckets.
+            models.Index(
+                fields=["project_id", "micro_model", "width", "dim_key", "bucket"],
+                name="shadow_rollup_lookup_idx",
+            ),
+            # The fold's re-count of some hours (and days) of a project.
+            models.Index(fields=["project_id", "width", "bucket"], name="shadow_rollup_bucket_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.width}:{self.bucket:%Y-%m-%d %H}h {self.live_label}/{self.shadow_label}"
 
 
 class PriceChange(models.Model):

@@ -41,6 +41,7 @@ from ..models import (
     PriceChange,
     Rollup,
     ShadowPair,
+    ShadowPairRollup,
 )
 from .fold import (
     EPOCH,
@@ -359,6 +360,43 @@ LABEL_ROLLUP = RollupTable(
 )
 
 
+SHADOW_ROLLUP = RollupTable(
+    ShadowPairRollup,
+    keys=(
+        "micro_model",
+        "shadow_model",
+        "dim_key",
+        "dim_value",
+        "live_label",
+        "shadow_label",
+        "expected_label",
+    ),
+    sums=(Sum("n"),),
+)
+
+# A pair counts in the all-cohorts row ('', '') and in one row per configured key its
+# cohort has (the JSON value as text, as shadow.py reads the pairs of partial hours).
+PAIR_COHORTS = (
+    "CROSS JOIN LATERAL (SELECT ''::text AS dim_key, ''::text AS dim_value UNION ALL"
+    " SELECT k, p.cohort ->> k FROM unnest(%s::text[]) AS k"
+    " WHERE p.cohort ->> k IS NOT NULL) AS d"
+)
+_PAIR_COUNT = (
+    "SELECT p.hour, p.micro_model, p.shadow_model, d.dim_key, d.dim_value, p.live_label,"  # noqa: S608 (constant SQL; values are parameters)
+    f" p.shadow_label, p.expected_label, count(*) FROM dashboard_shadowpair p {PAIR_COHORTS}"
+    " WHERE p.project_id = %s AND p.hour = ANY(%s::timestamptz[])"
+    " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
+)
+
+
+def count_pair_hours(
+    cursor, project_id: int, hours: list[datetime], keys: list[str]
+) -> Iterable[RollupRow]:
+    """The ShadowPairRollup hour rows of ``hours``, counted from the shadow pairs."""
+    cursor.execute(_PAIR_COUNT, [keys, project_id, hours])
+    return [(row[0], tuple(row[1:8]), {"n": row[8]}) for row in cursor.fetchall()]
+
+
 class _Fact(NamedTuple):
     """A DecisionFact as the hour rollups read it."""
 
@@ -420,11 +458,22 @@ def count_fact_hours(
     }
 
 
+def count_hours(
+    cursor, project_id: int, hours: list[datetime], keys: list[str]
+) -> dict[RollupTable, Iterable[RollupRow]]:
+    """Every rollup's hour rows of ``hours``: decisions from the facts, shadow pairs from
+    the pairs (a pair's hour is its trace's, which always has a fact row there, so the
+    hours a fold touches cover the pairs it replaced)."""
+    counted = count_fact_hours(cursor, project_id, hours, keys)
+    counted[SHADOW_ROLLUP] = count_pair_hours(cursor, project_id, hours, keys)
+    return counted
+
+
 FOLD = Fold(
     watermark="metrics",
     lock_id=0x6D6C_6D65,
-    rollups=(ROLLUP, LABEL_ROLLUP),
-    count_hours=count_fact_hours,
+    rollups=(ROLLUP, LABEL_ROLLUP, SHADOW_ROLLUP),
+    count_hours=count_hours,
 )
 
 
@@ -533,7 +582,10 @@ def resum_rollups() -> FoldResult:
     with transaction.atomic():
         lock(FOLD)
         with connection.cursor() as cursor:
-            cursor.execute("SELECT DISTINCT project_id, hour FROM dashboard_decisionfact")
+            cursor.execute(
+                "SELECT DISTINCT project_id, hour FROM dashboard_decisionfact"
+                " UNION SELECT DISTINCT project_id, hour FROM dashboard_shadowpair"
+            )
             touched = set(cursor.fetchall())
         clear_rollups(FOLD)
         days = refold(FOLD, touched, keys_config)

@@ -1,10 +1,11 @@
 """Shadow vs live agreement: how a mirrored (shadow) candidate's labels compare with the
 live micro model's on the same inputs, per cohort, with intervals.
 
-Read from ``dashboard_shadowpair`` (one row per shadow decision paired with its live one,
-written by the fold: ``refresh.shadow_rows``) through its (project, micro model,
-start_time) index; the window counts the pairs whose trace started inside it, as every
-other metric does.
+The window counts the pairs whose trace started inside it, as every other metric does:
+its whole UTC days and hours from ``dashboard_shadowpairrollup`` (pairs counted per hour
+and day by the fold, ``refresh.SHADOW_ROLLUP``), its partial hours at the ends from
+``dashboard_shadowpair`` (one row per shadow decision paired with its live one,
+``refresh.shadow_rows``) through its (project, micro model, start_time) index.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any
 from django.db import connection
 
 from . import WILSON_Z, Filters, InvalidQuery, wilson_interval
+from .refresh import PAIR_COHORTS
+from .sql import _bucket_condition, cohort_dimensions
+from .windows import partial_hours, whole_hours
 
 ALL = ""  # the cohort value of the row over every cohort
 
@@ -70,37 +74,74 @@ def shadow_agreement(filters: Filters, dimension: str | None = None) -> list[dic
         raise InvalidQuery(
             "A cohort filter on one dimension and a split by another cannot be combined."
         )
-    conditions = ["project_id = ANY(%s)", "micro_model = %s", "start_time >= %s", "start_time < %s"]
-    params: list[Any] = [
-        list(filters.project_ids),
-        filters.micro_model,
-        filters.start,
-        filters.end,
-    ]
-    if filters.cohort is not None:
-        conditions.append("cohort ->> %s = %s")
-        params += list(filters.cohort)
-    cohort_sql = "coalesce(cohort ->> %s, '')" if dimension else "''"
-    sql = (
-        f"SELECT shadow_model, {cohort_sql}, live_label, shadow_label, expected_label, count(*)"  # noqa: S608 (constant SQL; values are parameters)
-        f" FROM dashboard_shadowpair WHERE {' AND '.join(conditions)}"
-        " GROUP BY 1, 2, 3, 4, 5"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, ([dimension] if dimension else []) + params)
-        counted = cursor.fetchall()
+    # The rows read: the filtered value's, else all cohorts' and the split's.
+    key, dim_value = filters.cohort if filters.cohort else (dimension, None)
+    dim_keys = [key] if key and filters.cohort else ["", *([dimension] if dimension else [])]
+    counted = _counts(filters, key, dim_keys, dim_value)
     # (shadow model, cohort) -> {(live, shadow, expected): n}; the all-cohort row too.
     cells: dict[tuple[str, str], dict[tuple[str, str, str], int]] = defaultdict(
         lambda: defaultdict(int)
     )
-    for shadow_model, cohort, live, shadow, expected, n in counted:
-        cells[(shadow_model, ALL)][(live, shadow, expected)] += n
-        if dimension and cohort:
+    for shadow_model, dim_key, cohort, live, shadow, expected, n in counted:
+        if filters.cohort or dim_key == "":
+            cells[(shadow_model, ALL)][(live, shadow, expected)] += n
+        if dimension and dim_key == dimension and cohort:
             cells[(shadow_model, cohort)][(live, shadow, expected)] += n
     rows = []
     for (shadow_model, cohort), counts in sorted(cells.items()):
         rows.append(_row(shadow_model, cohort, counts))
     return rows
+
+
+def _counts(
+    filters: Filters, key: str | None, dim_keys: list[str], dim_value: str | None
+) -> list[tuple[str, str, str, str, str, str, int]]:
+    """(shadow model, dim_key, dim_value, live, shadow, expected label, n) over the
+    window: whole days and hours from the rollup, partial hours from the pairs. A key
+    that is no configured cohort dimension has no rollup rows: its window is read from
+    the pairs whole."""
+    if not filters.project_ids:
+        return []
+    hours = whole_hours(filters.start, filters.end)
+    if key and key not in {k for k, _ in cohort_dimensions()}:
+        hours, edges = None, [(filters.start, filters.end)]
+    else:
+        edges = partial_hours(filters.start, filters.end)
+    value_sql = " AND dim_value = %s" if dim_value is not None else ""
+    pair_value_sql = " AND d.dim_value = %s" if dim_value is not None else ""
+    value_params = [dim_value] if dim_value is not None else []
+    projects = list(filters.project_ids)
+    branches, params = [], []
+    if hours:
+        bucket_sql, bucket_params = _bucket_condition(*hours, None)
+        branches.append(
+            "SELECT shadow_model, dim_key, dim_value, live_label, shadow_label,"  # noqa: S608 (constant SQL; values are parameters)
+            " expected_label, n FROM dashboard_shadowpairrollup"
+            " WHERE project_id = ANY(%s::bigint[]) AND micro_model = %s"
+            f" AND dim_key = ANY(%s::text[]){value_sql} AND {bucket_sql}"
+        )
+        params += [projects, filters.micro_model, dim_keys, *value_params, *bucket_params]
+    if edges:
+        spans = " OR ".join("(p.start_time >= %s AND p.start_time < %s)" for _ in edges)
+        branches.append(
+            "SELECT p.shadow_model, d.dim_key, d.dim_value, p.live_label, p.shadow_label,"  # noqa: S608 (constant SQL; values are parameters)
+            f" p.expected_label, 1 AS n FROM dashboard_shadowpair p {PAIR_COHORTS}"
+            " WHERE p.project_id = ANY(%s::bigint[]) AND p.micro_model = %s"
+            f" AND ({spans}) AND d.dim_key = ANY(%s::text[]){pair_value_sql}"
+        )
+        params += [[key] if key else [], projects, filters.micro_model]
+        params += [at for edge in edges for at in edge]
+        params += [dim_keys, *value_params]
+    if not branches:
+        return []
+    sql = (
+        "SELECT shadow_model, dim_key, dim_value, live_label, shadow_label, expected_label,"  # noqa: S608 (constant SQL; values are parameters)
+        f" sum(n)::bigint FROM ({' UNION ALL '.join(branches)}) AS counted"
+        " GROUP BY 1, 2, 3, 4, 5, 6"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def _row(shadow_model: str, cohort: str, counts: dict[tuple[str, str, str], int]) -> dict:
