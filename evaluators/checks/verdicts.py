@@ -137,8 +137,23 @@ def _with_labels(verdict: Verdict, predicted: str | None, expected: str | None) 
 
 
 def _verdict(
-    score: float, reason: str, judge: str, threshold: float, started: float, *, version: str
+    score: float | None,
+    reason: str,
+    judge: str,
+    threshold: float,
+    started: float,
+    *,
+    version: str,
 ) -> Verdict:
+    if score is None:  # the judge abstained: not applicable, with its reason and version
+        return Verdict(
+            score=None,
+            passed=None,
+            reason=f"not applicable: {reason}",
+            judge=judge,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            judge_version=version,
+        )
     score = max(0.0, min(1.0, score))
     return Verdict(
         score=score,

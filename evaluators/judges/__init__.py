@@ -25,9 +25,11 @@ def text_checksum(*parts: str) -> str:
 class Score:
     """A judge's score. ``judge`` and ``judge_version`` name what actually decided when it
     is not the judge asked (a rule before the model, the lexical model inside the MiniLM
-    judge); ``fallback`` says why the configured judge did not decide, when it did not."""
+    judge); ``fallback`` says why the configured judge did not decide, when it did not.
+    ``score`` None: the judge abstains (its evidence is inconclusive; ``reason`` says why),
+    a "not applicable" verdict that counts in no rate."""
 
-    score: float
+    score: float | None
     reason: str
     judge: str = ""
     judge_version: str = ""

@@ -9,7 +9,11 @@ output length band (``groundedness_model.json``), gives the probability of the o
 being grounded; times the share of claims not contradicted (an unsupported claim counts
 half) it is the score: one contradicted claim of one fails, one of two halves the score.
 No feature says which words the output uses.
-The reason names the contradicted or least supported claim.
+The reason names the contradicted or least supported claim. Where the calibration split
+showed that the score does not separate grounded from invented outputs of a length band
+(the reply band: HaluEval dialogue's right replies carry unsupported claims as often as its
+hallucinated ones), an output of that band with unsupported claims and none contradicted
+gets no verdict ("not applicable: inconclusive", counted in no rate) instead of a failure.
 TaskCompletion: refusals, empty answers and broken requested formats fail; otherwise the
 answer must be on the input's topic (content-word overlap).
 """
@@ -24,7 +28,14 @@ from typing import Any
 
 from ..checks import lexical
 from . import RULE, Score, file_checksum, text_checksum
-from .grounding_features import FEATURES, grounding, probability
+from .grounding_features import (
+    FEATURES,
+    LENGTH_BANDS,
+    Grounding,
+    grounding,
+    length_band,
+    probability,
+)
 
 _MODEL_PATH = Path(__file__).with_name("groundedness_model.json")
 
@@ -48,10 +59,9 @@ RULES_VERSION = text_checksum(
 # often than its hallucinated ones; a changed fact beside a faithful one still fails).
 CONTRADICTION_WEIGHT = 1.0
 # A claim the reason calls unsupported (under half its content words in the context) counts
-# as half a claim at 0: reply-length outputs are calibrated on HaluEval dialogue, where
-# support barely separates right from hallucinated replies, so the model alone leaves an
-# invented claim beside a supported one near 0.6 (on the calibration split this moved
-# AUROC +0.002 on summarization and +0.004 on dialogue, balanced accuracy -0.012 there).
+# as half a claim at 0, so an invented claim beside a supported one lowers the score (on the
+# calibration split this moved AUROC +0.002 on summarization and +0.004 on dialogue). In
+# the reply band such outputs get no verdict at all (the model's ``inconclusive_bands``).
 UNSUPPORTED_WEIGHT = 0.5
 _UNSUPPORTED = 0.5
 # TaskCompletion's topical word overlap (no learned part): bump when its formula changes.
@@ -114,16 +124,27 @@ class LexicalJudge:
 
     def groundedness(self, output_text: str, documents: list[str]) -> Score:
         """The model's calibrated probability of the output being grounded, times the share
-        of claims not contradicted (an unsupported claim counts half)."""
+        of claims not contradicted (an unsupported claim counts half). In a length band
+        where that score does not separate grounded from invented outputs on the
+        calibration split (the model's ``inconclusive_bands``), an output with unsupported
+        claims and no contradicted one gets no verdict (score None): only a contradiction
+        fails there, and only full support passes."""
         found = grounding(output_text, documents)
         if not found.claims:
             return self._grounded(1.0, "no claims in the output")
         contradicted = [c for c in found.claims if c.contradiction]
         unsupported = [c for c in found.claims if not c.contradiction and c.support < _UNSUPPORTED]
         n = len(found.claims)
-        kept = 1.0 - (
-            CONTRADICTION_WEIGHT * len(contradicted) + UNSUPPORTED_WEIGHT * len(unsupported)
-        ) / (n + (CONTRADICTION_WEIGHT - 1.0) * len(contradicted))
+        kept = uncontradicted_share(found)
+        band = length_band(found.content_words)
+        if unsupported and not contradicted and band in self.inconclusive_bands:
+            top = next(top for name, top in LENGTH_BANDS if name == band)
+            return self._grounded(
+                None,
+                f"inconclusive: {len(unsupported)} of {n} claims neither supported nor "
+                f"contradicted by the context, and for outputs of up to {top} content words "
+                "that does not tell grounded from invented ones (docs/benchmarks.md)",
+            )
         if contradicted:
             first = contradicted[0]
             reason = f"{len(contradicted)} of {n} claims contradict the context"
@@ -142,10 +163,30 @@ class LexicalJudge:
             reason += f"; least supported ({weakest.support:.0%}): {_quote(weakest.claim)}"
         # Without the shipped model (while it is re-trained): the plain mean claim support.
         score = found.features[0] if self._model is None else probability(self._model, found)
-        return self._grounded(score * max(0.0, kept), reason)
+        return self._grounded(score * kept, reason)
 
-    def _grounded(self, score: float, reason: str) -> Score:
+    @property
+    def inconclusive_bands(self) -> frozenset[str]:
+        return frozenset(self._model.get("inconclusive_bands", {}) if self._model else ())
+
+    def _grounded(self, score: float | None, reason: str) -> Score:
         return Score(score, reason, judge=self.name, judge_version=self.version)
+
+
+def uncontradicted_share(found: Grounding) -> float:
+    """What the model's probability is multiplied by: the share of claims not contradicted,
+    an unsupported claim counting half (1.0 for an output with no claims)."""
+    if not found.claims:
+        return 1.0
+    contradicted = sum(1 for c in found.claims if c.contradiction)
+    unsupported = sum(1 for c in found.claims if not c.contradiction and c.support < _UNSUPPORTED)
+    n = len(found.claims)
+    return max(
+        0.0,
+        1.0
+        - (CONTRADICTION_WEIGHT * contradicted + UNSUPPORTED_WEIGHT * unsupported)
+        / (n + (CONTRADICTION_WEIGHT - 1.0) * contradicted),
+    )
 
 
 def _quote(claim: str, limit: int = 120) -> str:

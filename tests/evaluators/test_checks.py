@@ -9,6 +9,13 @@ from evaluators.judges.grounding_features import FEATURES, LENGTH_BANDS
 from evaluators.judges.local import LexicalJudge, shipped_groundedness_model
 
 JUDGE = LexicalJudge()
+# The same model judging every band (no band left inconclusive): how the score weighs
+# unsupported and contradicted claims, wherever the shipped model gives a verdict on them.
+_SHIPPED = shipped_groundedness_model()
+assert _SHIPPED is not None
+EVERY_BAND = LexicalJudge(
+    model={key: value for key, value in _SHIPPED.items() if key != "inconclusive_bands"}
+)
 CONTEXT = [
     "Duplicate charges are refunded within 3 days. Refunds go back to the original card.",
     "Premium plans cost 20 dollars a month and include phone support.",
@@ -61,10 +68,13 @@ def test_task_completion_without_input_is_not_applicable() -> None:
         ),
         ("Duplicate charges are refunded within 10 days.", False),
         ("Duplicate charges are not refunded.", False),
-        ("Your account was hacked by a criminal gang in Belgium yesterday evening.", False),
+        # Reply length, nothing supported, nothing contradicted: no verdict (on the calibration
+        # split such replies are as common among HaluEval's right replies as its invented ones).
+        ("Your account was hacked by a criminal gang in Belgium yesterday evening.", None),
+        ("Hacked by a gang.", False),
     ],
 )
-def test_groundedness_verdicts(answer: str, passed: bool) -> None:
+def test_groundedness_verdicts(answer: str, passed: bool | None) -> None:
     verdict = verdicts.groundedness(answer, CONTEXT, judge=JUDGE, threshold=0.6)
 
     assert verdict.passed is passed, verdict.reason
@@ -75,8 +85,10 @@ def test_a_contradiction_weighs_more_than_an_unsupported_claim() -> None:
     unsupported = f"{supported} Our office dog is called Biscuit and loves long walks."
     contradicted = f"{supported} Duplicate charges are refunded within 9 days."
 
-    unsupported_score = verdicts.groundedness(unsupported, CONTEXT, judge=JUDGE, threshold=0.5)
-    contradicted_score = verdicts.groundedness(contradicted, CONTEXT, judge=JUDGE, threshold=0.5)
+    unsupported_score = verdicts.groundedness(unsupported, CONTEXT, judge=EVERY_BAND, threshold=0.5)
+    contradicted_score = verdicts.groundedness(
+        contradicted, CONTEXT, judge=EVERY_BAND, threshold=0.5
+    )
 
     assert contradicted_score.score < unsupported_score.score < 1.0
     assert "contradict" in contradicted_score.reason
@@ -102,9 +114,9 @@ def test_an_invented_claim_fails_and_the_reason_names_it() -> None:
         "premium plan."
     )
 
-    verdict = verdicts.groundedness(answer, CONTEXT, judge=JUDGE, threshold=0.6)
+    verdict = verdicts.groundedness(answer, CONTEXT, judge=EVERY_BAND, threshold=0.6)
     supported = verdicts.groundedness(
-        "Premium plans cost 20 dollars a month.", CONTEXT, judge=JUDGE, threshold=0.6
+        "Premium plans cost 20 dollars a month.", CONTEXT, judge=EVERY_BAND, threshold=0.6
     )
 
     assert verdict.passed is False
@@ -114,6 +126,35 @@ def test_an_invented_claim_fails_and_the_reason_names_it() -> None:
         "1 of 2 claims not supported by the context; least supported (33%): "
         '"Despite this, Steven Spielberg recommends the premium plan."'
     )
+
+
+def test_a_reply_length_output_with_an_unsupported_claim_gets_no_verdict() -> None:
+    """On the calibration split the reply band's score does not tell grounded replies from
+    invented ones (most right replies carry a claim the context lacks too): the shipped
+    judge abstains there rather than failing them, unless a claim is contradicted."""
+    invented = (
+        "Premium plans cost 20 dollars a month. Despite this, Steven Spielberg recommends the "
+        "premium plan."
+    )
+    contradicted = (
+        "Premium plans cost 20 dollars a month. Duplicate charges are refunded in 9 days."
+    )
+    supported = "Premium plans cost 20 dollars a month. Refunds go back to the original card."
+
+    abstained = verdicts.groundedness(invented, CONTEXT, judge=JUDGE, threshold=0.5)
+    failed = verdicts.groundedness(contradicted, CONTEXT, judge=JUDGE, threshold=0.5)
+    passed = verdicts.groundedness(supported, CONTEXT, judge=JUDGE, threshold=0.5)
+
+    assert _SHIPPED is not None and set(_SHIPPED["inconclusive_bands"]) == {"medium"}
+    assert (abstained.score, abstained.passed) == (None, None)
+    assert abstained.reason == (
+        "not applicable: inconclusive: 1 of 2 claims neither supported nor contradicted by "
+        "the context, and for outputs of up to 20 content words that does not tell grounded "
+        "from invented ones (docs/benchmarks.md)"
+    )
+    assert (abstained.judge, abstained.judge_version) == ("local-lexical", JUDGE.version)
+    assert failed.passed is False, failed.reason
+    assert passed.passed is True, passed.reason
 
 
 def test_a_supported_output_passes_and_says_so() -> None:

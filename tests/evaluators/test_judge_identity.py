@@ -162,3 +162,31 @@ def test_results_status_and_trace_page_show_the_deciding_judge_and_fallback(
     html = client.get(f"/traces/{trace_id}/").content.decode()
     assert f"judge local-lexical {LEXICAL_MODEL_VERSION}" in html
     assert html.count('class="status status-error judge-fallback"') == 2
+
+
+@pytest.mark.django_db
+def test_an_inconclusive_groundedness_verdict_is_stored_as_not_applicable_with_its_judge(
+    tenant, settings
+) -> None:
+    """The local judge abstains on a reply-length output it neither supports nor
+    contradicts: the job finishes, its result counts in no rate and names the judge."""
+    settings.MICROLENS_LOCAL_JUDGE = "lexical"
+    local_judge.cache_clear()
+    configure(tenant.project_id, evaluators={"groundedness": 0.5})
+    tenant.store(
+        classifier_trace(
+            answer="Duplicate charges are refunded within 3 days. Our office dog is called "
+            "Biscuit and loves long walks.",
+        )
+    )
+    [job_id] = schedule_all().job_ids
+
+    assert run_evaluation_job(job_id).status == "done"
+    local_judge.cache_clear()
+
+    result = EvaluationResult.objects.get()
+    assert (result.score, result.passed) == (None, None)
+    assert (result.judge, result.judge_version) == ("local-lexical", LEXICAL_MODEL_VERSION)
+    assert result.reason.startswith(
+        "not applicable: inconclusive: 1 of 2 claims neither supported nor contradicted"
+    )
