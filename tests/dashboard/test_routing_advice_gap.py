@@ -19,6 +19,7 @@ from dashboard.metrics.evaluations import rebuild_evaluation_days
 from dashboard.metrics.refresh import fallback_labels, fold_changes
 from dashboard.metrics.routing import routing_advice
 from dashboard.models import DecisionFact, EvalRollup, ModelPrice, Rollup
+from evaluators.services import record_feedback
 from tests.builders import TraceBuilder
 from tracestore.contracts import FallbackAnswer, MicroModelDecision, TraceFacts
 from tracestore.services import issue_api_key, store_spans
@@ -72,22 +73,20 @@ def _trace(
     micro_right: bool,
     fallback: str | None,
     escalated: bool = True,
+    expected: bool = True,
 ) -> TraceBuilder:
     """A trace whose micro model answers ``billing`` or ``refund`` against an expected
     ``billing``; escalated, its fallback span answers ``fallback`` (None: says nothing)."""
     trace = TraceBuilder(start_ns=int(start.timestamp() * 1e9))
     root = trace.span("POST /chat", attrs={"user.tier": tier})
-    trace.span(
-        "intent",
-        parent=root,
-        offset_ms=5,
-        attrs={
-            "micro_model.name": "intent-mini",
-            "llm.model_name": "intent-mini-v2",
-            "micro_model.label": "billing" if micro_right else "refund",
-            "micro_model.expected_label": "billing",
-        },
-    )
+    decision = {
+        "micro_model.name": "intent-mini",
+        "llm.model_name": "intent-mini-v2",
+        "micro_model.label": "billing" if micro_right else "refund",
+    }
+    if expected:
+        decision["micro_model.expected_label"] = "billing"
+    trace.span("intent", parent=root, offset_ms=5, attrs=decision)
     if escalated:
         attrs: dict = {
             "gen_ai.request.model": "gpt-large",
@@ -270,6 +269,20 @@ def test_a_fallback_label_arriving_later_updates_the_pairs(project) -> None:
     assert _paired_sums(project.id, "enterprise") == (0, 0, 1, 0)
     (fact,) = DecisionFact.objects.filter(project_id=project.id, is_decision=True)
     assert (fact.label, fact.fallback_label, fact.is_fallback) == ("refund", "billing", True)
+
+
+def test_an_expected_label_posted_later_as_feedback_makes_a_pair(project) -> None:
+    start = _hour(timezone.now(), 2) + timedelta(minutes=5)
+    trace = _trace(start, "pro", micro_right=True, fallback="refund", expected=False)
+    store_spans(project.id, trace.records())
+    fold_changes()
+    assert _paired_sums(project.id, "pro") == (0, 0, 0, 0)
+
+    record_feedback([project.id], trace_id=trace.trace_hex, expected_label="billing")
+    fold_changes()
+
+    # The micro model said billing, the fallback refund: only the micro model was right.
+    assert _paired_sums(project.id, "pro") == (0, 1, 0, 0)
 
 
 def _decision(span_id: str, at: datetime, label: str) -> MicroModelDecision:
