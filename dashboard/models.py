@@ -94,6 +94,9 @@ class DecisionFact(models.Model):
     # Primary row of an escalated trace: what its spans on models other than the micro
     # models' cost (the rescue); NULL when not escalated or a model has no price.
     rescue_cost = models.FloatField(null=True)
+    # An escalated decision: the fallback's answer in the micro model's label space
+    # (refresh.fallback_labels pairs them); '' when the fallback span carried none.
+    fallback_label = models.TextField(default="", db_default="")
 
     class Meta:
         constraints = [
@@ -161,6 +164,12 @@ class Rollup(models.Model):
     rescue_cost_sum = models.FloatField(default=0.0)
     # Their sum of squares: the interval of the mean cost of a rescue.
     rescue_cost_sq_sum = models.FloatField(default=0.0)
+    # Escalated decisions with an expected label, a label and the fallback's label,
+    # paired: which of the two was right (routing advice's accuracy gap).
+    paired_both_right = models.IntegerField(default=0, db_default=0)
+    paired_micro_right = models.IntegerField(default=0, db_default=0)
+    paired_fallback_right = models.IntegerField(default=0, db_default=0)
+    paired_neither_right = models.IntegerField(default=0, db_default=0)
 
     class Meta:
         indexes = [

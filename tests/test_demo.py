@@ -104,3 +104,29 @@ def test_the_demo_prices_cover_every_model_the_live_demo_sends() -> None:
     assert models == {"intent-mini-v2", "gpt-mini", "gpt-large"}
     for model in models:
         assert any(fnmatchcase(str(model), pattern) for pattern in DEMO_PRICES), model
+
+
+def test_the_fallback_answers_in_the_classifiers_labels_better_on_japanese_traffic() -> None:
+    traces = _traces(4000, seed=5)
+    # ja -> [fallback right, classifier right, escalated decisions with an expected label]
+    right: dict[bool, list[int]] = {True: [0, 0, 0], False: [0, 0, 0]}
+    for spans in traces.values():
+        by_name = {span.name: span for span in spans}
+        rescue, decision = by_name.get("fallback-llm"), by_name.get(CLASSIFIER)
+        if rescue is None or decision is None:
+            continue
+        answer = rescue.attributes["micro_model.label"]
+        assert answer in MICRO_MODELS[CLASSIFIER].labels
+        truth = decision.attributes.get("micro_model.expected_label")
+        if truth is None:
+            continue
+        ja = by_name["chat.request"].attributes["language"] == "ja"
+        right[ja][0] += answer == truth
+        right[ja][1] += decision.attributes["micro_model.label"] == truth
+        right[ja][2] += 1
+
+    # Escalated Japanese decisions: the fallback corrects nearly every wrong label, far
+    # more accuracy than it adds elsewhere.
+    gap = {ja: (fallback - classifier) / n for ja, (fallback, classifier, n) in right.items()}
+    assert right[True][2] >= 20
+    assert gap[True] > 0.2 > gap[False] >= 0

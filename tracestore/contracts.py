@@ -205,6 +205,16 @@ class MicroModelDecision:
 
 
 @dataclass(frozen=True, slots=True)
+class FallbackAnswer:
+    """A fallback span's answer in the micro model's label space: a span with
+    ``route.fallback = true`` that is no micro-model span and carries ``micro_model.label``."""
+
+    span_id: str
+    start_time: datetime
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
 class TraceFacts:
     """A trace as the metrics see it (read by ``queries.trace_facts``): its rollup, its
     micro-model decisions in start order, and per-span usage for costing."""
@@ -221,6 +231,8 @@ class TraceFacts:
     cohort: dict[str, str]
     decisions: list[MicroModelDecision]
     usage: list[SpanUsage]
+    # In start order (then span id): what the fallback answered, where it said so.
+    fallback_answers: tuple[FallbackAnswer, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from django.db.models import JSONField, OuterRef, Q, QuerySet, Subquery
 
 from . import contracts, span_fields
 from .contracts import (
+    FallbackAnswer,
     MicroModelDecision,
     ProjectRef,
     SpanUsage,
@@ -381,15 +382,21 @@ def trace_facts(keys: list[tuple[int, str]]) -> list[TraceFacts]:
             " JOIN tracestore_span s USING (project_id, trace_id)"
             " WHERE s.start_time >= %s AND s.start_time <= %s"
             " AND (s.micro_model IS NOT NULL OR s.model IS NOT NULL"
-            "  OR s.prompt_tokens IS NOT NULL OR s.completion_tokens IS NOT NULL)"
+            "  OR s.prompt_tokens IS NOT NULL OR s.completion_tokens IS NOT NULL"
+            "  OR (s.is_fallback AND s.label IS NOT NULL))"
             " ORDER BY s.project_id, s.trace_id, s.start_time, s.span_id",
             [project_ids, trace_ids, low, high],
         )
         spans = cursor.fetchall()
     decisions: dict[tuple[int, bytes], list[MicroModelDecision]] = {}
     usage: dict[tuple[int, bytes], list[SpanUsage]] = {}
+    answers: dict[tuple[int, bytes], list[FallbackAnswer]] = {}
     for row in spans:
         key = (row[0], bytes(row[1]))
+        if row[5] is None and row[11] and row[8]:
+            answers.setdefault(key, []).append(
+                FallbackAnswer(span_id=bytes(row[2]).hex(), start_time=row[3], label=row[8])
+            )
         if row[5] is not None:
             decisions.setdefault(key, []).append(
                 MicroModelDecision(
@@ -439,6 +446,7 @@ def trace_facts(keys: list[tuple[int, str]]) -> list[TraceFacts]:
                 cohort=json.loads(cohort) if isinstance(cohort, str) else dict(cohort),
                 decisions=decisions.get(key, []),
                 usage=usage.get(key, []),
+                fallback_answers=tuple(answers.get(key, ())),
             )
         )
     return out

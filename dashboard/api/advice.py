@@ -20,14 +20,31 @@ from .serializers import ErrorSerializer
 class AdviceSerializer(serializers.Serializer):
     dimension = serializers.CharField()
     value = serializers.CharField()
-    evaluator = serializers.CharField()
-    n = serializers.IntegerField(help_text="Evaluations the fail rate is over.")
-    effective_n = serializers.FloatField(
-        help_text="Kish effective n of the sampling-weighted verdicts (compared with min_n)."
+    criterion = serializers.ChoiceField(
+        choices=["accuracy_gap", "fail_rate"],
+        help_text="What decided the row: the fallback's accuracy gap over the micro model on"
+        " escalated decisions (where the fallback's labels are known on at least min_n of"
+        " them), else an evaluator's fail rate.",
     )
-    fail_rate = serializers.FloatField()
+    evaluator = serializers.CharField(allow_null=True, help_text="Null for accuracy_gap.")
+    n = serializers.IntegerField(
+        help_text="Evaluations the fail rate is over, or escalated decisions the gap is over."
+    )
+    effective_n = serializers.FloatField(
+        help_text="Kish effective n of the sampling-weighted verdicts (compared with min_n);"
+        " n for accuracy_gap."
+    )
+    fail_rate = serializers.FloatField(allow_null=True, help_text="Null for accuracy_gap.")
+    accuracy_gap = serializers.FloatField(
+        allow_null=True,
+        help_text="Fallback accuracy less micro model accuracy on the same escalated"
+        " decisions; null for fail_rate.",
+    )
+    micro_model_accuracy = serializers.FloatField(allow_null=True)
+    fallback_accuracy = serializers.FloatField(allow_null=True)
     low = serializers.FloatField(
-        help_text="95 % interval (Wilson at the weighted rate's linearisation n)."
+        help_text="95 % interval of the criterion: Wilson at the weighted rate's"
+        " linearisation n (fail_rate), Newcombe's for paired proportions (accuracy_gap)."
     )
     high = serializers.FloatField()
     usd_per_day = serializers.FloatField(
@@ -78,7 +95,9 @@ class RoutingAdviceView(APIView):
             OpenApiParameter("project", int, description="One of your projects (default: all)."),
             OpenApiParameter("micro_model", str, description="Default: every one in range."),
             OpenApiParameter(
-                "threshold", float, description=f"Fail rate (default {DEFAULT_THRESHOLD})."
+                "threshold",
+                float,
+                description=f"Fail rate, or accuracy gap (default {DEFAULT_THRESHOLD}).",
             ),
             OpenApiParameter(
                 "min_n", int, description=f"Least effective n (default {DEFAULT_MIN_N})."

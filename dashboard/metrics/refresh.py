@@ -99,6 +99,7 @@ _FACT_COLUMNS = (
     "prompt_tokens",
     "completion_tokens",
     "rescue_cost",
+    "fallback_label",
 )
 
 
@@ -122,6 +123,7 @@ def fact_rows(trace: TraceFacts, prices: PriceBook) -> list[tuple]:
     rows = []
     # Mirrored (shadow) calls are no live decisions: they go to ShadowPair (shadow_rows).
     live = [d for d in trace.decisions if not d.is_mirrored]
+    answered = fallback_labels(live, trace)
     for index, d in enumerate(live):
         primary = index == 0
         rows.append(
@@ -152,6 +154,7 @@ def fact_rows(trace: TraceFacts, prices: PriceBook) -> list[tuple]:
                 trace.prompt_tokens if primary else 0,
                 trace.completion_tokens if primary else 0,
                 rescue if primary else None,
+                answered.get(d.span_id, ""),
             )
         )
     if not rows:
@@ -181,9 +184,29 @@ def fact_rows(trace: TraceFacts, prices: PriceBook) -> list[tuple]:
                 trace.prompt_tokens,
                 trace.completion_tokens,
                 None,
+                "",
             )
         )
     return rows
+
+
+def fallback_labels(live: list[MicroModelDecision], trace: TraceFacts) -> dict[str, str]:
+    """span id -> the fallback's label for the live decisions a fallback answered: each
+    fallback answer (a ``route.fallback`` span that is no micro-model span and carries
+    ``micro_model.label``) pairs with the last live decision that started at or before
+    it, the decision it rescued; a decision answered more than once keeps the first
+    answer. An answer that started before every decision pairs with none."""
+    out: dict[str, str] = {}
+    for answer in trace.fallback_answers:
+        rescued = None
+        for d in live:  # in start order
+            if (d.start_time, d.span_id) <= (answer.start_time, answer.span_id):
+                rescued = d
+            else:
+                break
+        if rescued is not None:
+            out.setdefault(rescued.span_id, answer.label)
+    return out
 
 
 def _rescue_cost(trace: TraceFacts, prices: PriceBook) -> float | None:
@@ -328,6 +351,16 @@ def _add_fact(sums: dict[str, Any], f: _Fact) -> None:
             sums["rescue_costed"] += 1
             sums["rescue_cost_sum"] += f.rescue_cost
             sums["rescue_cost_sq_sum"] += f.rescue_cost * f.rescue_cost
+    if f.is_decision and f.fallback_label and f.label and f.expected_label:
+        micro, fallback = f.label == f.expected_label, f.fallback_label == f.expected_label
+        sums[_PAIRED[micro][fallback]] += 1
+
+
+# [micro model right][fallback right] -> the paired sum it counts in
+_PAIRED = (
+    ("paired_neither_right", "paired_fallback_right"),
+    ("paired_micro_right", "paired_both_right"),
+)
 
 
 ROLLUP = RollupTable(
@@ -351,6 +384,10 @@ ROLLUP = RollupTable(
         Sum("rescue_costed"),
         Sum("rescue_cost_sum", "float"),
         Sum("rescue_cost_sq_sum", "float"),
+        Sum("paired_both_right"),
+        Sum("paired_micro_right"),
+        Sum("paired_fallback_right"),
+        Sum("paired_neither_right"),
     ),
 )
 LABEL_ROLLUP = RollupTable(
@@ -421,6 +458,7 @@ class _Fact(NamedTuple):
     completion_tokens: int
     unpriced_models: list[str]
     rescue_cost: float | None
+    fallback_label: str
 
 
 _FACT_SELECT = (

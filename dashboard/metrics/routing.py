@@ -1,22 +1,32 @@
 """Routing advice: which cohorts of a micro model to send to the fallback model now, and
 which could be taken back, with what each change would cost or save per day.
 
-For every micro model, cohort dimension, value and evaluator (``eval-fail-rate`` grouped
-by the dimension: n and Wilson 95 % interval):
+For every micro model, cohort dimension and value, one criterion decides:
 
-- an evaluator counts for a cohort when its Kish effective n (``effective_n``: what the
-  sampling weights leave of the raw n) is at least ``min_n`` (default 10: why at
-  ``DEFAULT_MIN_N``);
-- **send** when, for any evaluator that counts, the fail rate's interval lies wholly
-  above ``threshold`` (its lower bound above it). The cost: the cohort's decisions per
-  day not escalated today x the observed cost of one rescue (``fallback-economics`` for
-  the cohort, else the micro model's own when the cohort had no priced rescue), with the
-  interval that cost's interval gives;
-- **take back** only when every evaluator that counts has its interval wholly below
-  ``threshold`` (upper bound below), and the cohort is escalated at all: the saving is its
-  rescues per day x the cost of one. A cohort is never both sent and taken back.
+- the **accuracy gap** where the fallback's answers are known (``refresh.fallback_labels``)
+  on at least ``min_n`` escalated decisions with an expected label: the fallback's
+  accuracy less the micro model's on those same decisions, with Newcombe's interval for
+  paired proportions (``shadow.newcombe_paired_interval``). **send** when the interval
+  lies wholly above ``threshold``; **take back** when it lies wholly below it and the
+  cohort is escalated at all. The gap is measured on escalated decisions only (those the
+  fallback answered), usually the harder ones: it says what the fallback buys where it
+  is used;
+- elsewhere the **fail rate** (``eval-fail-rate`` grouped by the dimension: n and Wilson
+  95 % interval). An evaluator counts for a cohort when its Kish effective n
+  (``effective_n``: what the sampling weights leave of the raw n) is at least ``min_n``
+  (default 10: why at ``DEFAULT_MIN_N``); **send** when, for any evaluator that counts,
+  the fail rate's interval lies wholly above ``threshold`` (its lower bound above it);
+  **take back** only when every evaluator that counts has its interval wholly below
+  ``threshold`` (upper bound below), and the cohort is escalated at all.
 
-A cohort listed for several evaluators appears once per evaluator.
+Each row says which criterion decided it (``criterion``: ``accuracy_gap`` or
+``fail_rate``); ``low`` and ``high`` are that criterion's interval. The cost of a send:
+the cohort's decisions per day not escalated today x the observed cost of one rescue
+(``fallback-economics`` for the cohort, else the micro model's own when the cohort had no
+priced rescue), with the interval that cost's interval gives; the saving of a take back:
+its rescues per day x the cost of one. A cohort is never both sent and taken back.
+
+A cohort the fail rate decides appears once per evaluator listed; one the gap decides, once.
 
 Cost: the figures are read once per cohort dimension for every micro model at once
 (grouped by micro model and cohort value), not once per micro model: over whole hours
@@ -41,6 +51,7 @@ from evaluators.queries import evaluation_counts
 from . import Filters, InvalidQuery, _where, cohort_dimensions, micro_models
 from .economics import _SQL, economics_row
 from .evaluations import _add
+from .shadow import newcombe_paired_interval
 from .weighting import weighted_rate
 from .windows import partial_hours, whole_hours
 
@@ -54,6 +65,13 @@ DEFAULT_THRESHOLD = 0.10
 DEFAULT_MIN_N = 10
 
 
+# (both right, only the micro model right, only the fallback right, neither right)
+_PAIRED_SQL = (
+    "sum(paired_both_right), sum(paired_micro_right), sum(paired_fallback_right),"
+    " sum(paired_neither_right)"
+)
+
+
 def _pct(value: float) -> str:
     return f"{value * 100:.1f} %"
 
@@ -61,42 +79,92 @@ def _pct(value: float) -> str:
 def _advice(
     action: str,
     key: str,
-    row: dict[str, Any],
+    group: Any,
+    measure: dict[str, Any],
     units_per_day: float,
     per_rescue: tuple[float | None, float | None, float | None],
 ) -> dict[str, Any]:
     money, low, high = (None if c is None else units_per_day * c for c in per_rescue)
-    cohort = f"{key}={row['group']}"
-    # The effective n is said only where the weights make it differ from the raw n.
-    effective = (
-        f", effective n={row['effective_n']:.1f}"
-        if abs(row["effective_n"] - row["n"]) >= 0.05
-        else ""
-    )
-    rate = (
-        f"{row['evaluator']} fail rate {_pct(row['rate'])}"
-        f" ({row['low'] * 100:.1f}-{row['high'] * 100:.1f} %, n={row['n']}{effective})"
-    )
+    cohort = f"{key}={group}"
+    if measure["criterion"] == GAP:
+        said = (
+            f"fallback accuracy {_pct(measure['fallback_accuracy'])} vs"
+            f" {_pct(measure['micro_model_accuracy'])}, gap {_points(measure['accuracy_gap'])}"
+            f" ({_points(measure['low'])} to {_points(measure['high'])},"
+            f" n={measure['n']} escalated decisions)"
+        )
+    else:
+        # The effective n is said only where the weights make it differ from the raw n.
+        effective = (
+            f", effective n={measure['effective_n']:.1f}"
+            if abs(measure["effective_n"] - measure["n"]) >= 0.05
+            else ""
+        )
+        said = (
+            f"{measure['evaluator']} fail rate {_pct(measure['fail_rate'])}"
+            f" ({measure['low'] * 100:.1f}-{measure['high'] * 100:.1f} %,"
+            f" n={measure['n']}{effective})"
+        )
     amount = "cost unknown (no priced rescue)" if money is None else f"${money:.2f}/day"
     if action == "send":
         sign = "" if money is None else "+"
-        message = f"send `{cohort}` to the fallback now: {sign}{amount}, {rate}"
+        message = f"send `{cohort}` to the fallback now: {sign}{amount}, {said}"
     else:
         sign = "" if money is None else "-"
-        message = f"`{cohort}` could be taken back from the fallback: {sign}{amount}, {rate}"
+        message = f"`{cohort}` could be taken back from the fallback: {sign}{amount}, {said}"
     return {
         "dimension": key,
-        "value": row["group"],
-        "evaluator": row["evaluator"],
-        "n": row["n"],
-        "effective_n": row["effective_n"],
-        "fail_rate": row["rate"],
-        "low": row["low"],
-        "high": row["high"],
+        "value": group,
+        **measure,
         "usd_per_day": money,
         "usd_per_day_low": low,
         "usd_per_day_high": high,
         "message": message,
+    }
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f} points"
+
+
+FAIL_RATE = "fail_rate"
+GAP = "accuracy_gap"
+
+
+def _fail_rate_measure(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "criterion": FAIL_RATE,
+        "evaluator": row["evaluator"],
+        "n": row["n"],
+        "effective_n": row["effective_n"],
+        "fail_rate": row["rate"],
+        "accuracy_gap": None,
+        "micro_model_accuracy": None,
+        "fallback_accuracy": None,
+        "low": row["low"],
+        "high": row["high"],
+    }
+
+
+def _gap_measure(paired: tuple[int, int, int, int]) -> dict[str, Any] | None:
+    """The fallback's accuracy less the micro model's on the same escalated decisions,
+    with Newcombe's interval for paired proportions; None without a pair."""
+    both, micro_only, fallback_only, neither = paired
+    n = sum(paired)
+    interval = newcombe_paired_interval(both, fallback_only, micro_only, neither)
+    if interval is None:
+        return None
+    return {
+        "criterion": GAP,
+        "evaluator": None,
+        "n": n,
+        "effective_n": float(n),
+        "fail_rate": None,
+        "accuracy_gap": (fallback_only - micro_only) / n,
+        "micro_model_accuracy": (both + micro_only) / n,
+        "fallback_accuracy": (both + fallback_only) / n,
+        "low": interval[0],
+        "high": interval[1],
     }
 
 
@@ -113,7 +181,7 @@ def _economics(
     model (``key`` None: group None) or by micro model and the cohort value of ``key``."""
     where, params, group_sql = _where(filters, key or "micro_model", None, histograms=False)
     group = "NULL::text" if key is None else group_sql
-    sql = f"SELECT micro_model, {group}, {_SQL} {where} GROUP BY 1, 2"
+    sql = f"SELECT micro_model, {group}, {_SQL}, {_PAIRED_SQL} {where} GROUP BY 1, 2"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         fetched = cursor.fetchall()
@@ -128,7 +196,7 @@ def _economics(
             float(sums[5] or 0.0),
             days,
             float(sums[6] or 0.0),
-        )
+        ) | {"paired": tuple(int(v or 0) for v in sums[7:11])}
     return out
 
 
@@ -203,7 +271,7 @@ def routing_advice(
     """Per micro model (``filters.micro_model``, or every one in range): ``send`` and
     ``take_back`` lists (module docstring)."""
     if not 0 < threshold < 1:
-        raise InvalidQuery("threshold: a fail rate between 0 and 1, e.g. 0.1")
+        raise InvalidQuery("threshold: a fail rate (or accuracy gap) between 0 and 1, e.g. 0.1")
     if min_n < 1:
         raise InvalidQuery("min_n: at least 1")
     # The evaluation rollup has no route or model column (as in eval-fail-rate).
@@ -240,20 +308,27 @@ def routing_advice(
             for row in rates_by_model.get(name, []):
                 if row["effective_n"] < min_n or row["rate"] is None:
                     continue
-                cohorts[row["group"]].append(row)
-            for grp, rows in cohorts.items():
+                cohorts[row["group"]].append(_fail_rate_measure(row))
+            # Where the fallback's answers are known on enough escalated decisions, the
+            # accuracy gap decides, whatever the evaluators say.
+            for grp, figures in economics.items():
+                gap = _gap_measure(figures["paired"])
+                if gap is not None and gap["n"] >= min_n:
+                    cohorts[grp] = [gap]
+            for grp, measures in cohorts.items():
                 traffic = economics.get(grp)
                 own = _per_rescue(traffic)
                 per_rescue = own if own[0] is not None else default
                 decisions = traffic["decisions"] if traffic else 0
                 rescues = traffic["rescues"] if traffic else 0
-                failing = [row for row in rows if row["low"] > threshold]
+                failing = [m for m in measures if m["low"] > threshold]
                 if failing:
                     units = (decisions - rescues) / days
-                    send += [_advice("send", key, row, units, per_rescue) for row in failing]
-                elif rescues and all(row["high"] < threshold for row in rows):
+                    send += [_advice("send", key, grp, m, units, per_rescue) for m in failing]
+                elif rescues and all(m["high"] < threshold for m in measures):
                     take_back += [
-                        _advice("take_back", key, row, rescues / days, per_rescue) for row in rows
+                        _advice("take_back", key, grp, m, rescues / days, per_rescue)
+                        for m in measures
                     ]
         send.sort(key=lambda a: -a["low"])
         take_back.sort(key=lambda a: a["high"])

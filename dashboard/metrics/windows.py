@@ -9,8 +9,9 @@ reads together with the rollup rows: a metric has one definition whatever the wi
 
 The sums are those ``refresh.count_fact_hours`` makes of an hour's facts (a decision counts
 in decisions, fallbacks, retries, cache hits, errors and the latency histogram; a
-trace's primary row in traces, trace errors, cost, tokens and the cost histogram; the
-label rows count decisions per label and expected label with a confidence histogram),
+trace's primary row in traces, trace errors, cost, tokens and the cost histogram; an
+escalated decision with a label, an expected label and the fallback's label in one paired
+sum; the label rows count decisions per label and expected label with a confidence histogram),
 with the same bins (``histograms.lower_bounds`` via ``width_bucket``);
 ``tests/dashboard/test_metric_windows.py`` checks that over a whole hour they equal the
 stored hour rows.
@@ -125,6 +126,17 @@ _RESCUE = (
     " coalesce(sum(rescue_cost), 0)::float8 AS rescue_cost_sum,"
     " coalesce(sum(rescue_cost * rescue_cost), 0)::float8 AS rescue_cost_sq_sum"
 )
+# Escalated decisions paired with the fallback's label (refresh._add_fact).
+_PAIRED_FACT = "is_decision AND fallback_label <> '' AND label <> '' AND expected_label <> ''"
+_PAIRED = ", ".join(
+    f"(count(*) FILTER (WHERE {_PAIRED_FACT} AND ({micro}) AND ({fallback})))::int AS {name}"
+    for name, micro, fallback in (
+        ("paired_both_right", "label = expected_label", "fallback_label = expected_label"),
+        ("paired_micro_right", "label = expected_label", "fallback_label <> expected_label"),
+        ("paired_fallback_right", "label <> expected_label", "fallback_label = expected_label"),
+        ("paired_neither_right", "label <> expected_label", "fallback_label <> expected_label"),
+    )
+)
 
 
 def _rollup_rows(facts: str, histograms: bool) -> str:
@@ -154,7 +166,7 @@ def _rollup_rows(facts: str, histograms: bool) -> str:
             " AS completion_tokens,"
             " NULL::integer[] AS latency_hist, NULL::integer[] AS cost_hist,"
             " NULL::text[] AS unpriced_models,"
-            f" {_RESCUE}"
+            f" {_RESCUE}, {_PAIRED}"
             f"{facts} GROUP BY 2, 3, 4, 5, 6, 7, 8"
         )
     return (
@@ -166,7 +178,8 @@ def _rollup_rows(facts: str, histograms: bool) -> str:
         f" {_histogram('g.cost_bins', COST_BINS)} AS cost_hist,"
         " ARRAY(SELECT DISTINCT m FROM jsonb_array_elements(coalesce(g.unpriced, '[]')) a,"
         " jsonb_array_elements_text(a) m) AS unpriced_models, g.rescue_costed,"
-        " g.rescue_cost_sum, g.rescue_cost_sq_sum"
+        " g.rescue_cost_sum, g.rescue_cost_sq_sum, g.paired_both_right, g.paired_micro_right,"
+        " g.paired_fallback_right, g.paired_neither_right"
         " FROM (SELECT hour AS bucket, project_id, micro_model, model, route, dim_key,"
         " dim_value,"
         " (count(*) FILTER (WHERE is_decision))::int AS decisions,"
@@ -186,7 +199,7 @@ def _rollup_rows(facts: str, histograms: bool) -> str:
         f" array_agg(width_bucket(cost, '{_array(cost)}'::float8[]))"
         f" FILTER (WHERE {priced}) AS cost_bins,"
         f" jsonb_agg(to_jsonb(unpriced_models)) FILTER (WHERE {primary} AND NOT ({priced}))"
-        f" AS unpriced, {_RESCUE}"
+        f" AS unpriced, {_RESCUE}, {_PAIRED}"
         f"{facts} GROUP BY 1, 2, 3, 4, 5, 6, 7) AS g"
     )
 
@@ -216,7 +229,8 @@ _COLUMNS = {
         "width, bucket, project_id, micro_model, model, route, dim_key, dim_value, decisions,"
         " fallbacks, retries, cache_hits, errors, traces, trace_errors, costed_traces,"
         " cost_sum, prompt_tokens, completion_tokens, latency_hist, cost_hist, unpriced_models,"
-        " rescue_costed, rescue_cost_sum, rescue_cost_sq_sum"
+        " rescue_costed, rescue_cost_sum, rescue_cost_sq_sum, paired_both_right,"
+        " paired_micro_right, paired_fallback_right, paired_neither_right"
     ),
     "dashboard_labelrollup": (
         "width, bucket, project_id, micro_model, model, route, label, expected_label, dim_key,"
