@@ -1,23 +1,24 @@
 """Routing advice: which cohorts of a micro model to send to the fallback model now, and
 which could be taken back, with what each change would cost or save per day.
 
-For every micro model, cohort dimension and value, one criterion decides:
+For every micro model, cohort dimension and value, the measures are:
 
 - the **accuracy gap** where the fallback's answers are known (``refresh.fallback_labels``)
   on at least ``min_n`` escalated decisions with an expected label: the fallback's
   accuracy less the micro model's on those same decisions, with Newcombe's interval for
-  paired proportions (``shadow.newcombe_paired_interval``). **send** when the interval
-  lies wholly above ``threshold``; **take back** when it lies wholly below it and the
-  cohort is escalated at all. The gap is measured on escalated decisions only (those the
-  fallback answered), usually the harder ones: it says what the fallback buys where it
-  is used;
-- elsewhere the **fail rate** (``eval-fail-rate`` grouped by the dimension: n and Wilson
+  paired proportions (``shadow.newcombe_paired_interval``). It stands in for the label
+  check's fail rate (both judge the label); the other evaluators' fail rates still
+  count. The gap is measured on escalated decisions only (those the fallback answered),
+  usually the harder ones: it says what the fallback buys where it is used;
+- the **fail rate** of every other evaluator, and of the label check where no gap is
+  known (``eval-fail-rate`` grouped by the dimension: n and Wilson
   95 % interval). An evaluator counts for a cohort when its Kish effective n
   (``effective_n``: what the sampling weights leave of the raw n) is at least ``min_n``
-  (default 10: why at ``DEFAULT_MIN_N``); **send** when, for any evaluator that counts,
-  the fail rate's interval lies wholly above ``threshold`` (its lower bound above it);
-  **take back** only when every evaluator that counts has its interval wholly below
-  ``threshold`` (upper bound below), and the cohort is escalated at all.
+  (default 10: why at ``DEFAULT_MIN_N``).
+
+**send** when any measure's interval lies wholly above ``threshold`` (its lower bound above
+it); **take back** only when every measure's interval lies wholly below ``threshold``
+(upper bound below), and the cohort is escalated at all.
 
 Each row says which criterion decided it (``criterion``: ``accuracy_gap`` or
 ``fail_rate``); ``low`` and ``high`` are that criterion's interval. The cost of a send:
@@ -26,7 +27,7 @@ the cohort's decisions per day not escalated today x the observed cost of one re
 priced rescue), with the interval that cost's interval gives; the saving of a take back:
 its rescues per day x the cost of one. A cohort is never both sent and taken back.
 
-A cohort the fail rate decides appears once per evaluator listed; one the gap decides, once.
+A cohort appears once per measure that decided it (the gap, or an evaluator's fail rate).
 
 Cost: the figures are read once per cohort dimension for every micro model at once
 (grouped by micro model and cohort value), not once per micro model: over whole hours
@@ -46,6 +47,7 @@ from typing import Any
 
 from django.db import connection
 
+from evaluators.contracts import LABEL_CHECK
 from evaluators.queries import evaluation_counts
 
 from . import Filters, InvalidQuery, _where, cohort_dimensions, micro_models
@@ -310,11 +312,13 @@ def routing_advice(
                     continue
                 cohorts[row["group"]].append(_fail_rate_measure(row))
             # Where the fallback's answers are known on enough escalated decisions, the
-            # accuracy gap decides, whatever the evaluators say.
+            # accuracy gap stands in for the label check's fail rate; the evaluators that
+            # judge something else (task completion, groundedness) still count.
             for grp, figures in economics.items():
                 gap = _gap_measure(figures["paired"])
                 if gap is not None and gap["n"] >= min_n:
-                    cohorts[grp] = [gap]
+                    others = [m for m in cohorts[grp] if m["evaluator"] != LABEL_CHECK]
+                    cohorts[grp] = [gap, *others]
             for grp, measures in cohorts.items():
                 traffic = economics.get(grp)
                 own = _per_rescue(traffic)

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dashboard', '0011_decision_fact_model_index_covers_cohort'),
+        ('dashboard', '0012_shadow_pair_rollup_filled_from_pairs'),
     ]
 
     operations = [
