@@ -66,11 +66,15 @@ def _sent(advice: dict) -> list[tuple[str, str, str]]:
 def test_the_demo_data_yields_advice_for_intent_mini(demo_week) -> None:
     (advice,) = routing_advice(demo_week.with_(micro_model="intent-mini"))
 
-    # Groundedness fails on search (n=35), its interval wholly above 10 %; sampled, its
-    # effective n is about 13. Pro and ja have 11 and 10 escalated decisions with the
-    # fallback's label: the accuracy gap decides there (groundedness failed on pro, LabelCheck
-    # on ja), and neither gap's interval clears 10 % either way.
-    assert _sent(advice) == [("task.type", "search", "groundedness")]
+    # Groundedness fails on search (n=35) and on pro (n=18), their intervals wholly above
+    # 10 %; sampled, their effective n are about 13 and 10. Pro and ja have 11 and 10
+    # escalated decisions with the fallback's label: there the accuracy gap stands in for
+    # LabelCheck (ja's LabelCheck fail rate is not sent), and neither gap's interval clears
+    # 10 %; pro's groundedness, which the labels say nothing about, still counts.
+    assert _sent(advice) == [
+        ("task.type", "search", "groundedness"),
+        ("user.tier", "pro", "groundedness"),
+    ]
     assert advice["take_back"] == []
     for row in advice["send"]:
         assert row["low"] > 0.10

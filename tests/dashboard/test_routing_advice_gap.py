@@ -19,6 +19,7 @@ from dashboard.metrics.evaluations import rebuild_evaluation_days
 from dashboard.metrics.refresh import fallback_labels, fold_changes
 from dashboard.metrics.routing import routing_advice
 from dashboard.models import DecisionFact, EvalRollup, ModelPrice, Rollup
+from evaluators.contracts import GROUNDEDNESS, LABEL_CHECK
 from evaluators.services import record_feedback
 from tests.builders import TraceBuilder
 from tracestore.contracts import FallbackAnswer, MicroModelDecision, TraceFacts
@@ -134,23 +135,27 @@ def gapped(project):
     bucket = _hour(now, 3)
     # Pro and enterprise fail LabelCheck at 30 %: only pro is decided by it.
     for tier in ("pro", "enterprise"):
-        EvalRollup.objects.create(
-            width="h",
-            bucket=bucket,
-            project_id=project.id,
-            micro_model="intent-mini",
-            evaluator="LabelCheck",
-            dim_key="user.tier",
-            dim_value=tier,
-            evaluated=200,
-            failed=60,
-            weighted_evaluated=200.0,
-            weighted_failed=60.0,
-            weighted_sq_evaluated=200.0,
-            weighted_sq_failed=60.0,
-        )
-    rebuild_evaluation_days({(project.id, bucket.replace(hour=0))})
+        _fail_thirty_percent(project.id, bucket, LABEL_CHECK, tier)
     return project, Filters((project.id,), _hour(now, 3), _hour(now, 1))
+
+
+def _fail_thirty_percent(project_id: int, bucket: datetime, evaluator: str, tier: str) -> None:
+    EvalRollup.objects.create(
+        width="h",
+        bucket=bucket,
+        project_id=project_id,
+        micro_model="intent-mini",
+        evaluator=evaluator,
+        dim_key="user.tier",
+        dim_value=tier,
+        evaluated=200,
+        failed=60,
+        weighted_evaluated=200.0,
+        weighted_failed=60.0,
+        weighted_sq_evaluated=200.0,
+        weighted_sq_failed=60.0,
+    )
+    rebuild_evaluation_days({(project_id, bucket.replace(hour=0))})
 
 
 def _paired_sums(project_id: int, tier: str, width: str = "h") -> tuple[int, int, int, int]:
@@ -211,7 +216,7 @@ def test_the_gap_decides_where_the_fallbacks_answers_are_known(gapped) -> None:
     assert (edge_gap["n"], edge_gap["low"], edge_gap["high"]) == (80, gap["low"], gap["high"])
     # Pro has 4 pairs only: its LabelCheck fail rate (30 %) decides.
     assert sent["pro"]["criterion"] == "fail_rate"
-    assert sent["pro"]["evaluator"] == "LabelCheck"
+    assert sent["pro"]["evaluator"] == LABEL_CHECK
     assert sent["pro"]["accuracy_gap"] is None
 
 
@@ -234,6 +239,29 @@ def test_a_tied_escalated_cohort_is_taken_back_when_the_gap_is_clearly_small(gap
     (advice,) = routing_advice(filters, threshold=0.10)
     assert advice["take_back"] == []
     assert "free" not in {a["value"] for a in advice["send"]}
+
+
+def test_the_gap_stands_in_for_the_label_check_only(gapped) -> None:
+    project, filters = gapped
+    # Free's tie would be taken back at 20 % (above), and enterprise is sent on its gap; both
+    # now fail groundedness at 30 %, which the fallback's labels say nothing about.
+    for tier in ("free", "enterprise"):
+        _fail_thirty_percent(project.id, _hour(timezone.now(), 3), GROUNDEDNESS, tier)
+    low, _ = _wilson(60, 200)
+    assert low > 0.2
+
+    (advice,) = routing_advice(filters, threshold=0.2)
+
+    sent = sorted((a["value"], a["criterion"], a["evaluator"]) for a in advice["send"])
+    # (Enterprise's gap, +14.1 to +35.9 points, does not clear 20 %.)
+    assert sent == [
+        ("enterprise", "fail_rate", GROUNDEDNESS),
+        ("free", "fail_rate", GROUNDEDNESS),
+        ("pro", "fail_rate", LABEL_CHECK),
+    ]
+    assert advice["take_back"] == []
+    # Enterprise's LabelCheck fail rate gave way to its gap: no LabelCheck row for it.
+    assert ("enterprise", "fail_rate", LABEL_CHECK) not in sent
 
 
 def test_the_endpoint_and_the_page_say_which_criterion_decided(gapped, member_client) -> None:
