@@ -117,7 +117,9 @@ def test_the_demo_data_yields_advice_decided_by_the_accuracy_gap(demo_week) -> N
     # At 10 % task completion's interval holds the threshold: not taken back.
     assert english(0.10) == []
     (advice,) = routing_advice(demo_week.with_(micro_model="router-tiny"), threshold=0.13)
-    (gap,) = [r for r in advice["take_back"] if r["criterion"] == "accuracy_gap" and r["value"] == "en"]
+    (gap,) = [
+        r for r in advice["take_back"] if r["criterion"] == "accuracy_gap" and r["value"] == "en"
+    ]
     assert gap["fail_rate"] is None and gap["high"] < 0.13
     assert gap["low"] <= gap["accuracy_gap"] <= gap["high"]
     assert "n=30 escalated decisions)" in gap["message"]
