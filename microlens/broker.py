@@ -26,6 +26,7 @@ the settings for the ``filesystem://`` URL only.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
@@ -115,12 +116,16 @@ class Channel(filesystem.Channel):
         quarantine.mkdir(parents=True, exist_ok=True)
         target = quarantine / claimed.name
         os.replace(claimed, target)
+        # The decoder's own message, never the file's content (a message carries task args).
+        reason = type(error).__name__
+        if isinstance(error, json.JSONDecodeError):
+            reason += f": {error.msg}: char {error.pos}"
         logger.error(
             "broker message file does not decode, quarantined: file=%s queue=%s bytes=%d error=%s",
             target,
             queue,
             size,
-            f"{type(error).__name__}: {error}",
+            reason,
         )
 
     @property
