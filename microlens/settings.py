@@ -226,14 +226,18 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: with no broker configured, kombu's filesystem transport needs no server and
 # works across processes on one host. Jobs live in PostgreSQL; the broker only wakes workers.
+# microlens.broker's subclass writes each message file atomically and quarantines files
+# that do not decode (kombu's own lets a worker read a half-written file and crash).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
 _broker_dir = MICROLENS_HOME / "broker"
 if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_TRANSPORT = "microlens.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
+        "quarantine_folder": str(_broker_dir / "quarantine"),
         "store_processed": False,
     }
 CELERY_TASK_ACKS_LATE = False

@@ -20,7 +20,8 @@ Files under ``MICROLENS_HOME``::
     postgres/             the embedded cluster (owned by an unprivileged user under root;
                           a link to /var/lib/microlens/clusters/... when that user cannot
                           reach this folder, see postgres.cluster_root_for)
-    broker/queue|processed  kombu's filesystem transport
+    broker/queue|processed|control  kombu's filesystem transport (microlens/broker.py)
+    broker/quarantine     message files that did not decode (created when needed)
     credentials           generated API key and admin password (0600), see bootstrap.py
     run/up.lock           flock held while an ``up`` runs on this home
     run/up.json           addresses, and per child (postgres included) pid, state and

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from django.conf import settings
@@ -70,9 +70,12 @@ class CeleryProcesses:
     (plus the test database, and without CELERY_BROKER_URL: the settings' filesystem
     broker), logging to ``folder``."""
 
-    def __init__(self, folder: Path, env: Mapping[str, str], name: str) -> None:
+    def __init__(
+        self, folder: Path, env: Mapping[str, str], name: str, include: Sequence[str] = ()
+    ) -> None:
         self.folder = folder
         self.name = name
+        self.include = include
         self.env = {
             **os.environ,
             "DATABASE_URL": database_url(),
@@ -89,6 +92,7 @@ class CeleryProcesses:
             args = [
                 *("worker", "--pool=solo", "--concurrency=1", "--without-heartbeat"),
                 *("--without-gossip", "--without-mingle", "-n", f"{self.name}{n}@%h"),
+                *([f"--include={','.join(self.include)}"] if self.include else []),
             ]
         else:
             args = ["beat", "-s", str(self.folder / "celerybeat-schedule")]
