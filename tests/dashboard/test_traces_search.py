@@ -189,12 +189,56 @@ def _listed(client: Client, url: str, ids: dict[str, int]) -> list[int]:
             "route=tech&micro_model=intent-mini&label=refund",
             lambda i, d: i == 4,
         ),
+        # A decision filter with every kind of trace filter: the counts then come from the
+        # matching decisions (trace_search._decision_count_sql).
+        (
+            "micro_model=intent-mini&min_cost=0.001",
+            lambda i, d: d["micro_model"] == "intent-mini" and d["fallback"],
+        ),
+        (
+            "micro_model=intent-mini&max_cost=0.001",
+            lambda i, d: d["micro_model"] == "intent-mini" and not d["fallback"],
+        ),
+        (
+            "route=tech&service=checkout",
+            lambda i, d: d["route"] == "tech" and d["service"] == "checkout",
+        ),
+        ("label=refund&q=k4q", lambda i, d: i == 4),
+        ("label=refund&q=k7q", lambda i, d: False),
+        ("fallback=0&status=error", lambda i, d: not d["fallback"] and d["error"]),
+        (
+            "micro_model=safety-screen&min_ms=1500",
+            lambda i, d: d["micro_model"] == "safety-screen" and d["duration_ms"] >= 1500,
+        ),
+        (
+            "expected_label=refund&failed_evaluator=label_check",
+            lambda i, d: d["expected"] == "refund" and i in (1, 2),
+        ),
+        (
+            "fallback=1&cohort.user.tier=free",
+            lambda i, d: d["fallback"] and d["tier"] == "free",
+        ),
     ],
 )
 def test_each_filter_lists_exactly_its_traces(seeded, member_client: Client, query, rule):
     listed = _listed(member_client, f"/?{query}", seeded["ids"])
 
     assert set(listed) == _expect(rule)
+    # The counts above the list: every match, and (one decision a trace) as many decisions
+    # when a decision filter is set, failed verdicts when failed_evaluator is.
+    html = member_client.get(f"/?{query}").content.decode()
+    counts = dict(re.findall(r'<span class="(\w+-count)">(\d+)</span>', html))
+    assert int(counts["trace-count"]) == len(_expect(rule))
+    decision_filter = any(
+        f"{name}=" in query
+        for name in ("micro_model", "route", "model", "label", "expected_label", "fallback")
+    )
+    if decision_filter:
+        assert int(counts["decision-count"]) == len(_expect(rule))
+    else:
+        assert "decision-count" not in counts
+    if "failed_evaluator=" in query:
+        assert int(counts["failed-count"]) == len(_expect(rule))
     # Newest first: the designed traces start 7 minutes apart, trace 0 the newest.
     assert listed == sorted(listed)
 
