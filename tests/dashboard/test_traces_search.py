@@ -16,7 +16,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from dashboard import views
+from dashboard import trace_search, views
 from dashboard.metrics.refresh import fold_changes
 from dashboard.models import ModelPrice
 from evaluators.contracts import EvaluationRecord
@@ -494,3 +494,45 @@ def test_the_custom_fields_show_only_for_a_custom_range_prefilled_with_the_windo
             <= before - timedelta(hours=24) + timedelta(minutes=1)
         )
         assert shown["end"] - shown["start"] == timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    ("query", "rule"),
+    [
+        ("q=k7q", lambda i, d: i == 7),
+        ("q=warehouse", lambda i, d: i == 7),
+        ("q=parc+delay", lambda i, d: i == 9),
+        ("q=%22POST%22", lambda i, d: True),
+        ("q=k7q+parcel", lambda i, d: False),
+        ("q=k4q&label=refund", lambda i, d: i == 4),
+        ("q=POST&cohort.user.tier=free", lambda i, d: d["tier"] == "free"),
+    ],
+)
+def test_a_common_text_is_checked_trace_by_trace_with_the_same_matches(
+    seeded, member_client: Client, monkeypatch, query, rule
+) -> None:
+    # Every text counts as common: matched trace by trace down the newest-first walk.
+    monkeypatch.setattr(trace_search, "COMMON_TEXT_SPANS", 1)
+    listed = _listed(member_client, f"/?{query}", seeded["ids"])
+
+    assert set(listed) == _expect(rule)
+    assert listed == sorted(listed)
+    html = member_client.get(f"/?{query}").content.decode()
+    expected = len(_expect(rule))
+    assert f'<span class="trace-count">{expected}</span> trace' in html
+    assert "decision-count" not in html
+
+
+def test_a_common_text_counts_its_traces_up_to_the_cap(
+    seeded, member_client: Client, monkeypatch
+) -> None:
+    monkeypatch.setattr(trace_search, "COMMON_TEXT_SPANS", 1)
+    monkeypatch.setattr(trace_search, "TEXT_COUNT_CAP", 4)
+
+    every = member_client.get("/?q=POST").content.decode()
+    one = member_client.get("/?q=k7q").content.decode()
+
+    # All 15 traces hold "POST": counted to 4 and marked; one holds "k7q": exact.
+    assert '<span class="trace-count">4</span>+ traces' in every
+    assert '<span class="trace-count">1</span> trace.' in one
+    assert len(_listed(member_client, "/?q=POST", seeded["ids"])) == COUNT
