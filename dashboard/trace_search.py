@@ -330,11 +330,21 @@ def _conditions(query: TraceQuery, *, common_text: bool = False) -> tuple[list[s
     if decision_sql:
         conditions.append(decision_sql)
         params += decision_params
-    extra: list[tuple[str, list[Any]]] = []
+    for sql, values in _trace_conditions(query, common_text=common_text):
+        conditions.append(sql)
+        params += values
+    return conditions, params
+
+
+def _trace_conditions(query: TraceQuery, *, common_text: bool) -> list[tuple[str, list[Any]]]:
+    """The filters on a trace's other rows (its service, verdicts and spans), as conditions
+    on ``f.project_id`` and ``f.trace_id``, the most expensive last: it runs on the fewest
+    rows."""
+    found: list[tuple[str, list[Any]]] = []
     if query.service is not None:
-        extra.append(trace_service_condition("f.project_id", "f.trace_id", query.service))
+        found.append(trace_service_condition("f.project_id", "f.trace_id", query.service))
     if query.failed_evaluator is not None:
-        extra.append(
+        found.append(
             failed_evaluation_condition(
                 "f.project_id",
                 "f.trace_id",
@@ -346,16 +356,12 @@ def _conditions(query: TraceQuery, *, common_text: bool = False) -> tuple[list[s
             )
         )
     if query.text is not None:
-        # Last: the most expensive test runs on the fewest rows.
-        extra.append(
+        found.append(
             span_text_check("f.project_id", "f.trace_id", "f.start_time", query.text)
             if common_text
             else span_text_condition("f.project_id", "f.trace_id", query.text, query.start)
         )
-    for sql, values in extra:
-        conditions.append(sql)
-        params += values
-    return conditions, params
+    return found
 
 
 _COLUMNS = (
@@ -592,24 +598,8 @@ def _decision_count_sql(
             f" AND t.trace_id = f.trace_id AND t.is_primary AND {bounds})"
         )
         outer_params += [value for value, _ in costs]
-    extra: list[tuple[str, list[Any]]] = []
-    if query.service is not None:
-        extra.append(trace_service_condition("f.project_id", "f.trace_id", query.service))
-    if query.failed_evaluator is not None:
-        extra.append(
-            failed_evaluation_condition(
-                "f.project_id",
-                "f.trace_id",
-                evaluator=None
-                if query.failed_evaluator == ANY_EVALUATOR
-                else query.failed_evaluator,
-                micro_model=query.micro_model,
-                cohort=dict(query.cohort),
-            )
-        )
-    if query.text is not None:
-        extra.append(span_text_condition("f.project_id", "f.trace_id", query.text, query.start))
-    for sql, values in extra:
+    # A common text never comes here: match_counts counts it up to the cap.
+    for sql, values in _trace_conditions(query, common_text=False):
         outer.append(sql)
         outer_params += values
     sql = (
