@@ -25,6 +25,7 @@ of the savings. A group with no priced rescue has no cost per rescue and so no s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -46,6 +47,22 @@ _SQL = (
     "sum(decisions), sum(fallbacks), sum(costed_traces), sum(cost_sum),"
     " sum(rescue_costed), sum(rescue_cost_sum), sum(rescue_cost_sq_sum)"
 )
+
+
+def economics_from_sums(sums: Sequence[Any], days: float) -> dict[str, Any]:
+    """``economics_row`` of the seven sums ``_SQL`` selects, as the database returns them
+    (NULL where no row was summed)."""
+    decisions, rescues, costed, cost_sum, rescue_costed, rescue_sum, rescue_sq = sums
+    return economics_row(
+        int(decisions or 0),
+        int(rescues or 0),
+        int(costed or 0),
+        float(cost_sum or 0.0),
+        int(rescue_costed or 0),
+        float(rescue_sum or 0.0),
+        days,
+        float(rescue_sq or 0.0),
+    )
 
 
 def economics_row(
@@ -134,16 +151,7 @@ def fallback_economics(
             # A day bucket counts the part of it inside the range.
             day_end = time + timedelta(days=1)
             days = (min(day_end, filters.end) - max(time, filters.start)).total_seconds() / 86400
-        row = economics_row(
-            int(sums[0] or 0),
-            int(sums[1] or 0),
-            int(sums[2] or 0),
-            float(sums[3] or 0.0),
-            int(sums[4] or 0),
-            float(sums[5] or 0.0),
-            days,
-            float(sums[6] or 0.0),
-        )
+        row = economics_from_sums(sums, days)
         rows.append({"group": grp, "time": time.isoformat() if time else None, **row})
     notes = [] if rows else ["no traffic in range"]
     return _result("fallback-economics", filters, group_by, interval, rows, notes)

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from evaluators.contracts import EvaluationCount
 from evaluators.queries import (
     changed_evaluation_hours,
     evaluation_counts,
@@ -125,19 +126,8 @@ def rollup_counts(filters: Filters, group_by: str | None) -> dict[tuple[str, Any
     ragged hours from hour rows), the partial hours at its ends (windows.py) counted from
     evaluators' results, whose spans started inside them."""
     counts: dict[tuple[str, Any], list] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0, 0.0])
-    hours = whole_hours(filters.start, filters.end)
-    if hours is not None:
-        whole = replace(filters, start=hours[0], end=hours[1])
-        where, params, group_sql = _where(whole, group_by, None, "dashboard_evalrollup")
-        sql = (
-            f"SELECT evaluator, {group_sql or 'NULL::text'}, sum(failed), sum(evaluated),"
-            f" sum(weighted_failed), sum(weighted_evaluated), sum(weighted_sq_failed),"
-            f" sum(weighted_sq_evaluated) {where} GROUP BY 1, 2"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            for evaluator, grp, *sums in cursor.fetchall():
-                _add(counts[(evaluator, grp)], *sums)
+    for evaluator, grp, *sums in whole_hour_counts(filters, group_by):
+        _add(counts[(evaluator, grp)], *sums)
     for edge_start, edge_end in partial_hours(filters.start, filters.end):
         for c in evaluation_counts(
             list(filters.project_ids),
@@ -147,16 +137,44 @@ def rollup_counts(filters: Filters, group_by: str | None) -> dict[tuple[str, Any
             group_by=group_by,
             cohort=filters.cohort,
         ):
-            _add(
-                counts[(c.evaluator, c.group)],
-                c.failed,
-                c.evaluated,
-                c.weighted_failed,
-                c.weighted_evaluated,
-                c.weighted_sq_failed,
-                c.weighted_sq_evaluated,
-            )
+            add_count(counts[(c.evaluator, c.group)], c)
     return dict(counts)
+
+
+def whole_hour_counts(
+    filters: Filters, group_by: str | None, *, per_micro_model: bool = False
+) -> list[tuple]:
+    """The rollup's rows over the window's whole hours: (micro model when
+    ``per_micro_model``,) evaluator, group, then the six sums of ``rollup_counts``."""
+    hours = whole_hours(filters.start, filters.end)
+    if hours is None:
+        return []
+    whole = replace(filters, start=hours[0], end=hours[1])
+    where, params, group_sql = _where(whole, group_by, None, "dashboard_evalrollup")
+    keys = ["evaluator", group_sql or "NULL::text"]
+    if per_micro_model:
+        keys.insert(0, "micro_model")
+    sql = (
+        f"SELECT {', '.join(keys)}, sum(failed), sum(evaluated),"
+        " sum(weighted_failed), sum(weighted_evaluated), sum(weighted_sq_failed),"
+        f" sum(weighted_sq_evaluated) {where} GROUP BY {', '.join(keys)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def add_count(into: list, c: EvaluationCount) -> None:
+    """Add one of evaluators' partial-hour counts to ``rollup_counts``' six sums."""
+    _add(
+        into,
+        c.failed,
+        c.evaluated,
+        c.weighted_failed,
+        c.weighted_evaluated,
+        c.weighted_sq_failed,
+        c.weighted_sq_evaluated,
+    )
 
 
 def _add(into: list, failed: int, evaluated: int, *weighted: float) -> None:

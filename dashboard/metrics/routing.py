@@ -42,7 +42,6 @@ Where no rescue was ever priced the cost is None (shown as unknown, never as zer
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import replace
 from typing import Any
 
 from django.db import connection
@@ -51,11 +50,11 @@ from evaluators.contracts import LABEL_CHECK
 from evaluators.queries import evaluation_counts
 
 from . import Filters, InvalidQuery, _where, cohort_dimensions, micro_models
-from .economics import _SQL, economics_row
-from .evaluations import _add
+from .economics import _SQL, economics_from_sums
+from .evaluations import _add, add_count, whole_hour_counts
 from .shadow import newcombe_paired_interval
 from .weighting import weighted_rate
-from .windows import partial_hours, whole_hours
+from .windows import partial_hours
 
 DEFAULT_THRESHOLD = 0.10
 # Compared with the Kish effective n, not the raw n. Sampled evaluations weigh 1 / their
@@ -189,16 +188,9 @@ def _economics(
         fetched = cursor.fetchall()
     out: dict[str, dict[Any, dict[str, Any]]] = defaultdict(dict)
     for name, grp, *sums in fetched:
-        out[name][grp] = economics_row(
-            int(sums[0] or 0),
-            int(sums[1] or 0),
-            int(sums[2] or 0),
-            float(sums[3] or 0.0),
-            int(sums[4] or 0),
-            float(sums[5] or 0.0),
-            days,
-            float(sums[6] or 0.0),
-        ) | {"paired": tuple(int(v or 0) for v in sums[7:11])}
+        out[name][grp] = economics_from_sums(sums[:7], days) | {
+            "paired": tuple(int(v or 0) for v in sums[7:11])
+        }
     return out
 
 
@@ -208,19 +200,8 @@ def _fail_rates(filters: Filters, key: str, names: list[str]) -> dict[str, list[
     counts: dict[str, dict[tuple[str, Any], list]] = defaultdict(
         lambda: defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0, 0.0])
     )
-    hours = whole_hours(filters.start, filters.end)
-    if hours is not None:
-        whole = replace(filters, start=hours[0], end=hours[1])
-        where, params, group_sql = _where(whole, key, None, "dashboard_evalrollup")
-        sql = (
-            f"SELECT micro_model, evaluator, {group_sql}, sum(failed), sum(evaluated),"
-            " sum(weighted_failed), sum(weighted_evaluated), sum(weighted_sq_failed),"
-            f" sum(weighted_sq_evaluated) {where} GROUP BY 1, 2, 3"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            for name, evaluator, grp, *sums in cursor.fetchall():
-                _add(counts[name][(evaluator, grp)], *sums)
+    for name, evaluator, grp, *sums in whole_hour_counts(filters, key, per_micro_model=True):
+        _add(counts[name][(evaluator, grp)], *sums)
     wanted = set(names)
     for edge_start, edge_end in partial_hours(filters.start, filters.end):
         for c in evaluation_counts(
@@ -233,15 +214,7 @@ def _fail_rates(filters: Filters, key: str, names: list[str]) -> dict[str, list[
             per_micro_model=True,
         ):
             if c.micro_model in wanted:
-                _add(
-                    counts[c.micro_model][(c.evaluator, c.group)],
-                    c.failed,
-                    c.evaluated,
-                    c.weighted_failed,
-                    c.weighted_evaluated,
-                    c.weighted_sq_failed,
-                    c.weighted_sq_evaluated,
-                )
+                add_count(counts[c.micro_model][(c.evaluator, c.group)], c)
     out: dict[str, list[dict[str, Any]]] = {}
     for name, by_group in counts.items():
         rows = []
