@@ -295,7 +295,10 @@ def _decision_match(query: TraceQuery, head: str) -> tuple[str, list[Any]]:
     return sql, [value for _, value in decision]
 
 
-def _common_text(query: TraceQuery) -> bool:
+def text_is_common(query: TraceQuery) -> bool:
+    """Whether the query's search text is common enough to be checked trace by trace
+    (``COMMON_TEXT_SPANS``): read through the text index once per request, its answer
+    handed to ``search_traces`` and ``match_counts``."""
     return query.text is not None and span_text_matches_at_least(
         query.project_ids, query.text, query.start, query.end, COMMON_TEXT_SPANS
     )
@@ -443,13 +446,19 @@ def _rows(facts: list[tuple]) -> list[TraceRow]:
     return rows
 
 
-def search_traces(query: TraceQuery, *, cursor: str | None, size: int) -> TraceResultPage:
+def search_traces(
+    query: TraceQuery, *, cursor: str | None, size: int, common_text: bool | None = None
+) -> TraceResultPage:
     """One page of matching traces: the newest, or those past ``cursor`` (older for a
     next-page cursor, newer for a previous-page one). One extra row tells whether a page
     lies beyond, without a COUNT."""
     direction, after = decode_cursor(cursor) if cursor else ("n", None)
     facts = _fetch(
-        query, after=after, direction=direction, limit=size + 1, common_text=_common_text(query)
+        query,
+        after=after,
+        direction=direction,
+        limit=size + 1,
+        common_text=text_is_common(query) if common_text is None else common_text,
     )
     more = len(facts) > size
     if direction == "n":
@@ -471,7 +480,7 @@ def iter_traces(query: TraceQuery, *, limit: int, chunk: int = 500) -> Iterator[
     the same keyset (an export streams them without holding the set)."""
     after: _Key | None = None
     left = limit
-    common_text = _common_text(query)
+    common_text = text_is_common(query)
     while left > 0:
         facts = _fetch(
             query, after=after, direction="n", limit=min(chunk, left), common_text=common_text
@@ -495,14 +504,14 @@ class MatchCounts:
     capped: bool = False  # a common search text: traces counted up to TEXT_COUNT_CAP only
 
 
-def match_counts(query: TraceQuery) -> MatchCounts:
+def match_counts(query: TraceQuery, *, common_text: bool | None = None) -> MatchCounts:
     """How many traces match, and in them how many decisions match the decision filters
     and how many failed verdicts the failed_evaluator filter counts: the numbers the
     metrics show for the same filters (a fallback count, a failed-evaluation count). One
     query, but over every match in the range (not a page): see docs/traces.md."""
     if not query.project_ids:
         return MatchCounts(0, None, None)
-    if _common_text(query):
+    if text_is_common(query) if common_text is None else common_text:
         return _capped_counts(query)
     failed: str = ""
     failed_params: list[Any] = []

@@ -264,9 +264,13 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     project) a search of the folded facts in a time range (trace_search.py)."""
     if trace_search.is_search(request.GET):
         query = _trace_query(request)
+        common_text = trace_search.text_is_common(query)
         with _invalid_query_is_400():
             found = trace_search.search_traces(
-                query, cursor=request.GET.get("cursor") or None, size=PAGE_SIZE
+                query,
+                cursor=request.GET.get("cursor") or None,
+                size=PAGE_SIZE,
+                common_text=common_text,
             )
         return render(
             request,
@@ -274,7 +278,7 @@ def trace_list(request: HttpRequest) -> HttpResponse:
             {
                 **_filter_bar(request, query.project_ids, (query.start, query.end)),
                 "search": found,
-                "counts": trace_search.match_counts(query),
+                "counts": trace_search.match_counts(query, common_text=common_text),
                 "range_name": query.range_name,
                 "start": query.start,
                 "end": query.end,

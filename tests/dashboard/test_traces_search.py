@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from dashboard import trace_search, views
@@ -536,3 +537,16 @@ def test_a_common_text_counts_its_traces_up_to_the_cap(
     assert '<span class="trace-count">4</span>+ traces' in every
     assert '<span class="trace-count">1</span> trace.' in one
     assert len(_listed(member_client, "/?q=POST", seeded["ids"])) == COUNT
+
+
+def test_a_text_search_page_asks_the_text_index_once_how_common_its_text_is(
+    seeded, member_client: Client
+) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        response = member_client.get("/?q=k7q")
+
+    assert response.status_code == 200
+    # The list and its counts share the one answer (trace_search.text_is_common).
+    probe = "SELECT count(*) FROM (SELECT 1 FROM tracestore_span s"
+    probes = [q["sql"] for q in queries.captured_queries if probe in q["sql"]]
+    assert len(probes) == 1
